@@ -1,0 +1,1 @@
+"""The `nmt` command line: a thin Typer + rich shell around the `nmt` library."""

@@ -1,0 +1,170 @@
+"""Typed, frozen settings for every stage, loaded from TOML and overridden by flags.
+Knows nothing about torch or the other modules: plain dataclasses in, plain dicts out."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from nmt.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the encoder-decoder Transformer; saved beside the weights."""
+
+    src_vocab_size: int = 8000
+    tgt_vocab_size: int = 8000
+    d_model: int = 256
+    n_heads: int = 4
+    enc_layers: int = 3
+    dec_layers: int = 3
+    ffn_dim: int = 1024
+    dropout: float = 0.1  # on sublayer outputs and embeddings, as in the paper
+    attn_dropout: float = 0.0  # on attention weights
+    act_dropout: float = 0.0  # inside the feed-forward, after the activation
+    activation: str = "relu"  # "relu" or "gelu"
+    pre_norm: bool = True  # pre-norm: deep stacks train stably with a short warm-up
+    share_all_embeddings: bool = True  # source, target and output share one matrix (joint vocab)
+    tie_output: bool = True  # target embedding and output projection share one matrix
+    max_positions: int = 1024
+    pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.activation not in ("relu", "gelu"):
+            raise ConfigError(f"activation must be 'relu' or 'gelu', not {self.activation!r}")
+        if self.share_all_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ConfigError("share_all_embeddings needs a joint vocabulary (equal source and target sizes)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: batching, optimisation, validation, stopping."""
+
+    seed: int = 1
+    batch_tokens: int = 4096  # target tokens per batch (before accumulation)
+    accum_steps: int = 1
+    max_src_len: int = 256  # longer training pairs are filtered out at load time
+    max_tgt_len: int = 256
+    label_smoothing: float = 0.1
+    optimizer: str = "adamw"  # "adam" or "adamw"
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-9
+    weight_decay: float = 0.0
+    schedule: str = "inverse_sqrt"  # "inverse_sqrt", "linear" or "cosine" after a linear warm-up
+    warmup_steps: int = 500
+    min_lr: float = 0.0  # floor for linear/cosine decay
+    clip_norm: float = 1.0  # 0 disables clipping
+    max_steps: int = 2000
+    max_epochs: int = 0  # 0: no limit
+    max_minutes: float = 0.0  # 0: no limit
+    log_every: int = 20
+    valid_every: int = 200
+    valid_bleu: bool = True  # greedy-decode the validation set and compute sacreBLEU
+    valid_max_sentences: int = 0  # 0: the whole validation set
+    early_stop_metric: str = "bleu"  # "bleu" or "loss"
+    patience: int = 0  # validations without improvement before stopping; 0 disables
+    keep_last: int = 5
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How to search: beam, length penalty, output length limits."""
+
+    beam_size: int = 5
+    max_len_a: float = 1.2  # max output length = a * src_len + b
+    max_len_b: int = 10
+    length_penalty: float = 1.0  # GNMT alpha; 0 disables
+    normalize: str = "gnmt"  # "gnmt" (length penalty alpha) or "length" (plain average)
+    nbest: int = 1
+    no_repeat_ngram: int = 0
+    unk_penalty: float = 0.0
+    batch_tokens: int = 4096
+
+
+def _coerce(value: Any, annotation: Any, name: str) -> Any:
+    """Check one value against its field type; ints are accepted where floats are expected."""
+    hint = annotation
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        args = typing.get_args(hint)
+        if len(value) != len(args):
+            raise ConfigError(f"{name} must have {len(args)} items, got {len(value)}")
+        return tuple(_coerce(v, a, name) for v, a in zip(value, args))
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
+    """Build a config dataclass from a dict, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    values = {k: _coerce(v, hints[k], f"{where}: {k}") for k, v in data.items()}
+    return cls(**values)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON/TOML-friendly dict (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def parse_value(text: str) -> Any:
+    """Parse a command-line override value as a TOML value, falling back to a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file with `[model]`, `[train]` and `[decode]` tables."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    unknown = sorted(set(data) - {"model", "train", "decode"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown table(s) {', '.join(unknown)}; use [model], [train] and [decode]")
+    return data
+
+
+def section_of(key: str) -> str:
+    """Which table ('model', 'train' or 'decode') an option name belongs to."""
+    for section, cls in (("model", ModelConfig), ("train", TrainConfig), ("decode", DecodeConfig)):
+        if key in {f.name for f in fields(cls)}:
+            return section
+    raise ConfigError(f"unknown option --{key.replace('_', '-')}")

@@ -1,0 +1,278 @@
+"""Parallel text → cleaned sentence pairs → id arrays on disk → token-budgeted `Batch`es.
+Knows nothing about models or search: text files in, padded id tensors out."""
+
+from __future__ import annotations
+
+import gzip
+import unicodedata
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from nmt.errors import DataError
+
+# ---------------------------------------------------------------------------------------------
+# Reading text
+
+
+def clean(line: str) -> str:
+    """NFC-normalise, drop control characters, collapse every whitespace run to one space, strip."""
+    line = unicodedata.normalize("NFC", line)
+    if not line.isprintable():
+        line = "".join(" " if ch.isspace() else ch for ch in line if ch.isspace() or unicodedata.category(ch) != "Cc")
+    return " ".join(line.split())
+
+
+def read_lines(path: Path) -> list[str]:
+    """Lines of a UTF-8 text file (optionally gzipped), split on '\\n' only, '\\r\\n' accepted.
+
+    Other Unicode line separators (U+2028, form feed, ...) stay inside their line: splitting on them
+    would silently misalign a parallel corpus.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a text file") from None
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path}: not a valid gzip file ({e}); re-compress it or give the plain text") from None
+    if not raw.strip():
+        raise DataError(f"{path}: file is empty; give a corpus with at least one sentence")
+    parts = raw.split(b"\n")
+    if parts[-1] == b"":
+        parts.pop()
+    lines = []
+    for number, part in enumerate(parts, start=1):
+        if part.endswith(b"\r"):
+            part = part[:-1]
+        try:
+            lines.append(part.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise DataError(
+                f"{path}:{number}: invalid UTF-8 (byte 0x{part[e.start]:02x} at column {e.start + 1}); "
+                "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+            ) from None
+    return lines
+
+
+def corpus_files(prefix: str | Path, src: str, tgt: str) -> tuple[Path, Path] | Path:
+    """The files behind a corpus name: (PREFIX.src, PREFIX.tgt), each possibly .gz, or one TSV file."""
+    prefix = Path(prefix)
+    if prefix.is_file() and prefix.suffix in (".tsv", ".gz") and not prefix.name.endswith((f".{src}.gz", f".{tgt}.gz")):
+        return prefix
+    found = []
+    for lang in (src, tgt):
+        plain, zipped = Path(f"{prefix}.{lang}"), Path(f"{prefix}.{lang}.gz")
+        if plain.is_file():
+            found.append(plain)
+        elif zipped.is_file():
+            found.append(zipped)
+        else:
+            raise DataError(
+                f"{plain}: no such file (nor {zipped.name}); a corpus is PREFIX.{src} + PREFIX.{tgt} "
+                "(optionally .gz) or a two-column .tsv file"
+            )
+    return found[0], found[1]
+
+
+@dataclass
+class ParallelText:
+    """Aligned, cleaned sentence pairs and where they came from."""
+
+    src: list[str]
+    tgt: list[str]
+    files: list[Path]
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+
+def read_parallel(prefix: str | Path, src: str, tgt: str) -> ParallelText:
+    """Read and clean one corpus; raises DataError on any malformed input."""
+    files = corpus_files(prefix, src, tgt)
+    if isinstance(files, Path):
+        src_lines, tgt_lines = [], []
+        for number, line in enumerate(read_lines(files), start=1):
+            fields = line.split("\t")
+            if len(fields) != 2:
+                raise DataError(
+                    f"{files}:{number}: expected 2 tab-separated fields ({src}, {tgt}), found {len(fields)}; "
+                    "remove or fix the line"
+                )
+            src_lines.append(clean(fields[0]))
+            tgt_lines.append(clean(fields[1]))
+        return ParallelText(src_lines, tgt_lines, [files])
+    src_file, tgt_file = files
+    src_raw, tgt_raw = read_lines(src_file), read_lines(tgt_file)
+    if len(src_raw) != len(tgt_raw):
+        short, long_ = (src_file, tgt_file) if len(src_raw) < len(tgt_raw) else (tgt_file, src_file)
+        n = min(len(src_raw), len(tgt_raw))
+        raise DataError(
+            f"{long_}:{n + 1}: misaligned corpus: {src_file} has {len(src_raw)} lines but {tgt_file} has "
+            f"{len(tgt_raw)}; {short} ends before this line. Both files must hold one sentence per line, aligned"
+        )
+    return ParallelText([clean(s) for s in src_raw], [clean(t) for t in tgt_raw], [src_file, tgt_file])
+
+
+# ---------------------------------------------------------------------------------------------
+# Id arrays on disk: one flat array per side plus offsets, in safetensors (no pickle)
+
+
+@dataclass
+class ParallelIds:
+    """Token ids of aligned sentences, without BOS/EOS: sentence i is ids[offsets[i]:offsets[i+1]]."""
+
+    src_ids: np.ndarray
+    src_offsets: np.ndarray
+    tgt_ids: np.ndarray
+    tgt_offsets: np.ndarray
+
+    @classmethod
+    def from_lists(cls, src: list[list[int]], tgt: list[list[int]]) -> "ParallelIds":
+        def flat(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+            lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+            offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            ids = np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(offsets[-1]))
+            return ids, offsets
+
+        return cls(*flat(src), *flat(tgt))
+
+    def __len__(self) -> int:
+        return len(self.src_offsets) - 1
+
+    @property
+    def src_lens(self) -> np.ndarray:
+        return np.diff(self.src_offsets)
+
+    @property
+    def tgt_lens(self) -> np.ndarray:
+        return np.diff(self.tgt_offsets)
+
+    def src(self, i: int) -> np.ndarray:
+        return self.src_ids[self.src_offsets[i] : self.src_offsets[i + 1]]
+
+    def tgt(self, i: int) -> np.ndarray:
+        return self.tgt_ids[self.tgt_offsets[i] : self.tgt_offsets[i + 1]]
+
+    def save(self, path: Path) -> None:
+        from safetensors.numpy import save_file
+
+        save_file(
+            {
+                "src_ids": self.src_ids,
+                "src_offsets": self.src_offsets,
+                "tgt_ids": self.tgt_ids,
+                "tgt_offsets": self.tgt_offsets,
+            },
+            str(path),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> "ParallelIds":
+        from safetensors.numpy import load_file
+
+        try:
+            t = load_file(str(path))
+            return cls(t["src_ids"], t["src_offsets"], t["tgt_ids"], t["tgt_offsets"])
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such prepared split; run `nmt prepare` first") from None
+        except Exception as e:  # safetensors raises its own error types for corrupted files
+            raise DataError(f"{path}: unreadable prepared split ({e}); re-run `nmt prepare --force`") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches
+
+
+@dataclass
+class Batch:
+    """A padded batch. src ends with EOS; tgt_in starts with BOS and tgt_out ends with EOS."""
+
+    src: "torch.Tensor"  # (batch, src_len) long, right-padded with pad_id  # noqa: F821
+    src_len: "torch.Tensor"  # (batch,) long
+    tgt_in: "torch.Tensor"  # (batch, tgt_len) long
+    tgt_out: "torch.Tensor"  # (batch, tgt_len) long, pad_id where there is no target
+    index: "torch.Tensor"  # (batch,) long: positions of these pairs in their split
+    n_tokens: int  # real target tokens (EOS included, padding excluded)
+
+    def to(self, device: "torch.device") -> "Batch":  # noqa: F821
+        return Batch(
+            self.src.to(device, non_blocking=True),
+            self.src_len.to(device, non_blocking=True),
+            self.tgt_in.to(device, non_blocking=True),
+            self.tgt_out.to(device, non_blocking=True),
+            self.index,
+            self.n_tokens,
+        )
+
+
+def collate(data: ParallelIds, index: np.ndarray, pad_id: int, bos_id: int, eos_id: int) -> Batch:
+    """Build one padded batch from the pairs at `index`."""
+    import torch
+
+    src_lens = data.src_lens[index] + 1  # + EOS
+    tgt_lens = data.tgt_lens[index] + 1  # + BOS (in) / EOS (out)
+    n = len(index)
+    src = np.full((n, int(src_lens.max())), pad_id, dtype=np.int64)
+    tgt_in = np.full((n, int(tgt_lens.max())), pad_id, dtype=np.int64)
+    tgt_out = np.full_like(tgt_in, pad_id)
+    for row, i in enumerate(index):
+        s, t = data.src(int(i)), data.tgt(int(i))
+        src[row, : len(s)] = s
+        src[row, len(s)] = eos_id
+        tgt_in[row, 0] = bos_id
+        tgt_in[row, 1 : len(t) + 1] = t
+        tgt_out[row, : len(t)] = t
+        tgt_out[row, len(t)] = eos_id
+    return Batch(
+        torch.from_numpy(src),
+        torch.from_numpy(src_lens.astype(np.int64)),
+        torch.from_numpy(tgt_in),
+        torch.from_numpy(tgt_out),
+        torch.from_numpy(np.asarray(index, dtype=np.int64)),
+        int(tgt_lens.sum()),
+    )
+
+
+def token_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, batch_tokens: int, seed: int | None) -> list[np.ndarray]:
+    """Group sentence indices into batches of at most `batch_tokens` padded tokens.
+
+    Sorting by length (ties broken at random when a seed is given) keeps padding minimal; the batches
+    themselves come back shuffled with that seed, or in length order when seed is None. A sentence
+    longer than the budget still gets a batch of its own rather than being dropped.
+    """
+    n = len(src_lens)
+    rng = np.random.default_rng(seed) if seed is not None else None
+    tiebreak = rng.permutation(n) if rng is not None else np.arange(n)
+    # +1 for EOS/BOS; the padded cost of a batch is its size times its longest side
+    cost = np.maximum(src_lens, tgt_lens) + 1
+    order = np.lexsort((tiebreak, src_lens, tgt_lens))
+    batches: list[np.ndarray] = []
+    start, longest = 0, 0
+    for pos in range(n):
+        longest_if_added = max(longest, int(cost[order[pos]]))
+        if pos > start and longest_if_added * (pos - start + 1) > batch_tokens:
+            batches.append(order[start:pos])
+            start, longest_if_added = pos, int(cost[order[pos]])
+        longest = longest_if_added
+    if start < n:
+        batches.append(order[start:n])
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def iterate_batches(
+    data: ParallelIds, batch_tokens: int, seed: int | None, pad_id: int, bos_id: int, eos_id: int, skip: int = 0
+) -> Iterator[Batch]:
+    """Batches of one pass over `data`, skipping the first `skip` (for exact resumption)."""
+    for index in token_batches(data.src_lens, data.tgt_lens, batch_tokens, seed)[skip:]:
+        yield collate(data, index, pad_id, bos_id, eos_id)
