@@ -35,9 +35,11 @@ def _root(
 
 
 def _register() -> None:
-    from nmt_cli import prepare
+    from nmt_cli import prepare, score
+
 
     app.command("prepare")(prepare.prepare)
+    app.command("score")(score.score)
 
 
 _register()
