@@ -1,0 +1,196 @@
+"""The pieces one Transformer layer is made of: sinusoidal positions, multi-head self- and
+cross-attention, the position-wise feed-forward, and the encoder and decoder layers that wire
+them together with residuals and LayerNorm (pre- or post-norm).
+Owns the arithmetic of a single layer; embeddings, stacks and decoding caches live in model.py."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nmt.config import ModelConfig
+
+
+def sinusoid_table(max_positions: int, d_model: int) -> Tensor:
+    """Section 3.5: PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(same angle)."""
+    # float64 so that far positions keep their precision before the final cast
+    pos = torch.arange(max_positions, dtype=torch.float64)[:, None]  # (max_positions, 1)
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (ceil(d_model/2),)
+    angles = pos / 10000.0 ** (two_i / d_model)  # (max_positions, ceil(d_model/2))
+    table = torch.empty(max_positions, d_model, dtype=torch.float64)
+    table[:, 0::2] = angles.sin()
+    table[:, 1::2] = angles[:, : d_model // 2].cos()
+    return table.float()  # (max_positions, d_model)
+
+
+class SinusoidalPositions(nn.Module):
+    """The fixed positional encoding, precomputed once as a buffer."""
+
+    def __init__(self, max_positions: int, d_model: int) -> None:
+        super().__init__()
+        # non-persistent: a function of the config, so it stays out of the saved weights
+        self.register_buffer("table", sinusoid_table(max_positions, d_model), persistent=False)
+
+    def forward(self, length: int, offset: int = 0) -> Tensor:
+        """Encodings of positions offset .. offset+length-1."""
+        if offset + length > self.table.size(0):
+            raise ValueError(
+                f"position {offset + length - 1} is past max_positions={self.table.size(0)}; "
+                "shorten the input or raise max_positions"
+            )
+        return self.table[offset : offset + length]  # (length, d_model)
+
+
+class Attention(nn.Module):
+    """What self- and cross-attention share: head split, SDPA and the output projection."""
+
+    def __init__(self, d_model: int, n_heads: int, attn_dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.attn_dropout = attn_dropout
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def split_heads(self, x: Tensor) -> Tensor:
+        """(batch, t, d_model) -> (batch, n_heads, t, head_dim), a view: SDPA takes strided inputs."""
+        batch, t, _ = x.shape
+        return x.view(batch, t, self.n_heads, self.head_dim).transpose(1, 2)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
+        """softmax(q k^T / sqrt(head_dim)) v over all heads, merged and projected back to d_model.
+        q (batch, n_heads, t_q, head_dim), k and v (batch, n_heads, t_k, head_dim),
+        mask (batch, 1, 1, t_k) bool with True where a key may be attended to."""
+        dropout_p = self.attn_dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
+        batch, _, t_q, _ = out.shape  # (batch, n_heads, t_q, head_dim)
+        # the fused kernels store the output as (batch, t_q, n_heads, head_dim), so this reshape copies nothing
+        out = out.transpose(1, 2).reshape(batch, t_q, self.n_heads * self.head_dim)
+        return self.out_proj(out)  # (batch, t_q, d_model)
+
+
+class SelfAttention(Attention):
+    """Queries, keys and values from the same sequence, projected by one fused matmul."""
+
+    def __init__(self, d_model: int, n_heads: int, attn_dropout: float) -> None:
+        super().__init__(d_model, n_heads, attn_dropout)
+        self.qkv_proj = nn.Linear(d_model, 3 * d_model)
+
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        causal: bool = False,
+        past: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """x (batch, t, d_model). With `past` = (k, v) of earlier positions, x holds only the next
+        position (t = 1), which may see everything before it, so no mask is needed.
+        Returns the output (batch, t, d_model) and all keys and values (batch, n_heads, t_past + t, head_dim)."""
+        q, k, v = (self.split_heads(p) for p in self.qkv_proj(x).chunk(3, dim=-1))
+        if past is not None:
+            k = torch.cat((past[0], k), dim=2)
+            v = torch.cat((past[1], v), dim=2)
+        return self.attend(q, k, v, mask, causal), k, v
+
+
+class CrossAttention(Attention):
+    """Queries from the decoder, keys and values from the encoder memory (projected by one fused matmul)."""
+
+    def __init__(self, d_model: int, n_heads: int, attn_dropout: float) -> None:
+        super().__init__(d_model, n_heads, attn_dropout)
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.kv_proj = nn.Linear(d_model, 2 * d_model)
+
+    def project_memory(self, states: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values of the encoder states (batch, src_len, d_model); a decoding cache keeps them."""
+        k, v = self.kv_proj(states).chunk(2, dim=-1)
+        return self.split_heads(k), self.split_heads(v)  # (batch, n_heads, src_len, head_dim) each
+
+    def forward(self, x: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+        """x (batch, tgt_len, d_model) attends to the memory's k, v; mask hides source padding."""
+        return self.attend(self.split_heads(self.q_proj(x)), k, v, mask)  # (batch, tgt_len, d_model)
+
+
+class FeedForward(nn.Module):
+    """FFN(x) = W2 act(W1 x + b1) + b2, applied to every position alike."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(config.d_model, config.ffn_dim)
+        self.act = nn.ReLU() if config.activation == "relu" else nn.GELU()
+        self.dropout = nn.Dropout(config.act_dropout)
+        self.fc2 = nn.Linear(config.ffn_dim, config.d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.dropout(self.act(self.fc1(x))))  # (batch, t, d_model)
+
+
+class Sublayers(nn.Module):
+    """The residual wiring around each sublayer, in either of the two usual orders:
+    pre-norm  x + dropout(f(norm(x)))  (the stack then ends with one more LayerNorm),
+    post-norm norm(x + dropout(f(x)))  (as in the paper)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.pre_norm = config.pre_norm
+        self.dropout = nn.Dropout(config.dropout)
+
+    def sublayer_input(self, x: Tensor, norm: nn.LayerNorm) -> Tensor:
+        return norm(x) if self.pre_norm else x
+
+    def residual(self, x: Tensor, out: Tensor, norm: nn.LayerNorm) -> Tensor:
+        x = x + self.dropout(out)
+        return x if self.pre_norm else norm(x)
+
+
+class EncoderLayer(Sublayers):
+    """Self-attention over the source, then the feed-forward."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.self_attn = SelfAttention(config.d_model, config.n_heads, config.attn_dropout)
+        self.self_attn_norm = nn.LayerNorm(config.d_model)
+        self.ffn = FeedForward(config)
+        self.ffn_norm = nn.LayerNorm(config.d_model)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x (batch, src_len, d_model); mask (batch, 1, 1, src_len), True at real tokens."""
+        out, _, _ = self.self_attn(self.sublayer_input(x, self.self_attn_norm), mask=mask)
+        x = self.residual(x, out, self.self_attn_norm)
+        out = self.ffn(self.sublayer_input(x, self.ffn_norm))
+        return self.residual(x, out, self.ffn_norm)  # (batch, src_len, d_model)
+
+
+class DecoderLayer(Sublayers):
+    """Causal self-attention over the target, cross-attention to the source, then the feed-forward."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.self_attn = SelfAttention(config.d_model, config.n_heads, config.attn_dropout)
+        self.self_attn_norm = nn.LayerNorm(config.d_model)
+        self.cross_attn = CrossAttention(config.d_model, config.n_heads, config.attn_dropout)
+        self.cross_attn_norm = nn.LayerNorm(config.d_model)
+        self.ffn = FeedForward(config)
+        self.ffn_norm = nn.LayerNorm(config.d_model)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory_k: Tensor,
+        memory_v: Tensor,
+        memory_mask: Tensor,
+        past: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Teacher forcing (past None): x (batch, tgt_len, d_model), each position sees itself and
+        earlier ones. Incremental (past = cached self-attention k, v): x (batch, 1, d_model) is the
+        next position only. memory_k/v (batch, n_heads, src_len, head_dim) from project_memory;
+        memory_mask (batch, 1, 1, src_len), True at real source tokens.
+        Returns x and the self-attention k, v including the new positions (for the cache)."""
+        # target padding needs no key mask: pads sit at the end, and the causal mask hides them
+        # from every real position before them
+        out, k, v = self.self_attn(self.sublayer_input(x, self.self_attn_norm), causal=past is None, past=past)
+        x = self.residual(x, out, self.self_attn_norm)
+        out = self.cross_attn(self.sublayer_input(x, self.cross_attn_norm), memory_k, memory_v, memory_mask)
+        x = self.residual(x, out, self.cross_attn_norm)
+        out = self.ffn(self.sublayer_input(x, self.ffn_norm))
+        return self.residual(x, out, self.ffn_norm), k, v  # (batch, t, d_model), (batch, n_heads, t_all, head_dim) x2

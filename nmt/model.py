@@ -1,0 +1,156 @@
+"""The encoder-decoder Transformer of "Attention is all you need": embeddings (optionally tied),
+the encoder and decoder stacks, teacher-forced `decode` for training, and the cached
+`decode_step`/`reorder` that search drives one token at a time.
+Owns parameters, their initialisation and the decoding state; one layer's arithmetic is in layers.py."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nmt.config import ModelConfig
+from nmt.layers import DecoderLayer, EncoderLayer, SinusoidalPositions
+
+
+@dataclass
+class Memory:
+    """What the encoder hands to the decoder."""
+
+    states: Tensor  # (batch, src_len, d_model)
+    pad_mask: Tensor  # (batch, src_len) bool, True at padding
+
+
+@dataclass
+class KVCache:
+    """Incremental decoding state: everything the decoder needs to take one more step."""
+
+    self_k: list[Tensor]  # per decoder layer, (batch, n_heads, length, head_dim)
+    self_v: list[Tensor]
+    cross_k: list[Tensor]  # per decoder layer, (batch, n_heads, src_len, head_dim), computed once from memory
+    cross_v: list[Tensor]
+    length: int  # number of target positions already decoded
+
+
+def attend_mask(pad_mask: Tensor) -> Tensor:
+    """(batch, src_len) True at padding -> (batch, 1, 1, src_len) True where SDPA may attend,
+    broadcast over heads and query positions."""
+    return ~pad_mask[:, None, None, :]
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder Transformer; every hyper-parameter comes from `config`."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        d_model = config.d_model
+        self.embed_scale = math.sqrt(d_model)  # section 3.4: embeddings are multiplied by sqrt(d_model)
+        self.src_embed = nn.Embedding(config.src_vocab_size, d_model, padding_idx=config.pad_id)
+        if config.share_all_embeddings:
+            self.tgt_embed = self.src_embed
+        else:
+            self.tgt_embed = nn.Embedding(config.tgt_vocab_size, d_model, padding_idx=config.pad_id)
+        self.output_proj = nn.Linear(d_model, config.tgt_vocab_size, bias=False)
+        self.positions = SinusoidalPositions(config.max_positions, d_model)
+        self.dropout = nn.Dropout(config.dropout)
+        self.encoder = nn.ModuleList(EncoderLayer(config) for _ in range(config.enc_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(config) for _ in range(config.dec_layers))
+        # pre-norm leaves the residual stream un-normalised, so each stack ends with one LayerNorm
+        self.encoder_norm = nn.LayerNorm(d_model) if config.pre_norm else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(d_model) if config.pre_norm else nn.Identity()
+        self.reset_parameters()
+        if config.share_all_embeddings or config.tie_output:
+            # one Parameter under two names; safetensors save_model/load_model keeps it shared
+            self.output_proj.weight = self.tgt_embed.weight
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform linear weights and zero biases; embeddings N(0, d_model^-0.5) with a zero pad row."""
+        std = self.config.d_model**-0.5
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        # an untied output projection is a row per target word, like the embedding it could be tied to
+        nn.init.normal_(self.output_proj.weight, mean=0.0, std=std)
+        for embedding in dict.fromkeys((self.src_embed, self.tgt_embed)):  # once each when shared
+            nn.init.normal_(embedding.weight, mean=0.0, std=std)
+            with torch.no_grad():
+                embedding.weight[self.config.pad_id].zero_()
+
+    def embed(self, tokens: Tensor, table: nn.Embedding, offset: int = 0) -> Tensor:
+        """Scaled token embeddings plus positions offset.., then dropout: (batch, t) -> (batch, t, d_model)."""
+        positions = self.positions(tokens.size(1), offset)  # (t, d_model)
+        # one fused op for positions + sqrt(d_model) * embeddings
+        return self.dropout(torch.add(positions, table(tokens), alpha=self.embed_scale))
+
+    def encode(self, src: Tensor, src_len: Tensor) -> Memory:
+        """src (batch, src_len) right-padded; src_len (batch,) >= 1. Positions >= src_len are padding."""
+        pad_mask = torch.arange(src.size(1), device=src.device) >= src_len[:, None]  # (batch, src_len)
+        mask = attend_mask(pad_mask)  # (batch, 1, 1, src_len)
+        x = self.embed(src, self.src_embed)  # (batch, src_len, d_model)
+        for layer in self.encoder:
+            x = layer(x, mask)
+        return Memory(states=self.encoder_norm(x), pad_mask=pad_mask)
+
+    def decode(self, tgt_in: Tensor, memory: Memory) -> Tensor:
+        """Teacher forcing: tgt_in (batch, tgt_len) -> logits (batch, tgt_len, tgt_vocab_size)."""
+        mask = attend_mask(memory.pad_mask)  # (batch, 1, 1, src_len)
+        x = self.embed(tgt_in, self.tgt_embed)  # (batch, tgt_len, d_model)
+        for layer in self.decoder:
+            memory_k, memory_v = layer.cross_attn.project_memory(memory.states)
+            x, _, _ = layer(x, memory_k, memory_v, mask)
+        return self.output_proj(self.decoder_norm(x))  # (batch, tgt_len, tgt_vocab_size)
+
+    def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
+        """Logits (batch, tgt_len, tgt_vocab_size) of the next target token at every position."""
+        return self.decode(tgt_in, self.encode(src, src_len))
+
+    def init_cache(self, memory: Memory) -> KVCache:
+        """Cross-attention keys/values once per sentence; an empty self-attention cache."""
+        cross = [layer.cross_attn.project_memory(memory.states) for layer in self.decoder]
+        batch = memory.states.size(0)
+        head_dim = self.config.d_model // self.config.n_heads
+        empty = memory.states.new_empty(batch, self.config.n_heads, 0, head_dim)  # (batch, n_heads, 0, head_dim)
+        n_layers = len(self.decoder)
+        return KVCache(
+            self_k=[empty] * n_layers,
+            self_v=[empty] * n_layers,
+            cross_k=[k for k, _ in cross],
+            cross_v=[v for _, v in cross],
+            length=0,
+        )
+
+    def decode_step(self, tokens: Tensor, memory: Memory, cache: KVCache | None) -> tuple[Tensor, KVCache]:
+        """Score the next token for every hypothesis; tokens (batch,) are the last ones decoded
+        (bos at first, when cache is None). Only the new position runs through the decoder.
+        Returns float32 log-probs (batch, tgt_vocab_size) and a new cache one position longer;
+        the given cache is left as it was."""
+        if cache is None:
+            cache = self.init_cache(memory)
+        mask = attend_mask(memory.pad_mask)  # (batch, 1, 1, src_len)
+        x = self.embed(tokens[:, None], self.tgt_embed, offset=cache.length)  # (batch, 1, d_model)
+        self_k, self_v = [], []
+        for i, layer in enumerate(self.decoder):
+            past = (cache.self_k[i], cache.self_v[i])  # (batch, n_heads, length, head_dim) each
+            x, k, v = layer(x, cache.cross_k[i], cache.cross_v[i], mask, past=past)
+            self_k.append(k)  # (batch, n_heads, length + 1, head_dim)
+            self_v.append(v)
+        logits = self.output_proj(self.decoder_norm(x[:, 0]))  # (batch, tgt_vocab_size)
+        log_probs = F.log_softmax(logits.float(), dim=-1)  # (batch, tgt_vocab_size)
+        return log_probs, KVCache(self_k, self_v, cache.cross_k, cache.cross_v, cache.length + 1)
+
+    def reorder(self, memory: Memory, cache: KVCache, index: Tensor) -> tuple[Memory, KVCache]:
+        """Keep, duplicate or drop rows: index (new_batch,) picks, for each new row, an old one.
+        Beam search uses it to expand sentences to beams and to drop finished sentences."""
+
+        def pick(tensors: list[Tensor]) -> list[Tensor]:
+            return [t.index_select(0, index) for t in tensors]
+
+        memory = Memory(memory.states.index_select(0, index), memory.pad_mask.index_select(0, index))
+        cache = KVCache(pick(cache.self_k), pick(cache.self_v), pick(cache.cross_k), pick(cache.cross_v), cache.length)
+        return memory, cache

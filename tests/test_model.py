@@ -1,0 +1,227 @@
+"""Tests for nmt/model.py and nmt/layers.py: masking, caching, reordering, tying and learning,
+each checked as a relationship between two ways of computing the same thing, on tiny models."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
+
+from nmt.config import ModelConfig
+from nmt.layers import sinusoid_table
+from nmt.model import KVCache, Memory, Transformer
+
+PAD, BOS, EOS = 0, 1, 2
+VOCAB = 50
+TINY = ModelConfig(
+    src_vocab_size=VOCAB,
+    tgt_vocab_size=VOCAB,
+    d_model=32,
+    n_heads=2,
+    enc_layers=2,
+    dec_layers=2,
+    ffn_dim=64,
+    dropout=0.0,
+    max_positions=64,
+)
+ATOL = 1e-5
+
+
+def build(config: ModelConfig = TINY, seed: int = 0) -> Transformer:
+    torch.manual_seed(seed)
+    return Transformer(config).eval()
+
+
+def padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token lists into (batch, max_len) with their lengths (batch,)."""
+    lengths = torch.tensor([len(r) for r in rows])
+    out = torch.full((len(rows), int(lengths.max())), PAD)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row)
+    return out, lengths
+
+
+def random_rows(generator: torch.Generator, lengths: list[int]) -> list[list[int]]:
+    return [torch.randint(3, VOCAB, (n,), generator=generator).tolist() for n in lengths]
+
+
+@pytest.fixture
+def model() -> Transformer:
+    return build()
+
+
+@pytest.fixture
+def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Three sentence pairs of different lengths: src, src_len, tgt_in (bos + target, right-padded)."""
+    g = torch.Generator().manual_seed(1)
+    src, src_len = padded(random_rows(g, [7, 3, 5]))
+    tgt_in, _ = padded([[BOS] + row for row in random_rows(g, [4, 6, 2])])
+    return src, src_len, tgt_in
+
+
+@torch.no_grad()
+def test_padding_never_changes_outputs(model):
+    g = torch.Generator().manual_seed(2)
+    (short_src, long_src), (short_tgt, long_tgt) = random_rows(g, [4, 9]), random_rows(g, [3, 8])
+    alone_src, alone_len = padded([short_src])
+    alone_tgt, _ = padded([[BOS] + short_tgt])
+    both_src, both_len = padded([long_src, short_src])  # the short pair sits in row 1, padded
+    both_tgt, _ = padded([[BOS] + long_tgt, [BOS] + short_tgt])
+    assert both_src.size(1) > alone_src.size(1) and both_tgt.size(1) > alone_tgt.size(1)
+
+    alone, both = model.encode(alone_src, alone_len), model.encode(both_src, both_len)
+    torch.testing.assert_close(both.states[1, :4], alone.states[0], atol=ATOL, rtol=0)
+    assert both.pad_mask[1].tolist() == [False] * 4 + [True] * 5
+
+    alone_logits = model.decode(alone_tgt, alone)  # (1, 4, vocab)
+    both_logits = model.decode(both_tgt, both)  # (2, 9, vocab)
+    torch.testing.assert_close(both_logits[1, :4], alone_logits[0], atol=ATOL, rtol=0)
+
+
+@torch.no_grad()
+def test_decoder_never_sees_the_future(model, batch):
+    src, src_len, tgt_in = batch
+    memory = model.encode(src, src_len)
+    changed = tgt_in.clone()
+    changed[:, 3] = (changed[:, 3] + 1) % VOCAB
+    before, after = model.decode(tgt_in, memory), model.decode(changed, memory)
+    torch.testing.assert_close(after[:, :3], before[:, :3], atol=ATOL, rtol=0)
+    assert not torch.allclose(after[:, 3:], before[:, 3:], atol=1e-3)  # the change did reach later positions
+
+
+def step_by_step(
+    model: Transformer, memory: Memory, tgt_in: torch.Tensor, cache: KVCache | None = None
+) -> tuple[torch.Tensor, KVCache]:
+    """Feed tgt_in one column at a time through decode_step; (batch, tgt_len, vocab) log-probs."""
+    steps = []
+    for t in range(tgt_in.size(1)):
+        log_probs, cache = model.decode_step(tgt_in[:, t], memory, cache)
+        steps.append(log_probs)
+    return torch.stack(steps, dim=1), cache
+
+
+@torch.no_grad()
+def test_cached_steps_match_full_decode(model, batch):
+    src, src_len, tgt_in = batch
+    memory = model.encode(src, src_len)
+    full = F.log_softmax(model.decode(tgt_in, memory), dim=-1)  # (batch, tgt_len, vocab)
+    stepped, cache = step_by_step(model, memory, tgt_in)
+    assert stepped.dtype == torch.float32
+    torch.testing.assert_close(stepped, full, atol=ATOL, rtol=0)
+    assert cache.length == tgt_in.size(1)
+    assert cache.self_k[0].shape == (3, TINY.n_heads, tgt_in.size(1), TINY.d_model // TINY.n_heads)
+    assert cache.cross_v[-1].shape == (3, TINY.n_heads, src.size(1), TINY.d_model // TINY.n_heads)
+
+
+@torch.no_grad()
+def test_decode_step_leaves_the_given_cache_alone(model, batch):
+    """Search may keep an old cache around (e.g. to compare hypotheses), so a step must not grow it in place."""
+    src, src_len, tgt_in = batch
+    memory = model.encode(src, src_len)
+    _, cache = model.decode_step(tgt_in[:, 0], memory, None)
+    first, _ = model.decode_step(tgt_in[:, 1], memory, cache)
+    second, _ = model.decode_step(tgt_in[:, 1], memory, cache)
+    assert cache.length == 1 and cache.self_k[0].size(2) == 1
+    torch.testing.assert_close(second, first)
+
+
+@torch.no_grad()
+def test_reorder_equals_decoding_the_selected_rows(model, batch):
+    src, src_len, tgt_in = batch
+    index = torch.tensor([2, 0, 0, 2])  # drops row 1, duplicates rows 0 and 2
+    memory = model.encode(src, src_len)
+    _, cache = step_by_step(model, memory, tgt_in[:, :2])
+    memory, cache = model.reorder(memory, cache, index)
+    after, _ = step_by_step(model, memory, tgt_in[index, 2:], cache)
+
+    direct_memory = model.encode(src[index], src_len[index])
+    direct, _ = step_by_step(model, direct_memory, tgt_in[index])
+    torch.testing.assert_close(after, direct[:, 2:], atol=ATOL, rtol=0)
+    assert cache.length == 2 and memory.pad_mask.shape == (4, src.size(1))
+
+
+def test_tiny_model_overfits_twenty_pairs():
+    g = torch.Generator().manual_seed(3)
+    lengths = torch.randint(3, 9, (2, 20), generator=g).tolist()
+    src, src_len = padded(random_rows(g, lengths[0]))
+    tgt, _ = padded([[BOS] + row + [EOS] for row in random_rows(g, lengths[1])])
+    tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]
+    model = build(dataclasses.replace(TINY, d_model=64, ffn_dim=128)).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(200):
+        logits = model(src, src_len, tgt_in)
+        loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05
+
+
+def vocab_matrices(model: Transformer) -> list[torch.nn.Parameter]:
+    """Distinct parameters with a row per word."""
+    sizes = {model.config.src_vocab_size, model.config.tgt_vocab_size}
+    return [p for p in model.parameters() if p.dim() == 2 and p.size(0) in sizes]
+
+
+def test_tied_embeddings_are_one_parameter():
+    shared = build()
+    assert shared.src_embed.weight is shared.tgt_embed.weight is shared.output_proj.weight
+    assert len(vocab_matrices(shared)) == 1
+
+    tied = build(dataclasses.replace(TINY, share_all_embeddings=False, tgt_vocab_size=VOCAB + 7))
+    assert tied.tgt_embed.weight is tied.output_proj.weight
+    assert tied.src_embed.weight is not tied.tgt_embed.weight
+    assert len(vocab_matrices(tied)) == 2
+
+    untied = build(dataclasses.replace(TINY, share_all_embeddings=False, tie_output=False))
+    assert len(vocab_matrices(untied)) == 3
+
+
+@torch.no_grad()
+def test_tie_survives_safetensors_and_positions_are_not_saved(tmp_path, model, batch):
+    assert not any("positions" in name for name in model.state_dict())
+    save_model(model, str(tmp_path / "model.safetensors"))
+    loaded = build(seed=99)
+    load_model(loaded, str(tmp_path / "model.safetensors"))
+    assert loaded.src_embed.weight is loaded.output_proj.weight
+    torch.testing.assert_close(loaded(*batch), model(*batch))
+
+
+def test_initialisation():
+    model = build(dataclasses.replace(TINY, src_vocab_size=2000, tgt_vocab_size=2000))
+    weight = model.src_embed.weight
+    assert torch.all(weight[PAD] == 0)
+    assert abs(weight[1:].std().item() - TINY.d_model**-0.5) < 0.01
+    ffn_in = model.encoder[0].ffn.fc1.weight  # xavier-uniform bound: sqrt(6 / (fan_in + fan_out))
+    assert ffn_in.abs().max().item() <= math.sqrt(6 / (TINY.d_model + TINY.ffn_dim))
+
+
+@pytest.mark.parametrize("change", [{"pre_norm": False}, {"activation": "gelu"}])
+@torch.no_grad()
+def test_variants_run_and_differ_from_default(model, batch, change):
+    variant = build(dataclasses.replace(TINY, **change))  # same seed: same weights where shapes agree
+    default_logits, variant_logits = model(*batch), variant(*batch)
+    assert variant_logits.shape == default_logits.shape
+    assert torch.isfinite(variant_logits).all()
+    assert not torch.allclose(variant_logits, default_logits, atol=1e-3)
+    src, src_len, tgt_in = batch
+    memory = variant.encode(src, src_len)
+    stepped, _ = step_by_step(variant, memory, tgt_in)
+    torch.testing.assert_close(stepped, F.log_softmax(variant.decode(tgt_in, memory), dim=-1), atol=ATOL, rtol=0)
+
+
+def test_positional_encoding_matches_the_paper(model):
+    d_model = TINY.d_model
+    table = model.positions(20, offset=5)  # rows are positions 5..24
+    for pos in (5, 6, 13, 24):
+        for i in (0, 1, 7, d_model // 2 - 1):
+            angle = pos / 10000 ** (2 * i / d_model)
+            assert table[pos - 5, 2 * i].item() == pytest.approx(math.sin(angle), abs=1e-6)
+            assert table[pos - 5, 2 * i + 1].item() == pytest.approx(math.cos(angle), abs=1e-6)
+    torch.testing.assert_close(sinusoid_table(64, d_model)[5:25], table)
+    with pytest.raises(ValueError, match="max_positions"):
+        model.positions(10, offset=TINY.max_positions - 5)
