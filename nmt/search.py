@@ -1,0 +1,313 @@
+"""Beam, greedy and sampled search over any model that can take one decoding step.
+Knows nothing about SentencePiece, files or the model class: ids in, ids and scores out.
+
+Every function decodes a whole batch at once. Each output position is one `decode_step` over all
+live hypotheses of all sentences, and finished sentences leave the batch (`model.reorder` shrinks
+memory and cache), so the late steps only pay for the sentences that are still being translated.
+The host waits for the device once per step, to learn which sentences have finished."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeAlias
+
+import torch
+from torch import Tensor
+
+from nmt.config import DecodeConfig
+from nmt.errors import ConfigError
+
+Memory: TypeAlias = Any  # whatever `encode` returns; search only passes it back to the model
+KVCache: TypeAlias = Any  # likewise for the decoder state
+
+
+class StepModel(Protocol):
+    def encode(self, src: Tensor, src_len: Tensor) -> Memory: ...
+    def decode_step(self, tokens: Tensor, memory: Memory, cache: KVCache | None) -> tuple[Tensor, KVCache]: ...
+    def reorder(self, memory: Memory, cache: KVCache, index: Tensor) -> tuple[Memory, KVCache]: ...
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One translation: ids without BOS and EOS, its search score and its total log-probability."""
+
+    tokens: list[int]
+    score: float  # log_prob normalised for length as configured (see `normalise`); higher is better
+    log_prob: float  # sum of the token log-probs, EOS included (and any unk penalty paid)
+
+
+def normalise(log_prob: float, length: int, *, length_penalty: float = 1.0, normalize: str = "gnmt") -> float:
+    """Score of a finished hypothesis. `length` counts its tokens including EOS (BOS is not counted).
+
+    "gnmt": log_prob / ((5 + length) / 6) ** length_penalty (Wu et al., 2016); alpha 0 is the raw sum.
+    "length": log_prob / length, the average log-prob per token."""
+    if normalize == "length":
+        return log_prob / length
+    return log_prob / ((5 + length) / 6) ** length_penalty
+
+
+def max_lengths(src_len: Tensor, max_len_a: float, max_len_b: int) -> list[int]:
+    """Most tokens (EOS not counted) each output may have: int(a * src_len + b), src_len without padding."""
+    return [max(0, int(max_len_a * n + max_len_b)) for n in src_len.tolist()]
+
+
+def _check_normalize(normalize: str) -> None:
+    if normalize not in ("gnmt", "length"):
+        raise ConfigError(f"normalize must be 'gnmt' or 'length', not {normalize!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# one hypothesis per sentence: greedy and sampling
+
+
+def _single_path(
+    model: StepModel,
+    src: Tensor,
+    src_len: Tensor,
+    choose: Callable[[Tensor], Tensor],
+    *,
+    bos_id: int,
+    eos_id: int,
+    max_len_a: float,
+    max_len_b: int,
+    length_penalty: float,
+    normalize: str,
+) -> list[Hypothesis]:
+    """Extend one hypothesis per sentence with `choose(log_probs) -> tokens` until EOS or the limit."""
+    _check_normalize(normalize)
+    batch, device = src.size(0), src.device
+    if batch == 0:
+        return []
+    limits = max_lengths(src_len, max_len_a, max_len_b)
+    out = torch.full((batch, max(limits) + 1), eos_id, dtype=torch.long, device=device)  # by input sentence
+    length = torch.zeros(batch, dtype=torch.long, device=device)  # tokens decoded, EOS included
+    log_prob = torch.zeros(batch, device=device)
+    alive = torch.arange(batch, device=device)  # input index of each row still decoding
+    limit = torch.tensor(limits, device=device)  # (n,) for the alive rows
+
+    memory = model.encode(src, src_len)
+    cache = None
+    tokens = torch.full((batch,), bos_id, dtype=torch.long, device=device)
+    for t in range(max(limits) + 1):
+        log_probs, cache = model.decode_step(tokens, memory, cache)  # (n, vocab)
+        log_probs = log_probs.float()
+        # a hypothesis that reaches its limit is ended, not dropped
+        tokens = torch.where(limit <= t, eos_id, choose(log_probs))  # (n,)
+        log_prob[alive] += log_probs.gather(1, tokens[:, None]).squeeze(1)
+        out[alive, t] = tokens
+        length[alive] = t + 1
+        keep = (tokens != eos_id).nonzero().squeeze(1)  # the one host-device sync of the step
+        if len(keep) == 0:
+            break
+        if len(keep) < len(tokens):
+            memory, cache = model.reorder(memory, cache, keep)
+            alive, limit, tokens = alive[keep], limit[keep], tokens[keep]
+
+    ids, lengths, log_probs_ = out.tolist(), length.tolist(), log_prob.tolist()
+    return [
+        Hypothesis(ids[i][: n - 1], normalise(lp, n, length_penalty=length_penalty, normalize=normalize), lp)
+        for i, (n, lp) in enumerate(zip(lengths, log_probs_))
+    ]
+
+
+@torch.inference_mode()
+def greedy(
+    model: StepModel,
+    src: Tensor,
+    src_len: Tensor,
+    *,
+    bos_id: int,
+    eos_id: int,
+    max_len_a: float = 1.2,
+    max_len_b: int = 10,
+    length_penalty: float = 1.0,
+    normalize: str = "gnmt",
+) -> list[Hypothesis]:
+    """The most probable next token at every step; one hypothesis per sentence, in input order.
+
+    Scores are normalised exactly as `beam_search` does, so a beam of one gives the same tokens and
+    scores when given the same settings."""
+    return _single_path(
+        model, src, src_len, lambda log_probs: log_probs.argmax(dim=-1),
+        bos_id=bos_id, eos_id=eos_id, max_len_a=max_len_a, max_len_b=max_len_b,
+        length_penalty=length_penalty, normalize=normalize,
+    )
+
+
+def _sampling_probs(log_probs: Tensor, temperature: float, top_k: int, top_p: float) -> Tensor:
+    """Tempered, truncated next-token distribution (rows, vocab) to draw from."""
+    logits = log_probs / temperature
+    if 0 < top_k < logits.size(-1):
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (rows, 1)
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if top_p < 1.0:
+        # nucleus: the most probable tokens until their mass reaches top_p; the first is always kept
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        mass_before = probs.cumsum(dim=-1) - probs
+        sorted_logits = sorted_logits.masked_fill(mass_before >= top_p, -math.inf)
+        logits = torch.full_like(logits, -math.inf).scatter(1, order, sorted_logits)
+    return logits.softmax(dim=-1)
+
+
+@torch.inference_mode()
+def sample(
+    model: StepModel,
+    src: Tensor,
+    src_len: Tensor,
+    *,
+    bos_id: int,
+    eos_id: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    max_len_a: float = 1.2,
+    max_len_b: int = 10,
+    length_penalty: float = 1.0,
+    normalize: str = "gnmt",
+) -> list[Hypothesis]:
+    """Draw one output per sentence: at each step a token from the model's distribution at
+    `temperature`, cut to the `top_k` most probable (0: all) and/or to the smallest set holding
+    `top_p` of the mass (1.0: all). The same `generator` state (on src's device) gives the same output.
+
+    `log_prob` and `score` are those of the model itself (temperature 1, nothing cut away), so a
+    sample can be compared with the greedy or beam output."""
+    if temperature <= 0:
+        raise ConfigError(f"temperature must be > 0, not {temperature}")
+    if top_k < 0 or not 0 < top_p <= 1:
+        raise ConfigError(f"top_k must be >= 0 and top_p in (0, 1], not {top_k} and {top_p}")
+
+    def draw(log_probs: Tensor) -> Tensor:
+        probs = _sampling_probs(log_probs, temperature, top_k, top_p)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+    return _single_path(
+        model, src, src_len, draw,
+        bos_id=bos_id, eos_id=eos_id, max_len_a=max_len_a, max_len_b=max_len_b,
+        length_penalty=length_penalty, normalize=normalize,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# beam search
+
+
+def _block_repeats(log_probs: Tensor, history: Tensor, n: int) -> Tensor:
+    """-inf for every token that would complete an n-gram already in the hypothesis.
+    log_probs (rows, vocab); history (rows, t) the tokens decoded so far, without BOS."""
+    t = history.size(1)
+    if t < n:
+        return log_probs
+    grams = history.unfold(1, n, 1)  # (rows, t - n + 1, n): every n-gram so far
+    tail = history[:, t - n + 1 :]  # (rows, n - 1): what the next token would follow
+    repeats = (grams[:, :, :-1] == tail[:, None, :]).all(dim=-1)  # (rows, t - n + 1)
+    banned = torch.zeros_like(log_probs).scatter_add_(1, grams[:, :, -1], repeats.to(log_probs.dtype))
+    return log_probs.masked_fill(banned > 0, -math.inf)
+
+
+@torch.inference_mode()
+def beam_search(
+    model: StepModel,
+    src: Tensor,
+    src_len: Tensor,
+    config: DecodeConfig,
+    *,
+    bos_id: int,
+    eos_id: int,
+    unk_id: int | None = None,
+) -> list[list[Hypothesis]]:
+    """The `config.nbest` best outputs of each sentence, best first, in input order.
+
+    Each sentence keeps `beam_size` live hypotheses. At every step the 2 * beam_size best
+    extensions are ranked by total log-prob; those ending in EOS among the first beam_size are
+    finished, and the best beam_size others go on. A sentence is done once it has beam_size
+    finished hypotheses, or at its length limit, where every live hypothesis is ended with EOS.
+    The finished ones are then ranked by `normalise` (length counted with EOS). A list is shorter
+    than nbest only if the model gives every other continuation zero probability."""
+    beam = config.beam_size
+    if beam < 1 or not 1 <= config.nbest <= beam:
+        raise ConfigError(f"need 1 <= nbest <= beam_size, got nbest={config.nbest}, beam_size={beam}")
+    if config.unk_penalty and unk_id is None:
+        raise ConfigError("unk_penalty needs the unk id")
+    _check_normalize(config.normalize)
+    batch, device = src.size(0), src.device
+    if batch == 0:
+        return []
+    limits = max_lengths(src_len, config.max_len_a, config.max_len_b)
+    steps = max(limits) + 1
+
+    # finished hypotheses by input sentence; slot `beam` is a bin for those that come too late
+    fin_tokens = torch.full((batch, beam + 1, steps), eos_id, dtype=torch.long, device=device)
+    fin_log_prob = torch.full((batch, beam + 1), -math.inf, device=device)
+    fin_len = torch.zeros((batch, beam + 1), dtype=torch.long, device=device)  # EOS included
+    fin_count = torch.zeros(batch, dtype=torch.long, device=device)
+
+    alive = torch.arange(batch, device=device)  # (n,) input index of each live sentence
+    limit = torch.tensor(limits, device=device)  # (n,)
+    scores = torch.zeros((batch, 1), device=device)  # (n, beams) total log-prob; one beam until the first step
+    history = torch.zeros((batch, 0), dtype=torch.long, device=device)  # (n * beams, t) tokens without BOS
+    tokens = torch.full((batch,), bos_id, dtype=torch.long, device=device)  # (n * beams,)
+    memory = model.encode(src, src_len)
+    cache = None
+    for t in range(steps):
+        n, beams = scores.shape
+        log_probs, cache = model.decode_step(tokens, memory, cache)  # (n * beams, vocab)
+        log_probs = log_probs.float()
+        if config.unk_penalty:
+            log_probs = log_probs.clone()
+            log_probs[:, unk_id] -= config.unk_penalty
+        if config.no_repeat_ngram:
+            log_probs = _block_repeats(log_probs, history, config.no_repeat_ngram)
+        vocab = log_probs.size(-1)
+        log_probs = log_probs.view(n, beams, vocab)
+        at_limit = (limit <= t)[:, None, None] & (torch.arange(vocab, device=device) != eos_id)
+        log_probs = log_probs.masked_fill(at_limit, -math.inf)  # only EOS is left at the limit
+
+        candidates = (scores[:, :, None] + log_probs).view(n, beams * vocab)
+        k = min(2 * beam, beams * vocab)
+        cand_scores, cand_index = candidates.topk(k, dim=1)  # (n, k), best first
+        cand_tokens = cand_index % vocab
+        cand_rows = torch.arange(n, device=device)[:, None] * beams + cand_index // vocab  # rows of memory/history
+        is_eos = cand_tokens == eos_id
+
+        # EOS among the best `beam` candidates: finish those hypotheses, in the next free slots
+        ends = is_eos[:, :beam] & (cand_scores[:, :beam] > -math.inf)  # (n, beam)
+        slot = fin_count[alive][:, None] + ends.cumsum(dim=1) - 1
+        slot = torch.where(ends & (slot < beam), slot, beam)
+        sentence = alive[:, None].expand_as(slot)
+        fin_tokens[sentence, slot, :t] = history[cand_rows[:, :beam]]
+        fin_log_prob[sentence, slot] = cand_scores[:, :beam]
+        fin_len[sentence, slot] = t + 1
+        fin_count[alive] = (fin_count[alive] + ends.sum(dim=1)).clamp(max=beam)
+
+        # the best `beam` candidates that do not end go on
+        rank = torch.arange(k, device=device)
+        go_on = torch.where(is_eos, rank + k, rank).argsort(dim=1)[:, :beam]  # (n, beam)
+        next_scores = cand_scores.gather(1, go_on)
+        next_scores = next_scores.masked_fill(is_eos.gather(1, go_on), -math.inf)  # tiny vocabularies only
+        next_rows, next_tokens = cand_rows.gather(1, go_on), cand_tokens.gather(1, go_on)
+
+        done = (fin_count[alive] >= beam) | (limit <= t)
+        keep = (~done).nonzero().squeeze(1)  # the one host-device sync of the step
+        if len(keep) == 0:
+            break
+        rows = next_rows[keep].flatten()  # expands to beams, follows the beams, drops finished sentences
+        memory, cache = model.reorder(memory, cache, rows)
+        tokens = next_tokens[keep].flatten()
+        history = torch.cat([history[rows], tokens[:, None]], dim=1)
+        scores, alive, limit = next_scores[keep], alive[keep], limit[keep]
+
+    ids, lengths, log_prob, count = fin_tokens.tolist(), fin_len.tolist(), fin_log_prob.tolist(), fin_count.tolist()
+    scoring = dict(length_penalty=config.length_penalty, normalize=config.normalize)
+    results = []
+    for i in range(batch):
+        hyps = [
+            Hypothesis(path[: n - 1], normalise(lp, n, **scoring), lp)
+            for path, n, lp in zip(ids[i][: count[i]], lengths[i], log_prob[i])
+        ]
+        hyps.sort(key=lambda h: h.score, reverse=True)
+        results.append(hyps[: config.nbest])
+    return results
