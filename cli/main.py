@@ -35,11 +35,15 @@ def _root(
 
 
 def _register() -> None:
-    from nmt_cli import prepare, score
+    from nmt_cli import prepare, score, train, translate
 
+    extra_args = {"allow_extra_args": True, "ignore_unknown_options": True}
 
     app.command("prepare")(prepare.prepare)
     app.command("score")(score.score)
+    app.command("train", context_settings=extra_args, epilog=train._config_help())(train.train)
+    app.command("average")(train.average)
+    app.command("translate")(translate.translate)
 
 
 _register()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -22,7 +22,7 @@ WIDTH = 1  # decimals shown, as the sacrebleu tool shows them; --json gives full
 SIGNIFICANT = 0.05  # p-values below it get a '*', as in sacreBLEU's tables
 
 HypothesesArg = Annotated[
-    list[Path],
+    Optional[list[Path]],
     typer.Argument(
         metavar="HYP",
         show_default=False,
@@ -73,22 +73,45 @@ PairedNOpt = Annotated[
 
 @handle_errors
 def score(
-    hypotheses: HypothesesArg,
     references: ReferenceOpt,
+    hypotheses: HypothesesArg = None,
     lowercase: LowercaseOpt = False,
     tokenize: TokenizeOpt = "13a",
     as_json: JsonOpt = False,
     paired_bs: PairedOpt = False,
     paired_bs_n: PairedNOpt = 1000,
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Translate --src with this model and score that too (after any HYP files).")] = None,
+    src: Annotated[Optional[Path], typer.Option("--src", help="Source file to translate with --model.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Keep the --model translation in this file.")] = None,
+    beam: Annotated[int, typer.Option(help="Beam size for --model.")] = 5,
+    lenpen: Annotated[float, typer.Option(help="GNMT length penalty alpha for --model.")] = 1.0,
+    batch_tokens: Annotated[int, typer.Option(help="Source tokens per batch for --model.")] = 4096,
 ) -> None:
-    """Score translations with sacreBLEU: BLEU, chrF and TER, one row per hypothesis file."""
-    from nmt.metrics import score_files
+    """Score translations with sacreBLEU: BLEU, chrF and TER, one row per hypothesis file.
 
-    # Translate-then-score (-m MODEL --src SRC [--output FILE]) belongs here once nmt.translate exists:
-    # its lines would join the hypotheses through nmt.metrics.score_lines.
-    report = score_files(
-        hypotheses,
-        references,
+    With -m MODEL --src SRC, translate SRC first and score that translation in the same batch.
+    """
+    from nmt.errors import ConfigError
+    from nmt.metrics import read_segments, score_lines
+
+    hypotheses = list(hypotheses or [])
+    if (model is None) != (src is None):
+        raise ConfigError("--model and --src go together: -m MODEL --src SRC -r REF")
+    if not hypotheses and model is None:
+        raise ConfigError("nothing to score: give HYP files and/or -m MODEL --src SRC")
+    systems = [read_segments(h) for h in hypotheses]
+    names = [str(h) for h in hypotheses]
+    if model is not None:
+        from nmt_cli.translate import decode_options, translate_file
+
+        config = decode_options(beam, lenpen, "gnmt", 1.2, 10, batch_tokens, 1, 0, 0.0)
+        systems.append(translate_file(model, src, config, output))
+        names.append(str(output) if output else f"{model} (beam {beam})")
+    report = score_lines(
+        systems,
+        [read_segments(r) for r in references],
+        names=names,
+        reference_names=[str(r) for r in references],
         lowercase=lowercase,
         tokenize=tokenize,
         paired_bs_n=paired_bs_n if paired_bs else None,

@@ -203,6 +203,8 @@ def _metrics(references: Sequence[Sequence[str]], lowercase: bool, tokenize: str
     }
 
 
-def corpus_bleu_score(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> float:
-    """Detokenized, cased sacreBLEU (13a) of one system: what validation tracks during training."""
-    return float(BLEU().corpus_score(list(hypotheses), [list(r) for r in references]).score)
+def bleu_chrf(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[float, float]:
+    """Detokenized, cased sacreBLEU (13a) and chrF2 of one system: what validation tracks during training."""
+    refs = [list(r) for r in references]
+    return (float(BLEU().corpus_score(list(hypotheses), refs).score),
+            float(CHRF().corpus_score(list(hypotheses), refs).score))

@@ -1,0 +1,160 @@
+"""Training throughput (target tokens/second) and peak memory of nmt's Transformer on Multi30k,
+side by side with a plain `torch.nn.Transformer` of the same size, in one run.
+
+    python benchmarks/train_speed.py                       # d256, 3+3 layers, 4 heads, ffn 1024, 4096 tokens
+    python benchmarks/train_speed.py --precision bf16 --repeats 5
+
+Each engine runs in its own process (so peak memory is its own), the engines alternate, and the
+figures are medians over --repeats runs of --steps timed updates (after --warmup untimed ones), on
+the same token batches, with the same loss, optimizer and gradient clipping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def prepared_data(data: Path, cache: Path) -> Path:
+    from nmt.prepare import PrepareConfig, prepare
+
+    cfg = PrepareConfig(src="en", tgt="fr", train=str(data / "train"), valid=str(data / "val"), vocab_size=8000)
+    return prepare(cfg, cache).out
+
+
+def baseline_model(vocab: int, args: argparse.Namespace):
+    """The reference point: a plain torch.nn.Transformer with sinusoidal positions, one shared embedding
+    and an output layer, as a tutorial would write it."""
+    import torch
+    from torch import nn
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(vocab, args.d_model, padding_idx=0)
+            self.core = nn.Transformer(args.d_model, args.heads, args.layers, args.layers, args.ffn,
+                                       dropout=0.1, batch_first=True)
+            self.out = nn.Linear(args.d_model, vocab)
+            pos = torch.arange(1024).unsqueeze(1)
+            div = torch.exp(torch.arange(0, args.d_model, 2) * (-math.log(10000.0) / args.d_model))
+            pe = torch.zeros(1024, args.d_model)
+            pe[:, 0::2], pe[:, 1::2] = torch.sin(pos * div), torch.cos(pos * div)
+            self.register_buffer("pe", pe, persistent=False)
+
+        def forward(self, src, src_len, tgt_in):
+            scale = math.sqrt(args.d_model)
+            s = self.embed(src) * scale + self.pe[: src.size(1)]
+            t = self.embed(tgt_in) * scale + self.pe[: tgt_in.size(1)]
+            causal = nn.Transformer.generate_square_subsequent_mask(tgt_in.size(1), device=tgt_in.device)
+            h = self.core(s, t, tgt_mask=causal, src_key_padding_mask=src == 0,
+                          tgt_key_padding_mask=tgt_in == 0, memory_key_padding_mask=src == 0)
+            return self.out(h)
+
+    return Model()
+
+
+def run_engine(engine: str, data_dir: str, args: argparse.Namespace, queue) -> None:
+    """Train `args.warmup + args.steps` updates; report tokens/s over the timed ones and peak memory."""
+    import torch
+
+    from nmt.config import ModelConfig, TrainConfig
+    from nmt.data import ParallelIds, collate, token_batches
+    from nmt.loss import label_smoothed_loss
+    from nmt.model import Transformer
+    from nmt.optim import build_optimizer
+    from nmt.runtime import autocast, pick_device, set_threads
+
+    set_threads(args.threads)
+    torch.manual_seed(1)
+    device = pick_device(args.device)
+    data = ParallelIds.load(Path(data_dir) / "train.ids.safetensors")
+    vocab = json.loads((Path(data_dir) / "prepare.json").read_text())["vocab_size"]["src"]
+    if engine == "nmt":
+        model = Transformer(ModelConfig(src_vocab_size=vocab, tgt_vocab_size=vocab, d_model=args.d_model,
+                                        n_heads=args.heads, enc_layers=args.layers, dec_layers=args.layers,
+                                        ffn_dim=args.ffn, dropout=0.1))
+    else:
+        model = baseline_model(vocab, args)
+    model.to(device).train()
+    optimizer = build_optimizer(model.parameters(), TrainConfig(lr=1e-4))
+    batches = token_batches(data.src_lens, data.tgt_lens, args.batch_tokens, seed=1)
+    tokens, start = 0, 0.0
+    for i in range(args.warmup + args.steps):
+        if i == args.warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            tokens, start = 0, time.perf_counter()
+        batch = collate(data, batches[i % len(batches)], 0, 2, 3).to(device)
+        with autocast(device, args.precision):
+            logits = model(batch.src, batch.src_len, batch.tgt_in)
+        loss, _ = label_smoothed_loss(logits, batch.tgt_out, 0.1, 0)
+        (loss / batch.n_tokens).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens += batch.n_tokens
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    queue.put({"tokens_per_s": tokens / seconds, "peak_mb": peak / 2**20,
+               "params": sum(p.numel() for p in model.parameters())})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("NMT_DATA", "../shared/data/multi30k")),
+                        help="directory with Multi30k train.en.gz/train.fr.gz (default: $NMT_DATA or ../shared/data/multi30k)")
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--ffn", type=int, default=1024)
+    parser.add_argument("--batch-tokens", type=int, default=4096)
+    parser.add_argument("--steps", type=int, default=20, help="timed updates per run")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed updates before timing")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--engines", default="nmt,baseline")
+    args = parser.parse_args()
+
+    cache = Path(tempfile.gettempdir()) / "nmt-bench-multi30k-en-fr"
+    data_dir = str(prepared_data(args.data, cache))
+    engines = args.engines.split(",")
+    results: dict[str, list[dict]] = {e: [] for e in engines}
+    ctx = mp.get_context("spawn")
+    for _ in range(args.repeats):
+        for engine in engines:  # alternate, so drifting machine load hits both alike
+            queue = ctx.Queue()
+            proc = ctx.Process(target=run_engine, args=(engine, data_dir, args, queue))
+            proc.start()
+            results[engine].append(queue.get())
+            proc.join()
+    print(f"Multi30k en-fr, d_model {args.d_model}, {args.layers}+{args.layers} layers, {args.heads} heads, "
+          f"ffn {args.ffn}, batches of {args.batch_tokens} tokens, {args.precision}, "
+          f"median of {args.repeats} runs x {args.steps} updates, torch {__import__('torch').__version__}, "
+          f"{os.cpu_count()} cpus")
+    print(f"{'engine':<10} {'params':>11} {'tgt tok/s':>10} {'runs':>26} {'peak MB':>8} {'vs baseline':>11}")
+    base = statistics.median(r["tokens_per_s"] for r in results["baseline"]) if "baseline" in results else None
+    for engine, runs in results.items():
+        tps = statistics.median(r["tokens_per_s"] for r in runs)
+        peak = statistics.median(r["peak_mb"] for r in runs)
+        ratio = f"{tps / base:.2f}x" if base else "-"
+        spread = " ".join(f"{r['tokens_per_s']:.0f}" for r in runs)
+        print(f"{engine:<10} {runs[0]['params']:>11,} {tps:>10,.0f} {spread:>26} {peak:>8,.0f} {ratio:>11}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""`nmt train` and `nmt average`: train a Transformer on a prepared data directory; average checkpoints."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from nmt_cli.common import err, fail, handle_errors, out
+
+
+def _config_help() -> str:
+    from dataclasses import fields
+
+    from nmt.config import ModelConfig, TrainConfig
+
+    lines = ["Any config option can be given as --OPTION VALUE (flags win over --config); defaults shown:"]
+    for title, cls in (("model", ModelConfig), ("train", TrainConfig)):
+        names = [f"--{f.name.replace('_', '-')}={str(f.default).lower() if isinstance(f.default, bool) else f.default}"
+                 for f in fields(cls)
+                 if f.name not in ("src_vocab_size", "tgt_vocab_size", "pad_id")]
+        lines.append(f"{title} options (the TOML table of the same name): " + "  ".join(names))
+    return "\n\n".join(lines).replace("(0.9, 0.98)", "0.9,0.98")
+
+
+def parse_overrides(args: list[str]) -> dict[str, dict[str, Any]]:
+    """`--d-model 512 --pre-norm false --no-valid-bleu --lr=5e-4` → {'model': {...}, 'train': {...}}."""
+    from nmt.config import parse_value, section_of
+    from nmt.errors import ConfigError
+
+    result: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "decode": {}}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) == 2:
+            raise ConfigError(f"unexpected argument {arg!r}; options look like --name value")
+        name, _, value = arg[2:].partition("=")
+        key = name.replace("-", "_")
+        if not value and "=" not in arg:
+            negated = key.startswith("no_") and _is_bool(key[3:])
+            if negated or _is_bool(key) and (i + 1 >= len(args) or args[i + 1].startswith("--")):
+                key = key[3:] if negated else key
+                result[section_of(key)][key] = not negated
+                i += 1
+                continue
+            if i + 1 >= len(args):
+                raise ConfigError(f"--{name} needs a value")
+            value = args[i + 1]
+            i += 1
+        result[section_of(key)][key] = parse_value(value)
+        i += 1
+    return result
+
+
+def _is_bool(key: str) -> bool:
+    from dataclasses import fields
+
+    from nmt.config import ModelConfig, TrainConfig
+
+    return any(f.name == key and f.type in (bool, "bool") for cls in (ModelConfig, TrainConfig) for f in fields(cls))
+
+
+class Display:
+    """A live table on a terminal; plain lines otherwise (CI, pipes)."""
+
+    def __init__(self) -> None:
+        self.live: Live | None = Live(console=out, refresh_per_second=4, transient=False) if out.is_terminal else None
+        self.last: dict[str, Any] = {}
+        self.valid: dict[str, Any] = {}
+        self.max_steps = 0
+        self.started = time.monotonic()
+
+    def __enter__(self) -> "Display":
+        if self.live:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live:
+            self.live.__exit__(*exc)
+
+    def _table(self) -> Table:
+        table = Table(show_header=False, box=None)
+        s = self.last
+        elapsed = time.monotonic() - self.started
+        table.add_row("step", f"{s.get('step', 0)}" + (f" / {self.max_steps}" if self.max_steps else ""))
+        table.add_row("epoch", str(s.get("epoch", "")))
+        table.add_row("loss / ppl", f"{s.get('loss', float('nan')):.3f} / {s.get('ppl', float('nan')):.1f}")
+        table.add_row("lr", f"{s.get('lr', 0):.2e}")
+        table.add_row("tokens/s", f"{s.get('tokens_per_s', 0):,.0f}")
+        eta = ""
+        if self.max_steps and s.get("step"):
+            done = s["step"] - self.first_step
+            if done > 0:
+                eta = f"   ETA {(self.max_steps - s['step']) * elapsed / done / 60:.1f} min"
+        table.add_row("elapsed", f"{elapsed / 60:.1f} min{eta}")
+        if self.valid:
+            v = self.valid
+            bleu = f"  BLEU {v['valid_bleu']:.2f}" if "valid_bleu" in v else ""
+            table.add_row("last validation", f"step {v['step']}: loss {v['valid_loss']:.3f} ppl {v['valid_ppl']:.2f}{bleu}")
+        return table
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("kind")
+        if kind == "start":
+            self.max_steps, self.first_step = event["max_steps"], event["step"]
+            skipped = f", {event['skipped_long']} too long skipped" if event["skipped_long"] else ""
+            out.print(f"training {event['params']:,} parameters on {event['train_pairs']:,} pairs{skipped} "
+                      f"({event['device']}, {event['threads']} threads)")
+        elif kind == "resumed":
+            out.print(f"resumed from {event['path']} (step {event['step']})")
+        elif kind == "train":
+            self.last = event
+            if not self.live:
+                out.print(f"step {event['step']:>6}  epoch {event['epoch']:>3}  loss {event['loss']:.3f}  "
+                          f"ppl {event['ppl']:8.2f}  lr {event['lr']:.2e}  {event['tokens_per_s']:,.0f} tok/s  "
+                          f"{event['train_minutes']:.1f} min")
+        elif kind == "valid":
+            self.valid = event
+            bleu = f"  BLEU {event['valid_bleu']:.2f}" if "valid_bleu" in event else ""
+            out.print(f"valid step {event['step']:>6}  loss {event['valid_loss']:.3f}  ppl {event['valid_ppl']:.2f}{bleu}")
+        elif kind == "checkpoint" and not self.live:
+            out.print(f"saved {event['path']}")
+        if self.live:
+            self.live.update(self._table())
+
+
+@handle_errors
+def train(
+    ctx: typer.Context,
+    data_dir: Annotated[Optional[Path], typer.Argument(help="Prepared data directory (from `nmt prepare`).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory for checkpoints and logs.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file with [model] and [train] tables.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this run directory exactly where its last checkpoint left off.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Delete an existing run in --out and start over.")] = False,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: cuda when available, else cpu).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
+) -> None:
+    """Train an encoder-decoder Transformer with label smoothing, warm-up and token batches.
+
+    Validates every --valid-every steps (loss, perplexity, greedy sacreBLEU), checkpoints to RUN_DIR/checkpoints
+    (safetensors + JSON), keeps the last --keep-last plus the best; RUN_DIR/best and RUN_DIR/last point at them.
+    Ctrl-C or SIGTERM saves a checkpoint; `nmt train --resume RUN_DIR` continues it.
+    """
+    from nmt.config import TrainConfig, from_dict, load_toml
+    from nmt.errors import ConfigError
+    from nmt.train import Trainer
+
+    flags = parse_overrides(list(ctx.args))
+    if flags["decode"]:
+        raise ConfigError(f"--{next(iter(flags['decode'])).replace('_', '-')} is a decoding option; use it with `nmt translate`")
+    display = Display()
+    if resume:
+        if data_dir or config or overwrite or flags["model"]:
+            raise ConfigError("--resume continues a run with its own data and config; give only RUN_DIR and limits such as --max-steps")
+        trainer = Trainer.resume(resume, flags["train"], device=device, threads=threads, callback=display)
+        run_dir = resume
+    else:
+        if data_dir is None or out_dir is None:
+            raise fail("give DATA_DIR and --out RUN_DIR (or --resume RUN_DIR)")
+        file_cfg = load_toml(config) if config else {}
+        train_cfg = from_dict(TrainConfig, {**file_cfg.get("train", {}), **flags["train"]}, where="[train]")
+        model_over = {**file_cfg.get("model", {}), **flags["model"]}
+        trainer = Trainer.start(data_dir, out_dir, model_over, train_cfg, overwrite=overwrite,
+                                device=device, threads=threads, callback=display)
+        run_dir = out_dir
+
+    def on_signal(signum: int, frame: Any) -> None:
+        trainer.stop_requested = signal.Signals(signum).name
+        signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once; checkpoints stay atomic
+        err.print(f"{trainer.stop_requested}: saving a checkpoint after this step…")
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        with display:
+            reason = trainer.train()
+    finally:
+        trainer.close()
+    if trainer.stop_requested:
+        err.print(f"stopped at step {trainer.state.step}; resume with: nmt train --resume {run_dir}")
+        raise typer.Exit(130 if trainer.stop_requested == "SIGINT" else 143)
+    best = trainer.state.best_metric
+    out.print(f"done: {reason}. best {trainer.cfg.early_stop_metric} {best:.2f} at step {trainer.state.best_step}; "
+              f"model: {run_dir}/best")
+
+
+@handle_errors
+def average(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory whose checkpoints to average.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
+    last: Annotated[int, typer.Option(help="Average the last N checkpoints.")] = 5,
+) -> None:
+    """Average the weights of the last N checkpoints of a run into a new model directory."""
+    from nmt.checkpoint import average_checkpoints
+    from nmt.errors import CheckpointError
+
+    ckpts = sorted(p for p in (run_dir / "checkpoints").glob("step_*") if p.is_dir()) if (run_dir / "checkpoints").is_dir() else []
+    if not ckpts:
+        raise CheckpointError(f"{run_dir}: no checkpoints (expected {run_dir}/checkpoints/step_*)")
+    chosen = ckpts[-last:]
+    if len(chosen) < last:
+        err.print(f"warning: only {len(chosen)} checkpoints in {run_dir}; averaging those")
+    average_checkpoints(chosen, out_dir)
+    out.print(f"averaged {', '.join(p.name for p in chosen)} into {out_dir}")

@@ -1,0 +1,149 @@
+"""`nmt translate`: a Unix filter. One output line per input line, in order, whatever the input."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, BinaryIO, Callable, Iterator, Optional
+
+import typer
+
+from nmt_cli.common import err, handle_errors
+
+ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Model directory, or a run directory (meaning its best checkpoint).")]
+
+
+def read_text_lines(stream: BinaryIO, name: str, warn: Callable[[str], None]) -> Iterator[str]:
+    """Lines split on '\\n' only ('\\r\\n' accepted); invalid UTF-8 is replaced, with a warning, never fatal."""
+    for number, raw in enumerate(stream, start=1):  # binary iteration splits on b'\n' alone
+        raw = raw[:-1] if raw.endswith(b"\n") else raw
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            warn(f"{name}:{number}: invalid UTF-8 at column {e.start + 1}; replaced with U+FFFD")
+            yield raw.decode("utf-8", errors="replace")
+
+
+def warn(message: str) -> None:
+    err.print(f"warning: {message}", markup=False)
+
+
+def read_file(path: Path, warn: Callable[[str], None]) -> list[str]:
+    import io
+
+    from nmt.errors import DataError
+
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror}); check the path") from None
+    return list(read_text_lines(io.BytesIO(raw), str(path), warn))
+
+
+def decode_options(beam: int, lenpen: float, normalize: str, max_len_a: float, max_len_b: int,
+                   batch_tokens: int, nbest: int, no_repeat_ngram: int, unk_penalty: float):
+    from nmt.config import DecodeConfig
+    from nmt.errors import ConfigError
+
+    if beam < 1 or nbest < 1 or batch_tokens < 1:
+        raise ConfigError("--beam, --nbest and --batch-tokens must be at least 1")
+    if nbest > beam:
+        raise ConfigError(f"--nbest {nbest} needs --beam of at least {nbest}")
+    return DecodeConfig(beam_size=beam, length_penalty=lenpen, normalize=normalize, max_len_a=max_len_a,
+                        max_len_b=max_len_b, batch_tokens=batch_tokens, nbest=nbest,
+                        no_repeat_ngram=no_repeat_ngram, unk_penalty=unk_penalty)
+
+
+@handle_errors
+def translate(
+    model: ModelOpt,
+    input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="Read this file instead of stdin.")] = None,
+    output_file: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout (written whole at the end).")] = None,
+    beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy search.")] = 5,
+    lenpen: Annotated[float, typer.Option(help="GNMT length penalty alpha: score / ((5 + len) / 6) ** alpha; 0 is the raw sum.")] = 1.0,
+    normalize: Annotated[str, typer.Option(help="'gnmt' (uses --lenpen) or 'length' (score / length).")] = "gnmt",
+    max_len_a: Annotated[float, typer.Option(help="Output length limit a * source_length + b: the a.")] = 1.2,
+    max_len_b: Annotated[int, typer.Option(help="Output length limit a * source_length + b: the b.")] = 10,
+    batch_tokens: Annotated[int, typer.Option(help="Source tokens per batch (times the beam).")] = 4096,
+    nbest: Annotated[int, typer.Option(help="Print the K best as 'i ||| translation ||| score' (Moses/fairseq n-best format).")] = 1,
+    scores: Annotated[bool, typer.Option("--scores", help="Print 'score<TAB>translation' instead of the translation alone.")] = False,
+    no_repeat_ngram: Annotated[int, typer.Option(help="Never repeat an n-gram of this size; 0 allows repeats.")] = 0,
+    unk_penalty: Annotated[float, typer.Option(help="Subtract this from the log-probability of <unk>.")] = 0.0,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: cuda when available, else cpu).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
+) -> None:
+    """Translate lines from stdin (or --input) to stdout (or --output): exactly one output line per input line.
+
+    Interactive on a terminal (each line as soon as it is entered); batched by length for speed on pipes and files.
+    Empty lines give empty lines, over-long lines are truncated with a warning, invalid UTF-8 is replaced with a warning.
+    """
+    from nmt.translate import Translator
+
+    config = decode_options(beam, lenpen, normalize, max_len_a, max_len_b, batch_tokens, nbest, no_repeat_ngram, unk_penalty)
+    translator = Translator.load(model, config, device=device, threads=threads)
+
+    def fmt(index: int, result) -> str:
+        if nbest > 1:
+            return "\n".join(f"{index} ||| {text} ||| {score:.4f}" for text, score in result.nbest)
+        return f"{result.score:.4f}\t{result.text}" if scores else result.text
+
+    if input_file is not None:
+        results = _with_progress(translator, read_file(input_file, warn), warn)
+        text = "".join(fmt(i, r) + "\n" for i, r in enumerate(results))
+        _write(output_file, text)
+        return
+
+    interactive = sys.stdin.isatty()
+    lines_in = read_text_lines(sys.stdin.buffer, "<stdin>", warn)
+    chunk = 1 if interactive else 512
+    if output_file is not None:
+        results = list(translator.translate_lines(lines_in, chunk=chunk, warn=warn))
+        _write(output_file, "".join(fmt(i, r) + "\n" for i, r in enumerate(results)))
+        return
+    stdout = sys.stdout.buffer
+    for i, result in enumerate(translator.translate_lines(lines_in, chunk=chunk, warn=warn)):
+        stdout.write((fmt(i, result) + "\n").encode("utf-8"))
+        if interactive or (i + 1) % chunk == 0:
+            stdout.flush()
+    stdout.flush()
+
+
+def translate_file(model: Path, src: Path, config, output: Path | None = None) -> list[str]:
+    """Translate a whole file (for `nmt score -m`); returns the translations, optionally also written."""
+    from nmt.translate import Translator
+
+    lines = read_file(src, warn)
+    translator = Translator.load(model, config)
+    texts = [r.text for r in _with_progress(translator, lines, warn)]
+    if output is not None:
+        _write(output, "".join(f"{t}\n" for t in texts))
+    return texts
+
+
+def _with_progress(translator, lines: list[str], warn) -> list:
+    """Translate a whole file in chunks, with a progress bar on stderr when it is a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    chunk = 2048
+    results: list = []
+    with Progress(TextColumn("translating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, disable=not err.is_terminal) as progress:
+        task = progress.add_task("translate", total=len(lines))
+        for start in range(0, len(lines), chunk):
+            results += translator.translate_batch(lines[start : start + chunk], warn, start + 1)
+            progress.update(task, completed=len(results))
+    return results
+
+
+def _write(path: Path | None, text: str) -> None:
+    """Write atomically: a failed run leaves no half-written output file."""
+    if path is None:
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.buffer.flush()
+        return
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(text.encode("utf-8"))
+    os.replace(tmp, path)

@@ -1,0 +1,263 @@
+"""Run directories and checkpoints: safetensors for tensors, JSON for everything else, no pickle.
+
+A checkpoint is a directory written atomically (temporary directory, fsync, rename), so a crash at
+any moment leaves the previous checkpoints intact and never a half-written one:
+
+    RUN_DIR/checkpoints/step_000400/{model.safetensors, config.json, spm.model,
+                                      trainer.safetensors, trainer.json}
+    RUN_DIR/last -> checkpoints/step_000400      RUN_DIR/best -> checkpoints/step_000200
+
+`model.safetensors` + `config.json` + the SentencePiece model(s) are enough to translate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+from nmt import __version__
+from nmt.config import ModelConfig, from_dict, to_dict
+from nmt.errors import CheckpointError, ConfigError
+from nmt.model import Transformer
+from nmt.tokenizer import Tokenizer, sha256_bytes
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+TRAINER_TENSORS = "trainer.safetensors"
+TRAINER_JSON = "trainer.json"
+MAX_JSON_BYTES = 16 << 20  # a config.json larger than this is not ours
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def commit_dir(tmp: Path, final: Path) -> None:
+    """fsync every file of `tmp`, then rename it to `final` (replacing an older one) and fsync the parent."""
+    for f in tmp.iterdir():
+        fsync_path(f)
+    fsync_path(tmp)
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)
+    fsync_path(final.parent)
+
+
+def point(link: Path, target: Path) -> None:
+    """Make `link` a relative symlink to `target`, atomically (a new link renamed over the old)."""
+    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(os.path.relpath(target, link.parent))
+    os.replace(tmp, link)
+    fsync_path(link.parent)
+
+
+def save_model_dir(
+    path: Path,
+    model: Transformer,
+    meta: dict[str, Any],
+    spm_files: dict[str, bytes],
+    trainer_tensors: dict[str, torch.Tensor] | None = None,
+    trainer_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write a model (or checkpoint) directory atomically; returns its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        # save_model drops the duplicate names of tied weights; load_model restores them
+        save_model(model, str(tmp / MODEL_FILE), metadata={"format": "pt", "nmt_version": __version__})
+        config = {"nmt_version": __version__, "model": to_dict(model.config), **meta}
+        config["spm_sha256"] = {name: sha256_bytes(data) for name, data in spm_files.items()}
+        write_json(tmp / CONFIG_FILE, config)
+        for name, data in spm_files.items():
+            (tmp / name).write_bytes(data)
+        if trainer_tensors is not None:
+            save_file({k: v.contiguous() for k, v in trainer_tensors.items()}, str(tmp / TRAINER_TENSORS))
+        if trainer_state is not None:
+            write_json(tmp / TRAINER_JSON, trainer_state)
+        commit_dir(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise CheckpointError(f"{path}: {path.stat().st_size} bytes, too large for a config; not an nmt checkpoint")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing; a model directory needs {MODEL_FILE}, {CONFIG_FILE} and its spm model") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e}); the checkpoint is corrupted") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object; the checkpoint is corrupted")
+    return data
+
+
+def resolve_model_dir(path: Path) -> Path:
+    """A checkpoint directory, or a run directory meaning its `best` (else `last`) checkpoint."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such model directory")
+    if (path / CONFIG_FILE).is_file() and (path / MODEL_FILE).exists():
+        return path
+    for name in ("best", "last"):
+        if (path / name / CONFIG_FILE).is_file():
+            return (path / name).resolve()
+    if (path / MODEL_FILE).exists() or (path / CONFIG_FILE).exists():
+        missing = MODEL_FILE if not (path / MODEL_FILE).exists() else CONFIG_FILE
+        raise CheckpointError(f"{path / missing}: missing; the model directory is incomplete")
+    raise CheckpointError(f"{path}: neither a model directory ({MODEL_FILE} + {CONFIG_FILE}) nor a run directory with best/ or last/")
+
+
+@dataclass
+class LoadedModel:
+    model: Transformer
+    config: dict[str, Any]  # the whole config.json
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+    path: Path
+
+
+def load_model_dir(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
+    """Load weights, config and tokenizers, checking every file; never runs code from the files."""
+    path = resolve_model_dir(Path(path))
+    config = read_json(path / CONFIG_FILE)
+    try:
+        model_config = from_dict(ModelConfig, config.get("model", {}), where=str(path / CONFIG_FILE))
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{path / CONFIG_FILE}: invalid model config: {e}") from None
+    spm = config.get("spm")
+    sums = config.get("spm_sha256")
+    if not isinstance(spm, dict) or not isinstance(sums, dict) or not {"src", "tgt"} <= spm.keys():
+        raise CheckpointError(f"{path / CONFIG_FILE}: no SentencePiece model names (spm.src/spm.tgt); not an nmt checkpoint")
+    tokenizers = []
+    for side in ("src", "tgt"):
+        name = spm[side]
+        if not isinstance(name, str) or "/" in name or name.startswith("."):
+            raise CheckpointError(f"{path / CONFIG_FILE}: invalid SentencePiece file name {name!r}")
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing; copy the SentencePiece model used for training into {path}")
+        data = file.read_bytes()
+        if sha256_bytes(data) != sums.get(name):
+            raise CheckpointError(
+                f"{file}: SentencePiece model does not match the checkpoint (sha256 differs); "
+                "use the spm model this model was trained with"
+            )
+        tokenizers.append(Tokenizer(data, str(file)))
+    model = Transformer(model_config)
+    weights = path / MODEL_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: missing; the model directory is incomplete")
+    try:
+        missing, unexpected = load_model(model, str(weights), strict=True, device=str(device))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights}: unreadable safetensors file ({e}); the checkpoint is truncated or corrupted") from None
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise CheckpointError(
+            f"{weights}: weights do not fit the model in {CONFIG_FILE} ({' '.join(first[:3])[:300]})"
+        ) from None
+    model.to(device)
+    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(f"{weights}: non-finite values in {bad[0]}; the checkpoint is poisoned, use an earlier one")
+    return LoadedModel(model.eval(), config, tokenizers[0], tokenizers[1], path)
+
+
+def spm_files_of(path: Path, config: dict[str, Any]) -> dict[str, bytes]:
+    return {name: (Path(path) / name).read_bytes() for name in sorted(set(config["spm"].values()))}
+
+
+def load_trainer_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer moments and RNG states (tensors) plus step, epoch, data position (JSON)."""
+    tensors_file = path / TRAINER_TENSORS
+    try:
+        tensors = load_file(str(tensors_file))
+    except FileNotFoundError:
+        raise CheckpointError(f"{tensors_file}: missing; this checkpoint cannot be resumed (it has no trainer state)") from None
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{tensors_file}: unreadable ({e}); resume from an earlier checkpoint") from None
+    return tensors, read_json(path / TRAINER_JSON)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer state ⇄ flat tensors (safetensors holds only named tensors)
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            tensors[f"optim.{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return tensors, {"param_groups": state["param_groups"]}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict[str, Any]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"optimizer state does not fit this model ({e}); the checkpoint belongs to another run") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Averaging
+
+
+def average_checkpoints(paths: list[Path], out: Path) -> Path:
+    """Average the weights of several checkpoints of one run into a new model directory."""
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    first = load_model_dir(paths[0])
+    total = {k: v.double().clone() for k, v in first.model.state_dict().items()}
+    for p in paths[1:]:
+        other = load_model_dir(p)
+        if other.config.get("model") != first.config.get("model"):
+            raise CheckpointError(f"{p}: a different model shape from {paths[0]}; average checkpoints of one run")
+        for k, v in other.model.state_dict().items():
+            total[k] += v.double()
+    averaged = {k: (v / len(paths)).to(first.model.state_dict()[k].dtype) for k, v in total.items()}
+    first.model.load_state_dict(averaged)
+    meta = {k: v for k, v in first.config.items() if k not in ("model", "nmt_version", "spm_sha256")}
+    meta["averaged_from"] = [str(p) for p in paths]
+    return save_model_dir(out, first.model, meta, spm_files_of(first.path, first.config))

@@ -1,0 +1,40 @@
+"""Adam/AdamW (β2 = 0.98) and the learning-rate schedule: linear warm-up, then inverse square root,
+linear or cosine decay. The schedule is a pure function of the step, so resuming needs only the step."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nmt.config import TrainConfig
+from nmt.errors import ConfigError
+
+
+def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(cfg.optimizer)
+    if kind is None:
+        raise ConfigError(f"optimizer must be 'adam' or 'adamw', not {cfg.optimizer!r}")
+    # foreach: one fused kernel launch per group instead of one per tensor
+    return kind(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay, foreach=True)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate for update number `step` (1-based); peaks at cfg.lr after warm-up."""
+    step = max(step, 1)
+    warmup = max(cfg.warmup_steps, 0)
+    if warmup and step <= warmup:
+        return cfg.lr * step / warmup
+    if cfg.schedule == "inverse_sqrt":
+        return cfg.lr * math.sqrt(max(warmup, 1) / step)
+    if cfg.schedule in ("linear", "cosine"):
+        total = max(cfg.max_steps - warmup, 1)
+        progress = min((step - warmup) / total, 1.0)
+        factor = 1.0 - progress if cfg.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+        return cfg.min_lr + (cfg.lr - cfg.min_lr) * factor
+    raise ConfigError(f"schedule must be 'inverse_sqrt', 'linear' or 'cosine', not {cfg.schedule!r}")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

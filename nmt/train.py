@@ -1,0 +1,387 @@
+"""`Trainer`: token-batched updates, validation (loss, perplexity, greedy sacreBLEU), early stopping,
+checkpoints, and exact resumption. Reports through a callback; never prints."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from nmt import __version__
+from nmt.checkpoint import (
+    fsync_path,
+    load_model_dir,
+    load_trainer_state,
+    optimizer_tensors,
+    point,
+    read_json,
+    restore_optimizer,
+    save_model_dir,
+    write_json,
+)
+from nmt.config import ModelConfig, TrainConfig, from_dict, to_dict
+from nmt.data import ParallelIds, collate, iterate_batches, read_lines, token_batches
+from nmt.errors import ConfigError, NmtError
+from nmt.loss import label_smoothed_loss
+from nmt.model import Transformer
+from nmt.optim import build_optimizer, lr_at, set_lr
+from nmt.prepare import load_summary
+from nmt.runtime import autocast, pick_device, seed_everything, set_threads
+from nmt.tokenizer import SPECIAL, Tokenizer
+
+RUN_CONFIG = "config.json"
+LOG_FILE = "train_log.jsonl"
+LOCK_FILE = ".lock"
+# On --resume these may change (how long to go on, how often to report); anything else would make
+# the resumed run a different run.
+RESUMABLE_OVERRIDES = {"max_steps", "max_epochs", "max_minutes", "patience", "log_every", "valid_every", "keep_last"}
+
+
+class TrainingError(NmtError):
+    """Training cannot go on (e.g. the loss became NaN)."""
+
+
+@dataclass
+class TrainState:
+    """Everything besides tensors that resuming needs; saved as trainer.json."""
+
+    step: int = 0
+    epoch: int = 0  # current epoch, 0-based
+    batch_in_epoch: int = 0  # batches of the current epoch already consumed
+    train_seconds: float = 0.0
+    best_metric: float | None = None
+    best_step: int | None = None
+    bad_validations: int = 0
+    last_valid: dict[str, float] = field(default_factory=dict)
+    checkpoints: list[str] = field(default_factory=list)
+
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+class Trainer:
+    """Trains one run directory. Create with `Trainer.start` (new run) or `Trainer.resume`."""
+
+    def __init__(self, run_dir: Path, data_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                 device: str | None = None, threads: int | None = None, callback: Callback | None = None):
+        self.run_dir, self.data_dir = Path(run_dir), Path(data_dir)
+        self.model_cfg, self.cfg = model_cfg, train_cfg
+        self.device = pick_device(device)
+        self.threads = set_threads(threads)
+        self.callback = callback or (lambda event: None)
+        self.stop_requested: str | None = None
+        self.summary = load_summary(self.data_dir)
+        self.src_lang, self.tgt_lang = self.summary["settings"]["src"], self.summary["settings"]["tgt"]
+        self.spm_names = {side: self.summary["spm"][side] for side in ("src", "tgt")}
+        self.spm_files = {name: (self.data_dir / name).read_bytes() for name in set(self.spm_names.values())}
+        self.tgt_tokenizer = Tokenizer(self.spm_files[self.spm_names["tgt"]], str(self.data_dir / self.spm_names["tgt"]))
+        self.train_data = ParallelIds.load(self.data_dir / "train.ids.safetensors")
+        self.valid_data = ParallelIds.load(self.data_dir / "valid.ids.safetensors")
+        self.valid_refs = read_lines(self.data_dir / f"valid.{self.tgt_lang}")
+        self._filter_long_pairs()
+        seed_everything(train_cfg.seed)
+        self.model = Transformer(model_cfg).to(self.device)
+        self.optimizer = build_optimizer(self.model.parameters(), train_cfg)
+        self.state = TrainState()
+        self._lock_fd: int | None = None
+
+    # -- construction -------------------------------------------------------------------------
+
+    @staticmethod
+    def model_config_for(data_dir: Path, overrides: dict[str, Any]) -> ModelConfig:
+        """Vocabulary sizes come from the prepared data; separate vocabularies cannot share embeddings."""
+        summary = load_summary(Path(data_dir))
+        values = {"src_vocab_size": summary["vocab_size"]["src"], "tgt_vocab_size": summary["vocab_size"]["tgt"],
+                  "pad_id": SPECIAL.pad}
+        if summary["spm"]["src"] != summary["spm"]["tgt"]:
+            values["share_all_embeddings"] = False
+        for key in ("src_vocab_size", "tgt_vocab_size", "pad_id"):
+            if key in overrides and overrides[key] != values[key]:
+                raise ConfigError(f"{key} is fixed by the prepared data ({values[key]}); remove it from the config")
+        return from_dict(ModelConfig, {**overrides, **values}, where="[model]")
+
+    @classmethod
+    def start(cls, data_dir: Path, run_dir: Path, model_overrides: dict[str, Any], train_cfg: TrainConfig,
+              overwrite: bool = False, **kwargs: Any) -> "Trainer":
+        run_dir = Path(run_dir)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError(f"{run_dir}: exists and is not a directory; choose another --out")
+        if run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()) and not overwrite:
+            raise ConfigError(f"{run_dir}: already holds a run; add --resume to continue it or --overwrite to start over")
+        model_cfg = cls.model_config_for(data_dir, model_overrides)
+        trainer = cls(run_dir, data_dir, model_cfg, train_cfg, **kwargs)
+        trainer._lock_fd = cls._lock(run_dir)  # never wipe a directory another trainer is writing to
+        for child in run_dir.iterdir():
+            if child.name != LOCK_FILE:
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        write_json(run_dir / RUN_CONFIG, {
+            "nmt_version": __version__, "data_dir": str(Path(data_dir).resolve()),
+            "model": to_dict(model_cfg), "train": to_dict(train_cfg),
+        })
+        return trainer
+
+    @classmethod
+    def resume(cls, run_dir: Path, train_overrides: dict[str, Any] | None = None, **kwargs: Any) -> "Trainer":
+        run_dir = Path(run_dir)
+        lock_fd = cls._lock(run_dir)
+        run = read_json(run_dir / RUN_CONFIG)
+        changed = sorted(set(train_overrides or {}) - RESUMABLE_OVERRIDES)
+        if changed:
+            raise ConfigError(f"--resume keeps the run's settings; only {', '.join(sorted(RESUMABLE_OVERRIDES))} may change, "
+                              f"not {', '.join(changed)}")
+        train_cfg = from_dict(TrainConfig, {**run["train"], **(train_overrides or {})}, where=str(run_dir / RUN_CONFIG))
+        model_cfg = from_dict(ModelConfig, run["model"], where=str(run_dir / RUN_CONFIG))
+        trainer = cls(run_dir, Path(run["data_dir"]), model_cfg, train_cfg, **kwargs)
+        trainer._lock_fd = lock_fd
+        last = run_dir / "last"
+        if last.exists():
+            trainer._restore(last.resolve())
+        return trainer
+
+    @staticmethod
+    def _lock(run_dir: Path) -> int:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(f"{run_dir}: another `nmt train` is using this run directory; wait for it or choose another --out") from None
+        return fd
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _filter_long_pairs(self) -> None:
+        """Training pairs beyond max_src_len/max_tgt_len or the model's positions are left out, and said so."""
+        limit = self.model_cfg.max_positions - 1
+        src_max, tgt_max = min(self.cfg.max_src_len, limit), min(self.cfg.max_tgt_len, limit)
+        keep = np.flatnonzero((self.train_data.src_lens <= src_max) & (self.train_data.tgt_lens <= tgt_max))
+        self.skipped_long = len(self.train_data) - len(keep)
+        if self.skipped_long:
+            d = self.train_data
+            self.train_data = ParallelIds.from_lists([d.src(int(i)).tolist() for i in keep], [d.tgt(int(i)).tolist() for i in keep])
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _checkpoint(self, tag: str | None = None) -> Path:
+        tensors, groups = optimizer_tensors(self.optimizer)
+        tensors["rng.cpu"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        state = {**asdict(self.state), "optimizer": groups}
+        name = tag or f"step_{self.state.step:06d}"
+        meta = {
+            "spm": self.spm_names, "src_lang": self.src_lang, "tgt_lang": self.tgt_lang,
+            "train": to_dict(self.cfg), "step": self.state.step, "epoch": self.state.epoch,
+            "valid": self.state.last_valid, "data_dir": str(self.data_dir.resolve()),
+        }
+        path = save_model_dir(self.run_dir / "checkpoints" / name, self.model, meta, self.spm_files, tensors, state)
+        if name not in self.state.checkpoints:
+            self.state.checkpoints.append(name)
+        point(self.run_dir / "last", path)
+        self._prune()
+        self.callback({"kind": "checkpoint", "step": self.state.step, "path": str(path)})
+        return path
+
+    def _prune(self) -> None:
+        """Keep the last K checkpoints plus the best one."""
+        best = Path(os.readlink(self.run_dir / "best")).name if (self.run_dir / "best").is_symlink() else None
+        keep = set(self.state.checkpoints[-max(self.cfg.keep_last, 1):]) | ({best} if best else set())
+        for name in list(self.state.checkpoints):
+            if name not in keep:
+                shutil.rmtree(self.run_dir / "checkpoints" / name, ignore_errors=True)
+                self.state.checkpoints.remove(name)
+
+    def _restore(self, path: Path) -> None:
+        loaded = load_model_dir(path, self.device)
+        self.model.load_state_dict(loaded.model.state_dict())
+        tensors, state = load_trainer_state(path)
+        restore_optimizer(self.optimizer, {k: v.to(self.device) for k, v in tensors.items()}, state.pop("optimizer"))
+        self.state = TrainState(**state)
+        torch.set_rng_state(tensors["rng.cpu"])
+        if self.device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        self._truncate_log(self.state.step)
+        self.callback({"kind": "resumed", "step": self.state.step, "epoch": self.state.epoch, "path": str(path)})
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop log lines written after the checkpoint we resume from: they will be written again."""
+        log = self.run_dir / LOG_FILE
+        if not log.exists():
+            return
+        lines = [line for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+        kept = []
+        for line in lines:
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except ValueError:
+                pass  # a line torn by a crash
+        tmp = log.with_name(f".{LOG_FILE}.tmp")
+        tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+        os.replace(tmp, log)
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / LOG_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        self.callback(record)
+
+    # -- validation ----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def validate(self) -> dict[str, float]:
+        from nmt.metrics import bleu_chrf
+        from nmt.search import greedy
+
+        self.model.eval()
+        loss_sum, nll_sum, tokens = 0.0, 0.0, 0
+        for batch in iterate_batches(self.valid_data, self.cfg.batch_tokens, None, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos):
+            batch = batch.to(self.device)
+            with autocast(self.device, self.cfg.precision):
+                logits = self.model(batch.src, batch.src_len, batch.tgt_in)
+            loss, nll = label_smoothed_loss(logits, batch.tgt_out, self.cfg.label_smoothing, SPECIAL.pad)
+            loss_sum, nll_sum, tokens = loss_sum + float(loss), nll_sum + float(nll), tokens + batch.n_tokens
+        result = {"valid_loss": loss_sum / tokens, "valid_nll": nll_sum / tokens,
+                  "valid_ppl": math.exp(min(nll_sum / tokens, 50.0))}
+        if self.cfg.valid_bleu:
+            n = len(self.valid_data) if not self.cfg.valid_max_sentences else min(self.cfg.valid_max_sentences, len(self.valid_data))
+            subset = ParallelIds.from_lists([self.valid_data.src(i).tolist() for i in range(n)], [[] for _ in range(n)])
+            hyps: list[str] = [""] * n
+            for index in token_batches(subset.src_lens, subset.tgt_lens, self.cfg.batch_tokens, None):
+                batch = collate(subset, index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos).to(self.device)
+                with autocast(self.device, self.cfg.precision):
+                    found = greedy(self.model, batch.src, batch.src_len, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos)
+                texts = self.tgt_tokenizer.decode_batch([h.tokens for h in found])
+                for i, text in zip(index.tolist(), texts):
+                    hyps[i] = text
+            result["valid_bleu"], result["valid_chrf"] = bleu_chrf(hyps, [self.valid_refs[:n]])
+        self.model.train()
+        return result
+
+    def _after_validation(self, result: dict[str, float]) -> bool:
+        """Checkpoint, track the best, and decide on early stopping; True means stop."""
+        self.state.last_valid = result
+        metric = self.cfg.early_stop_metric
+        key = {"bleu": "valid_bleu", "loss": "valid_loss", "ppl": "valid_ppl"}.get(metric)
+        if key is None or key not in result:
+            raise ConfigError(f"early_stop_metric {metric!r} is not measured; use 'bleu' (needs valid_bleu) or 'loss'")
+        value = result[key]
+        better = self.state.best_metric is None or (value > self.state.best_metric if metric == "bleu" else value < self.state.best_metric)
+        if better:
+            self.state.best_metric, self.state.best_step, self.state.bad_validations = value, self.state.step, 0
+        else:
+            self.state.bad_validations += 1
+        path = self._checkpoint()
+        if better:
+            point(self.run_dir / "best", path)
+        return bool(self.cfg.patience and self.state.bad_validations >= self.cfg.patience)
+
+    # -- training ------------------------------------------------------------------------------
+
+    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        # the batch order of an epoch depends only on (seed, epoch): resuming mid-epoch replays it
+        seed = int(np.random.SeedSequence([self.cfg.seed, epoch]).generate_state(1)[0])
+        return token_batches(self.train_data.src_lens, self.train_data.tgt_lens, self.cfg.batch_tokens, seed)
+
+    def _limit_reached(self) -> str | None:
+        cfg, st = self.cfg, self.state
+        if cfg.max_steps and st.step >= cfg.max_steps:
+            return f"reached max_steps {cfg.max_steps}"
+        if cfg.max_epochs and st.epoch >= cfg.max_epochs:
+            return f"reached max_epochs {cfg.max_epochs}"
+        if cfg.max_minutes and st.train_seconds >= cfg.max_minutes * 60:
+            return f"reached max_minutes {cfg.max_minutes:g}"
+        return None
+
+    def train(self) -> str:
+        """Train until a limit, early stopping or a stop request; returns why it stopped."""
+        cfg, st = self.cfg, self.state
+        self.model.train()
+        self.callback({"kind": "start", "step": st.step, "params": sum(p.numel() for p in self.model.parameters()),
+                       "train_pairs": len(self.train_data), "skipped_long": self.skipped_long,
+                       "device": str(self.device), "threads": self.threads, "max_steps": cfg.max_steps})
+        window_tokens, window_loss, window_nll, window_start = 0, 0.0, 0.0, time.perf_counter()
+        reason = self._limit_reached()
+        batches = self._epoch_batches(st.epoch)
+        while reason is None:
+            if st.batch_in_epoch >= len(batches):
+                st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+                reason = self._limit_reached()
+                if reason:
+                    break
+                batches = self._epoch_batches(st.epoch)
+            started = time.perf_counter()
+            group = [collate(self.train_data, idx, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos)
+                     for idx in batches[st.batch_in_epoch : st.batch_in_epoch + cfg.accum_steps]]
+            loss_sum, nll_sum, n_tokens = self._update(group)
+            st.batch_in_epoch += len(group)
+            st.step += 1
+            st.train_seconds += time.perf_counter() - started
+            window_tokens, window_loss, window_nll = window_tokens + n_tokens, window_loss + loss_sum, window_nll + nll_sum
+            if st.step % cfg.log_every == 0:
+                seconds = time.perf_counter() - window_start
+                self._log({"kind": "train", "step": st.step, "epoch": st.epoch + 1, "loss": window_loss / window_tokens,
+                           "ppl": math.exp(min(window_nll / window_tokens, 50.0)), "lr": lr_at(st.step, cfg),
+                           "tokens_per_s": window_tokens / seconds, "train_minutes": st.train_seconds / 60})
+                window_tokens, window_loss, window_nll, window_start = 0, 0.0, 0.0, time.perf_counter()
+            if st.step % cfg.valid_every == 0:
+                result = self.validate()
+                self._log({"kind": "valid", "step": st.step, "epoch": st.epoch + 1, **result, "train_minutes": st.train_seconds / 60})
+                if self._after_validation(result):
+                    reason = f"no improvement in {cfg.early_stop_metric} for {cfg.patience} validations"
+                window_start = time.perf_counter()
+            if reason is None:
+                reason = self._limit_reached()
+            if reason is None and self.stop_requested:
+                self._checkpoint()
+                return f"stopped by {self.stop_requested}"
+        if not st.checkpoints or st.checkpoints[-1] != f"step_{st.step:06d}":
+            result = self.validate()
+            self._log({"kind": "valid", "step": st.step, "epoch": st.epoch + 1, **result, "train_minutes": st.train_seconds / 60})
+            self._after_validation(result)
+        self.callback({"kind": "stop", "step": st.step, "reason": reason})
+        return reason
+
+    def _update(self, group: list) -> tuple[float, float, int]:
+        """One optimizer update over `group` (gradient accumulation); loss normalised by target tokens."""
+        cfg = self.cfg
+        n_tokens = sum(b.n_tokens for b in group)
+        loss_total, nll_total = 0.0, 0.0
+        for batch in group:
+            batch = batch.to(self.device)
+            with autocast(self.device, cfg.precision):
+                logits = self.model(batch.src, batch.src_len, batch.tgt_in)
+            loss, nll = label_smoothed_loss(logits, batch.tgt_out, cfg.label_smoothing, SPECIAL.pad)
+            (loss / n_tokens).backward()
+            loss_total, nll_total = loss_total + float(loss.detach()), nll_total + float(nll)
+        if not math.isfinite(loss_total):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingError(
+                f"step {self.state.step + 1}: the loss became {loss_total}; nothing was saved from this step. "
+                "Lower --lr or raise --warmup-steps, then resume from the last checkpoint with --resume"
+            )
+        if cfg.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm, foreach=True)
+        set_lr(self.optimizer, lr_at(self.state.step + 1, cfg))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_total, nll_total, n_tokens
+
+
+def train_config_with(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    return replace(cfg, **changes)
+
+
+__all__ = ["Trainer", "TrainState", "TrainingError", "fsync_path", "train_config_with"]

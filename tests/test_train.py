@@ -1,0 +1,192 @@
+"""Training and checkpoints: exact save/load, exact resume, clear errors for damaged checkpoints,
+run-directory safety (no silent overwrite, a lock), NaN detection, averaging, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from nmt.checkpoint import average_checkpoints, load_model_dir, save_model_dir
+from nmt.config import TrainConfig
+from nmt.errors import CheckpointError, ConfigError
+from nmt.train import Trainer, TrainingError
+
+TINY = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 64, "dropout": 0.1}
+
+
+def tiny_train(**changes) -> TrainConfig:
+    base = dict(batch_tokens=600, max_steps=8, warmup_steps=4, log_every=1, valid_every=4,
+                valid_max_sentences=8, keep_last=2, seed=3, lr=2e-3)
+    return TrainConfig(**{**base, **changes})
+
+
+def losses(run_dir) -> list[tuple[int, float]]:
+    records = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in records if r["kind"] == "train"]
+
+
+def run(prepared, run_dir, **changes) -> Trainer:
+    trainer = Trainer.start(prepared, run_dir, TINY, tiny_train(**changes), threads=1)
+    trainer.train()
+    trainer.close()
+    return trainer
+
+
+def test_resumed_training_equals_uninterrupted(prepared_sample, tmp_path):
+    full = run(prepared_sample, tmp_path / "full", max_steps=10, accum_steps=2)
+    half = run(prepared_sample, tmp_path / "half", max_steps=5, accum_steps=2)  # stops mid-epoch at step 5
+    resumed = Trainer.resume(tmp_path / "half", {"max_steps": 10}, threads=1)
+    assert resumed.state.step == 5
+    resumed.train()
+    resumed.close()
+    assert losses(tmp_path / "half") == losses(tmp_path / "full")
+    for (name, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_run_dir_is_never_overwritten_silently(prepared_sample, tmp_path):
+    run(prepared_sample, tmp_path / "r", max_steps=2, valid_every=2)
+    with pytest.raises(ConfigError, match="already holds a run; add --resume .* or --overwrite"):
+        Trainer.start(prepared_sample, tmp_path / "r", TINY, tiny_train(), threads=1)
+    trainer = Trainer.start(prepared_sample, tmp_path / "r", TINY, tiny_train(max_steps=1), overwrite=True, threads=1)
+    trainer.close()
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_second_trainer_on_the_same_run_dir_is_refused(prepared_sample, tmp_path):
+    first = Trainer.start(prepared_sample, tmp_path / "r", TINY, tiny_train(), threads=1)
+    try:
+        with pytest.raises(ConfigError, match="another `nmt train` is using this run directory"):
+            Trainer.resume(tmp_path / "r", threads=1)
+    finally:
+        first.close()
+
+
+def test_checkpoints_keep_last_k_plus_best(prepared_sample, tmp_path):
+    trainer = run(prepared_sample, tmp_path / "r", max_steps=12, valid_every=2, keep_last=2, early_stop_metric="loss")
+    names = sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir())
+    best = os.readlink(tmp_path / "r" / "best")
+    assert os.readlink(tmp_path / "r" / "last").endswith("step_000012")
+    assert set(names) == {"step_000010", "step_000012"} | {os.path.basename(best)}
+    assert trainer.state.best_step is not None
+
+
+def test_save_load_gives_identical_outputs(prepared_sample, tmp_path):
+    trainer = run(prepared_sample, tmp_path / "r", max_steps=2, valid_every=2)
+    loaded = load_model_dir(tmp_path / "r")  # a run directory means its best checkpoint
+    trainer.model.eval()
+    src = torch.tensor([[5, 6, 7, 3], [8, 9, 3, 0]])
+    src_len = torch.tensor([4, 3])
+    tgt = torch.tensor([[2, 10, 11], [2, 12, 0]])
+    torch.testing.assert_close(loaded.model(src, src_len, tgt), trainer.model(src, src_len, tgt), rtol=0, atol=0)
+    assert loaded.config["step"] == 2 and loaded.config["train"]["seed"] == 3
+
+
+@pytest.fixture
+def checkpoint(prepared_sample, tmp_path):
+    run(prepared_sample, tmp_path / "r", max_steps=2, valid_every=2)
+    return (tmp_path / "r" / "last").resolve()
+
+
+def test_truncated_weights_are_a_clear_error(checkpoint):
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors: unreadable safetensors file .* truncated or corrupted"):
+        load_model_dir(checkpoint)
+
+
+def test_garbage_weights_are_a_clear_error(checkpoint):
+    (checkpoint / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}     ")
+    with pytest.raises(CheckpointError, match="unreadable safetensors file"):
+        load_model_dir(checkpoint)
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "spm.model"])
+def test_missing_file_is_a_clear_error(checkpoint, name):
+    (checkpoint / name).unlink()
+    with pytest.raises(CheckpointError, match=name.replace(".", r"\.")):
+        load_model_dir(checkpoint)
+
+
+def test_mismatched_sentencepiece_model_is_refused(checkpoint, tmp_path):
+    from nmt.tokenizer import train_bpe
+
+    (checkpoint / "spm.model").write_bytes(train_bpe([f"sentence number {i}" for i in range(200)], 300))
+    with pytest.raises(CheckpointError, match="spm.model: SentencePiece model does not match the checkpoint"):
+        load_model_dir(checkpoint)
+
+
+def test_config_with_wrong_types_is_a_clear_error(checkpoint):
+    config = json.loads((checkpoint / "config.json").read_text())
+    config["model"]["d_model"] = "wide"
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="invalid model config: .*d_model must be an integer"):
+        load_model_dir(checkpoint)
+
+
+def test_nan_loss_stops_without_a_poisoned_checkpoint(prepared_sample, tmp_path, monkeypatch):
+    import nmt.train
+
+    trainer = Trainer.start(prepared_sample, tmp_path / "r", TINY, tiny_train(max_steps=6), threads=1)
+    real = nmt.train.label_smoothed_loss
+
+    def poisoned(logits, *args):
+        loss, nll = real(logits, *args)
+        return (loss * float("nan") if trainer.state.step >= 4 else loss), nll
+
+    monkeypatch.setattr(nmt.train, "label_smoothed_loss", poisoned)
+    with pytest.raises(TrainingError, match="step 5: the loss became nan"):
+        trainer.train()
+    trainer.close()
+    assert os.readlink(tmp_path / "r" / "last").endswith("step_000004")
+    load_model_dir(tmp_path / "r" / "last")  # the last checkpoint is intact and finite
+
+
+def test_average_of_checkpoints_is_the_mean(prepared_sample, tmp_path):
+    run(prepared_sample, tmp_path / "r", max_steps=4, valid_every=2)
+    ckpts = sorted((tmp_path / "r" / "checkpoints").iterdir())
+    average_checkpoints(ckpts, tmp_path / "avg")
+    a, b = (load_model_dir(p).model.state_dict() for p in ckpts)
+    avg = load_model_dir(tmp_path / "avg")
+    for name, value in avg.model.state_dict().items():
+        torch.testing.assert_close(value, (a[name] + b[name]) / 2)
+    assert not (tmp_path / "avg" / "trainer.safetensors").exists()
+
+
+def test_save_model_dir_leaves_no_partial_directory_on_failure(prepared_sample, tmp_path, monkeypatch):
+    trainer = run(prepared_sample, tmp_path / "r", max_steps=2, valid_every=2)
+    import nmt.checkpoint
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(nmt.checkpoint, "save_file", full_disk)
+    with pytest.raises(OSError):
+        save_model_dir(tmp_path / "r" / "checkpoints" / "step_000099", trainer.model, {"spm": {}}, {}, {"x": torch.zeros(1)}, {})
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["step_000002"]
+
+
+def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(prepared_sample, tmp_path):
+    args = [sys.executable, "-m", "nmt_cli.main", "train", str(prepared_sample), "--out", str(tmp_path / "r"),
+            "--d-model", "32", "--n-heads", "2", "--enc-layers", "1", "--dec-layers", "1", "--ffn-dim", "64",
+            "--batch-tokens", "400", "--max-steps", "100000", "--valid-every", "100000", "--log-every", "1",
+            "--threads", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("step"):
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert f"resume with: nmt train --resume {tmp_path / 'r'}" in stderr
+    assert (tmp_path / "r" / "last" / "trainer.json").exists()
+    step = json.loads((tmp_path / "r" / "last" / "trainer.json").read_text())["step"]
+    assert step >= 1

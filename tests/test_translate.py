@@ -1,0 +1,104 @@
+"""`nmt translate` is a Unix filter: exactly one output line per input line whatever the input;
+batched translation equals one sentence at a time; `nmt score -m` equals translate-then-score."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from nmt.config import DecodeConfig
+from nmt.translate import Translator
+from nmt_cli.main import app
+
+runner = CliRunner()
+
+HOSTILE = [
+    "How was your day?",
+    "",
+    "   \t  ",
+    "word " * 3000,  # far longer than the model's 256 positions
+    "control\x00chars\x07and\x1bescapes",
+    "日本語の文です。",
+    "مرحبا كيف حالك",
+    "Привет, как дела?",
+    "emoji 😀🚀 and combining e\u0301",
+    "\u2028line\u2029separators\x0binside\x0c",
+    "",
+    "The last line has no newline",
+]
+
+
+def invoke(model_dir, data: bytes, *args):
+    return runner.invoke(app, ["translate", "-m", str(model_dir), "--threads", "1", *args], input=data)
+
+
+@pytest.mark.parametrize("beam", ["1", "3"])
+def test_one_output_line_per_input_line(tiny_model_dir, beam):
+    data = "\n".join(HOSTILE).encode("utf-8") + b"\n\xff\xfeinvalid utf-8\r\nwindows line\r\n"
+    result = invoke(tiny_model_dir, data, "--beam", beam)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.split("\n")
+    assert lines[-1] == "" and len(lines) - 1 == len(HOSTILE) + 2
+    assert lines[1] == lines[2] == lines[10] == ""  # empty and whitespace-only lines stay empty
+    assert "invalid UTF-8" in result.stderr and "longer than the model takes" in result.stderr
+
+
+def test_empty_input_gives_empty_output(tiny_model_dir):
+    result = invoke(tiny_model_dir, b"")
+    assert result.exit_code == 0 and result.stdout == ""
+
+
+def test_batched_translation_equals_one_at_a_time(tiny_model_dir, sample_dir):
+    lines = (sample_dir / "test.en").read_text(encoding="utf-8").splitlines()[:12]
+    translator = Translator.load(tiny_model_dir, DecodeConfig(beam_size=4, batch_tokens=200), threads=1)
+    batched = translator.translate_batch(lines)
+    alone = [translator.translate_batch([line])[0] for line in lines]
+    assert [t.text for t in batched] == [t.text for t in alone]
+    for a, b in zip(batched, alone):
+        assert a.score == pytest.approx(b.score, abs=1e-4)
+    assert any(t.text for t in batched)  # the tiny model really emits something
+
+
+def test_nbest_and_scores_formats(tiny_model_dir):
+    result = invoke(tiny_model_dir, b"Good morning!\nThank you.\n", "--beam", "3", "--nbest", "2")
+    assert result.exit_code == 0, result.output
+    rows = [line.split(" ||| ") for line in result.stdout.splitlines()]
+    assert [r[0] for r in rows] == ["0", "0", "1", "1"]
+    assert all(len(r) == 3 and float(r[2]) <= 0 for r in rows)
+    assert float(rows[0][2]) >= float(rows[1][2])
+    scored = invoke(tiny_model_dir, b"Good morning!\n", "--scores")
+    score, _, _ = scored.stdout.rstrip("\n").partition("\t")
+    assert float(score) <= 0
+
+
+def test_input_and_output_files(tiny_model_dir, tmp_path):
+    (tmp_path / "in.txt").write_text("Hello.\n\nSee you tomorrow.\n", encoding="utf-8")
+    result = invoke(tiny_model_dir, b"", "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "out.txt"))
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "out.txt").read_text(encoding="utf-8").split("\n")) == 4
+
+
+def test_bad_model_dir_is_a_clear_error(tmp_path):
+    result = invoke(tmp_path / "nowhere", b"Hello\n")
+    assert result.exit_code == 2 and "no such model directory" in result.output
+
+
+def test_nbest_larger_than_beam_is_refused(tiny_model_dir):
+    result = invoke(tiny_model_dir, b"Hello\n", "--beam", "2", "--nbest", "3")
+    assert result.exit_code == 2 and "--nbest 3 needs --beam of at least 3" in result.output
+
+
+def test_score_with_model_equals_translate_then_score(tiny_model_dir, sample_dir, tmp_path):
+    src, ref = sample_dir / "val.en", sample_dir / "val.fr"
+    hyp = tmp_path / "hyp.txt"
+    translated = invoke(tiny_model_dir, b"", "--input", str(src), "--output", str(hyp), "--beam", "2")
+    assert translated.exit_code == 0
+    by_file = runner.invoke(app, ["score", "-r", str(ref), str(hyp), "--json"])
+    by_model = runner.invoke(app, ["score", "-r", str(ref), "-m", str(tiny_model_dir), "--src", str(src),
+                                   "--beam", "2", "--json", "--output", str(tmp_path / "kept.txt")])
+    assert by_model.exit_code == 0, by_model.output
+    a, b = json.loads(by_file.stdout)["systems"][0], json.loads(by_model.stdout)["systems"][0]
+    assert (a["bleu"], a["chrf"], a["ter"]) == (b["bleu"], b["chrf"], b["ter"])
+    assert (tmp_path / "kept.txt").read_text(encoding="utf-8") == hyp.read_text(encoding="utf-8")
