@@ -57,7 +57,7 @@ class TrainState:
     step: int = 0
     epoch: int = 0  # current epoch, 0-based
     batch_in_epoch: int = 0  # batches of the current epoch already consumed
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # wall-clock inside train(), validation and checkpoints included, over all resumes
     best_metric: float | None = None
     best_step: int | None = None
     bad_validations: int = 0
@@ -313,6 +313,13 @@ class Trainer:
                        "train_pairs": len(self.train_data), "skipped_long": self.skipped_long,
                        "device": str(self.device), "threads": self.threads, "max_steps": cfg.max_steps})
         window_tokens, window_loss, window_nll, window_start = 0, 0.0, 0.0, time.perf_counter()
+        clock = time.perf_counter()
+
+        def tick() -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            st.train_seconds, clock = st.train_seconds + now - clock, now
+
         reason = self._limit_reached()
         batches = self._epoch_batches(st.epoch)
         while reason is None:
@@ -322,13 +329,12 @@ class Trainer:
                 if reason:
                     break
                 batches = self._epoch_batches(st.epoch)
-            started = time.perf_counter()
             group = [collate(self.train_data, idx, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos)
                      for idx in batches[st.batch_in_epoch : st.batch_in_epoch + cfg.accum_steps]]
             loss_sum, nll_sum, n_tokens = self._update(group)
             st.batch_in_epoch += len(group)
             st.step += 1
-            st.train_seconds += time.perf_counter() - started
+            tick()
             window_tokens, window_loss, window_nll = window_tokens + n_tokens, window_loss + loss_sum, window_nll + nll_sum
             if st.step % cfg.log_every == 0:
                 seconds = time.perf_counter() - window_start
@@ -338,9 +344,11 @@ class Trainer:
                 window_tokens, window_loss, window_nll, window_start = 0, 0.0, 0.0, time.perf_counter()
             if st.step % cfg.valid_every == 0:
                 result = self.validate()
+                tick()
                 self._log({"kind": "valid", "step": st.step, "epoch": st.epoch + 1, **result, "train_minutes": st.train_seconds / 60})
                 if self._after_validation(result):
                     reason = f"no improvement in {cfg.early_stop_metric} for {cfg.patience} validations"
+                tick()
                 window_start = time.perf_counter()
             if reason is None:
                 reason = self._limit_reached()
@@ -349,6 +357,7 @@ class Trainer:
                 return f"stopped by {self.stop_requested}"
         if not st.checkpoints or st.checkpoints[-1] != f"step_{st.step:06d}":
             result = self.validate()
+            tick()
             self._log({"kind": "valid", "step": st.step, "epoch": st.epoch + 1, **result, "train_minutes": st.train_seconds / 60})
             self._after_validation(result)
         self.callback({"kind": "stop", "step": st.step, "reason": reason})

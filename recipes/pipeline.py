@@ -1,0 +1,262 @@
+"""The pipeline every recipe shares: data → nmt prepare → nmt train → nmt average → nmt translate →
+nmt score → RESULTS.md. A recipe is a directory with a config.toml and a run.sh that calls this.
+
+    python recipes/pipeline.py --recipe recipes/multi30k_en_fr [--data DIR] [--work DIR] [--threads N]
+
+config.toml holds [recipe] (languages, split names, vocabulary, checkpoints to average), and the
+[model], [train] and [decode] tables that `nmt train` and `nmt translate` use. Every step runs the
+real `nmt` command (shown as it runs), so a recipe is a record of what a user would type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+MULTI30K_URL = "https://github.com/multi30k/dataset/raw/master/data/task1/raw/{split}.{lang}.gz"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def nmt_command() -> list[str]:
+    """The `nmt` next to this Python (the project's .venv), else the one on PATH."""
+    beside = Path(sys.executable).with_name("nmt")
+    return [str(beside)] if beside.exists() else ["nmt"]
+
+
+class Pipeline:
+    def __init__(self, recipe: Path, data: Path | None, work: Path, threads: int | None, results: Path | None):
+        self.recipe_dir = recipe
+        self.config = tomllib.loads((recipe / "config.toml").read_text(encoding="utf-8"))
+        r = self.config["recipe"]
+        self.name, self.src, self.tgt = r["name"], r["src"], r["tgt"]
+        self.valid, self.tests = r.get("valid", "val"), list(r.get("tests", ["test_2016_flickr"]))
+        self.optional_tests = list(r.get("optional_tests", []))
+        self.work, self.threads = work, threads
+        self.data = data
+        self.results_path = results or recipe / "RESULTS.md"
+        self.commands: list[str] = []
+        self.timings: dict[str, float] = {}
+
+    def run(self, *args: str, stage: str, echo: bool = True) -> str:
+        command = [*nmt_command(), *args]
+        shown = " ".join(shlex.quote(a) for a in ["nmt", *args])
+        print(f"\n$ {shown}", flush=True)
+        self.commands.append(shown)
+        start = time.perf_counter()
+        result = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+        if echo:
+            sys.stdout.write(result.stdout)
+        if result.returncode != 0:
+            sys.exit(f"pipeline: `{shown}` failed with exit code {result.returncode}")
+        return result.stdout
+
+    # -- stages ---------------------------------------------------------------------------------
+
+    def get_data(self) -> Path:
+        """A local data directory (--data or NMT_DATA), or the public Multi30k files downloaded once."""
+        if self.data is None and os.environ.get("NMT_DATA"):
+            self.data = Path(os.environ["NMT_DATA"])
+        if self.data is not None:
+            return self.data
+        target = self.work / "download"
+        target.mkdir(parents=True, exist_ok=True)
+        for split in ["train", self.valid, *self.tests, *self.optional_tests]:
+            for lang in (self.src, self.tgt):
+                path = target / f"{split}.{lang}.gz"
+                if path.exists():
+                    continue
+                url = MULTI30K_URL.format(split=split, lang=lang)
+                print(f"downloading {url}", flush=True)
+                try:
+                    with urllib.request.urlopen(url, timeout=60) as response:
+                        data = response.read()
+                except OSError as e:
+                    if split in self.optional_tests:
+                        continue
+                    sys.exit(f"pipeline: cannot download {url} ({e}); give a local copy with --data or NMT_DATA")
+                tmp = path.with_suffix(".part")
+                tmp.write_bytes(data)
+                tmp.replace(path)
+        self.data = target
+        return target
+
+    def split_file(self, split: str, lang: str) -> Path | None:
+        for name in (f"{split}.{lang}", f"{split}.{lang}.gz"):
+            if (self.data / name).exists():
+                return self.data / name
+        return None
+
+    def test_splits(self) -> list[str]:
+        present = [s for s in self.optional_tests if self.split_file(s, self.src) and self.split_file(s, self.tgt)]
+        return self.tests + present
+
+    def prepare(self) -> Path:
+        out = self.work / "data"
+        args = ["prepare", "--src", self.src, "--tgt", self.tgt, "--train", str(self.data / "train"),
+                "--valid", str(self.data / self.valid), "--out", str(out)]
+        for split in self.test_splits():
+            args += ["--test", str(self.data / split)]
+        args += ["--vocab-size", str(self.config["recipe"].get("vocab_size", 8000))]
+        if not self.config["recipe"].get("joint", True):
+            args.append("--separate")
+        self.run(*args, stage="prepare")
+        return out
+
+    def train(self, data_dir: Path) -> Path:
+        run_dir = self.work / "run"
+        train_toml = self.work / "train.toml"
+        train_toml.write_text(_toml({k: self.config[k] for k in ("model", "train") if k in self.config}), encoding="utf-8")
+        threads = ["--threads", str(self.threads)] if self.threads else []
+        if (run_dir / "last").exists():
+            self.run("train", "--resume", str(run_dir), *threads, stage="train")
+        else:
+            self.run("train", str(data_dir), "--out", str(run_dir), "--config", str(train_toml), "--overwrite",
+                     *threads, stage="train")
+        return run_dir
+
+    def average(self, run_dir: Path) -> Path:
+        out = self.work / "averaged"
+        self.run("average", str(run_dir), "--last", str(self.config["recipe"].get("average_last", 5)), "--out", str(out),
+                 stage="average")
+        return out
+
+    def translate_and_score(self, models: dict[str, Path], data_dir: Path) -> dict:
+        decode = self.config.get("decode", {})
+        options = ["--beam", str(decode.get("beam_size", 5)), "--lenpen", str(decode.get("length_penalty", 1.0))]
+        threads = ["--threads", str(self.threads)] if self.threads else []
+        scores: dict = {}
+        for split in ["valid", *self.test_splits()]:
+            raw_split = self.valid if split == "valid" else split
+            ref = self.work / "refs" / f"{split}.{self.tgt}"
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            # score against the original reference text, not the cleaned copy nmt prepare made
+            ref_file = self.split_file(raw_split, self.tgt)
+            opener = gzip.open if ref_file.suffix == ".gz" else open
+            with opener(ref_file, "rb") as f:
+                ref.write_bytes(f.read())
+            hyps = []
+            for label, model in models.items():
+                hyp = self.work / "hyp" / f"{split}.{label}.{self.tgt}"
+                hyp.parent.mkdir(parents=True, exist_ok=True)
+                self.run("translate", "-m", str(model), "--input", str(data_dir / f"{split}.{self.src}"),
+                         "--output", str(hyp), *options, *threads, stage="translate")
+                hyps.append(hyp)
+            cased = json.loads(self.run("score", "-r", str(ref), *map(str, hyps), "--json", stage="score", echo=False))
+            lower = json.loads(self.run("score", "-r", str(ref), *map(str, hyps), "--json", "-lc", stage="score", echo=False))
+            scores[split] = {"cased": cased, "lowercased": lower, "labels": list(models)}
+        return scores
+
+    # -- report ---------------------------------------------------------------------------------
+
+    def write_results(self, run_dir: Path, scores: dict, wall: float) -> None:
+        import sacrebleu
+        import sentencepiece
+        import torch
+
+        import nmt
+
+        log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines() if line.strip()]
+        valid = [r for r in log if r["kind"] == "valid"]
+        trained = max((r.get("train_minutes", 0.0) for r in log), default=0.0)
+        steps = max((r["step"] for r in log), default=0)
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        lines = [
+            f"# {self.name}: results",
+            "",
+            f"Written by `recipes/pipeline.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
+            f"reproduce with `{self.recipe_dir.relative_to(ROOT) if self.recipe_dir.is_relative_to(ROOT) else self.recipe_dir}/run.sh` "
+            "(see the README). Detokenized, cased sacreBLEU (default 13a tokenizer) unless marked lowercased (`-lc`, "
+            "what most Multi30k papers report, on tokenized text, so not directly comparable).",
+            "",
+            "| split | model | BLEU | chrF2 | TER | BLEU -lc |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        signatures: dict[str, str] = {}
+        for split, result in scores.items():
+            for label, system, low in zip(result["labels"], result["cased"]["systems"], result["lowercased"]["systems"]):
+                lines.append(f"| {split} | {label} | {system['bleu']:.1f} | {system['chrf']:.1f} | {system['ter']:.1f} | {low['bleu']:.1f} |")
+            signatures.update(result["cased"]["signatures"])
+            signatures["bleu -lc"] = result["lowercased"]["signatures"]["bleu"]
+        lines += ["", "sacreBLEU signatures:", ""]
+        lines += [f"- {name}: `{sig}`" for name, sig in signatures.items()]
+        lines += ["", "## Training", "",
+                  f"- {steps} updates in {trained:.1f} training minutes (validation included: "
+                  f"{self.timings.get('train', 0) / 60:.1f} minutes for the whole `nmt train` call); "
+                  f"whole pipeline {wall / 60:.1f} minutes of wall-clock.",
+                  "- Validation BLEU and chrF (greedy, on the validation set) against training minutes, from `train_log.jsonl`:", "",
+                  "| step | training minutes | valid loss | valid BLEU | valid chrF2 |", "|---:|---:|---:|---:|---:|"]
+        for r in valid:
+            lines.append(f"| {r['step']} | {r['train_minutes']:.1f} | {r['valid_loss']:.3f} | "
+                         f"{r.get('valid_bleu', float('nan')):.1f} | {r.get('valid_chrf', float('nan')):.1f} |")
+        stage_times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in self.timings.items())
+        lines += ["", "## Set-up", "",
+                  f"- nmt {nmt.__version__} (commit {commit or 'unknown'}), torch {torch.__version__}, "
+                  f"sentencepiece {sentencepiece.__version__}, sacrebleu {sacrebleu.__version__}, Python {platform.python_version()}",
+                  f"- machine: {_cpu_name()}, {len(os.sched_getaffinity(0))} cores available, {platform.system()} {platform.machine()}",
+                  f"- stage wall times: {stage_times}",
+                  "", "Configuration (`config.toml`):", "", "```toml",
+                  (self.recipe_dir / "config.toml").read_text(encoding="utf-8").strip(), "```", "",
+                  "Commands run:", "", "```sh", *self.commands, "```", ""]
+        self.results_path.write_text("\n".join(lines), encoding="utf-8")
+        print(f"\nwrote {self.results_path}")
+
+
+def _toml(tables: dict[str, dict]) -> str:
+    """The [model] and [train] tables back as TOML (plain scalars and lists only)."""
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v)
+
+    return "".join(f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in table.items()) + "\n"
+                   for name, table in tables.items())
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipe", type=Path, required=True, help="recipe directory with config.toml")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="local data directory (default: $NMT_DATA, else download the public files)")
+    parser.add_argument("--work", type=Path, default=None, help="where data, runs and outputs go (default: work/RECIPE)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    parser.add_argument("--results", type=Path, default=None, help="where to write RESULTS.md (default: the recipe directory)")
+    args = parser.parse_args()
+    recipe = args.recipe.resolve()
+    work = (args.work or ROOT / "work" / recipe.name).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    pipeline = Pipeline(recipe, args.data, work, args.threads, args.results)
+    start = time.perf_counter()
+    pipeline.get_data()
+    data_dir = pipeline.prepare()
+    run_dir = pipeline.train(data_dir)
+    averaged = pipeline.average(run_dir)
+    scores = pipeline.translate_and_score({"best": run_dir / "best", "averaged": averaged}, data_dir)
+    pipeline.write_results(run_dir, scores, time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+    main()
