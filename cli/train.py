@@ -11,7 +11,8 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from nmt_cli.common import err, fail, handle_errors, out
+from nmt.errors import ConfigError
+from nmt_cli.common import err, handle_errors, out
 
 
 def _config_help() -> str:
@@ -28,33 +29,45 @@ def _config_help() -> str:
     return "\n\n".join(lines).replace("(0.9, 0.98)", "0.9,0.98")
 
 
-def parse_overrides(args: list[str]) -> dict[str, dict[str, Any]]:
-    """`--d-model 512 --pre-norm false --no-valid-bleu --lr=5e-4` → {'model': {...}, 'train': {...}}."""
-    from nmt.config import parse_value, section_of
-    from nmt.errors import ConfigError
+def parse_overrides(args: list[str]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """`DATA --d-model 512 --no-pre-norm --pre-norm false --lr=5e-4` → (['DATA'], {'model': {...}, 'train': {...}}).
 
+    Parsed here rather than by click, which cannot know which unknown option takes a value.
+    """
+    from nmt.config import parse_value, section_of
+
+    positional: list[str] = []
     result: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "decode": {}}
     i = 0
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--") or len(arg) == 2:
-            raise ConfigError(f"unexpected argument {arg!r}; options look like --name value")
-        name, _, value = arg[2:].partition("=")
+            positional.append(arg)
+            i += 1
+            continue
+        name, eq, value = arg[2:].partition("=")
         key = name.replace("-", "_")
-        if not value and "=" not in arg:
+        if not eq:
             negated = key.startswith("no_") and _is_bool(key[3:])
-            if negated or _is_bool(key) and (i + 1 >= len(args) or args[i + 1].startswith("--")):
+            if negated or (_is_bool(key) and (i + 1 >= len(args) or args[i + 1].lower() not in BOOL_WORDS)):
                 key = key[3:] if negated else key
                 result[section_of(key)][key] = not negated
                 i += 1
                 continue
             if i + 1 >= len(args):
+                section_of(key)  # an unknown option says so before a missing value does
                 raise ConfigError(f"--{name} needs a value")
             value = args[i + 1]
             i += 1
-        result[section_of(key)][key] = parse_value(value)
+        if _is_bool(key) and value.lower() in BOOL_WORDS:
+            result[section_of(key)][key] = BOOL_WORDS[value.lower()]
+        else:
+            result[section_of(key)][key] = parse_value(value)
         i += 1
-    return result
+    return positional, result
+
+
+BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
 
 
 def _is_bool(key: str) -> bool:
@@ -133,7 +146,6 @@ class Display:
 @handle_errors
 def train(
     ctx: typer.Context,
-    data_dir: Annotated[Optional[Path], typer.Argument(help="Prepared data directory (from `nmt prepare`).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory for checkpoints and logs.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with [model] and [train] tables.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this run directory exactly where its last checkpoint left off.")] = None,
@@ -141,17 +153,20 @@ def train(
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: cuda when available, else cpu).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
 ) -> None:
-    """Train an encoder-decoder Transformer with label smoothing, warm-up and token batches.
+    """nmt train DATA_DIR --out RUN_DIR [--config FILE.toml] [--OPTION VALUE ...]: train an encoder-decoder
+    Transformer on a prepared data directory (from `nmt prepare`), with label smoothing, warm-up and token batches.
 
     Validates every --valid-every steps (loss, perplexity, greedy sacreBLEU), checkpoints to RUN_DIR/checkpoints
     (safetensors + JSON), keeps the last --keep-last plus the best; RUN_DIR/best and RUN_DIR/last point at them.
     Ctrl-C or SIGTERM saves a checkpoint; `nmt train --resume RUN_DIR` continues it.
     """
     from nmt.config import TrainConfig, from_dict, load_toml
-    from nmt.errors import ConfigError
     from nmt.train import Trainer
 
-    flags = parse_overrides(list(ctx.args))
+    positional, flags = parse_overrides(list(ctx.args))
+    if len(positional) > 1:
+        raise ConfigError(f"one DATA_DIR expected, got {' '.join(positional)}; options look like --name value")
+    data_dir = Path(positional[0]) if positional else None
     if flags["decode"]:
         raise ConfigError(f"--{next(iter(flags['decode'])).replace('_', '-')} is a decoding option; use it with `nmt translate`")
     display = Display()
@@ -162,7 +177,7 @@ def train(
         run_dir = resume
     else:
         if data_dir is None or out_dir is None:
-            raise fail("give DATA_DIR and --out RUN_DIR (or --resume RUN_DIR)")
+            raise ConfigError("give DATA_DIR and --out RUN_DIR (or --resume RUN_DIR)")
         file_cfg = load_toml(config) if config else {}
         train_cfg = from_dict(TrainConfig, {**file_cfg.get("train", {}), **flags["train"]}, where="[train]")
         model_over = {**file_cfg.get("model", {}), **flags["model"]}

@@ -70,6 +70,11 @@ def translate(
     scores: Annotated[bool, typer.Option("--scores", help="Print 'score<TAB>translation' instead of the translation alone.")] = False,
     no_repeat_ngram: Annotated[int, typer.Option(help="Never repeat an n-gram of this size; 0 allows repeats.")] = 0,
     unk_penalty: Annotated[float, typer.Option(help="Subtract this from the log-probability of <unk>.")] = 0.0,
+    sampling: Annotated[bool, typer.Option("--sampling", help="Sample each output at random instead of searching (ignores --beam).")] = False,
+    temperature: Annotated[float, typer.Option(help="With --sampling: divide the logits by this.")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="With --sampling: draw from the k most probable tokens; 0 draws from all.")] = 0,
+    top_p: Annotated[float, typer.Option(help="With --sampling: draw from the smallest set holding this much probability.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="With --sampling: random seed (the same seed gives the same output).")] = 1,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: cuda when available, else cpu).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
 ) -> None:
@@ -78,10 +83,15 @@ def translate(
     Interactive on a terminal (each line as soon as it is entered); batched by length for speed on pipes and files.
     Empty lines give empty lines, over-long lines are truncated with a warning, invalid UTF-8 is replaced with a warning.
     """
+    from nmt.config import SamplingConfig
+    from nmt.errors import ConfigError
     from nmt.translate import Translator
 
     config = decode_options(beam, lenpen, normalize, max_len_a, max_len_b, batch_tokens, nbest, no_repeat_ngram, unk_penalty)
-    translator = Translator.load(model, config, device=device, threads=threads)
+    if sampling and nbest > 1:
+        raise ConfigError("--sampling draws one output per line; --nbest needs search")
+    sampler = SamplingConfig(temperature, top_k, top_p, seed) if sampling else None
+    translator = Translator.load(model, config, device=device, threads=threads, sampling=sampler)
 
     def fmt(index: int, result) -> str:
         if nbest > 1:

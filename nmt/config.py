@@ -91,6 +91,16 @@ class DecodeConfig:
     batch_tokens: int = 4096
 
 
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Random sampling instead of search: top-k and/or nucleus (top-p) with a temperature."""
+
+    temperature: float = 1.0
+    top_k: int = 0  # 0: no top-k cut
+    top_p: float = 1.0  # 1.0: no nucleus cut
+    seed: int = 1
+
+
 def _coerce(value: Any, annotation: Any, name: str) -> Any:
     """Check one value against its field type; ints are accepted where floats are expected."""
     hint = annotation
@@ -148,7 +158,8 @@ def parse_value(text: str) -> Any:
 
 
 def load_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML file with `[model]`, `[train]` and `[decode]` tables."""
+    """Read a TOML file with `[model]`, `[train]` and `[decode]` tables (and `[recipe]`, which only the
+    recipe pipeline reads)."""
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -156,7 +167,7 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
-    unknown = sorted(set(data) - {"model", "train", "decode"})
+    unknown = sorted(set(data) - {"model", "train", "decode", "recipe"})
     if unknown:
         raise ConfigError(f"{path}: unknown table(s) {', '.join(unknown)}; use [model], [train] and [decode]")
     return data

@@ -8,11 +8,14 @@ import unicodedata
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from nmt.errors import DataError
+
+if TYPE_CHECKING:  # torch is imported where batches are built, so reading text stays light
+    import torch
 
 # ---------------------------------------------------------------------------------------------
 # Reading text
@@ -196,14 +199,14 @@ class ParallelIds:
 class Batch:
     """A padded batch. src ends with EOS; tgt_in starts with BOS and tgt_out ends with EOS."""
 
-    src: "torch.Tensor"  # (batch, src_len) long, right-padded with pad_id  # noqa: F821
+    src: "torch.Tensor"  # (batch, src_len) long, right-padded with pad_id
     src_len: "torch.Tensor"  # (batch,) long
     tgt_in: "torch.Tensor"  # (batch, tgt_len) long
     tgt_out: "torch.Tensor"  # (batch, tgt_len) long, pad_id where there is no target
     index: "torch.Tensor"  # (batch,) long: positions of these pairs in their split
     n_tokens: int  # real target tokens (EOS included, padding excluded)
 
-    def to(self, device: "torch.device") -> "Batch":  # noqa: F821
+    def to(self, device: "torch.device") -> "Batch":
         return Batch(
             self.src.to(device, non_blocking=True),
             self.src_len.to(device, non_blocking=True),

@@ -9,7 +9,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +18,6 @@ import torch
 
 from nmt import __version__
 from nmt.checkpoint import (
-    fsync_path,
     load_model_dir,
     load_trainer_state,
     optimizer_tensors,
@@ -388,9 +387,3 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return loss_total, nll_total, n_tokens
 
-
-def train_config_with(cfg: TrainConfig, **changes: Any) -> TrainConfig:
-    return replace(cfg, **changes)
-
-
-__all__ = ["Trainer", "TrainState", "TrainingError", "fsync_path", "train_config_with"]

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 
 from nmt.checkpoint import LoadedModel, load_model_dir
-from nmt.config import DecodeConfig
+from nmt.config import DecodeConfig, SamplingConfig
 from nmt.data import ParallelIds, clean, collate, token_batches
 from nmt.runtime import pick_device, set_threads
-from nmt.search import Hypothesis, beam_search, greedy
+from nmt.search import Hypothesis, beam_search, greedy, sample
 from nmt.tokenizer import SPECIAL
 
 
@@ -31,10 +31,15 @@ Warn = Callable[[str], None]
 
 
 class Translator:
-    """A loaded model plus decoding settings."""
+    """A loaded model plus decoding settings: search (`config`), or sampling when `sampling` is given."""
 
-    def __init__(self, loaded: LoadedModel, config: DecodeConfig, device: torch.device):
-        self.loaded, self.config, self.device = loaded, config, device
+    def __init__(self, loaded: LoadedModel, config: DecodeConfig, device: torch.device,
+                 sampling: SamplingConfig | None = None):
+        self.loaded, self.config, self.device, self.sampling = loaded, config, device, sampling
+        self.generator = None
+        if sampling is not None:
+            self.generator = torch.Generator(device=device)
+            self.generator.manual_seed(sampling.seed)
         self.model = loaded.model
         self.src_tok, self.tgt_tok = loaded.src_tokenizer, loaded.tgt_tokenizer
         # The encoder needs room for EOS; the decoder feeds BOS plus up to a * (n + 1) + b tokens
@@ -47,13 +52,13 @@ class Translator:
 
     @classmethod
     def load(cls, model_dir: Path, config: DecodeConfig = DecodeConfig(), device: str | None = None,
-             threads: int | None = None) -> "Translator":
+             threads: int | None = None, sampling: SamplingConfig | None = None) -> "Translator":
         set_threads(threads)
         dev = pick_device(device)
-        return cls(load_model_dir(model_dir, dev), config, dev)
+        return cls(load_model_dir(model_dir, dev), config, dev, sampling)
 
     def with_config(self, **changes) -> "Translator":
-        return Translator(self.loaded, replace(self.config, **changes), self.device)
+        return Translator(self.loaded, replace(self.config, **changes), self.device, self.sampling)
 
     def encode(self, lines: list[str], warn: Warn, first_line: int = 1) -> list[list[int]]:
         """Clean and encode; over-long lines are truncated (never dropped) with a warning."""
@@ -77,7 +82,13 @@ class Translator:
         for index in token_batches(data.src_lens, data.tgt_lens, cfg.batch_tokens, seed=None):
             batch = collate(data, index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos)
             src, src_len = batch.src.to(self.device), batch.src_len.to(self.device)
-            if cfg.beam_size == 1 and cfg.nbest == 1 and not cfg.no_repeat_ngram and not cfg.unk_penalty:
+            if self.sampling is not None:
+                s = self.sampling
+                found = [[h] for h in sample(self.model, src, src_len, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos,
+                                             temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                                             generator=self.generator, max_len_a=cfg.max_len_a,
+                                             max_len_b=cfg.max_len_b)]
+            elif cfg.beam_size == 1 and cfg.nbest == 1 and not cfg.no_repeat_ngram and not cfg.unk_penalty:
                 found = [[h] for h in greedy(self.model, src, src_len, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos,
                                              max_len_a=cfg.max_len_a, max_len_b=cfg.max_len_b,
                                              length_penalty=cfg.length_penalty, normalize=cfg.normalize)]

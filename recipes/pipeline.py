@@ -48,19 +48,18 @@ class Pipeline:
         self.commands: list[str] = []
         self.timings: dict[str, float] = {}
 
-    def run(self, *args: str, stage: str, echo: bool = True) -> str:
+    def run(self, *args: str, stage: str, capture: bool = False) -> str:
+        """Run one `nmt` command, its output streaming through (or captured and returned)."""
         command = [*nmt_command(), *args]
         shown = " ".join(shlex.quote(a) for a in ["nmt", *args])
         print(f"\n$ {shown}", flush=True)
         self.commands.append(shown)
         start = time.perf_counter()
-        result = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+        result = subprocess.run(command, stdout=subprocess.PIPE if capture else None, text=True)
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
-        if echo:
-            sys.stdout.write(result.stdout)
         if result.returncode != 0:
             sys.exit(f"pipeline: `{shown}` failed with exit code {result.returncode}")
-        return result.stdout
+        return result.stdout or ""
 
     # -- stages ---------------------------------------------------------------------------------
 
@@ -116,13 +115,11 @@ class Pipeline:
 
     def train(self, data_dir: Path) -> Path:
         run_dir = self.work / "run"
-        train_toml = self.work / "train.toml"
-        train_toml.write_text(_toml({k: self.config[k] for k in ("model", "train") if k in self.config}), encoding="utf-8")
         threads = ["--threads", str(self.threads)] if self.threads else []
         if (run_dir / "last").exists():
             self.run("train", "--resume", str(run_dir), *threads, stage="train")
         else:
-            self.run("train", str(data_dir), "--out", str(run_dir), "--config", str(train_toml), "--overwrite",
+            self.run("train", str(data_dir), "--out", str(run_dir), "--config", str(self.recipe_dir / "config.toml"), "--overwrite",
                      *threads, stage="train")
         return run_dir
 
@@ -153,8 +150,8 @@ class Pipeline:
                 self.run("translate", "-m", str(model), "--input", str(data_dir / f"{split}.{self.src}"),
                          "--output", str(hyp), *options, *threads, stage="translate")
                 hyps.append(hyp)
-            cased = json.loads(self.run("score", "-r", str(ref), *map(str, hyps), "--json", stage="score", echo=False))
-            lower = json.loads(self.run("score", "-r", str(ref), *map(str, hyps), "--json", "-lc", stage="score", echo=False))
+            cased = json.loads(self.run("score", "-r", str(ref), *map(str, hyps), "--json", stage="score", capture=True))
+            lower = json.loads(self.run("score", "-r", str(ref), *map(str, hyps), "--json", "-lc", stage="score", capture=True))
             scores[split] = {"cased": cased, "lowercased": lower, "labels": list(models)}
         return scores
 
@@ -211,19 +208,6 @@ class Pipeline:
                   "Commands run:", "", "```sh", *self.commands, "```", ""]
         self.results_path.write_text("\n".join(lines), encoding="utf-8")
         print(f"\nwrote {self.results_path}")
-
-
-def _toml(tables: dict[str, dict]) -> str:
-    """The [model] and [train] tables back as TOML (plain scalars and lists only)."""
-    def value(v) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return json.dumps(v)
-
-    return "".join(f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in table.items()) + "\n"
-                   for name, table in tables.items())
 
 
 def _cpu_name() -> str:

@@ -41,7 +41,7 @@ def run(prepared, run_dir, **changes) -> Trainer:
 
 def test_resumed_training_equals_uninterrupted(prepared_sample, tmp_path):
     full = run(prepared_sample, tmp_path / "full", max_steps=10, accum_steps=2)
-    half = run(prepared_sample, tmp_path / "half", max_steps=5, accum_steps=2)  # stops mid-epoch at step 5
+    run(prepared_sample, tmp_path / "half", max_steps=5, accum_steps=2)  # stops mid-epoch at step 5
     resumed = Trainer.resume(tmp_path / "half", {"max_steps": 10}, threads=1)
     assert resumed.state.step == 5
     resumed.train()

@@ -102,3 +102,14 @@ def test_score_with_model_equals_translate_then_score(tiny_model_dir, sample_dir
     a, b = json.loads(by_file.stdout)["systems"][0], json.loads(by_model.stdout)["systems"][0]
     assert (a["bleu"], a["chrf"], a["ter"]) == (b["bleu"], b["chrf"], b["ter"])
     assert (tmp_path / "kept.txt").read_text(encoding="utf-8") == hyp.read_text(encoding="utf-8")
+
+
+def test_sampling_is_reproducible_and_keeps_lines(tiny_model_dir):
+    data = b"How was your day?\n\nGood morning!\n"
+    first = invoke(tiny_model_dir, data, "--sampling", "--top-k", "20", "--seed", "7")
+    again = invoke(tiny_model_dir, data, "--sampling", "--top-k", "20", "--seed", "7")
+    assert first.exit_code == 0, first.output
+    assert first.stdout == again.stdout and first.stdout.count("\n") == 3
+    greedy = invoke(tiny_model_dir, data, "--beam", "1")
+    one_choice = invoke(tiny_model_dir, data, "--sampling", "--top-k", "1")
+    assert one_choice.stdout == greedy.stdout
