@@ -190,3 +190,10 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(prepared_sample, tmp_
     assert (tmp_path / "r" / "last" / "trainer.json").exists()
     step = json.loads((tmp_path / "r" / "last" / "trainer.json").read_text())["step"]
     assert step >= 1
+
+
+def test_same_seed_same_losses_other_seed_other_losses(prepared_sample, tmp_path):
+    a = losses(run(prepared_sample, tmp_path / "a", max_steps=4).run_dir)
+    b = losses(run(prepared_sample, tmp_path / "b", max_steps=4).run_dir)
+    c = losses(run(prepared_sample, tmp_path / "c", max_steps=4, seed=4).run_dir)
+    assert a == b and a != c
