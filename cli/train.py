@@ -137,6 +137,9 @@ class Display:
             self.valid = event
             bleu = f"  BLEU {event['valid_bleu']:.2f}" if "valid_bleu" in event else ""
             out.print(f"valid step {event['step']:>6}  loss {event['valid_loss']:.3f}  ppl {event['valid_ppl']:.2f}{bleu}")
+        elif kind == "skip":
+            err.print(f"warning: step {event['step']}: the {event['what']} became {event['value']}; "
+                      "skipped this batch (--skip-nonfinite)", markup=False)
         elif kind == "checkpoint" and not self.live:
             out.print(f"saved {event['path']}")
         if self.live:

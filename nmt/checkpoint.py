@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from nmt import __version__
@@ -34,10 +34,15 @@ CONFIG_FILE = "config.json"
 TRAINER_TENSORS = "trainer.safetensors"
 TRAINER_JSON = "trainer.json"
 MAX_JSON_BYTES = 16 << 20  # a config.json larger than this is not ours
+MAX_POSITION_TABLE = 1 << 28  # max_positions * d_model: the sinusoid table is built, not loaded, so bound it
 
 
 # ---------------------------------------------------------------------------------------------
 # Writing
+
+
+class CheckpointWriteError(CheckpointError, OSError):
+    """Writing a checkpoint failed (a full disk, a file-size limit): a clear error, and still an OSError."""
 
 
 def fsync_path(path: Path) -> None:
@@ -49,7 +54,16 @@ def fsync_path(path: Path) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    """Write whole or not at all (temporary file, fsync, rename): a crash never leaves half a config."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def commit_dir(tmp: Path, final: Path) -> None:
@@ -85,13 +99,16 @@ def save_model_dir(
     trainer_tensors: dict[str, torch.Tensor] | None = None,
     trainer_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a model (or checkpoint) directory atomically; returns its path."""
+    """Write a model (or checkpoint) directory atomically; returns its path.
+
+    A failed write (a full disk, a file-size limit) is a CheckpointError and leaves nothing behind.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
         # save_model drops the duplicate names of tied weights; load_model restores them
         save_model(model, str(tmp / MODEL_FILE), metadata={"format": "pt", "nmt_version": __version__})
         config = {"nmt_version": __version__, "model": to_dict(model.config), **meta}
@@ -104,6 +121,12 @@ def save_model_dir(
         if trainer_state is not None:
             write_json(tmp / TRAINER_JSON, trainer_state)
         commit_dir(tmp, path)
+    except (OSError, SafetensorError) as e:
+        reason = str(e)
+        if isinstance(e, OSError) and e.strerror:
+            reason = e.strerror + (f" ({Path(e.filename).name})" if e.filename else "")
+        raise CheckpointWriteError(f"{path}: could not write the checkpoint: {reason}. "
+                                   "Free some disk space (or raise the file-size limit) and try again") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
@@ -122,6 +145,8 @@ def read_json(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: missing; a model directory needs {MODEL_FILE}, {CONFIG_FILE} and its spm model") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: not valid JSON ({e}); the checkpoint is corrupted") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: JSON nested too deeply; not an nmt checkpoint") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a JSON object; the checkpoint is corrupted")
     return data
@@ -156,9 +181,11 @@ def load_model_dir(path: Path, device: torch.device | str = "cpu") -> LoadedMode
     """Load weights, config and tokenizers, checking every file; never runs code from the files."""
     path = resolve_model_dir(Path(path))
     config = read_json(path / CONFIG_FILE)
+    if not isinstance(config.get("model"), dict):
+        raise CheckpointError(f"{path / CONFIG_FILE}: no model config (a JSON object under \"model\"); not an nmt checkpoint")
     try:
-        model_config = from_dict(ModelConfig, config.get("model", {}), where=str(path / CONFIG_FILE))
-    except (ConfigError, TypeError) as e:
+        model_config = from_dict(ModelConfig, config["model"], where=str(path / CONFIG_FILE))
+    except (ConfigError, TypeError, ArithmeticError) as e:
         raise CheckpointError(f"{path / CONFIG_FILE}: invalid model config: {e}") from None
     spm = config.get("spm")
     sums = config.get("spm_sha256")
@@ -179,10 +206,11 @@ def load_model_dir(path: Path, device: torch.device | str = "cpu") -> LoadedMode
                 "use the spm model this model was trained with"
             )
         tokenizers.append(Tokenizer(data, str(file)))
-    model = Transformer(model_config)
     weights = path / MODEL_FILE
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing; the model directory is incomplete")
+    check_weights(weights, model_config)
+    model = Transformer(model_config)
     try:
         missing, unexpected = load_model(model, str(weights), strict=True, device=str(device))
     except (SafetensorError, OSError) as e:
@@ -197,6 +225,44 @@ def load_model_dir(path: Path, device: torch.device | str = "cpu") -> LoadedMode
     if bad:
         raise CheckpointError(f"{weights}: non-finite values in {bad[0]}; the checkpoint is poisoned, use an earlier one")
     return LoadedModel(model.eval(), config, tokenizers[0], tokenizers[1], path)
+
+
+def check_weights(weights: Path, model_config: ModelConfig) -> None:
+    """Compare the names, shapes and dtypes in the file's header with the model the config describes,
+    before anything is allocated: a hostile config or header is an error, never a huge allocation."""
+    try:
+        with safe_open(str(weights), framework="pt") as f:  # reads the header only
+            aliases = f.metadata() or {}  # names save_model dropped as duplicates of a shared tensor
+            declared = {name: (f.get_slice(name).get_dtype(), list(f.get_slice(name).get_shape())) for name in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights}: unreadable safetensors file ({e}); the checkpoint is truncated or corrupted") from None
+    where = weights.with_name(CONFIG_FILE)
+    if model_config.enc_layers + model_config.dec_layers > len(declared):
+        raise CheckpointError(f"{where}: {model_config.enc_layers}+{model_config.dec_layers} layers, but {weights.name} "
+                              f"holds only {len(declared)} tensors; the config does not belong to these weights")
+    if model_config.max_positions * model_config.d_model > MAX_POSITION_TABLE:
+        raise CheckpointError(f"{where}: max_positions {model_config.max_positions} x d_model {model_config.d_model} "
+                              f"is beyond what nmt builds ({MAX_POSITION_TABLE:,} values); the config is damaged")
+    try:
+        with torch.device("meta"):  # shapes without memory
+            expected = Transformer(model_config).state_dict()
+    except (RuntimeError, ValueError, TypeError, AssertionError, ArithmeticError) as e:
+        raise CheckpointError(f"{where}: invalid model config: {str(e).splitlines()[0][:200]}") from None
+    dtypes = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
+    for name, (dtype, shape) in declared.items():
+        if name not in expected:
+            raise CheckpointError(f"{weights}: unexpected tensor {name!r}; the weights do not fit the model in {CONFIG_FILE}")
+        want = expected[name]
+        if shape != list(want.shape):
+            raise CheckpointError(f"{weights}: {name} has shape {shape}, the model in {CONFIG_FILE} needs "
+                                  f"{list(want.shape)}; the weights do not fit the model")
+        if dtype != dtypes.get(want.dtype, str(want.dtype)):
+            raise CheckpointError(f"{weights}: {name} is {dtype}, the model needs {dtypes.get(want.dtype, want.dtype)}; "
+                                  "the weights file is damaged or not from nmt")
+    missing = [n for n in expected if n not in declared and aliases.get(n) not in declared]
+    if missing:
+        raise CheckpointError(f"{weights}: tensor {missing[0]!r} is missing ({len(missing)} in all); "
+                              "the checkpoint is incomplete or belongs to another model")
 
 
 def spm_files_of(path: Path, config: dict[str, Any]) -> dict[str, bytes]:

@@ -63,6 +63,7 @@ class TrainConfig:
     warmup_steps: int = 500
     min_lr: float = 0.0  # floor for linear/cosine decay
     clip_norm: float = 1.0  # 0 disables clipping
+    skip_nonfinite: bool = False  # skip the update of a batch whose loss or gradient is NaN/inf instead of stopping
     max_steps: int = 2000
     max_epochs: int = 0  # 0: no limit
     max_minutes: float = 0.0  # 0: no limit

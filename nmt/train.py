@@ -7,6 +7,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,7 @@ from nmt.checkpoint import (
 )
 from nmt.config import ModelConfig, TrainConfig, from_dict, to_dict
 from nmt.data import ParallelIds, collate, iterate_batches, read_lines, token_batches
-from nmt.errors import ConfigError, NmtError
+from nmt.errors import CheckpointError, ConfigError, NmtError
 from nmt.loss import label_smoothed_loss
 from nmt.model import Transformer
 from nmt.optim import build_optimizer, lr_at, set_lr
@@ -42,7 +43,16 @@ LOG_FILE = "train_log.jsonl"
 LOCK_FILE = ".lock"
 # On --resume these may change (how long to go on, how often to report); anything else would make
 # the resumed run a different run.
-RESUMABLE_OVERRIDES = {"max_steps", "max_epochs", "max_minutes", "patience", "log_every", "valid_every", "keep_last"}
+RESUMABLE_OVERRIDES = {"max_steps", "max_epochs", "max_minutes", "patience", "log_every", "valid_every", "keep_last",
+                       "skip_nonfinite"}
+# With skip_nonfinite, this many skipped batches in a row means the weights themselves have diverged.
+MAX_SKIPS_IN_A_ROW = 10
+CHECKPOINT_NAME = re.compile(r"step_(\d+)")
+
+
+def _leftover(name: str) -> bool:
+    """A temporary file or directory that only a killed process leaves behind (see checkpoint.py)."""
+    return name.startswith(".") and re.search(r"\.(tmp|old|del)-\d+$|\.tmp$", name) is not None
 
 
 class TrainingError(NmtError):
@@ -114,7 +124,7 @@ class Trainer:
         run_dir = Path(run_dir)
         if run_dir.exists() and not run_dir.is_dir():
             raise ConfigError(f"{run_dir}: exists and is not a directory; choose another --out")
-        if run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()) and not overwrite:
+        if run_dir.exists() and any(p.name != LOCK_FILE and not _leftover(p.name) for p in run_dir.iterdir()) and not overwrite:
             raise ConfigError(f"{run_dir}: already holds a run; add --resume to continue it or --overwrite to start over")
         model_cfg = cls.model_config_for(data_dir, model_overrides)
         trainer = cls(run_dir, data_dir, model_cfg, train_cfg, **kwargs)
@@ -131,7 +141,10 @@ class Trainer:
     @classmethod
     def resume(cls, run_dir: Path, train_overrides: dict[str, Any] | None = None, **kwargs: Any) -> "Trainer":
         run_dir = Path(run_dir)
+        if not (run_dir / RUN_CONFIG).is_file():
+            raise ConfigError(f"{run_dir}: not a run directory (no {RUN_CONFIG}); start a run with DATA_DIR --out {run_dir}")
         lock_fd = cls._lock(run_dir)
+        cls._remove_leftovers(run_dir)
         run = read_json(run_dir / RUN_CONFIG)
         changed = sorted(set(train_overrides or {}) - RESUMABLE_OVERRIDES)
         if changed:
@@ -142,9 +155,43 @@ class Trainer:
         trainer = cls(run_dir, Path(run["data_dir"]), model_cfg, train_cfg, **kwargs)
         trainer._lock_fd = lock_fd
         last = run_dir / "last"
+        if last.is_symlink() and not last.exists():
+            trainer.close()
+            raise CheckpointError(f"{last}: points at {os.readlink(last)}, which is missing; "
+                                  "point it at the newest complete checkpoint in checkpoints/ and resume again")
         if last.exists():
             trainer._restore(last.resolve())
+        else:
+            trainer._truncate_log(0)  # killed before the first checkpoint: start over, log included
+        trainer._forget_the_future()
         return trainer
+
+    @staticmethod
+    def _remove_leftovers(run_dir: Path) -> None:
+        """Temporary files and directories of a process that was killed; we hold the lock, so nobody writes them."""
+        for folder in (run_dir, run_dir / "checkpoints"):
+            if folder.is_dir():
+                for child in folder.iterdir():
+                    if _leftover(child.name):
+                        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+    def _forget_the_future(self) -> None:
+        """After a crash the checkpoint directory can hold what the resumed state has not seen yet: checkpoints
+        past it (written but never made `last`), a `best` moved ahead of it, or unpruned old ones. Make the
+        directory agree with the state, so the resumed run ends exactly as an uninterrupted one."""
+        folder = self.run_dir / "checkpoints"
+        if not folder.is_dir():
+            return
+        best = self.state.best_step
+        if best is not None and (folder / f"step_{best:06d}").is_dir():
+            point(self.run_dir / "best", folder / f"step_{best:06d}")
+        elif (self.run_dir / "best").is_symlink():
+            (self.run_dir / "best").unlink()
+        for child in folder.iterdir():  # only after `best` has moved back: it never points at a deleted checkpoint
+            match = CHECKPOINT_NAME.fullmatch(child.name)
+            if match and int(match.group(1)) > self.state.step:
+                self._remove_checkpoint(child.name)  # it will be written again, identically
+        self._prune()
 
     @staticmethod
     def _lock(run_dir: Path) -> int:
@@ -174,23 +221,37 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def _checkpoint(self, tag: str | None = None) -> Path:
+    def _checkpoint(self, best: bool = False) -> Path:
+        name = f"step_{self.state.step:06d}"
+        path = self.run_dir / "checkpoints" / name
+        if self.state.checkpoints[-1:] == [name] and path.is_dir():
+            return path  # already saved at this step (a stop request right after a validation)
+        bad = [n for n, t in self.model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+        if bad:
+            raise TrainingError(f"step {self.state.step}: non-finite values in {bad[0]}; the weights have diverged and "
+                                "were not saved. Lower --lr or raise --warmup-steps, then resume from the last checkpoint")
         tensors, groups = optimizer_tensors(self.optimizer)
         tensors["rng.cpu"] = torch.get_rng_state()
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        state = {**asdict(self.state), "optimizer": groups}
-        name = tag or f"step_{self.state.step:06d}"
+        checkpoints = self.state.checkpoints + ([name] if name not in self.state.checkpoints else [])
+        state = {**asdict(self.state), "checkpoints": checkpoints, "optimizer": groups}
         meta = {
             "spm": self.spm_names, "src_lang": self.src_lang, "tgt_lang": self.tgt_lang,
             "train": to_dict(self.cfg), "step": self.state.step, "epoch": self.state.epoch,
             "valid": self.state.last_valid, "data_dir": str(self.data_dir.resolve()),
         }
-        path = save_model_dir(self.run_dir / "checkpoints" / name, self.model, meta, self.spm_files, tensors, state)
-        if name not in self.state.checkpoints:
-            self.state.checkpoints.append(name)
-        point(self.run_dir / "last", path)
-        self._prune()
+        try:
+            save_model_dir(path, self.model, meta, self.spm_files, tensors, state)
+            self.state.checkpoints = checkpoints
+            if best:  # before `last`: a crash in between leaves `best` ahead, which resuming puts right
+                point(self.run_dir / "best", path)
+            point(self.run_dir / "last", path)
+            self._prune()
+        except (CheckpointError, OSError) as e:
+            last = f"{self.run_dir / 'last'} is intact" if (self.run_dir / "last").exists() else "no checkpoint was saved yet"
+            raise TrainingError(f"step {self.state.step}: {e if isinstance(e, CheckpointError) else e.strerror or e}; "
+                                f"{last}. Free some space, then resume with --resume") from None
         self.callback({"kind": "checkpoint", "step": self.state.step, "path": str(path)})
         return path
 
@@ -200,8 +261,18 @@ class Trainer:
         keep = set(self.state.checkpoints[-max(self.cfg.keep_last, 1):]) | ({best} if best else set())
         for name in list(self.state.checkpoints):
             if name not in keep:
-                shutil.rmtree(self.run_dir / "checkpoints" / name, ignore_errors=True)
+                self._remove_checkpoint(name)
                 self.state.checkpoints.remove(name)
+
+    def _remove_checkpoint(self, name: str) -> None:
+        # renamed away first: a crash mid-delete leaves a hidden leftover, never a half-deleted checkpoint
+        path = self.run_dir / "checkpoints" / name
+        doomed = path.with_name(f".{name}.del-{os.getpid()}")
+        try:
+            path.rename(doomed)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def _restore(self, path: Path) -> None:
         loaded = load_model_dir(path, self.device)
@@ -209,6 +280,8 @@ class Trainer:
         tensors, state = load_trainer_state(path)
         restore_optimizer(self.optimizer, {k: v.to(self.device) for k, v in tensors.items()}, state.pop("optimizer"))
         self.state = TrainState(**state)
+        if path.name not in self.state.checkpoints:  # saved by a version that left itself out of the list
+            self.state.checkpoints.append(path.name)
         torch.set_rng_state(tensors["rng.cpu"])
         if self.device.type == "cuda" and "rng.cuda" in tensors:
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
@@ -233,8 +306,12 @@ class Trainer:
         os.replace(tmp, log)
 
     def _log(self, record: dict[str, Any]) -> None:
-        with open(self.run_dir / LOG_FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.run_dir / LOG_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise TrainingError(f"{self.run_dir / LOG_FILE}: cannot write ({e.strerror}); free some space, "
+                                "then resume with --resume") from None
         self.callback(record)
 
     # -- validation ----------------------------------------------------------------------------
@@ -277,14 +354,14 @@ class Trainer:
         if key is None or key not in result:
             raise ConfigError(f"early_stop_metric {metric!r} is not measured; use 'bleu' (needs valid_bleu) or 'loss'")
         value = result[key]
-        better = self.state.best_metric is None or (value > self.state.best_metric if metric == "bleu" else value < self.state.best_metric)
+        # a NaN metric is never the best: it would compare false against everything after it
+        better = math.isfinite(value) and (self.state.best_metric is None or (
+            value > self.state.best_metric if metric == "bleu" else value < self.state.best_metric))
         if better:
             self.state.best_metric, self.state.best_step, self.state.bad_validations = value, self.state.step, 0
         else:
             self.state.bad_validations += 1
-        path = self._checkpoint()
-        if better:
-            point(self.run_dir / "best", path)
+        self._checkpoint(best=better)
         return bool(self.cfg.patience and self.state.bad_validations >= self.cfg.patience)
 
     # -- training ------------------------------------------------------------------------------
@@ -321,6 +398,7 @@ class Trainer:
 
         reason = self._limit_reached()
         batches = self._epoch_batches(st.epoch)
+        skips_in_a_row = 0
         while reason is None:
             if st.batch_in_epoch >= len(batches):
                 st.epoch, st.batch_in_epoch = st.epoch + 1, 0
@@ -330,8 +408,16 @@ class Trainer:
                 batches = self._epoch_batches(st.epoch)
             group = [collate(self.train_data, idx, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos)
                      for idx in batches[st.batch_in_epoch : st.batch_in_epoch + cfg.accum_steps]]
-            loss_sum, nll_sum, n_tokens = self._update(group)
+            update = self._update(group)
             st.batch_in_epoch += len(group)
+            if update is None:  # a non-finite loss or gradient, skipped as asked: the data moves on, the step does not
+                skips_in_a_row += 1
+                if skips_in_a_row >= MAX_SKIPS_IN_A_ROW:
+                    raise TrainingError(f"step {st.step + 1}: {skips_in_a_row} batches in a row gave a non-finite loss or "
+                                        "gradient; the weights have diverged. Lower --lr or raise --warmup-steps")
+                continue
+            skips_in_a_row = 0
+            loss_sum, nll_sum, n_tokens = update
             st.step += 1
             tick()
             window_tokens, window_loss, window_nll = window_tokens + n_tokens, window_loss + loss_sum, window_nll + nll_sum
@@ -362,8 +448,9 @@ class Trainer:
         self.callback({"kind": "stop", "step": st.step, "reason": reason})
         return reason
 
-    def _update(self, group: list) -> tuple[float, float, int]:
-        """One optimizer update over `group` (gradient accumulation); loss normalised by target tokens."""
+    def _update(self, group: list) -> tuple[float, float, int] | None:
+        """One optimizer update over `group` (gradient accumulation); loss normalised by target tokens.
+        A non-finite loss or gradient stops training, or with skip_nonfinite skips the update (returns None)."""
         cfg = self.cfg
         n_tokens = sum(b.n_tokens for b in group)
         loss_total, nll_total = 0.0, 0.0
@@ -374,14 +461,22 @@ class Trainer:
             loss, nll = label_smoothed_loss(logits, batch.tgt_out, cfg.label_smoothing, SPECIAL.pad)
             (loss / n_tokens).backward()
             loss_total, nll_total = loss_total + float(loss.detach()), nll_total + float(nll)
-        if not math.isfinite(loss_total):
+        what, value = "loss", loss_total
+        if math.isfinite(loss_total):
+            # the norm is needed anyway to clip; an infinite gradient under a finite loss would poison the weights
+            max_norm = cfg.clip_norm if cfg.clip_norm > 0 else math.inf
+            what, value = "gradient norm", float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True))
+        if not math.isfinite(value):
             self.optimizer.zero_grad(set_to_none=True)
+            step = self.state.step + 1
+            if cfg.skip_nonfinite:
+                self._log({"kind": "skip", "step": step, "epoch": self.state.epoch + 1, "what": what, "value": str(value),
+                           "batch_in_epoch": self.state.batch_in_epoch})
+                return None
             raise TrainingError(
-                f"step {self.state.step + 1}: the loss became {loss_total}; nothing was saved from this step. "
-                "Lower --lr or raise --warmup-steps, then resume from the last checkpoint with --resume"
+                f"step {step}: the {what} became {value}; nothing was saved from this step. Lower --lr or raise "
+                "--warmup-steps, then resume from the last checkpoint with --resume (add --skip-nonfinite to skip such batches)"
             )
-        if cfg.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm, foreach=True)
         set_lr(self.optimizer, lr_at(self.state.step + 1, cfg))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

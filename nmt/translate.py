@@ -1,8 +1,13 @@
 """`Translator`: text in, text out. Cleans and encodes lines, sorts them into token-budgeted
-batches, searches, restores the input order and decodes. Exactly one result per input line."""
+batches, searches, restores the input order and decodes. Exactly one result per input line.
+
+The text side (`LineTranslator`) is shared by every engine; an engine only supplies `search_ids`.
+`Translator` is the PyTorch engine, in float32, bf16 (autocast) or int8 (dynamic quantisation of
+the Linear layers); nmt/ct2.py holds the CTranslate2 engine."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -13,9 +18,12 @@ import torch
 from nmt.checkpoint import LoadedModel, load_model_dir
 from nmt.config import DecodeConfig, SamplingConfig
 from nmt.data import ParallelIds, clean, collate, token_batches
-from nmt.runtime import pick_device, set_threads
+from nmt.errors import ConfigError
+from nmt.runtime import autocast, pick_device, set_threads
 from nmt.search import Hypothesis, beam_search, greedy, sample
-from nmt.tokenizer import SPECIAL
+from nmt.tokenizer import SPECIAL, Tokenizer
+
+PRECISIONS = ("fp32", "bf16", "int8")
 
 
 @dataclass(frozen=True)
@@ -30,35 +38,29 @@ class Translation:
 Warn = Callable[[str], None]
 
 
-class Translator:
-    """A loaded model plus decoding settings: search (`config`), or sampling when `sampling` is given."""
+def max_source_tokens(max_positions: int, config: DecodeConfig) -> int:
+    """Most source tokens (EOS not counted) a model with `max_positions` positions can translate.
 
-    def __init__(self, loaded: LoadedModel, config: DecodeConfig, device: torch.device,
-                 sampling: SamplingConfig | None = None):
-        self.loaded, self.config, self.device, self.sampling = loaded, config, device, sampling
-        self.generator = None
-        if sampling is not None:
-            self.generator = torch.Generator(device=device)
-            self.generator.manual_seed(sampling.seed)
-        self.model = loaded.model
-        self.src_tok, self.tgt_tok = loaded.src_tokenizer, loaded.tgt_tokenizer
-        # The encoder needs room for EOS; the decoder feeds BOS plus up to a * (n + 1) + b tokens
-        # (the search's limit for n source tokens and EOS), each at its own position.
-        positions = self.model.config.max_positions
-        self.max_src_tokens = positions - 1
-        if config.max_len_a > 0:
-            self.max_src_tokens = min(self.max_src_tokens, int((positions - 1 - config.max_len_b) / config.max_len_a) - 1)
-        self.max_src_tokens = max(self.max_src_tokens, 1)
+    The encoder needs room for EOS; the decoder feeds BOS plus up to a * (n + 1) + b tokens (the
+    search's limit for n source tokens and EOS), each at its own position."""
+    longest = max_positions - 1
+    if config.max_len_a > 0:
+        longest = min(longest, int((max_positions - 1 - config.max_len_b) / config.max_len_a) - 1)
+    return max(longest, 1)
 
-    @classmethod
-    def load(cls, model_dir: Path, config: DecodeConfig = DecodeConfig(), device: str | None = None,
-             threads: int | None = None, sampling: SamplingConfig | None = None) -> "Translator":
-        set_threads(threads)
-        dev = pick_device(device)
-        return cls(load_model_dir(model_dir, dev), config, dev, sampling)
 
-    def with_config(self, **changes) -> "Translator":
-        return Translator(self.loaded, replace(self.config, **changes), self.device, self.sampling)
+class LineTranslator:
+    """What every engine shares: lines in, `Translation`s out, one per line and in order.
+    An engine sets `config`, `src_tok`, `tgt_tok` and `max_src_tokens`, and implements `search_ids`."""
+
+    config: DecodeConfig
+    src_tok: Tokenizer
+    tgt_tok: Tokenizer
+    max_src_tokens: int
+
+    def search_ids(self, ids: list[list[int]]) -> list[list[Hypothesis]]:
+        """The n-best hypotheses of every id sequence, in input order; [] for an empty one."""
+        raise NotImplementedError
 
     def encode(self, lines: list[str], warn: Warn, first_line: int = 1) -> list[list[int]]:
         """Clean and encode; over-long lines are truncated (never dropped) with a warning."""
@@ -69,35 +71,6 @@ class Translator:
                      f"translating its first {self.max_src_tokens}")
                 ids[i] = seq[: self.max_src_tokens]
         return ids
-
-    @torch.inference_mode()
-    def search_ids(self, ids: list[list[int]]) -> list[list[Hypothesis]]:
-        """Search every non-empty id sequence, in length-sorted token-budgeted batches; input order kept."""
-        results: list[list[Hypothesis]] = [[] for _ in ids]
-        todo = [i for i, seq in enumerate(ids) if seq]
-        if not todo:
-            return results
-        data = ParallelIds.from_lists([ids[i] for i in todo], [[] for _ in todo])
-        cfg = self.config
-        for index in token_batches(data.src_lens, data.tgt_lens, cfg.batch_tokens, seed=None):
-            batch = collate(data, index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos)
-            src, src_len = batch.src.to(self.device), batch.src_len.to(self.device)
-            if self.sampling is not None:
-                s = self.sampling
-                found = [[h] for h in sample(self.model, src, src_len, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos,
-                                             temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                                             generator=self.generator, max_len_a=cfg.max_len_a,
-                                             max_len_b=cfg.max_len_b)]
-            elif cfg.beam_size == 1 and cfg.nbest == 1 and not cfg.no_repeat_ngram and not cfg.unk_penalty:
-                found = [[h] for h in greedy(self.model, src, src_len, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos,
-                                             max_len_a=cfg.max_len_a, max_len_b=cfg.max_len_b,
-                                             length_penalty=cfg.length_penalty, normalize=cfg.normalize)]
-            else:
-                found = beam_search(self.model, src, src_len, cfg, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos,
-                                    unk_id=SPECIAL.unk)
-            for row, hyps in zip(np.asarray(index).tolist(), found):
-                results[todo[row]] = hyps
-        return results
 
     def translate_batch(self, lines: list[str], warn: Warn = lambda s: None, first_line: int = 1) -> list[Translation]:
         """Translate a list of lines; an empty or whitespace-only line gives an empty translation."""
@@ -125,3 +98,91 @@ class Translator:
                 buffer = []
         if buffer:
             yield from self.translate_batch(buffer, warn, first)
+
+
+def prepare_model(model: torch.nn.Module, precision: str, device: torch.device) -> torch.nn.Module:
+    """The model to search with at `precision`: itself for "fp32" and "bf16" (autocast does the
+    casting, in `Translator.search_ids`), an int8 copy for "int8"."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError(f"--bf16: {torch.cuda.get_device_name(device)} cannot compute in bfloat16; leave --bf16 out")
+        if device.type not in ("cpu", "cuda"):
+            raise ConfigError(f"--bf16 runs on cpu or cuda, not {device.type}")
+    if precision != "int8":
+        return model
+    # dynamic quantisation: int8 Linear weights, activations quantised per batch as they come;
+    # embeddings, LayerNorms and the attention arithmetic stay float32
+    if device.type != "cpu":
+        raise ConfigError(f"--int8 runs on the CPU only (PyTorch has no dynamic int8 kernels for {device.type}); "
+                          "add --device cpu, or use --bf16 on a GPU")
+    quantize_dynamic = getattr(torch.ao.quantization, "quantize_dynamic", None)
+    if quantize_dynamic is None or torch.backends.quantized.engine == "none":
+        raise ConfigError(f"--int8: PyTorch {torch.__version__} has no dynamic int8 quantisation for this CPU; leave --int8 out")
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of torchao, but still works; a user cannot act on the notice
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*deprecated", category=UserWarning)
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+class Translator(LineTranslator):
+    """The PyTorch engine: a loaded model plus decoding settings: search (`config`), or sampling
+    when `sampling` is given. `precision` is "fp32", "bf16" (matmuls under bf16 autocast; log-probs
+    and scores stay float32) or "int8" (CPU only; see `prepare_model`)."""
+
+    def __init__(self, loaded: LoadedModel, config: DecodeConfig, device: torch.device,
+                 sampling: SamplingConfig | None = None, precision: str = "fp32",
+                 model: torch.nn.Module | None = None):
+        self.loaded, self.config, self.device, self.sampling = loaded, config, device, sampling
+        self.precision = precision
+        self.generator = None
+        if sampling is not None:
+            self.generator = torch.Generator(device=device)
+            self.generator.manual_seed(sampling.seed)
+        # `model`: the one already prepared for `precision`, so that with_config does not quantise again
+        self.model = model if model is not None else prepare_model(loaded.model, precision, device)
+        self.src_tok, self.tgt_tok = loaded.src_tokenizer, loaded.tgt_tokenizer
+        self.max_src_tokens = max_source_tokens(loaded.model.config.max_positions, config)
+
+    @classmethod
+    def load(cls, model_dir: Path, config: DecodeConfig = DecodeConfig(), device: str | None = None,
+             threads: int | None = None, sampling: SamplingConfig | None = None, precision: str = "fp32") -> "Translator":
+        set_threads(threads)
+        dev = pick_device(device)
+        return cls(load_model_dir(model_dir, dev), config, dev, sampling, precision)
+
+    def with_config(self, **changes) -> "Translator":
+        return Translator(self.loaded, replace(self.config, **changes), self.device, self.sampling, self.precision, self.model)
+
+    @torch.inference_mode()
+    def search_ids(self, ids: list[list[int]]) -> list[list[Hypothesis]]:
+        """Search every non-empty id sequence, in length-sorted token-budgeted batches; input order kept."""
+        results: list[list[Hypothesis]] = [[] for _ in ids]
+        todo = [i for i, seq in enumerate(ids) if seq]
+        if not todo:
+            return results
+        data = ParallelIds.from_lists([ids[i] for i in todo], [[] for _ in todo])
+        cfg = self.config
+        for index in token_batches(data.src_lens, data.tgt_lens, cfg.batch_tokens, seed=None):
+            batch = collate(data, index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos)
+            src, src_len = batch.src.to(self.device), batch.src_len.to(self.device)
+            with autocast(self.device, "bf16" if self.precision == "bf16" else "fp32"):
+                found = self._search(src, src_len)
+            for row, hyps in zip(np.asarray(index).tolist(), found):
+                results[todo[row]] = hyps
+        return results
+
+    def _search(self, src: torch.Tensor, src_len: torch.Tensor) -> list[list[Hypothesis]]:
+        cfg = self.config
+        if self.sampling is not None:
+            s = self.sampling
+            return [[h] for h in sample(self.model, src, src_len, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos,
+                                        temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                                        generator=self.generator, max_len_a=cfg.max_len_a, max_len_b=cfg.max_len_b)]
+        if cfg.beam_size == 1 and cfg.nbest == 1 and not cfg.no_repeat_ngram and not cfg.unk_penalty:
+            return [[h] for h in greedy(self.model, src, src_len, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos,
+                                        max_len_a=cfg.max_len_a, max_len_b=cfg.max_len_b,
+                                        length_penalty=cfg.length_penalty, normalize=cfg.normalize)]
+        return beam_search(self.model, src, src_len, cfg, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos, unk_id=SPECIAL.unk)

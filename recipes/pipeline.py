@@ -116,7 +116,7 @@ class Pipeline:
     def train(self, data_dir: Path) -> Path:
         run_dir = self.work / "run"
         threads = ["--threads", str(self.threads)] if self.threads else []
-        if (run_dir / "last").exists():
+        if (run_dir / "config.json").exists() and (run_dir / "last").exists():  # a run to go on with
             self.run("train", "--resume", str(run_dir), *threads, stage="train")
         else:
             self.run("train", str(data_dir), "--out", str(run_dir), "--config", str(self.recipe_dir / "config.toml"), "--overwrite",
