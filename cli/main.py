@@ -35,7 +35,7 @@ def _root(
 
 
 def _register() -> None:
-    from nmt_cli import prepare, score, train, translate
+    from nmt_cli import export, prepare, score, train, translate
 
     extra_args = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -44,6 +44,7 @@ def _register() -> None:
     app.command("train", context_settings=extra_args, epilog=train._config_help())(train.train)
     app.command("average")(train.average)
     app.command("translate")(translate.translate)
+    app.command("export")(export.export)
 
 
 _register()

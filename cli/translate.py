@@ -77,21 +77,24 @@ def translate(
     seed: Annotated[int, typer.Option(help="With --sampling: random seed (the same seed gives the same output).")] = 1,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: cuda when available, else cpu).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
+    engine: Annotated[str, typer.Option(help="'pytorch', or 'ctranslate2' for a directory written by `nmt export` (pip install 'nmt[ct2]').")] = "pytorch",
+    int8: Annotated[bool, typer.Option("--int8", help="Compute with int8 weights: PyTorch dynamic quantisation of the Linear layers (CPU only), or CTranslate2's int8.")] = False,
+    bf16: Annotated[bool, typer.Option("--bf16", help="Compute in bfloat16 (log-probs and scores stay float32).")] = False,
 ) -> None:
     """Translate lines from stdin (or --input) to stdout (or --output): exactly one output line per input line.
 
     Interactive on a terminal (each line as soon as it is entered); batched by length for speed on pipes and files.
     Empty lines give empty lines, over-long lines are truncated with a warning, invalid UTF-8 is replaced with a warning.
+    With --engine ctranslate2, -m is a directory written by `nmt export` and the search runs in CTranslate2.
     """
     from nmt.config import SamplingConfig
     from nmt.errors import ConfigError
-    from nmt.translate import Translator
 
     config = decode_options(beam, lenpen, normalize, max_len_a, max_len_b, batch_tokens, nbest, no_repeat_ngram, unk_penalty)
     if sampling and nbest > 1:
         raise ConfigError("--sampling draws one output per line; --nbest needs search")
     sampler = SamplingConfig(temperature, top_k, top_p, seed) if sampling else None
-    translator = Translator.load(model, config, device=device, threads=threads, sampling=sampler)
+    translator = load_translator(model, config, engine, precision(int8, bf16), device=device, threads=threads, sampling=sampler)
 
     def fmt(index: int, result) -> str:
         if nbest > 1:
@@ -117,6 +120,37 @@ def translate(
         if interactive or (i + 1) % chunk == 0:
             stdout.flush()
     stdout.flush()
+
+
+def precision(int8: bool, bf16: bool) -> str:
+    from nmt.errors import ConfigError
+
+    if int8 and bf16:
+        raise ConfigError("--int8 and --bf16 exclude each other; choose one")
+    return "int8" if int8 else "bf16" if bf16 else "fp32"
+
+
+def load_translator(model: Path, config, engine: str, precision: str, device: str | None = None,
+                    threads: int | None = None, sampling=None):
+    """The engine's translator: PyTorch on a model or run directory, CTranslate2 on an `nmt export` directory."""
+    from nmt.errors import ConfigError
+
+    if engine not in ("pytorch", "ctranslate2"):
+        raise ConfigError(f"--engine {engine!r}: choose pytorch or ctranslate2")
+    if engine == "ctranslate2":
+        if sampling is not None:
+            raise ConfigError("--sampling is not available with --engine ctranslate2; use the PyTorch engine")
+        from nmt.ct2 import CT2Translator
+
+        compute_type = {"fp32": "default", "int8": "int8", "bf16": "bfloat16"}[precision]
+        return CT2Translator.load(model, config, device=device, threads=threads, compute_type=compute_type)
+    from nmt.checkpoint import MODEL_FILE
+    from nmt.export import EXPORT_FILE
+    from nmt.translate import Translator
+
+    if (model / EXPORT_FILE).is_file() and not (model / MODEL_FILE).exists():
+        raise ConfigError(f"{model}: a CTranslate2 export; translate it with --engine ctranslate2")
+    return Translator.load(model, config, device=device, threads=threads, sampling=sampling, precision=precision)
 
 
 def translate_file(model: Path, src: Path, config, output: Path | None = None) -> list[str]:

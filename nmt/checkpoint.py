@@ -44,6 +44,10 @@ MAX_POSITION_TABLE = 1 << 28  # max_positions * d_model: the sinusoid table is b
 class CheckpointWriteError(CheckpointError, OSError):
     """Writing a checkpoint failed (a full disk, a file-size limit): a clear error, and still an OSError."""
 
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: could not write the checkpoint ({reason}); free some disk space and try again")
+        self.path, self.reason = path, reason
+
 
 def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -101,7 +105,7 @@ def save_model_dir(
 ) -> Path:
     """Write a model (or checkpoint) directory atomically; returns its path.
 
-    A failed write (a full disk, a file-size limit) is a CheckpointError and leaves nothing behind.
+    A failed write (a full disk, a file-size limit) is a CheckpointWriteError and leaves nothing behind.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -122,11 +126,11 @@ def save_model_dir(
             write_json(tmp / TRAINER_JSON, trainer_state)
         commit_dir(tmp, path)
     except (OSError, SafetensorError) as e:
-        reason = str(e)
         if isinstance(e, OSError) and e.strerror:
-            reason = e.strerror + (f" ({Path(e.filename).name})" if e.filename else "")
-        raise CheckpointWriteError(f"{path}: could not write the checkpoint: {reason}. "
-                                   "Free some disk space (or raise the file-size limit) and try again") from None
+            reason = e.strerror + (f": {Path(e.filename).name}" if e.filename else "")
+        else:  # safetensors: "Error while serializing: I/O error: No space left on device (os error 28)"
+            reason = str(e).rpartition("I/O error: ")[2]
+        raise CheckpointWriteError(path, reason) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path

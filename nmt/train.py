@@ -19,6 +19,7 @@ import torch
 
 from nmt import __version__
 from nmt.checkpoint import (
+    CheckpointWriteError,
     load_model_dir,
     load_trainer_state,
     optimizer_tensors,
@@ -144,26 +145,29 @@ class Trainer:
         if not (run_dir / RUN_CONFIG).is_file():
             raise ConfigError(f"{run_dir}: not a run directory (no {RUN_CONFIG}); start a run with DATA_DIR --out {run_dir}")
         lock_fd = cls._lock(run_dir)
-        cls._remove_leftovers(run_dir)
-        run = read_json(run_dir / RUN_CONFIG)
-        changed = sorted(set(train_overrides or {}) - RESUMABLE_OVERRIDES)
-        if changed:
-            raise ConfigError(f"--resume keeps the run's settings; only {', '.join(sorted(RESUMABLE_OVERRIDES))} may change, "
-                              f"not {', '.join(changed)}")
-        train_cfg = from_dict(TrainConfig, {**run["train"], **(train_overrides or {})}, where=str(run_dir / RUN_CONFIG))
-        model_cfg = from_dict(ModelConfig, run["model"], where=str(run_dir / RUN_CONFIG))
-        trainer = cls(run_dir, Path(run["data_dir"]), model_cfg, train_cfg, **kwargs)
+        try:
+            cls._remove_leftovers(run_dir)
+            run = read_json(run_dir / RUN_CONFIG)
+            changed = sorted(set(train_overrides or {}) - RESUMABLE_OVERRIDES)
+            if changed:
+                raise ConfigError(f"--resume keeps the run's settings; only {', '.join(sorted(RESUMABLE_OVERRIDES))} "
+                                  f"may change, not {', '.join(changed)}")
+            train_cfg = from_dict(TrainConfig, {**run["train"], **(train_overrides or {})}, where=str(run_dir / RUN_CONFIG))
+            model_cfg = from_dict(ModelConfig, run["model"], where=str(run_dir / RUN_CONFIG))
+            trainer = cls(run_dir, Path(run["data_dir"]), model_cfg, train_cfg, **kwargs)
+            last = run_dir / "last"
+            if last.is_symlink() and not last.exists():
+                raise CheckpointError(f"{last}: points at {os.readlink(last)}, which is missing; "
+                                      "point it at the newest complete checkpoint in checkpoints/ and resume again")
+            if last.exists():
+                trainer._restore(last.resolve())
+            else:
+                trainer._truncate_log(0)  # killed before the first checkpoint: start over, log included
+            trainer._forget_the_future()
+        except BaseException:
+            os.close(lock_fd)  # a refused resume must not keep the run locked
+            raise
         trainer._lock_fd = lock_fd
-        last = run_dir / "last"
-        if last.is_symlink() and not last.exists():
-            trainer.close()
-            raise CheckpointError(f"{last}: points at {os.readlink(last)}, which is missing; "
-                                  "point it at the newest complete checkpoint in checkpoints/ and resume again")
-        if last.exists():
-            trainer._restore(last.resolve())
-        else:
-            trainer._truncate_log(0)  # killed before the first checkpoint: start over, log included
-        trainer._forget_the_future()
         return trainer
 
     @staticmethod
@@ -248,10 +252,12 @@ class Trainer:
                 point(self.run_dir / "best", path)
             point(self.run_dir / "last", path)
             self._prune()
-        except (CheckpointError, OSError) as e:
-            last = f"{self.run_dir / 'last'} is intact" if (self.run_dir / "last").exists() else "no checkpoint was saved yet"
-            raise TrainingError(f"step {self.state.step}: {e if isinstance(e, CheckpointError) else e.strerror or e}; "
-                                f"{last}. Free some space, then resume with --resume") from None
+        except OSError as e:  # CheckpointWriteError included: a full disk
+            reason = e.reason if isinstance(e, CheckpointWriteError) else e.strerror or str(e)
+            last = self.run_dir / "last"
+            kept = f"{last} is intact" if last.exists() else "no checkpoint was saved yet"
+            raise TrainingError(f"step {self.state.step}: could not write the checkpoint {path} ({reason}); {kept}. "
+                                "Free some disk space, then resume with --resume") from None
         self.callback({"kind": "checkpoint", "step": self.state.step, "path": str(path)})
         return path
 

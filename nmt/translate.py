@@ -106,25 +106,27 @@ def prepare_model(model: torch.nn.Module, precision: str, device: torch.device) 
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision == "bf16":
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ConfigError(f"--bf16: {torch.cuda.get_device_name(device)} cannot compute in bfloat16; leave --bf16 out")
         if device.type not in ("cpu", "cuda"):
             raise ConfigError(f"--bf16 runs on cpu or cuda, not {device.type}")
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError(f"--bf16: {torch.cuda.get_device_name(device)} cannot compute in bfloat16; leave --bf16 out")
     if precision != "int8":
         return model
-    # dynamic quantisation: int8 Linear weights, activations quantised per batch as they come;
+    # dynamic quantisation: int8 Linear weights (one scale per output row, which keeps small models
+    # closer to float32 than one scale per matrix), activations quantised per batch as they come;
     # embeddings, LayerNorms and the attention arithmetic stay float32
     if device.type != "cpu":
         raise ConfigError(f"--int8 runs on the CPU only (PyTorch has no dynamic int8 kernels for {device.type}); "
                           "add --device cpu, or use --bf16 on a GPU")
     quantize_dynamic = getattr(torch.ao.quantization, "quantize_dynamic", None)
-    if quantize_dynamic is None or torch.backends.quantized.engine == "none":
+    per_row = getattr(torch.ao.quantization, "per_channel_dynamic_qconfig", None)
+    if quantize_dynamic is None or per_row is None or torch.backends.quantized.engine == "none":
         raise ConfigError(f"--int8: PyTorch {torch.__version__} has no dynamic int8 quantisation for this CPU; leave --int8 out")
     with warnings.catch_warnings():
         # torch.ao.quantization is deprecated in favour of torchao, but still works; a user cannot act on the notice
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*deprecated", category=UserWarning)
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(model, {torch.nn.Linear: per_row})
 
 
 class Translator(LineTranslator):
