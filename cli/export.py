@@ -1,0 +1,36 @@
+"""`nmt export`: write a trained model in another engine's format (CTranslate2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nmt_cli.common import handle_errors, out
+
+FORMATS = ("ctranslate2",)
+
+
+@handle_errors
+def export(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model directory, or a run directory (meaning its best checkpoint).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory to write (must not exist unless --force).")],
+    fmt: Annotated[str, typer.Option("--format", help=f"Target format: {', '.join(FORMATS)}.")] = "ctranslate2",
+    quantization: Annotated[str, typer.Option(help="Weight type of the export: float32, int8, int8_float32, int8_float16, "
+                                                   "int8_bfloat16, int16, float16 or bfloat16.")] = "float32",
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+) -> None:
+    """Export a model for another inference engine; the output directory alone is enough to translate.
+
+    CTranslate2: `nmt translate --engine ctranslate2 -m OUT` (needs `pip install 'nmt[ct2]'`).
+    """
+    from nmt.errors import ConfigError
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not supported; choose one of: {', '.join(FORMATS)}")
+    from nmt.export import export_ctranslate2
+
+    path = export_ctranslate2(model, out_dir, quantization=quantization, force=force)
+    out.print(f"exported {model} to {path} (CTranslate2, {quantization}); "
+              f"translate with: nmt translate --engine ctranslate2 -m {path}", markup=False)

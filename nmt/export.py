@@ -1,0 +1,189 @@
+"""Export a trained model to CTranslate2, a C++ inference engine for Transformers: the weights go
+into a CTranslate2 model directory through its Python model-spec API, next to the SentencePiece
+model(s) and an `nmt.json` that says where the export came from, so that the directory alone is
+enough for `nmt translate --engine ctranslate2`.
+
+    OUT/{model.bin, config.json, shared_vocabulary.json}   CTranslate2's own files
+    OUT/{spm.model, nmt.json}                               ours: tokenizer, provenance, model shape
+
+How our Transformer maps onto CTranslate2's `TransformerSpec`:
+  - pre-/post-norm and ReLU/GELU are spec options; the LayerNorm epsilon goes into its config.json;
+  - sinusoidal positions are exported as a table (CTranslate2's built-in sinusoids put all sines
+    before all cosines, ours interleave them), and the sqrt(d_model) embedding scale as its value;
+  - our fused `qkv_proj` ([q; k; v] on the output dimension) is CTranslate2's fused self-attention
+    projection as it is, and so is the cross-attention `kv_proj` ([k; v]);
+  - pre-norm stacks end with one LayerNorm each, post-norm stacks have none;
+  - the output projection has no bias; tied or shared matrices are written once (CTranslate2
+    aliases identical variables);
+  - the vocabularies are the SentencePiece pieces in id order, so token strings and our ids map
+    one to one; <s> starts decoding, </s> is appended to the source and ends the output."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nmt import __version__
+from nmt.checkpoint import CONFIG_FILE, MODEL_FILE, LoadedModel, commit_dir, load_model_dir, spm_files_of, write_json
+from nmt.config import to_dict
+from nmt.errors import CheckpointError, ConfigError
+from nmt.model import Transformer
+
+EXPORT_FILE = "nmt.json"  # config.json is CTranslate2's own
+FORMAT = "ctranslate2"
+QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16")
+
+
+def import_ctranslate2() -> Any:
+    """The ctranslate2 module, imported on first use: it is an optional dependency."""
+    try:
+        import ctranslate2
+    except ImportError:
+        raise ConfigError("ctranslate2 is not installed; install it with: pip install 'nmt[ct2]'") from None
+    return ctranslate2
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Our Transformer -> CTranslate2's TransformerSpec
+
+
+def _array(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float32).numpy()
+
+
+def _linear(spec: Any, linear: torch.nn.Linear) -> None:
+    spec.weight = _array(linear.weight)  # (out_features, in_features), as CTranslate2 stores it
+    if linear.bias is not None:
+        spec.bias = _array(linear.bias)
+
+
+def _norm(spec: Any, norm: torch.nn.LayerNorm) -> None:
+    spec.gamma = _array(norm.weight)
+    spec.beta = _array(norm.bias)
+
+
+def _inputs(spec: Any, embedding: torch.nn.Embedding, model: Transformer) -> None:
+    """Token embeddings, their sqrt(d_model) scale and our (interleaved) sinusoid table."""
+    embeddings = spec.embeddings[0] if isinstance(spec.embeddings, list) else spec.embeddings
+    embeddings.weight = _array(embedding.weight)
+    spec.scale_embeddings = model.embed_scale
+    spec.position_encodings.encodings = _array(model.positions.table)  # (max_positions, d_model)
+
+
+def transformer_spec(model: Transformer) -> Any:
+    """A filled CTranslate2 TransformerSpec holding `model`'s weights (float32, unquantised)."""
+    ct2 = import_ctranslate2()
+    cfg = model.config
+    activation = {"relu": ct2.specs.Activation.RELU, "gelu": ct2.specs.Activation.GELU}[cfg.activation]  # GELU: erf, like nn.GELU()
+    spec = ct2.specs.TransformerSpec(
+        ct2.specs.TransformerEncoderSpec(cfg.enc_layers, cfg.n_heads, pre_norm=cfg.pre_norm, activation=activation),
+        ct2.specs.TransformerDecoderSpec(cfg.dec_layers, cfg.n_heads, pre_norm=cfg.pre_norm, activation=activation),
+    )
+    enc, dec = spec.encoder, spec.decoder
+    _inputs(enc, model.src_embed, model)
+    _inputs(dec, model.tgt_embed, model)
+    for layer_spec, layer in zip(enc.layer, model.encoder):
+        _linear(layer_spec.self_attention.linear[0], layer.self_attn.qkv_proj)  # fused [q; k; v]
+        _linear(layer_spec.self_attention.linear[1], layer.self_attn.out_proj)
+        _norm(layer_spec.self_attention.layer_norm, layer.self_attn_norm)
+        _linear(layer_spec.ffn.linear_0, layer.ffn.fc1)
+        _linear(layer_spec.ffn.linear_1, layer.ffn.fc2)
+        _norm(layer_spec.ffn.layer_norm, layer.ffn_norm)
+    for layer_spec, layer in zip(dec.layer, model.decoder):
+        _linear(layer_spec.self_attention.linear[0], layer.self_attn.qkv_proj)
+        _linear(layer_spec.self_attention.linear[1], layer.self_attn.out_proj)
+        _norm(layer_spec.self_attention.layer_norm, layer.self_attn_norm)
+        _linear(layer_spec.attention.linear[0], layer.cross_attn.q_proj)
+        _linear(layer_spec.attention.linear[1], layer.cross_attn.kv_proj)  # fused [k; v]
+        _linear(layer_spec.attention.linear[2], layer.cross_attn.out_proj)
+        _norm(layer_spec.attention.layer_norm, layer.cross_attn_norm)
+        _linear(layer_spec.ffn.linear_0, layer.ffn.fc1)
+        _linear(layer_spec.ffn.linear_1, layer.ffn.fc2)
+        _norm(layer_spec.ffn.layer_norm, layer.ffn_norm)
+    if cfg.pre_norm:
+        _norm(enc.layer_norm, model.encoder_norm)
+        _norm(dec.layer_norm, model.decoder_norm)
+    _linear(dec.projection, model.output_proj)  # no bias
+    # every LayerNorm of ours has torch's default epsilon; CTranslate2 reads one value for all
+    epsilons = {m.eps for m in model.modules() if isinstance(m, torch.nn.LayerNorm)}
+    if len(epsilons) != 1:
+        raise ConfigError(f"CTranslate2 takes one LayerNorm epsilon, the model has {sorted(epsilons)}")
+    spec.config.layer_norm_epsilon = epsilons.pop()
+    spec.config.unk_token, spec.config.bos_token, spec.config.eos_token = "<unk>", "<s>", "</s>"
+    spec.config.decoder_start_token = "<s>"  # our decoder starts from BOS, as in training
+    spec.config.add_source_eos = True  # our encoder input is the source followed by EOS
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing the directory
+
+
+def export_ctranslate2(model_dir: Path, out: Path, quantization: str = "float32", force: bool = False) -> Path:
+    """Write `model_dir` (a model or run directory) as a CTranslate2 model directory `out`,
+    atomically: a temporary directory renamed into place. Returns `out`."""
+    if quantization not in QUANTIZATIONS:
+        raise ConfigError(f"--quantization {quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
+    out = Path(out)
+    if out.exists() and not force:
+        raise ConfigError(f"{out}: already exists; choose another --out or pass --force to replace it")
+    ct2 = import_ctranslate2()
+    loaded = load_model_dir(Path(model_dir), "cpu")
+    spec = transformer_spec(loaded.model)
+    spec.register_source_vocabulary(loaded.src_tokenizer.pieces())
+    spec.register_target_vocabulary(loaded.tgt_tokenizer.pieces())
+    try:
+        spec.validate()
+        spec.optimize(quantization=quantization)
+    except ValueError as e:
+        raise CheckpointError(f"{loaded.path}: cannot be exported to CTranslate2 ({e})") from None
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        spec.save(str(tmp))
+        spm_files = spm_files_of(loaded.path, loaded.config)
+        for name, data in spm_files.items():
+            (tmp / name).write_bytes(data)
+        write_json(tmp / EXPORT_FILE, _description(loaded, quantization, ct2.__version__, tmp))
+        commit_dir(tmp, out)
+    except OSError as e:
+        raise CheckpointError(f"{out}: could not write it: {e.strerror or e} ({e.filename}); nothing was written there") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _description(loaded: LoadedModel, quantization: str, ct2_version: str, tmp: Path) -> dict[str, Any]:
+    """nmt.json: what `nmt translate` needs besides CTranslate2's files, and where the export came from."""
+    return {
+        "format": FORMAT,
+        "nmt_version": __version__,
+        "ctranslate2_version": ct2_version,
+        "quantization": quantization,
+        "model": to_dict(loaded.model.config),
+        "spm": loaded.config["spm"],
+        "spm_sha256": loaded.config["spm_sha256"],
+        "model_bin_sha256": sha256_file(tmp / "model.bin"),
+        "source": {
+            "path": str(loaded.path),
+            "model_sha256": sha256_file(loaded.path / MODEL_FILE),
+            "config_sha256": sha256_file(loaded.path / CONFIG_FILE),
+        },
+    }
