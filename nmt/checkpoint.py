@@ -156,6 +156,28 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def checked_tokenizers(path: Path, desc: dict[str, Any], where: Path, *, fix: str, missing: str,
+                       mismatch: str) -> list[Tokenizer]:
+    """The source and target SentencePiece models named in `desc` (spm + spm_sha256), each checked
+    against its sha256; `fix`, `missing` and `mismatch` finish the error messages for this kind of directory."""
+    spm, sums = desc.get("spm"), desc.get("spm_sha256")
+    if not isinstance(spm, dict) or not isinstance(sums, dict) or not {"src", "tgt"} <= spm.keys():
+        raise CheckpointError(f"{where}: no SentencePiece model names (spm.src/spm.tgt); {fix}")
+    tokenizers = []
+    for side in ("src", "tgt"):
+        name = spm[side]
+        if not isinstance(name, str) or "/" in name or name.startswith("."):
+            raise CheckpointError(f"{where}: invalid SentencePiece file name {name!r}")
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing; {missing}")
+        data = file.read_bytes()
+        if sha256_bytes(data) != sums.get(name):
+            raise CheckpointError(f"{file}: {mismatch}")
+        tokenizers.append(Tokenizer(data, str(file)))
+    return tokenizers
+
+
 def resolve_model_dir(path: Path) -> Path:
     """A checkpoint directory, or a run directory meaning its `best` (else `last`) checkpoint."""
     path = Path(path)
@@ -191,25 +213,12 @@ def load_model_dir(path: Path, device: torch.device | str = "cpu") -> LoadedMode
         model_config = from_dict(ModelConfig, config["model"], where=str(path / CONFIG_FILE))
     except (ConfigError, TypeError, ArithmeticError) as e:
         raise CheckpointError(f"{path / CONFIG_FILE}: invalid model config: {e}") from None
-    spm = config.get("spm")
-    sums = config.get("spm_sha256")
-    if not isinstance(spm, dict) or not isinstance(sums, dict) or not {"src", "tgt"} <= spm.keys():
-        raise CheckpointError(f"{path / CONFIG_FILE}: no SentencePiece model names (spm.src/spm.tgt); not an nmt checkpoint")
-    tokenizers = []
-    for side in ("src", "tgt"):
-        name = spm[side]
-        if not isinstance(name, str) or "/" in name or name.startswith("."):
-            raise CheckpointError(f"{path / CONFIG_FILE}: invalid SentencePiece file name {name!r}")
-        file = path / name
-        if not file.is_file():
-            raise CheckpointError(f"{file}: missing; copy the SentencePiece model used for training into {path}")
-        data = file.read_bytes()
-        if sha256_bytes(data) != sums.get(name):
-            raise CheckpointError(
-                f"{file}: SentencePiece model does not match the checkpoint (sha256 differs); "
-                "use the spm model this model was trained with"
-            )
-        tokenizers.append(Tokenizer(data, str(file)))
+    tokenizers = checked_tokenizers(
+        path, config, path / CONFIG_FILE, fix="not an nmt checkpoint",
+        missing=f"copy the SentencePiece model used for training into {path}",
+        mismatch="SentencePiece model does not match the checkpoint (sha256 differs); "
+                 "use the spm model this model was trained with",
+    )
     weights = path / MODEL_FILE
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing; the model directory is incomplete")

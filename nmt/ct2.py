@@ -25,12 +25,12 @@ from typing import Any
 
 import torch
 
-from nmt.checkpoint import CONFIG_FILE, MODEL_FILE, read_json
+from nmt.checkpoint import CONFIG_FILE, MODEL_FILE, checked_tokenizers, read_json
 from nmt.config import DecodeConfig, ModelConfig, from_dict
 from nmt.errors import CheckpointError, ConfigError
 from nmt.export import EXPORT_FILE, FORMAT, import_ctranslate2
 from nmt.search import Hypothesis, max_lengths, normalise
-from nmt.tokenizer import Tokenizer, sha256_bytes
+from nmt.tokenizer import Tokenizer
 from nmt.translate import LineTranslator, max_source_tokens
 
 EOS_PIECE = "</s>"
@@ -61,22 +61,10 @@ def read_export(path: Path) -> dict[str, Any]:
 
 def load_tokenizers(path: Path, desc: dict[str, Any]) -> tuple[Tokenizer, Tokenizer]:
     """The source and target SentencePiece models named in nmt.json, checked against their sha256."""
-    spm, sums = desc.get("spm"), desc.get("spm_sha256")
-    if not isinstance(spm, dict) or not isinstance(sums, dict) or not {"src", "tgt"} <= spm.keys():
-        raise CheckpointError(f"{path / EXPORT_FILE}: no SentencePiece model names (spm.src/spm.tgt); re-run nmt export")
-    tokenizers = []
-    for side in ("src", "tgt"):
-        name = spm[side]
-        if not isinstance(name, str) or "/" in name or name.startswith("."):
-            raise CheckpointError(f"{path / EXPORT_FILE}: invalid SentencePiece file name {name!r}")
-        file = path / name
-        if not file.is_file():
-            raise CheckpointError(f"{file}: missing; the export is incomplete, re-run nmt export")
-        data = file.read_bytes()
-        if sha256_bytes(data) != sums.get(name):
-            raise CheckpointError(f"{file}: does not match the export (sha256 differs); re-run nmt export")
-        tokenizers.append(Tokenizer(data, str(file)))
-    return tokenizers[0], tokenizers[1]
+    src, tgt = checked_tokenizers(path, desc, path / EXPORT_FILE, fix="re-run nmt export",
+                                  missing="the export is incomplete, re-run nmt export",
+                                  mismatch="does not match the export (sha256 differs); re-run nmt export")
+    return src, tgt
 
 
 def ct2_device(name: str | None, ct2: Any) -> tuple[str, int]:

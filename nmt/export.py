@@ -20,7 +20,6 @@ How our Transformer maps onto CTranslate2's `TransformerSpec`:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -34,6 +33,7 @@ from nmt.checkpoint import CONFIG_FILE, MODEL_FILE, LoadedModel, commit_dir, loa
 from nmt.config import to_dict
 from nmt.errors import CheckpointError, ConfigError
 from nmt.model import Transformer
+from nmt.tokenizer import sha256_file
 
 EXPORT_FILE = "nmt.json"  # config.json is CTranslate2's own
 FORMAT = "ctranslate2"
@@ -47,14 +47,6 @@ def import_ctranslate2() -> Any:
     except ImportError:
         raise ConfigError("ctranslate2 is not installed; install it with: pip install 'nmt[ct2]'") from None
     return ctranslate2
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Callable
 from nmt import __version__
 from nmt.data import ParallelIds, ParallelText, read_parallel
 from nmt.errors import ConfigError, DataError
-from nmt.tokenizer import SPECIAL, Tokenizer, train_bpe
+from nmt.tokenizer import SPECIAL, Tokenizer, sha256_file, train_bpe
 
 PREPARE_JSON = "prepare.json"
 
@@ -40,14 +40,6 @@ class PrepareResult:
     out: Path
     reused: bool
     summary: dict = field(default_factory=dict)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _split_names(tests: tuple[str, ...]) -> list[str]:
@@ -116,7 +108,7 @@ def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[
     corpora["valid"] = read_parallel(cfg.valid, cfg.src, cfg.tgt)
     for name, prefix in zip(_split_names(cfg.tests), cfg.tests):
         corpora[name] = read_parallel(prefix, cfg.src, cfg.tgt)
-    inputs = {str(f): _sha256_file(f) for text in corpora.values() for f in text.files}
+    inputs = {str(f): sha256_file(f) for text in corpora.values() for f in text.files}
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
     fingerprint = hashlib.sha256(json.dumps([settings, inputs, __version__], sort_keys=True).encode()).hexdigest()
 
