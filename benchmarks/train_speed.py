@@ -1,12 +1,14 @@
 """Training throughput (target tokens/second) and peak memory of nmt's Transformer on Multi30k,
 side by side with a plain `torch.nn.Transformer` of the same size, in one run.
 
-    python benchmarks/train_speed.py                       # d256, 3+3 layers, 4 heads, ffn 1024, 4096 tokens
-    python benchmarks/train_speed.py --precision bf16 --repeats 5
+    python benchmarks/train_speed.py             # d256, 3+3 layers, 4 heads, ffn 1024, 4096-token batches
+    python benchmarks/train_speed.py --engines nmt:bf16,baseline:fp32 --repeats 5
 
-Each engine runs in its own process (so peak memory is its own), the engines alternate, and the
-figures are medians over --repeats runs of --steps timed updates (after --warmup untimed ones), on
-the same token batches, with the same loss, optimizer and gradient clipping.
+An engine is a model and a precision: nmt's Transformer or the baseline, in fp32 or under bf16
+autocast (nmt.runtime.autocast, as `nmt train --precision bf16` uses it). Each engine runs in its own
+process (so peak memory is its own), the engines alternate, and the figures are medians over
+--repeats runs of --steps timed updates (after --warmup untimed ones), on the same token batches,
+with the same loss, optimizer and gradient clipping. Ratios are to the fp32 baseline.
 """
 
 from __future__ import annotations
@@ -25,10 +27,15 @@ from pathlib import Path
 
 
 def prepared_data(data: Path, cache: Path) -> Path:
+    from nmt.errors import DataError
     from nmt.prepare import PrepareConfig, prepare
 
+    data = data.resolve()
     cfg = PrepareConfig(src="en", tgt="fr", train=str(data / "train"), valid=str(data / "val"), vocab_size=8000)
-    return prepare(cfg, cache).out
+    try:
+        return prepare(cfg, cache).out
+    except DataError:  # the benchmark's own cache, from other data or another nmt version: rebuild it
+        return prepare(cfg, cache, force=True).out
 
 
 def baseline_model(vocab: int, args: argparse.Namespace):
@@ -54,7 +61,8 @@ def baseline_model(vocab: int, args: argparse.Namespace):
             scale = math.sqrt(args.d_model)
             s = self.embed(src) * scale + self.pe[: src.size(1)]
             t = self.embed(tgt_in) * scale + self.pe[: tgt_in.size(1)]
-            causal = nn.Transformer.generate_square_subsequent_mask(tgt_in.size(1), device=tgt_in.device)
+            # bool like the padding masks (True: may not attend), so torch takes one masking path
+            causal = torch.ones(tgt_in.size(1), tgt_in.size(1), dtype=torch.bool, device=tgt_in.device).triu(1)
             h = self.core(s, t, tgt_mask=causal, src_key_padding_mask=src == 0,
                           tgt_key_padding_mask=tgt_in == 0, memory_key_padding_mask=src == 0)
             return self.out(h)
@@ -62,7 +70,27 @@ def baseline_model(vocab: int, args: argparse.Namespace):
     return Model()
 
 
-def run_engine(engine: str, data_dir: str, args: argparse.Namespace, queue) -> None:
+def in_process(target, *args):
+    """Run target(*args, queue) in a fresh process and return what it puts on the queue;
+    exit if the process dies without an answer (its traceback is on stderr)."""
+    import queue as queues
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            break
+        except queues.Empty:
+            if not proc.is_alive():
+                sys.exit(f"{target.__name__}{args[:2]} failed (exit code {proc.exitcode})")
+    proc.join()
+    return result
+
+
+def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namespace, queue) -> None:
     """Train `args.warmup + args.steps` updates; report tokens/s over the timed ones and peak memory."""
     import torch
 
@@ -94,7 +122,7 @@ def run_engine(engine: str, data_dir: str, args: argparse.Namespace, queue) -> N
                 torch.cuda.synchronize()
             tokens, start = 0, time.perf_counter()
         batch = collate(data, batches[i % len(batches)], 0, 2, 3).to(device)
-        with autocast(device, args.precision):
+        with autocast(device, precision):
             logits = model(batch.src, batch.src_len, batch.tgt_in)
         loss, _ = label_smoothed_loss(logits, batch.tgt_out, 0.1, 0)
         (loss / batch.n_tokens).backward()
@@ -123,36 +151,36 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed updates per run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed updates before timing")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--engines", default="nmt,baseline")
+    parser.add_argument("--engines", default="nmt:fp32,nmt:bf16,baseline:fp32,baseline:bf16",
+                        help="comma-separated MODEL:PRECISION, MODEL nmt or baseline, PRECISION fp32 or bf16")
     args = parser.parse_args()
 
     cache = Path(tempfile.gettempdir()) / "nmt-bench-multi30k-en-fr"
     data_dir = str(prepared_data(args.data, cache))
     engines = args.engines.split(",")
+    for engine in engines:
+        model, _, precision = engine.partition(":")
+        if model not in ("nmt", "baseline") or precision not in ("fp32", "bf16"):
+            parser.error(f"--engines: {engine!r} is not MODEL:PRECISION (nmt or baseline, fp32 or bf16)")
     results: dict[str, list[dict]] = {e: [] for e in engines}
-    ctx = mp.get_context("spawn")
     for _ in range(args.repeats):
-        for engine in engines:  # alternate, so drifting machine load hits both alike
-            queue = ctx.Queue()
-            proc = ctx.Process(target=run_engine, args=(engine, data_dir, args, queue))
-            proc.start()
-            results[engine].append(queue.get())
-            proc.join()
+        for engine in engines:  # alternate, so drifting machine load hits all alike
+            results[engine].append(in_process(run_engine, *engine.split(":"), data_dir, args))
     print(f"Multi30k en-fr, d_model {args.d_model}, {args.layers}+{args.layers} layers, {args.heads} heads, "
-          f"ffn {args.ffn}, batches of {args.batch_tokens} tokens, {args.precision}, "
+          f"ffn {args.ffn}, batches of {args.batch_tokens} tokens, "
           f"median of {args.repeats} runs x {args.steps} updates, torch {__import__('torch').__version__}, "
           f"{os.cpu_count()} cpus")
-    print(f"{'engine':<10} {'params':>11} {'tgt tok/s':>10} {'runs':>26} {'peak MB':>8} {'vs baseline':>11}")
-    base = statistics.median(r["tokens_per_s"] for r in results["baseline"]) if "baseline" in results else None
+    print(f"{'engine':<14} {'params':>11} {'tgt tok/s':>10} {'runs':>26} {'peak MB':>8} {'vs baseline fp32':>16}")
+    base_runs = results.get("baseline:fp32")
+    base = statistics.median(r["tokens_per_s"] for r in base_runs) if base_runs else None
     for engine, runs in results.items():
         tps = statistics.median(r["tokens_per_s"] for r in runs)
         peak = statistics.median(r["peak_mb"] for r in runs)
         ratio = f"{tps / base:.2f}x" if base else "-"
         spread = " ".join(f"{r['tokens_per_s']:.0f}" for r in runs)
-        print(f"{engine:<10} {runs[0]['params']:>11,} {tps:>10,.0f} {spread:>26} {peak:>8,.0f} {ratio:>11}")
+        print(f"{engine:<14} {runs[0]['params']:>11,} {tps:>10,.0f} {spread:>26} {peak:>8,.0f} {ratio:>16}")
     sys.stdout.flush()
 
 

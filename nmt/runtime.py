@@ -8,6 +8,7 @@ import os
 import random
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from nmt.errors import ConfigError
 
@@ -38,9 +39,18 @@ def set_threads(threads: int | None) -> int:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast for 'bf16', nothing for 'fp32'."""
+    """bf16 autocast for 'bf16', nothing for 'fp32'.
+
+    On CPU, bf16 attention also takes SDPA's math path (matmul, softmax, matmul, each in bf16):
+    the fused CPU attention kernel runs slower in bf16 than in fp32 on sentence-length inputs
+    (a training step at d_model 256 ran 5,100 target tokens/s with it, 6,100 without; see
+    benchmarks/train_speed.py)."""
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.autocast(device_type=device.type, dtype=torch.bfloat16))
+        if device.type == "cpu":
+            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        return stack
     raise ConfigError(f"precision must be 'fp32' or 'bf16', not {precision!r}")

@@ -197,3 +197,19 @@ def test_same_seed_same_losses_other_seed_other_losses(prepared_sample, tmp_path
     b = losses(run(prepared_sample, tmp_path / "b", max_steps=4).run_dir)
     c = losses(run(prepared_sample, tmp_path / "c", max_steps=4, seed=4).run_dir)
     assert a == b and a != c
+
+
+def test_bf16_training_tracks_fp32_and_keeps_fp32_weights(prepared_sample, tmp_path):
+    """--precision bf16 autocasts the matmuls only: the weights, optimizer state and checkpoints
+    stay float32, and the losses follow the fp32 run's (same seed, same batches). Measured on this
+    tiny model: the bf16 losses within 0.01% of fp32's over 8 updates; the bound is 0.5%."""
+    fp32 = run(prepared_sample, tmp_path / "fp32")
+    bf16 = run(prepared_sample, tmp_path / "bf16", precision="bf16")
+    a, b = losses(tmp_path / "fp32"), losses(tmp_path / "bf16")
+    assert [s for s, _ in a] == [s for s, _ in b]
+    assert all(abs(y / x - 1) < 0.005 for (_, x), (_, y) in zip(a, b)), (a, b)
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
+    loaded = load_model_dir(tmp_path / "bf16" / "last")
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    # and it did compute in bf16: the weights differ from the fp32 run's
+    assert any(not torch.equal(p, q) for p, q in zip(fp32.model.parameters(), bf16.model.parameters()))
