@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
+from torch.overrides import TorchFunctionMode
 
 from nmt import __version__
 from nmt.config import ModelConfig, from_dict, to_dict
@@ -240,6 +241,17 @@ def load_model_dir(path: Path, device: torch.device | str = "cpu") -> LoadedMode
     return LoadedModel(model.eval(), config, tokenizers[0], tokenizers[1], path)
 
 
+class _ShapesOnly(TorchFunctionMode):
+    """Skips `normal_` while a module is built on the meta device, where tensors have shapes and
+    no values: torch's meta `normal_` imports torch._dynamo on first use, 0.8 s of `nmt translate`'s
+    start-up."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.nn.init.normal_, torch.Tensor.normal_):
+            return args[0] if args else kwargs["tensor"]  # the tensor, left as it is
+        return func(*args, **(kwargs or {}))
+
+
 def check_weights(weights: Path, model_config: ModelConfig) -> None:
     """Compare the names, shapes and dtypes in the file's header with the model the config describes,
     before anything is allocated: a hostile config or header is an error, never a huge allocation."""
@@ -257,7 +269,7 @@ def check_weights(weights: Path, model_config: ModelConfig) -> None:
         raise CheckpointError(f"{where}: max_positions {model_config.max_positions} x d_model {model_config.d_model} "
                               f"is beyond what nmt builds ({MAX_POSITION_TABLE:,} values); the config is damaged")
     try:
-        with torch.device("meta"):  # shapes without memory
+        with torch.device("meta"), _ShapesOnly():  # shapes without memory
             expected = Transformer(model_config).state_dict()
     except (RuntimeError, ValueError, TypeError, AssertionError, ArithmeticError) as e:
         raise CheckpointError(f"{where}: invalid model config: {str(e).splitlines()[0][:200]}") from None

@@ -14,11 +14,13 @@ from nmt.config import ModelConfig
 
 def sinusoid_table(max_positions: int, d_model: int) -> Tensor:
     """Section 3.5: PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(same angle)."""
-    # float64 so that far positions keep their precision before the final cast
-    pos = torch.arange(max_positions, dtype=torch.float64)[:, None]  # (max_positions, 1)
-    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (ceil(d_model/2),)
+    # float64 so that far positions keep their precision before the final cast; on the CPU even
+    # when a model is built on the meta device (checkpoint.check_weights), where float64 arange
+    # would import torch._dynamo (0.9 s of start-up)
+    pos = torch.arange(max_positions, dtype=torch.float64, device="cpu")[:, None]  # (max_positions, 1)
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float64, device="cpu")  # (ceil(d_model/2),)
     angles = pos / 10000.0 ** (two_i / d_model)  # (max_positions, ceil(d_model/2))
-    table = torch.empty(max_positions, d_model, dtype=torch.float64)
+    table = torch.empty(max_positions, d_model, dtype=torch.float64, device="cpu")
     table[:, 0::2] = angles.sin()
     table[:, 1::2] = angles[:, : d_model // 2].cos()
     return table.float()  # (max_positions, d_model)
@@ -42,6 +44,20 @@ class SinusoidalPositions(nn.Module):
         return self.table[offset : offset + length]  # (length, d_model)
 
 
+def attention_math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
+    """softmax(q k^T / sqrt(head_dim)) v, spelled out: what `Attention` computes with on CPU when no
+    gradient is needed. For decoding's shapes (one query position per hypothesis, a few dozen keys)
+    this is 1.5-3x faster than SDPA's fused CPU kernel (0.5 vs 1.5 ms for 1,350 hypotheses, 4 heads,
+    20 keys; 1.1 vs 2.1 ms for 160 sentences of 28 tokens), and about as fast up to ~100 tokens.
+    q (batch, n_heads, t_q, head_dim), k and v (batch, n_heads, t_k, head_dim); mask as in `attend`."""
+    scores = (q * q.size(-1) ** -0.5) @ k.transpose(-2, -1)  # (batch, n_heads, t_q, t_k)
+    if causal:
+        scores = scores.masked_fill(torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(dim=-1) @ v  # (batch, n_heads, t_q, head_dim)
+
+
 class Attention(nn.Module):
     """What self- and cross-attention share: head split, SDPA and the output projection."""
 
@@ -61,8 +77,11 @@ class Attention(nn.Module):
         """softmax(q k^T / sqrt(head_dim)) v over all heads, merged and projected back to d_model.
         q (batch, n_heads, t_q, head_dim), k and v (batch, n_heads, t_k, head_dim),
         mask (batch, 1, 1, t_k) bool with True where a key may be attended to."""
-        dropout_p = self.attn_dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
+        if q.device.type == "cpu" and not torch.is_grad_enabled():
+            out = attention_math(q, k, v, mask, causal)
+        else:
+            dropout_p = self.attn_dropout if self.training else 0.0
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
         batch, _, t_q, _ = out.shape  # (batch, n_heads, t_q, head_dim)
         # the fused kernels store the output as (batch, t_q, n_heads, head_dim), so this reshape copies nothing
         out = out.transpose(1, 2).reshape(batch, t_q, self.n_heads * self.head_dim)
@@ -107,8 +126,14 @@ class CrossAttention(Attention):
         return self.split_heads(k), self.split_heads(v)  # (batch, n_heads, src_len, head_dim) each
 
     def forward(self, x: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
-        """x (batch, tgt_len, d_model) attends to the memory's k, v; mask hides source padding."""
-        return self.attend(self.split_heads(self.q_proj(x)), k, v, mask)  # (batch, tgt_len, d_model)
+        """x (rows, tgt_len, d_model) attends to the memory's k, v (sentences, n_heads, src_len, head_dim);
+        mask (sentences, 1, 1, src_len) hides source padding. In beam search there are more rows than
+        sentences: each sentence's hypotheses are consecutive rows, and since queries never see each
+        other here, they attend to their one memory together, as that sentence's rows * tgt_len
+        queries (the memory is never copied per hypothesis)."""
+        rows, t, d_model = x.shape
+        q = self.q_proj(x).reshape(k.size(0), rows // k.size(0) * t, d_model)  # (sentences, hyps * tgt_len, d_model)
+        return self.attend(self.split_heads(q), k, v, mask).reshape(rows, t, d_model)
 
 
 class FeedForward(nn.Module):

@@ -6,7 +6,7 @@ Owns parameters, their initialisation and the decoding state; one layer's arithm
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -18,19 +18,21 @@ from nmt.layers import DecoderLayer, EncoderLayer, SinusoidalPositions
 
 @dataclass
 class Memory:
-    """What the encoder hands to the decoder."""
+    """What the encoder hands to the decoder: one row per sentence."""
 
-    states: Tensor  # (batch, src_len, d_model)
-    pad_mask: Tensor  # (batch, src_len) bool, True at padding
+    states: Tensor  # (sentences, src_len, d_model)
+    pad_mask: Tensor  # (sentences, src_len) bool, True at padding
 
 
 @dataclass
 class KVCache:
-    """Incremental decoding state: everything the decoder needs to take one more step."""
+    """Incremental decoding state: everything the decoder needs to take one more step. Search
+    may follow several hypotheses (rows) per sentence: the self-attention keys/values are per row,
+    the cross-attention ones per sentence, shared by its rows (which are consecutive)."""
 
-    self_k: list[Tensor]  # per decoder layer, (batch, n_heads, length, head_dim)
+    self_k: list[Tensor]  # per decoder layer, (rows, n_heads, length, head_dim)
     self_v: list[Tensor]
-    cross_k: list[Tensor]  # per decoder layer, (batch, n_heads, src_len, head_dim), computed once from memory
+    cross_k: list[Tensor]  # per decoder layer, (sentences, n_heads, src_len, head_dim), computed once from memory
     cross_v: list[Tensor]
     length: int  # number of target positions already decoded
 
@@ -115,7 +117,7 @@ class Transformer(nn.Module):
         cross = [layer.cross_attn.project_memory(memory.states) for layer in self.decoder]
         batch = memory.states.size(0)
         head_dim = self.config.d_model // self.config.n_heads
-        empty = memory.states.new_empty(batch, self.config.n_heads, 0, head_dim)  # (batch, n_heads, 0, head_dim)
+        empty = memory.states.new_empty(batch, self.config.n_heads, 0, head_dim)  # (sentences, n_heads, 0, head_dim)
         n_layers = len(self.decoder)
         return KVCache(
             self_k=[empty] * n_layers,
@@ -126,31 +128,36 @@ class Transformer(nn.Module):
         )
 
     def decode_step(self, tokens: Tensor, memory: Memory, cache: KVCache | None) -> tuple[Tensor, KVCache]:
-        """Score the next token for every hypothesis; tokens (batch,) are the last ones decoded
-        (bos at first, when cache is None). Only the new position runs through the decoder.
-        Returns float32 log-probs (batch, tgt_vocab_size) and a new cache one position longer;
-        the given cache is left as it was."""
+        """Score the next token for every hypothesis; tokens (rows,) are the last ones decoded
+        (bos at first, when cache is None: one row per sentence). Only the new position runs
+        through the decoder. Returns float32 log-probs (rows, tgt_vocab_size) and a new cache one
+        position longer; the given cache is left as it was."""
         if cache is None:
             cache = self.init_cache(memory)
-        mask = attend_mask(memory.pad_mask)  # (batch, 1, 1, src_len)
-        x = self.embed(tokens[:, None], self.tgt_embed, offset=cache.length)  # (batch, 1, d_model)
+        mask = attend_mask(memory.pad_mask)  # (sentences, 1, 1, src_len)
+        x = self.embed(tokens[:, None], self.tgt_embed, offset=cache.length)  # (rows, 1, d_model)
         self_k, self_v = [], []
         for i, layer in enumerate(self.decoder):
-            past = (cache.self_k[i], cache.self_v[i])  # (batch, n_heads, length, head_dim) each
+            past = (cache.self_k[i], cache.self_v[i])  # (rows, n_heads, length, head_dim) each
             x, k, v = layer(x, cache.cross_k[i], cache.cross_v[i], mask, past=past)
-            self_k.append(k)  # (batch, n_heads, length + 1, head_dim)
+            self_k.append(k)  # (rows, n_heads, length + 1, head_dim)
             self_v.append(v)
-        logits = self.output_proj(self.decoder_norm(x[:, 0]))  # (batch, tgt_vocab_size)
-        log_probs = F.log_softmax(logits.float(), dim=-1)  # (batch, tgt_vocab_size)
+        logits = self.output_proj(self.decoder_norm(x[:, 0]))  # (rows, tgt_vocab_size)
+        log_probs = F.log_softmax(logits.float(), dim=-1)  # (rows, tgt_vocab_size)
         return log_probs, KVCache(self_k, self_v, cache.cross_k, cache.cross_v, cache.length + 1)
 
     def reorder(self, memory: Memory, cache: KVCache, index: Tensor) -> tuple[Memory, KVCache]:
-        """Keep, duplicate or drop rows: index (new_batch,) picks, for each new row, an old one.
-        Beam search uses it to expand sentences to beams and to drop finished sentences."""
+        """Keep, duplicate or drop rows: index (new_sentences, rows_each) picks, for each new row, an
+        old one, and all rows of a new sentence come from one old sentence. Beam search uses it to
+        expand sentences to beams, to follow the beams, and to drop finished sentences."""
+        rows = index.flatten()
+        per_sentence = cache.self_k[0].size(0) // memory.states.size(0)  # old rows per sentence
+        sentences = index[:, 0] // per_sentence  # (new_sentences,)
 
-        def pick(tensors: list[Tensor]) -> list[Tensor]:
-            return [t.index_select(0, index) for t in tensors]
+        def pick(tensors: list[Tensor], which: Tensor) -> list[Tensor]:
+            return [t.index_select(0, which) for t in tensors]
 
-        memory = Memory(memory.states.index_select(0, index), memory.pad_mask.index_select(0, index))
-        cache = KVCache(pick(cache.self_k), pick(cache.self_v), pick(cache.cross_k), pick(cache.cross_v), cache.length)
-        return memory, cache
+        if not torch.equal(sentences, torch.arange(memory.states.size(0), device=sentences.device)):
+            memory = Memory(memory.states.index_select(0, sentences), memory.pad_mask.index_select(0, sentences))
+            cache = replace(cache, cross_k=pick(cache.cross_k, sentences), cross_v=pick(cache.cross_v, sentences))
+        return memory, replace(cache, self_k=pick(cache.self_k, rows), self_v=pick(cache.self_v, rows))

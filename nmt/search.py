@@ -26,7 +26,9 @@ KVCache: TypeAlias = Any  # likewise for the decoder state
 class StepModel(Protocol):
     def encode(self, src: Tensor, src_len: Tensor) -> Memory: ...
     def decode_step(self, tokens: Tensor, memory: Memory, cache: KVCache | None) -> tuple[Tensor, KVCache]: ...
-    def reorder(self, memory: Memory, cache: KVCache, index: Tensor) -> tuple[Memory, KVCache]: ...
+    def reorder(self, memory: Memory, cache: KVCache, index: Tensor) -> tuple[Memory, KVCache]:
+        """index (sentences, rows_each): new row (i, j) continues old row index[i, j]; the rows of
+        one new sentence all come from one old sentence (so a model may keep per-sentence state once)."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def _single_path(
         if len(keep) == 0:
             break
         if len(keep) < len(tokens):
-            memory, cache = model.reorder(memory, cache, keep)
+            memory, cache = model.reorder(memory, cache, keep[:, None])
             alive, limit, tokens = alive[keep], limit[keep], tokens[keep]
 
     ids, lengths, log_probs_ = out.tolist(), length.tolist(), log_prob.tolist()
@@ -250,6 +252,7 @@ def beam_search(
     scores = torch.zeros((batch, 1), device=device)  # (n, beams) total log-prob; one beam until the first step
     history = torch.zeros((batch, 0), dtype=torch.long, device=device)  # (n * beams, t) tokens without BOS
     tokens = torch.full((batch,), bos_id, dtype=torch.long, device=device)  # (n * beams,)
+    min_limit = min(limits)  # of the sentences still searched
     memory = model.encode(src, src_len)
     cache = None
     for t in range(steps):
@@ -262,15 +265,18 @@ def beam_search(
         if config.no_repeat_ngram:
             log_probs = _block_repeats(log_probs, history, config.no_repeat_ngram)
         vocab = log_probs.size(-1)
-        log_probs = log_probs.view(n, beams, vocab)
-        at_limit = (limit <= t)[:, None, None] & (torch.arange(vocab, device=device) != eos_id)
-        log_probs = log_probs.masked_fill(at_limit, -math.inf)  # only EOS is left at the limit
+        if t >= min_limit:  # only EOS is left at the limit
+            at_limit = (limit <= t).repeat_interleave(beams)[:, None] & (torch.arange(vocab, device=device) != eos_id)
+            log_probs = log_probs.masked_fill(at_limit, -math.inf)
 
-        candidates = (scores[:, :, None] + log_probs).view(n, beams * vocab)
+        # the k best extensions of a sentence are among the k best of each of its beams
         k = min(2 * beam, beams * vocab)
+        per_beam = min(k, vocab)
+        beam_log_probs, beam_tokens = log_probs.topk(per_beam, dim=1)  # (n * beams, per_beam)
+        candidates = (scores.view(-1, 1) + beam_log_probs).view(n, beams * per_beam)
         cand_scores, cand_index = candidates.topk(k, dim=1)  # (n, k), best first
-        cand_tokens = cand_index % vocab
-        cand_rows = torch.arange(n, device=device)[:, None] * beams + cand_index // vocab  # rows of memory/history
+        cand_tokens = beam_tokens.view(n, beams * per_beam).gather(1, cand_index)
+        cand_rows = torch.arange(n, device=device)[:, None] * beams + cand_index // per_beam  # rows of history
         is_eos = cand_tokens == eos_id
 
         # EOS among the best `beam` candidates: finish those hypotheses, in the next free slots
@@ -294,11 +300,13 @@ def beam_search(
         keep = (~done).nonzero().squeeze(1)  # the one host-device sync of the step
         if len(keep) == 0:
             break
-        rows = next_rows[keep].flatten()  # expands to beams, follows the beams, drops finished sentences
+        rows = next_rows[keep]  # (n', beam): expands to beams, follows the beams, drops finished sentences
         memory, cache = model.reorder(memory, cache, rows)
         tokens = next_tokens[keep].flatten()
-        history = torch.cat([history[rows], tokens[:, None]], dim=1)
+        history = torch.cat([history[rows.flatten()], tokens[:, None]], dim=1)
         scores, alive, limit = next_scores[keep], alive[keep], limit[keep]
+        if len(keep) < n:
+            min_limit = int(limit.min())
 
     ids, lengths, log_prob, count = fin_tokens.tolist(), fin_len.tolist(), fin_log_prob.tolist(), fin_count.tolist()
     scoring = dict(length_penalty=config.length_penalty, normalize=config.normalize)

@@ -135,13 +135,49 @@ def test_reorder_equals_decoding_the_selected_rows(model, batch):
     index = torch.tensor([2, 0, 0, 2])  # drops row 1, duplicates rows 0 and 2
     memory = model.encode(src, src_len)
     _, cache = step_by_step(model, memory, tgt_in[:, :2])
-    memory, cache = model.reorder(memory, cache, index)
+    memory, cache = model.reorder(memory, cache, index[:, None])
     after, _ = step_by_step(model, memory, tgt_in[index, 2:], cache)
 
     direct_memory = model.encode(src[index], src_len[index])
     direct, _ = step_by_step(model, direct_memory, tgt_in[index])
     torch.testing.assert_close(after, direct[:, 2:], atol=ATOL, rtol=0)
     assert cache.length == 2 and memory.pad_mask.shape == (4, src.size(1))
+
+
+def test_inference_attention_equals_sdpa(model, batch):
+    """Without gradients, attention on CPU is spelled out (layers.attention_math); with them it is
+    SDPA's kernel. The two agree, masks and causality included."""
+    src, src_len, tgt_in = batch
+    model.eval()
+    with torch.enable_grad():
+        sdpa = model(src, src_len, tgt_in)
+    with torch.no_grad():
+        math_ = model(src, src_len, tgt_in)
+    torch.testing.assert_close(math_, sdpa.detach(), atol=ATOL, rtol=0)
+
+
+@torch.no_grad()
+def test_hypotheses_of_a_sentence_share_its_memory(model, batch):
+    """Beam search's rows: several per sentence, consecutive. The memory and cross-attention keys and
+    values stay one per sentence, and decoding equals decoding each row's sentence on its own."""
+    src, src_len, tgt_in = batch
+    rows = torch.tensor([2, 2, 0, 0])  # two hypotheses each for sentences 2 and 0
+    history = tgt_in[rows].clone()
+    history[1, 1], history[3, 1] = history[1, 1] + 1, history[3, 1] + 2  # the hypotheses differ
+    memory = model.encode(src, src_len)
+    _, cache = step_by_step(model, memory, tgt_in[:, :1])
+    memory, cache = model.reorder(memory, cache, torch.tensor([[2, 2], [0, 0]]))
+    assert memory.states.size(0) == 2 and cache.cross_k[0].size(0) == 2 and cache.self_k[0].size(0) == 4
+    after, cache = step_by_step(model, memory, history[:, 1:2], cache)
+    shared_states = memory.states
+    order = torch.tensor([1, 0, 3, 3])
+    memory, cache = model.reorder(memory, cache, order.view(2, 2))  # follow the beams, same sentences
+    assert memory.states is shared_states  # nothing copied
+    more, _ = step_by_step(model, memory, history[order, 2:], cache)
+
+    direct, _ = step_by_step(model, model.encode(src[rows], src_len[rows]), history)
+    torch.testing.assert_close(after, direct[:, 1:2], atol=ATOL, rtol=0)
+    torch.testing.assert_close(more, direct[order, 2:], atol=ATOL, rtol=0)
 
 
 def test_tiny_model_overfits_twenty_pairs():

@@ -46,6 +46,7 @@ class ScriptedModel:
         return probs.log(), cache
 
     def reorder(self, memory, cache, index):
+        index = index.flatten()  # memory kept per row: simpler, and allowed
         return memory[index], cache[index]
 
 
@@ -188,6 +189,7 @@ class ToyRNN:
         return (h @ self.out).log_softmax(dim=-1), h
 
     def reorder(self, memory, cache, index):
+        index = index.flatten()  # memory kept per row: simpler, and allowed
         return memory[index], cache[index]
 
 
