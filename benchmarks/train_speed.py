@@ -99,9 +99,10 @@ def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namesp
     from nmt.loss import label_smoothed_loss
     from nmt.model import Transformer
     from nmt.optim import build_optimizer
-    from nmt.runtime import autocast, pick_device, set_threads
+    from nmt.runtime import autocast, keep_freed_memory, pick_device, set_threads
 
     set_threads(args.threads)
+    keep_freed_memory()  # both engines: as `nmt train` runs
     torch.manual_seed(1)
     device = pick_device(args.device)
     data = ParallelIds.load(Path(data_dir) / "train.ids.safetensors")

@@ -29,6 +29,7 @@ from nmt.checkpoint import CONFIG_FILE, MODEL_FILE, checked_tokenizers, read_jso
 from nmt.config import DecodeConfig, ModelConfig, from_dict
 from nmt.errors import CheckpointError, ConfigError
 from nmt.export import EXPORT_FILE, FORMAT, import_ctranslate2
+from nmt.runtime import keep_freed_memory
 from nmt.search import Hypothesis, max_lengths, normalise
 from nmt.tokenizer import Tokenizer
 from nmt.translate import LineTranslator, max_source_tokens
@@ -102,6 +103,7 @@ class CT2Translator(LineTranslator):
         """Open an export directory. `compute_type` "default" computes in the exported precision;
         "int8", "bfloat16", ... convert the weights when loading."""
         ct2 = import_ctranslate2()
+        keep_freed_memory()  # as the PyTorch engine does, so that the two compare like for like
         path = Path(model_dir)
         desc = read_export(path)
         try:

@@ -4,7 +4,9 @@ Knows nothing about the rest of nmt."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import platform
 import random
 
 import torch
@@ -36,6 +38,24 @@ def set_threads(threads: int | None) -> int:
     n = threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(n)
     return n
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the OS.
+
+    glibc serves each allocation over 32 MB with a fresh mmap and unmaps it when it is freed, so
+    the large tensors that training and decoding allocate at every step (activations, logits over
+    the vocabulary) are page-faulted in anew every time. Keeping them measured, on this project's
+    2-core machine: beam search 17% faster, a bf16 training step 22%, an fp32 one 8%. The cost:
+    the process holds on to freed memory until it exits, and memalign's fragmentation leaves some of
+    it unused (beam search on Multi30k: peak RSS 733 MB instead of 603). Process-wide, like
+    set_threads; returns False (and does nothing) where the C library is not glibc."""
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)  # the C library the process already uses
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    limit = 1 << 30  # allocations above 1 GiB still get their own mapping
+    return bool(libc.mallopt(m_mmap_threshold, limit)) and bool(libc.mallopt(m_trim_threshold, limit))
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -36,7 +36,7 @@ from nmt.loss import label_smoothed_loss
 from nmt.model import Transformer
 from nmt.optim import build_optimizer, lr_at, set_lr
 from nmt.prepare import load_summary
-from nmt.runtime import autocast, pick_device, seed_everything, set_threads
+from nmt.runtime import autocast, keep_freed_memory, pick_device, seed_everything, set_threads
 from nmt.tokenizer import SPECIAL, Tokenizer
 
 RUN_CONFIG = "config.json"
@@ -87,6 +87,7 @@ class Trainer:
         self.model_cfg, self.cfg = model_cfg, train_cfg
         self.device = pick_device(device)
         self.threads = set_threads(threads)
+        keep_freed_memory()
         self.callback = callback or (lambda event: None)
         self.stop_requested: str | None = None
         self.summary = load_summary(self.data_dir)

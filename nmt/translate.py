@@ -19,7 +19,7 @@ from nmt.checkpoint import LoadedModel, load_model_dir
 from nmt.config import DecodeConfig, SamplingConfig
 from nmt.data import ParallelIds, clean, collate, token_batches
 from nmt.errors import ConfigError
-from nmt.runtime import autocast, pick_device, set_threads
+from nmt.runtime import autocast, keep_freed_memory, pick_device, set_threads
 from nmt.search import Hypothesis, beam_search, greedy, sample
 from nmt.tokenizer import SPECIAL, Tokenizer
 
@@ -152,6 +152,7 @@ class Translator(LineTranslator):
     def load(cls, model_dir: Path, config: DecodeConfig = DecodeConfig(), device: str | None = None,
              threads: int | None = None, sampling: SamplingConfig | None = None, precision: str = "fp32") -> "Translator":
         set_threads(threads)
+        keep_freed_memory()
         dev = pick_device(device)
         return cls(load_model_dir(model_dir, dev), config, dev, sampling, precision)
 
