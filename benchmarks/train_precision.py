@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import tempfile
 from pathlib import Path
 
-from train_speed import in_process, prepared_data
+from train_speed import in_process, model_arguments, prepared_data
 
 
 def train_run(precision: str, data_dir: str, run_dir: str, args: argparse.Namespace, queue) -> None:
@@ -42,18 +41,10 @@ def train_run(precision: str, data_dir: str, run_dir: str, args: argparse.Namesp
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("NMT_DATA", "../shared/data/multi30k")),
-                        help="directory with Multi30k train/val .en.gz/.fr.gz (default: $NMT_DATA or ../shared/data/multi30k)")
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--ffn", type=int, default=1024)
-    parser.add_argument("--batch-tokens", type=int, default=4096)
+    parser = model_arguments(__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=600, help="updates per run")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup-steps", type=int, default=300)
-    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
 
     data_dir = str(prepared_data(args.data, Path(tempfile.gettempdir()) / "nmt-bench-multi30k-en-fr"))

@@ -140,20 +140,26 @@ def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namesp
                "params": sum(p.numel() for p in model.parameters())})
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def model_arguments(description: str) -> argparse.ArgumentParser:
+    """The options the training benchmarks share: data, model size and batch size."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("NMT_DATA", "../shared/data/multi30k")),
-                        help="directory with Multi30k train.en.gz/train.fr.gz (default: $NMT_DATA or ../shared/data/multi30k)")
+                        help="directory with Multi30k train and val .en.gz/.fr.gz (default: $NMT_DATA or ../shared/data/multi30k)")
     parser.add_argument("--d-model", type=int, default=256)
     parser.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--ffn", type=int, default=1024)
     parser.add_argument("--batch-tokens", type=int, default=4096)
+    parser.add_argument("--threads", type=int, default=None)
+    return parser
+
+
+def main() -> None:
+    parser = model_arguments(__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="timed updates per run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed updates before timing")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--engines", default="nmt:fp32,nmt:bf16,baseline:fp32,baseline:bf16",
                         help="comma-separated MODEL:PRECISION, MODEL nmt or baseline, PRECISION fp32 or bf16")
     args = parser.parse_args()
