@@ -97,6 +97,25 @@ def test_collate_adds_bos_eos_and_pads():
     assert batch.n_tokens == 6
 
 
+def test_collate_of_random_batches_row_by_row():
+    """collate gathers the whole batch at once; each row must still be its own sentence, in the
+    order of `index`, with empty sentences (translation's empty targets) and a single row."""
+    rng = np.random.default_rng(5)
+    src = [rng.integers(4, 50, rng.integers(1, 9)).tolist() for _ in range(40)]
+    tgt = [rng.integers(4, 50, rng.integers(0, 9)).tolist() for _ in range(40)]
+    for data, tgt_of in ((ParallelIds.from_lists(src, tgt), tgt), (ParallelIds.from_lists(src, [[] for _ in src]), None)):
+        for index in (rng.permutation(40)[:13], np.array([7])):
+            batch = collate(data, index, pad_id=0, bos_id=2, eos_id=3)
+            for row, i in enumerate(index):
+                s, t = src[i], tgt_of[i] if tgt_of else []
+                pad_s, pad_t = batch.src.size(1) - len(s) - 1, batch.tgt_in.size(1) - len(t) - 1
+                assert batch.src[row].tolist() == s + [3] + [0] * pad_s
+                assert batch.tgt_in[row].tolist() == [2] + t + [0] * pad_t
+                assert batch.tgt_out[row].tolist() == t + [3] + [0] * pad_t
+            assert batch.index.tolist() == index.tolist()
+            assert batch.n_tokens == sum(len(tgt_of[i]) + 1 if tgt_of else 1 for i in index)
+
+
 def test_ids_round_trip_through_safetensors(tmp_path):
     ids = ParallelIds.from_lists([[1, 2, 3], [], [4]], [[5], [6, 7], []])
     ids.save(tmp_path / "x.safetensors")
