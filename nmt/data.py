@@ -217,36 +217,30 @@ class Batch:
         )
 
 
-def _rows(ids: np.ndarray, offsets: np.ndarray, index: np.ndarray, width: int, pad_id: int) -> np.ndarray:
-    """(len(index), width) int64: sentence index[r]'s ids from column 0, pad_id after them (one
-    gather for the whole batch instead of a Python loop over its rows)."""
-    if len(ids) == 0:  # e.g. the empty targets of sentences to translate
-        return np.full((len(index), width), pad_id, dtype=np.int64)
-    start, lens = offsets[index][:, None], (offsets[index + 1] - offsets[index])[:, None]
-    pos = np.arange(width)[None, :]
-    real = pos < lens
-    return np.where(real, ids[np.where(real, start + pos, 0)], pad_id).astype(np.int64)
-
-
 def collate(data: ParallelIds, index: np.ndarray, pad_id: int, bos_id: int, eos_id: int) -> Batch:
     """Build one padded batch from the pairs at `index`."""
     import torch
 
-    index = np.asarray(index, dtype=np.int64)
-    src_lens = data.src_offsets[index + 1] - data.src_offsets[index] + 1  # + EOS
-    tgt_lens = data.tgt_offsets[index + 1] - data.tgt_offsets[index] + 1  # + BOS (in) / EOS (out)
-    rows = np.arange(len(index))
-    src = _rows(data.src_ids, data.src_offsets, index, int(src_lens.max()), pad_id)
-    src[rows, src_lens - 1] = eos_id
-    tgt_out = _rows(data.tgt_ids, data.tgt_offsets, index, int(tgt_lens.max()), pad_id)
-    tgt_in = np.concatenate([np.full((len(index), 1), bos_id, dtype=np.int64), tgt_out[:, :-1]], axis=1)
-    tgt_out[rows, tgt_lens - 1] = eos_id
+    src_lens = data.src_lens[index] + 1  # + EOS
+    tgt_lens = data.tgt_lens[index] + 1  # + BOS (in) / EOS (out)
+    n = len(index)
+    src = np.full((n, int(src_lens.max())), pad_id, dtype=np.int64)
+    tgt_in = np.full((n, int(tgt_lens.max())), pad_id, dtype=np.int64)
+    tgt_out = np.full_like(tgt_in, pad_id)
+    for row, i in enumerate(index):
+        s, t = data.src(int(i)), data.tgt(int(i))
+        src[row, : len(s)] = s
+        src[row, len(s)] = eos_id
+        tgt_in[row, 0] = bos_id
+        tgt_in[row, 1 : len(t) + 1] = t
+        tgt_out[row, : len(t)] = t
+        tgt_out[row, len(t)] = eos_id
     return Batch(
         torch.from_numpy(src),
-        torch.from_numpy(src_lens),
+        torch.from_numpy(src_lens.astype(np.int64)),
         torch.from_numpy(tgt_in),
         torch.from_numpy(tgt_out),
-        torch.from_numpy(index),
+        torch.from_numpy(np.asarray(index, dtype=np.int64)),
         int(tgt_lens.sum()),
     )
 
