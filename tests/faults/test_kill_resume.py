@@ -95,6 +95,6 @@ def test_killed_three_times_ends_as_never_killed(train, prepared_sample, referen
 
 @pytest.mark.slow
 def test_killed_two_dozen_times_ends_as_never_killed(train, prepared_sample, reference_runs, tmp_path, figures):
-    done = run_with_kills(train, prepared_sample, reference_runs, tmp_path, figures, max_steps=80, kills=24, seed=2)
+    done = run_with_kills(train, prepared_sample, reference_runs, tmp_path, figures, max_steps=160, kills=24, seed=2)
     print(f"kills: {dict(done)}")
     assert done[MID_WRITE] >= 3, f"too few kills landed inside a checkpoint write: {dict(done)}"
