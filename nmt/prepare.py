@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,18 +76,6 @@ def _filter(text: ParallelText, src_ids: list[list[int]], tgt_ids: list[list[int
     return keep, counts
 
 
-def _train_bpe(sentences: list[str], vocab_size: int) -> bytes:
-    """train_bpe, with SentencePiece's complaint about too many distinct characters said in nmt's terms."""
-    try:
-        return train_bpe(sentences, vocab_size)
-    except ConfigError as e:
-        too_small = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", str(e))
-        if too_small:
-            raise ConfigError(f"--vocab-size {vocab_size} is too small for the distinct characters of the training text; "
-                              f"choose at least {too_small.group(2)}") from None
-        raise
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -129,12 +116,12 @@ def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[
     train = corpora["train"]
     models: dict[str, bytes] = {}
     if cfg.joint:
-        models["spm.model"] = _train_bpe(train.src + train.tgt, cfg.vocab_size)
+        models["spm.model"] = train_bpe(train.src + train.tgt, cfg.vocab_size)
         spm_names = {"src": "spm.model", "tgt": "spm.model"}
     else:
         spm_names = {"src": f"spm.{cfg.src}.model", "tgt": f"spm.{cfg.tgt}.model"}
-        models[spm_names["src"]] = _train_bpe(train.src, cfg.vocab_size)
-        models[spm_names["tgt"]] = _train_bpe(train.tgt, cfg.vocab_size)
+        models[spm_names["src"]] = train_bpe(train.src, cfg.vocab_size)
+        models[spm_names["tgt"]] = train_bpe(train.tgt, cfg.vocab_size)
     src_tok, tgt_tok = Tokenizer(models[spm_names["src"]]), Tokenizer(models[spm_names["tgt"]])
 
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")

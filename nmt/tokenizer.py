@@ -70,6 +70,10 @@ def train_bpe(sentences: Iterable[str], vocab_size: int, seed_sentencepiece: int
                 f"--vocab-size {vocab_size} is too large for this training text; "
                 f"choose at most {limit.group(1)}"
             ) from None
+        too_small = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", message)
+        if too_small:
+            raise ConfigError(f"--vocab-size {vocab_size} is too small for the distinct characters of the training text; "
+                              f"choose at least {too_small.group(2)}") from None
         raise ConfigError(f"SentencePiece training failed: {message}") from None
     return model.getvalue()
 
