@@ -19,7 +19,6 @@ search, so it is not repeated). Needs the ct2 extra: pip install 'nmt[ct2]'.
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import resource
 import shutil
@@ -34,12 +33,6 @@ from train_speed import in_process
 
 ENGINES = "nmt:fp32,nmt:int8,nmt:bf16,ct2:float32,ct2:int8"
 SETTINGS = [(1, False), (1, True), (5, False), (5, True)]  # (beam, one at a time)
-
-
-def read(path: Path) -> list[str]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return f.read().split("\n")[:-1]
 
 
 def timed(translator, lines: list[str], one_by_one: bool) -> tuple[float, int, list[str]]:
@@ -70,6 +63,7 @@ def startup_seconds(model: Path, repeats: int) -> list[float]:
 def run_engine(engine: str, model: str, export: str, args: argparse.Namespace, queue) -> None:
     """One pass of every setting with one engine; seconds, tokens and (batched) outputs of each."""
     from nmt.config import DecodeConfig
+    from nmt.data import read_lines
 
     kind, _, precision = engine.partition(":")
     config = DecodeConfig(batch_tokens=args.batch_tokens)
@@ -82,7 +76,7 @@ def run_engine(engine: str, model: str, export: str, args: argparse.Namespace, q
 
         base = CT2Translator.load(Path(export), config, threads=args.threads,
                                   compute_type="default" if precision == "float32" else precision)
-    lines = read(args.input)
+    lines = read_lines(args.input)
     out = {}
     for beam, one_by_one in SETTINGS:
         translator = base.with_config(beam_size=beam)
@@ -110,11 +104,12 @@ def main() -> None:
     import ctranslate2
     import torch
 
+    from nmt.data import read_lines
     from nmt.export import export_ctranslate2
     from nmt.metrics import bleu_chrf
 
-    lines = read(args.input)
-    refs = read(args.ref) if args.ref else None
+    lines = read_lines(args.input)
+    refs = read_lines(args.ref) if args.ref else None
     results: dict[str, list[dict]] = {e: [] for e in engines}
     with tempfile.TemporaryDirectory() as tmp:
         export = export_ctranslate2(args.model, Path(tmp) / "ct2")
