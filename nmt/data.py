@@ -4,11 +4,12 @@ Knows nothing about models or search: text files in, padded id tensors out."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import unicodedata
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
@@ -122,6 +123,48 @@ def read_parallel(prefix: str | Path, src: str, tgt: str) -> ParallelText:
             f"{len(tgt_raw)}; {short} ends before this line. Both files must hold one sentence per line, aligned"
         )
     return ParallelText([clean(s) for s in src_raw], [clean(t) for t in tgt_raw], [src_file, tgt_file])
+
+
+# ---------------------------------------------------------------------------------------------
+# Carving held-out sets out of one corpus
+
+
+def fold(sentence: str) -> str:
+    """The key under which near-identical sentences meet: case folded, punctuation and spacing ignored
+    ('How was your day?' and 'how was your day ?' share one key)."""
+    text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in sentence.casefold())
+    return " ".join(text.split())
+
+
+def grouped_split(keys: Sequence[str], sizes: dict[str, int], seed: int) -> dict[str, list[int]]:
+    """Carve held-out sets of exactly `sizes[name]` items out of `keys`, never splitting a group.
+
+    Items with the same key (for parallel text: the folded source sentence) always land on the same
+    side, so a test set cannot be answered from memory of a training pair. Groups are visited in the
+    order of sha256(seed, key), which depends on nothing but the key and the seed; each goes whole into
+    the first held-out set that still has room for it, everything else into 'train'. Returns the
+    indices of each set in corpus order.
+    """
+    if "train" in sizes or any(n < 0 for n in sizes.values()):
+        raise DataError(f"held-out sizes must be non-negative and not named 'train', got {sizes}")
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    if sum(sizes.values()) > len(keys):
+        raise DataError(f"cannot carve {sum(sizes.values()):,} held-out pairs out of a corpus of {len(keys):,}")
+    order = sorted(groups, key=lambda k: hashlib.sha256(f"{seed}\t{k}".encode()).digest())
+    room = dict(sizes)
+    out: dict[str, list[int]] = {"train": [], **{name: [] for name in sizes}}
+    for key in order:
+        members = groups[key]
+        name = next((n for n, left in room.items() if len(members) <= left), "train")
+        if name != "train":
+            room[name] -= len(members)
+        out[name].extend(members)
+    short = {n: left for n, left in room.items() if left}
+    if short:
+        raise DataError(f"could not fill the held-out sets exactly (missing {short}); choose smaller sizes")
+    return {name: sorted(idx) for name, idx in out.items()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,13 @@ nmt score → RESULTS.md. A recipe is a directory with a config.toml and a run.s
 config.toml holds [recipe] (languages, split names, vocabulary, checkpoints to average), and the
 [model], [train] and [decode] tables that `nmt train` and `nmt translate` use. Every step runs the
 real `nmt` command (shown as it runs), so a recipe is a record of what a user would type.
+
+A corpus without an official split names it in [recipe]: `corpus = "tatoeba"` (files tatoeba.SRC and
+tatoeba.TGT, optionally .gz, in the data directory; else `download`, a zip holding one tab-separated
+file whose first two columns are `download_langs`) and `carve = { valid = 2000, test = 5000, seed = 1 }`:
+validation and test sets carved deterministically, grouped by source sentence (see nmt.data.grouped_split).
+`samples = "FILE"` (in the recipe directory) lists sentences to translate into RESULTS.md, each checked
+against the corpus's source side.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import sys
 import time
 import tomllib
 import urllib.request
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -40,8 +48,13 @@ class Pipeline:
         self.config = tomllib.loads((recipe / "config.toml").read_text(encoding="utf-8"))
         r = self.config["recipe"]
         self.name, self.src, self.tgt = r["name"], r["src"], r["tgt"]
-        self.valid, self.tests = r.get("valid", "val"), list(r.get("tests", ["test_2016_flickr"]))
-        self.optional_tests = list(r.get("optional_tests", []))
+        self.corpus = r.get("corpus")  # one corpus to carve valid/test out of, instead of official splits
+        if self.corpus:
+            self.valid, self.tests, self.optional_tests = "valid", ["test"], []
+        else:
+            self.valid, self.tests = r.get("valid", "val"), list(r.get("tests", ["test_2016_flickr"]))
+            self.optional_tests = list(r.get("optional_tests", []))
+        self.carved: dict | None = None  # what carve() did, for RESULTS.md
         self.work, self.threads = work, threads
         self.data = data
         self.results_path = results or recipe / "RESULTS.md"
@@ -71,6 +84,10 @@ class Pipeline:
             return self.data
         target = self.work / "download"
         target.mkdir(parents=True, exist_ok=True)
+        if self.corpus:
+            self.download_corpus(target)
+            self.data = target
+            return target
         for split in ["train", self.valid, *self.tests, *self.optional_tests]:
             for lang in (self.src, self.tgt):
                 path = target / f"{split}.{lang}.gz"
@@ -90,6 +107,59 @@ class Pipeline:
                 tmp.replace(path)
         self.data = target
         return target
+
+    def download_corpus(self, target: Path) -> None:
+        """Fetch [recipe] download (a zip with one tab-separated file, two or three columns: the languages in
+        download_langs, then an optional attribution) and write CORPUS.SRC.gz and CORPUS.TGT.gz from it."""
+        r = self.config["recipe"]
+        files = {lang: target / f"{self.corpus}.{lang}.gz" for lang in (self.src, self.tgt)}
+        if all(f.exists() for f in files.values()):
+            return
+        url, langs = r["download"], list(r.get("download_langs", [self.src, self.tgt]))
+        print(f"downloading {url}", flush=True)
+        request = urllib.request.Request(url, headers={"User-Agent": "Mozilla/5.0 (compatible; nmt-recipes)"})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                payload = response.read()
+        except OSError as e:
+            sys.exit(f"pipeline: cannot download {url} ({e}); give a local copy with --data or NMT_DATA")
+        archive = target / Path(url).name
+        archive.write_bytes(payload)
+        columns = read_zipped_tsv(archive)
+        for lang, path in files.items():
+            tmp = path.with_suffix(".part")
+            with gzip.open(tmp, "wt", encoding="utf-8") as f:
+                f.writelines(f"{row[langs.index(lang)]}\n" for row in columns)
+            tmp.replace(path)
+
+    def carve(self) -> None:
+        """Carve train/valid/test out of the one corpus, grouped by (folded) source sentence, and write them
+        through nmt's own text cleaning, so training text and references match (no-break spaces become
+        plain spaces). The split depends only on the corpus and the seed."""
+        from nmt.data import fold, grouped_split, read_parallel
+        from nmt.tokenizer import sha256_file
+
+        settings = dict(self.config["recipe"]["carve"])
+        seed = int(settings.pop("seed", 1))
+        corpus = read_parallel(self.data / self.corpus, self.src, self.tgt)
+        parts = grouped_split([fold(s) for s in corpus.src], {k: int(v) for k, v in settings.items()}, seed)
+        out = self.work / "split"
+        out.mkdir(parents=True, exist_ok=True)
+        produced = {}
+        for name, index in parts.items():
+            for lang, lines in ((self.src, corpus.src), (self.tgt, corpus.tgt)):
+                path = out / f"{name}.{lang}"
+                tmp = path.with_suffix(".part")
+                tmp.write_text("".join(f"{lines[i]}\n" for i in index), encoding="utf-8")
+                tmp.replace(path)
+                produced[path.name] = sha256_file(path)
+        groups = {name: len({fold(corpus.src[i]) for i in index}) for name, index in parts.items()}
+        self.carved = {"files": [str(f) for f in corpus.files], "inputs": {f.name: sha256_file(f) for f in corpus.files},
+                       "pairs": len(corpus), "sizes": {n: len(i) for n, i in parts.items()}, "groups": groups,
+                       "seed": seed, "sha256": produced}
+        print(f"carved {len(corpus):,} pairs into " + ", ".join(f"{n} {len(i):,}" for n, i in parts.items())
+              + f" (grouped by source sentence, seed {seed}) in {out}", flush=True)
+        self.data = out
 
     def split_file(self, split: str, lang: str) -> Path | None:
         for name in (f"{split}.{lang}", f"{split}.{lang}.gz"):
@@ -155,9 +225,31 @@ class Pipeline:
             scores[split] = {"cased": cased, "lowercased": lower, "labels": list(models)}
         return scores
 
+    def translate_samples(self, model: Path) -> list[tuple[str, str, bool]] | None:
+        """Translate [recipe] samples with `model`; each comes with whether its (folded) source sentence
+        occurs anywhere in the corpus's source side (training, validation or test)."""
+        name = self.config["recipe"].get("samples")
+        if not name:
+            return None
+        from nmt.data import clean, fold, read_lines
+
+        source = self.recipe_dir / name
+        sentences = [clean(s) for s in read_lines(source)]
+        seen = set()
+        for split in ["train", self.valid, *self.test_splits()]:
+            seen.update(fold(clean(s)) for s in read_lines(self.split_file(split, self.src)))
+        decode = self.config.get("decode", {})
+        threads = ["--threads", str(self.threads)] if self.threads else []
+        output = self.run("translate", "-m", str(model), "--input", str(source), "--beam", str(decode.get("beam_size", 5)),
+                          "--lenpen", str(decode.get("length_penalty", 1.0)), *threads, stage="translate", capture=True)
+        translations = output.splitlines()
+        if len(translations) != len(sentences):
+            sys.exit(f"pipeline: {source}: {len(sentences)} sentences but {len(translations)} translations")
+        return [(s, t, fold(s) in seen) for s, t in zip(sentences, translations)]
+
     # -- report ---------------------------------------------------------------------------------
 
-    def write_results(self, run_dir: Path, scores: dict, wall: float) -> None:
+    def write_results(self, run_dir: Path, scores: dict, wall: float, samples: list[tuple[str, str, bool]] | None = None) -> None:
         import sacrebleu
         import sentencepiece
         import torch
@@ -188,6 +280,30 @@ class Pipeline:
             signatures["bleu -lc"] = result["lowercased"]["signatures"]["bleu"]
         lines += ["", "sacreBLEU signatures:", ""]
         lines += [f"- {name}: `{sig}`" for name, sig in signatures.items()]
+        if samples:
+            unseen = sum(not s for _, _, s in samples)
+            lines += ["", "## Sentences not in the corpus", "",
+                      f"`{self.config['recipe']['samples']}`, translated by the averaged model (beam "
+                      f"{self.config.get('decode', {}).get('beam_size', 5)}). Checked by the pipeline: {unseen} of "
+                      f"{len(samples)} do not occur on the source side of the corpus (training, validation or test), "
+                      "compared after folding case, punctuation and spacing.", "",
+                      f"| {self.src} | {self.tgt} (nmt) | in the corpus? |", "|---|---|---|"]
+            lines += [f"| {s} | {t} | {'**yes**' if seen else 'no'} |" for s, t, seen in samples]
+        if self.carved:
+            c = self.carved
+            sizes = ", ".join(f"{name} {n:,} pairs ({c['groups'][name]:,} distinct source sentences)" for name, n in c["sizes"].items())
+            lines += ["", "## Data split", "",
+                      f"The corpus has no official split; the pipeline carved one out of its {c['pairs']:,} pairs: {sizes}. "
+                      "Rule (`nmt.data.grouped_split`): pairs are grouped by source sentence after folding case, punctuation "
+                      "and spacing (`nmt.data.fold`), so all translations of one sentence fall on the same side; groups "
+                      f"are taken in the order of sha256(seed, key) with seed {c['seed']}, each going whole into the first "
+                      "held-out set with room left, the rest into training. Same corpus and seed, same split. The split files "
+                      "are written through nmt's text cleaning (NFC; every whitespace run, including the no-break spaces "
+                      "U+00A0 and U+202F before French `! ? :`, becomes one plain space), so training text, references and "
+                      "the model's output all use plain spaces.", "",
+                      "| file | sha256 |", "|---|---|"]
+            lines += [f"| {name} (input) | `{digest}` |" for name, digest in c["inputs"].items()]
+            lines += [f"| {name} | `{digest}` |" for name, digest in c["sha256"].items()]
         lines += ["", "## Training", "",
                   f"- {steps} updates in {trained:.1f} training minutes (validation included: "
                   f"{self.timings.get('train', 0) / 60:.1f} minutes for the whole `nmt train` call); "
@@ -208,6 +324,35 @@ class Pipeline:
                   "Commands run:", "", "```sh", *self.commands, "```", ""]
         self.results_path.write_text("\n".join(lines), encoding="utf-8")
         print(f"\nwrote {self.results_path}")
+
+
+def read_zipped_tsv(archive: Path) -> list[list[str]]:
+    """The rows of the one tab-separated .txt file in a zip (files named _*.txt, such as _about.txt, are
+    not data), each row cut to its first two columns; a third (attribution) column is allowed."""
+    try:
+        with zipfile.ZipFile(archive) as z:
+            members = [m for m in z.namelist() if m.endswith(".txt") and not Path(m).name.startswith("_")]
+            if len(members) != 1:
+                sys.exit(f"pipeline: {archive}: expected one tab-separated .txt file inside, found {members or 'none'}; "
+                         "give a local copy of the corpus with --data")
+            raw = z.read(members[0])
+    except zipfile.BadZipFile as e:
+        sys.exit(f"pipeline: {archive}: not a zip file ({e}); delete it and run again, or give --data")
+    rows = []
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    for number, line in enumerate(lines, start=1):
+        where = f"{archive}:{members[0]}:{number}"
+        try:
+            fields = line.removesuffix(b"\r").decode("utf-8").split("\t")
+        except UnicodeDecodeError:
+            sys.exit(f"pipeline: {where}: invalid UTF-8; delete the download and run again, or give --data")
+        if len(fields) not in (2, 3):
+            sys.exit(f"pipeline: {where}: expected 2 or 3 tab-separated columns, found {len(fields)}; "
+                     "give a corrected local copy with --data")
+        rows.append(fields[:2])
+    return rows
 
 
 def _cpu_name() -> str:
@@ -235,11 +380,14 @@ def main() -> None:
     pipeline = Pipeline(recipe, args.data, work, args.threads, args.results)
     start = time.perf_counter()
     pipeline.get_data()
+    if pipeline.corpus:
+        pipeline.carve()
     data_dir = pipeline.prepare()
     run_dir = pipeline.train(data_dir)
     averaged = pipeline.average(run_dir)
     scores = pipeline.translate_and_score({"best": run_dir / "best", "averaged": averaged}, data_dir)
-    pipeline.write_results(run_dir, scores, time.perf_counter() - start)
+    samples = pipeline.translate_samples(averaged)
+    pipeline.write_results(run_dir, scores, time.perf_counter() - start, samples)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+
+import pytest
+
+from nmt.data import fold
+from nmt.tokenizer import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,3 +72,122 @@ def test_recipe_pipeline_runs_end_to_end_on_the_sample(tmp_path, sample_dir):
     assert [r["step"] for r in log if r["kind"] == "valid"] == [10, 20, 30]
     assert all("valid_chrf" in r for r in log if r["kind"] == "valid")
     assert (work / "averaged" / "model.safetensors").exists()
+
+
+# -- a corpus without an official split: downloaded as a zip, carved by the pipeline ----------
+
+sys.path.insert(0, str(ROOT / "recipes"))
+import pipeline  # noqa: E402  (recipes/ is not a package)
+
+CARVED_RECIPE = """
+[recipe]
+name = "carved tiny"
+src = "en"
+tgt = "fr"
+corpus = "pairs"
+download = "{url}"
+download_langs = ["en", "fr"]
+carve = {{ valid = 60, test = 100, seed = 7 }}
+samples = "samples.en"
+vocab_size = 500
+average_last = 2
+
+[model]
+d_model = 32
+n_heads = 2
+enc_layers = 1
+dec_layers = 1
+ffn_dim = 64
+
+[train]
+batch_tokens = 1500
+lr = 0.003
+warmup_steps = 10
+max_steps = 20
+log_every = 10
+valid_every = 10
+valid_max_sentences = 20
+
+[decode]
+beam_size = 2
+"""
+
+
+def _sample_pairs(sample_dir: Path) -> list[tuple[str, str]]:
+    pairs = []
+    for split in ("train", "val", "test"):
+        en = (sample_dir / f"{split}.en").read_text(encoding="utf-8").splitlines()
+        fr = (sample_dir / f"{split}.fr").read_text(encoding="utf-8").splitlines()
+        pairs += zip(en, fr)
+    # every third English sentence again, with another translation: one group of two pairs
+    return pairs + [(en, f"{fr} (bis)") for en, fr in pairs[::3]]
+
+
+def _zip_corpus(path: Path, pairs: list[tuple[str, str]], attribution: bool) -> str:
+    """A zip shaped like manythings.org's: one tab-separated file (2 columns, or 3 with attribution)
+    beside an _about.txt."""
+    rows = [f"{en}\t{fr}\tCC-BY 2.0 (France) Attribution: tatoeba.org #{i}" if attribution else f"{en}\t{fr}"
+            for i, (en, fr) in enumerate(pairs)]
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("_about.txt", "About this file.\tNot data.\n")
+        z.writestr("fra.txt", "\r\n".join(rows) + "\r\n")
+    return path.as_uri()
+
+
+def _recipe(tmp_path: Path, url: str) -> Path:
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    (recipe / "config.toml").write_text(CARVED_RECIPE.format(url=url), encoding="utf-8")
+    return recipe
+
+
+@pytest.mark.parametrize("attribution", [False, True], ids=["2 columns", "3 columns"])
+def test_download_reads_both_zip_formats_and_carves_the_same_split(tmp_path, sample_dir, attribution):
+    pairs = _sample_pairs(sample_dir)
+    url = _zip_corpus(tmp_path / "fra-eng.zip", pairs, attribution)
+    recipe = _recipe(tmp_path, url)
+    carved = []
+    for attempt in ("first", "second"):
+        work = tmp_path / attempt
+        p = pipeline.Pipeline(recipe, None, work, threads=1, results=None)
+        data = p.get_data()
+        en = gzip.decompress((data / "pairs.en.gz").read_bytes()).decode().splitlines()
+        fr = gzip.decompress((data / "pairs.fr.gz").read_bytes()).decode().splitlines()
+        assert list(zip(en, fr)) == pairs  # all pairs, in order, attribution column dropped
+        p.carve()
+        assert p.carved["sizes"] == {"train": len(pairs) - 160, "valid": 60, "test": 100}
+        carved.append(p.carved["sha256"])
+        sides = {s: {fold(line) for line in (work / "split" / f"{s}.en").read_text(encoding="utf-8").splitlines()}
+                 for s in ("train", "valid", "test")}
+        assert not sides["train"] & (sides["valid"] | sides["test"]) and not sides["valid"] & sides["test"]
+    assert carved[0] == carved[1]  # the same split, file for file
+
+
+def test_download_refuses_a_malformed_zip_line(tmp_path):
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as z:
+        z.writestr("fra.txt", "Hello.\tBonjour.\nno tab on this line\n")
+    p = pipeline.Pipeline(_recipe(tmp_path, (tmp_path / "bad.zip").as_uri()), None, tmp_path / "work", threads=1, results=None)
+    with pytest.raises(SystemExit, match=r"bad.zip:fra.txt:2: expected 2 or 3 tab-separated columns, found 1"):
+        p.get_data()
+
+
+def test_carved_recipe_runs_end_to_end_with_its_samples(tmp_path, sample_dir):
+    pairs = _sample_pairs(sample_dir)
+    recipe = _recipe(tmp_path, _zip_corpus(tmp_path / "fra-eng.zip", pairs, attribution=True))
+    seen = pairs[5][0]
+    (recipe / "samples.en").write_text(f"A sentence that is in no corpus at all.\n{seen}\n", encoding="utf-8")
+    work = tmp_path / "work"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "pipeline.py"), "--recipe", str(recipe), "--work", str(work), "--threads", "1"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = (recipe / "RESULTS.md").read_text(encoding="utf-8")
+    assert "| test | averaged |" in results and "## Data split" in results
+    assert f"train {len(pairs) - 160:,} pairs" in results and "valid 60 pairs" in results and "test 100 pairs" in results
+    for name in ("train.en", "valid.fr", "test.fr"):
+        assert f"| {name} | `{sha256_file(work / 'split' / name)}` |" in results
+    assert "1 of 2 do not occur" in results
+    assert "| A sentence that is in no corpus at all. |" in results and f"| {seen} |" in results
+    hyp = (work / "hyp" / "test.averaged.fr").read_text(encoding="utf-8")
+    assert hyp.count("\n") == 100
