@@ -164,6 +164,7 @@ def train(
     Ctrl-C or SIGTERM saves a checkpoint; `nmt train --resume RUN_DIR` continues it.
     """
     from nmt.config import TrainConfig, from_dict, load_toml
+    from nmt.runtime import slow_bf16
     from nmt.train import Trainer
 
     positional, flags = parse_overrides(list(ctx.args))
@@ -187,6 +188,8 @@ def train(
         trainer = Trainer.start(data_dir, out_dir, model_over, train_cfg, overwrite=overwrite,
                                 device=device, threads=threads, callback=display)
         run_dir = out_dir
+    if trainer.cfg.precision == "bf16" and (why := slow_bf16(trainer.device)):
+        err.print(f"warning: {why}; use --precision fp32 here")
 
     def on_signal(signum: int, frame: Any) -> None:
         trainer.stop_requested = signal.Signals(signum).name

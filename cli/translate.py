@@ -95,6 +95,11 @@ def translate(
         raise ConfigError("--sampling draws one output per line; --nbest needs search")
     sampler = SamplingConfig(temperature, top_k, top_p, seed) if sampling else None
     translator = load_translator(model, config, engine, precision(int8, bf16), device=device, threads=threads, sampling=sampler)
+    if bf16 and engine == "pytorch":
+        from nmt.runtime import slow_bf16
+
+        if why := slow_bf16(translator.device):
+            warn(f"{why}; leave out --bf16 here (or try --int8)")
 
     def fmt(index: int, result) -> str:
         if nbest > 1:
