@@ -16,17 +16,8 @@ from nmt.tokenizer import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TINY_RECIPE = """
-[recipe]
-name = "sample tiny"
-src = "en"
-tgt = "fr"
-valid = "val"
-tests = ["test"]
-optional_tests = ["test_2099_absent"]
-vocab_size = 500
-average_last = 2
-
+# a model and schedule small enough to train in seconds, shared by the recipes below
+TINY_TABLES = """
 [model]
 d_model = 32
 n_heads = 2
@@ -46,6 +37,18 @@ valid_max_sentences = 20
 [decode]
 beam_size = 2
 """
+
+TINY_RECIPE = """
+[recipe]
+name = "sample tiny"
+src = "en"
+tgt = "fr"
+valid = "val"
+tests = ["test"]
+optional_tests = ["test_2099_absent"]
+vocab_size = 500
+average_last = 2
+""" + TINY_TABLES
 
 
 def test_recipe_pipeline_runs_end_to_end_on_the_sample(tmp_path, sample_dir):
@@ -91,26 +94,7 @@ carve = {{ valid = 60, test = 100, seed = 7 }}
 samples = "samples.en"
 vocab_size = 500
 average_last = 2
-
-[model]
-d_model = 32
-n_heads = 2
-enc_layers = 1
-dec_layers = 1
-ffn_dim = 64
-
-[train]
-batch_tokens = 1500
-lr = 0.003
-warmup_steps = 10
-max_steps = 20
-log_every = 10
-valid_every = 10
-valid_max_sentences = 20
-
-[decode]
-beam_size = 2
-"""
+""" + TINY_TABLES
 
 
 def _sample_pairs(sample_dir: Path) -> list[tuple[str, str]]:
