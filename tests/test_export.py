@@ -264,7 +264,11 @@ def test_int8_and_bf16_stay_close_to_float32(tiny_model_dir, sentences):
 
 
 def test_int8_export_stays_close_to_float32(tiny_model_dir, ct2_dir, sentences, tmp_path):
-    """CTranslate2 int8 (weights quantised at export) against the float32 export, like --int8 above."""
+    """CTranslate2 int8 (weights quantised at export) against the float32 export, like --int8 above.
+    Compared per token (a sentence's log-prob difference over its tokens and EOS), as above: CTranslate2
+    picks its int8 kernels by CPU. Measured on an AVX512-VNNI EPYC: max 0.0075, mean 0.005 per token
+    (greedy outputs of 18 tokens or more); another CPU once gave one sentence a 1.24 difference (0.065
+    per token at most). The bounds are the PyTorch int8 ones above, which leave room for both."""
     int8_dir = export_ctranslate2(tiny_model_dir, tmp_path / "int8", quantization="int8")
     assert (int8_dir / "model.bin").stat().st_size < 0.5 * (ct2_dir / "model.bin").stat().st_size
     fp32 = CT2Translator.load(ct2_dir, DecodeConfig(beam_size=1), threads=1)
@@ -272,7 +276,9 @@ def test_int8_export_stays_close_to_float32(tiny_model_dir, ct2_dir, sentences, 
     ids = fp32.encode(sentences["test"][:100], warn=lambda message: None)
     a, b = fp32.search_ids(ids), int8.search_ids(ids)
     assert sum(x[0].tokens == y[0].tokens for x, y in zip(a, b)) >= 0.9 * len(ids)
-    assert max(abs(x[0].log_prob - y[0].log_prob) for x, y in zip(a, b) if x[0].tokens == y[0].tokens) < 1.0
+    same = [(abs(x[0].log_prob - y[0].log_prob), len(x[0].tokens) + 1) for x, y in zip(a, b) if x[0].tokens == y[0].tokens]
+    assert max(diff / n for diff, n in same) < 0.25
+    assert sum(diff for diff, _ in same) / sum(n for _, n in same) < 0.04
 
 
 def test_int8_on_cuda_or_int8_with_bf16_is_a_clear_error(tiny_model_dir):
