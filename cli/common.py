@@ -4,14 +4,17 @@ Heavy modules (torch) are imported inside commands, so `nmt --help` starts quick
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from nmt.errors import NmtError
+from nmt.errors import ConfigError, NmtError
 
 # stdout carries results (translations, tables); everything else goes to stderr.
 out = Console(highlight=False, soft_wrap=True)
@@ -40,3 +43,22 @@ def handle_errors(func: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def writable(path: Path, flag: str, directory: bool = False) -> Path:
+    """Make sure an output can be written before any work is done: create its parent directories (as
+    every command does) and write a probe file beside it. A file output must not be a directory, a
+    directory output not a file."""
+    if directory and path.is_file():
+        raise ConfigError(f"{flag} {path}: a file is there; {flag} needs a directory")
+    if not directory and path.is_dir():
+        raise ConfigError(f"{flag} {path}: a directory is there; {flag} needs a file name")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.probe-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"{flag} {path}: cannot write in {parent} ({e.strerror}); choose another {flag}") from None
+    return path

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nmt_cli.common import handle_errors, out
+from nmt_cli.common import err, handle_errors, out, writable
 
 FORMATS = ("ctranslate2",)
 
@@ -31,6 +31,9 @@ def export(
         raise ConfigError(f"--format {fmt!r} is not supported; choose one of: {', '.join(FORMATS)}")
     from nmt.export import export_ctranslate2
 
-    path = export_ctranslate2(model, out_dir, quantization=quantization, force=force)
+    writable(out_dir, "--out", directory=True)
+
+    with err.status(f"exporting {model}…"):
+        path = export_ctranslate2(model, out_dir, quantization=quantization, force=force)
     out.print(f"exported {model} to {path} (CTranslate2, {quantization}); "
               f"translate with: nmt translate --engine ctranslate2 -m {path}", markup=False)

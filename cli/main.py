@@ -2,18 +2,82 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import sys
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 import nmt
 
+# click's exception classes, whether Typer vendors click (0.2x) or depends on it
+_CLICK = {cls.__name__: cls for cls in typer.BadParameter.__mro__}
+UsageError, ClickException = _CLICK["UsageError"], _CLICK["ClickException"]
+
+# Help metavars as click has always written them (Typer 0.2x writes <int>, <path>, <list[Path]>...)
+METAVARS = {int: "INTEGER", float: "FLOAT", str: "TEXT", Path: "PATH"}
+
+
+class Command(TyperCommand):
+    """A command whose help reads as click's: `--beam INTEGER`, arguments by their upper-case name."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        hints = typing.get_type_hints(self.callback) if self.callback else {}
+        for param in self.params:
+            if isinstance(param, TyperArgument):
+                param.metavar = param.metavar or (param.name or "").upper()
+                param.display_type_rich = lambda ctx: None  # the name says it all: no '<list[Path]>' after it
+                if param.required and param.nargs == 1:  # usage `nmt average RUN_DIR`, not `{RUN_DIR}`
+                    param._usage_display_name = lambda name=param.metavar: name
+            elif param.metavar is None and not getattr(param, "is_flag", False):
+                hint = hints.get(param.name or "")
+                while typing.get_args(hint) and hint not in METAVARS:  # Optional[X], list[X]: X
+                    hint = next(a for a in typing.get_args(hint) if a is not type(None))
+                param.metavar = METAVARS.get(hint)
+
+
+class Group(TyperGroup):
+    """Usage errors in the house style: one `error: ...` line on stderr and exit code 2, instead of
+    click's usage text in a box; a misspelt option gets a 'did you mean'."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # `nmt` alone: the help, as before
+                e.show()
+                sys.exit(e.exit_code)
+            path = e.ctx.command_path if e.ctx is not None else "nmt"
+            message = e.message.rstrip(".") if type(e).__name__ == "NoSuchOption" else e.format_message().rstrip(".")
+            close = sorted(getattr(e, "possibilities", None) or [])
+            hint = f"; did you mean {' or '.join(close)}?" if close else f"; see `{path} --help`"
+            _error(f"{path}: {message[:1].lower()}{message[1:]}{hint}", e.exit_code)
+        except ClickException as e:
+            _error(e.format_message(), e.exit_code)
+        except typer.Abort:
+            print("aborted", file=sys.stderr)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _error(message: str, code: int) -> None:
+    from nmt_cli.common import fail
+
+    raise SystemExit(fail(message, code).exit_code)
+
+
 app = typer.Typer(
     name="nmt",
+    cls=Group,
     help="Neural machine translation: prepare BPE data, train Transformers, translate, score.",
     no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # help text is printed as written: '[model]' stays '[model]'
     pretty_exceptions_enable=False,
 )
 
@@ -35,16 +99,20 @@ def _root(
 
 
 def _register() -> None:
+    """The commands in the order of the work: prepare, train, average, translate, score, export."""
     from nmt_cli import export, prepare, score, train, translate
 
     extra_args = {"allow_extra_args": True, "ignore_unknown_options": True}
-
-    app.command("prepare")(prepare.prepare)
-    app.command("score")(score.score)
-    app.command("train", context_settings=extra_args, epilog=train._config_help())(train.train)
-    app.command("average")(train.average)
-    app.command("translate")(translate.translate)
-    app.command("export")(export.export)
+    app.command("prepare", cls=Command, short_help="Train BPE on parallel text and write a prepared data directory.")(
+        prepare.prepare)
+    app.command("train", cls=Command, context_settings=extra_args, epilog=train._config_help(),
+                options_metavar="DATA_DIR [OPTIONS]",
+                short_help="Train a Transformer on a prepared data directory.")(train.train)
+    app.command("average", cls=Command, short_help="Average the last checkpoints of a run into a model.")(train.average)
+    app.command("translate", cls=Command, short_help="Translate stdin (or a file), one output line per input line.")(
+        translate.translate)
+    app.command("score", cls=Command, short_help="BLEU, chrF and TER (sacreBLEU) of hypothesis files.")(score.score)
+    app.command("export", cls=Command, short_help="Write a model for CTranslate2.")(export.export)
 
 
 _register()

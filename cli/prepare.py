@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from nmt_cli.common import err, handle_errors, out
+from nmt_cli.common import err, handle_errors, out, writable
 
 
 @handle_errors
@@ -33,6 +33,7 @@ def prepare(
     from nmt.prepare import PrepareConfig
     from nmt.prepare import prepare as run_prepare
 
+    writable(out_dir, "--out", directory=True)
     cfg = PrepareConfig(
         src=src, tgt=tgt, train=train, valid=valid, tests=tuple(test or ()), vocab_size=vocab_size,
         joint=joint, max_len=max_len, max_ratio=max_ratio, drop_empty=drop_empty, dedup=dedup,

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nmt_cli.common import handle_errors, out
+from nmt_cli.common import handle_errors, out, writable
 
 if TYPE_CHECKING:
     from nmt.metrics import ScoreReport
@@ -45,7 +45,7 @@ LowercaseOpt = Annotated[
     typer.Option(
         "--lowercase",
         "-lc",
-        help="Lowercase BLEU and chrF (sacreBLEU's TER is case-insensitive already). \\[default: off, case-sensitive]",
+        help="Lowercase BLEU and chrF (sacreBLEU's TER is case-insensitive already). [default: off, case-sensitive]",
     ),
 ]
 TokenizeOpt = Annotated[
@@ -55,14 +55,14 @@ TokenizeOpt = Annotated[
 JsonOpt = Annotated[
     bool,
     typer.Option(
-        "--json", help="Print machine-readable JSON only, with full-precision scores. \\[default: off, a table]"
+        "--json", help="Print machine-readable JSON only, with full-precision scores. [default: off, a table]"
     ),
 ]
 PairedOpt = Annotated[
     bool,
     typer.Option(
         "--paired-bs",
-        help="Paired bootstrap resampling of every hypothesis against the first; adds p-values. \\[default: off]",
+        help="Paired bootstrap resampling of every hypothesis against the first; adds p-values. [default: off]",
     ),
 ]
 PairedNOpt = Annotated[
@@ -99,6 +99,8 @@ def score(
         raise ConfigError("--model and --src go together: -m MODEL --src SRC -r REF")
     if not hypotheses and model is None:
         raise ConfigError("nothing to score: give HYP files and/or -m MODEL --src SRC")
+    if output is not None:
+        writable(output, "--output")
     systems = [read_segments(h) for h in hypotheses]
     names = [str(h) for h in hypotheses]
     if model is not None:

@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from nmt.errors import ConfigError
-from nmt_cli.common import err, handle_errors, out
+from nmt_cli.common import err, handle_errors, out, writable
 
 
 def _config_help() -> str:
@@ -79,13 +79,16 @@ def _is_bool(key: str) -> bool:
 
 
 class Display:
-    """A live table on a terminal; plain lines otherwise (CI, pipes)."""
+    """Training progress on stderr (stdout carries only the result line): a live table on a terminal,
+    whose elapsed time and ETA tick between events; plain lines otherwise (CI, pipes, logs)."""
 
     def __init__(self) -> None:
-        self.live: Live | None = Live(console=out, refresh_per_second=4, transient=False) if out.is_terminal else None
+        self.live: Live | None = (Live(console=err, refresh_per_second=2, transient=False, get_renderable=self._table)
+                                  if err.is_terminal else None)
         self.last: dict[str, Any] = {}
         self.valid: dict[str, Any] = {}
-        self.max_steps = 0
+        self.state = "starting"
+        self.max_steps = self.first_step = self.step = 0
         self.started = time.monotonic()
 
     def __enter__(self) -> "Display":
@@ -101,16 +104,17 @@ class Display:
         table = Table(show_header=False, box=None)
         s = self.last
         elapsed = time.monotonic() - self.started
-        table.add_row("step", f"{s.get('step', 0)}" + (f" / {self.max_steps}" if self.max_steps else ""))
-        table.add_row("epoch", str(s.get("epoch", "")))
-        table.add_row("loss / ppl", f"{s.get('loss', float('nan')):.3f} / {s.get('ppl', float('nan')):.1f}")
-        table.add_row("lr", f"{s.get('lr', 0):.2e}")
-        table.add_row("tokens/s", f"{s.get('tokens_per_s', 0):,.0f}")
+        table.add_row("state", self.state)
+        table.add_row("step", f"{self.step}" + (f" / {self.max_steps}" if self.max_steps else ""))
+        if s:
+            table.add_row("epoch", str(s["epoch"]))
+            table.add_row("loss / ppl", f"{s['loss']:.3f} / {s['ppl']:.1f}")
+            table.add_row("lr", f"{s['lr']:.2e}")
+            table.add_row("tokens/s", f"{s['tokens_per_s']:,.0f}")
         eta = ""
-        if self.max_steps and s.get("step"):
-            done = s["step"] - self.first_step
-            if done > 0:
-                eta = f"   ETA {(self.max_steps - s['step']) * elapsed / done / 60:.1f} min"
+        done = self.step - self.first_step
+        if self.max_steps and done > 0:
+            eta = f"   ETA {(self.max_steps - self.step) * elapsed / done / 60:.1f} min"
         table.add_row("elapsed", f"{elapsed / 60:.1f} min{eta}")
         if self.valid:
             v = self.valid
@@ -120,30 +124,36 @@ class Display:
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
+        self.step = event.get("step", self.step)
         if kind == "start":
-            self.max_steps, self.first_step = event["max_steps"], event["step"]
+            self.max_steps, self.first_step, self.state = event["max_steps"], event["step"], "training"
+            self.started = time.monotonic()
             skipped = f", {event['skipped_long']} too long skipped" if event["skipped_long"] else ""
-            out.print(f"training {event['params']:,} parameters on {event['train_pairs']:,} pairs{skipped} "
-                      f"({event['device']}, {event['threads']} threads)")
+            threads = f"{event['threads']} thread{'s' if event['threads'] != 1 else ''}"
+            err.print(f"training {event['params']:,} parameters on {event['train_pairs']:,} pairs{skipped} "
+                      f"({event['device']}, {threads})", markup=False)
         elif kind == "resumed":
-            out.print(f"resumed from {event['path']} (step {event['step']})")
+            err.print(f"resumed from {event['path']} (step {event['step']})", markup=False)
         elif kind == "train":
-            self.last = event
+            self.last, self.state = event, "training"
             if not self.live:
-                out.print(f"step {event['step']:>6}  epoch {event['epoch']:>3}  loss {event['loss']:.3f}  "
+                err.print(f"step {event['step']:>6}  epoch {event['epoch']:>3}  loss {event['loss']:.3f}  "
                           f"ppl {event['ppl']:8.2f}  lr {event['lr']:.2e}  {event['tokens_per_s']:,.0f} tok/s  "
-                          f"{event['train_minutes']:.1f} min")
+                          f"{event['train_minutes']:.1f} min", markup=False)
+        elif kind == "validating":
+            self.state = f"validating at step {event['step']}…"
         elif kind == "valid":
-            self.valid = event
+            self.valid, self.state = event, "training"
             bleu = f"  BLEU {event['valid_bleu']:.2f}" if "valid_bleu" in event else ""
-            out.print(f"valid step {event['step']:>6}  loss {event['valid_loss']:.3f}  ppl {event['valid_ppl']:.2f}{bleu}")
+            err.print(f"valid step {event['step']:>6}  loss {event['valid_loss']:.3f}  ppl {event['valid_ppl']:.2f}{bleu}",
+                      markup=False)
         elif kind == "skip":
             err.print(f"warning: step {event['step']}: the {event['what']} became {event['value']}; "
                       "skipped this batch (--skip-nonfinite)", markup=False)
         elif kind == "checkpoint" and not self.live:
-            out.print(f"saved {event['path']}")
+            err.print(f"saved {event['path']}", markup=False)
         if self.live:
-            self.live.update(self._table())
+            self.live.refresh()
 
 
 @handle_errors
@@ -163,7 +173,7 @@ def train(
     (safetensors + JSON), keeps the last --keep-last plus the best; RUN_DIR/best and RUN_DIR/last point at them.
     Ctrl-C or SIGTERM saves a checkpoint; `nmt train --resume RUN_DIR` continues it.
     """
-    from nmt.config import TrainConfig, from_dict, load_toml
+    from nmt.config import ModelConfig, TrainConfig, check_table, from_dict, load_toml
     from nmt.runtime import slow_bf16
     from nmt.train import Trainer
 
@@ -173,20 +183,29 @@ def train(
     data_dir = Path(positional[0]) if positional else None
     if flags["decode"]:
         raise ConfigError(f"--{next(iter(flags['decode'])).replace('_', '-')} is a decoding option; use it with `nmt translate`")
+    for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
+        check_table(cls, flags[section], "", lambda key: f"--{key.replace('_', '-')}")
     display = Display()
     if resume:
         if data_dir or config or overwrite or flags["model"]:
             raise ConfigError("--resume continues a run with its own data and config; give only RUN_DIR and limits such as --max-steps")
-        trainer = Trainer.resume(resume, flags["train"], device=device, threads=threads, callback=display)
+        with err.status(f"loading {resume}…"):
+            trainer = Trainer.resume(resume, flags["train"], device=device, threads=threads, callback=display)
         run_dir = resume
     else:
         if data_dir is None or out_dir is None:
             raise ConfigError("give DATA_DIR and --out RUN_DIR (or --resume RUN_DIR)")
+        writable(out_dir, "--out", directory=True)
         file_cfg = load_toml(config) if config else {}
+        for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
+            check_table(cls, file_cfg.get(section, {}), f"{config} [{section}]")
+        if file_cfg.get("decode"):
+            err.print(f"note: {config}: nmt train ignores [decode]; `nmt translate --config {config}` reads it", markup=False)
         train_cfg = from_dict(TrainConfig, {**file_cfg.get("train", {}), **flags["train"]}, where="[train]")
         model_over = {**file_cfg.get("model", {}), **flags["model"]}
-        trainer = Trainer.start(data_dir, out_dir, model_over, train_cfg, overwrite=overwrite,
-                                device=device, threads=threads, callback=display)
+        with err.status(f"loading {data_dir} and building the model…"):
+            trainer = Trainer.start(data_dir, out_dir, model_over, train_cfg, overwrite=overwrite,
+                                    device=device, threads=threads, callback=display)
         run_dir = out_dir
     if trainer.cfg.precision == "bf16" and (why := slow_bf16(trainer.device)):
         err.print(f"warning: {why}; use --precision fp32 here")
@@ -216,16 +235,24 @@ def average(
     run_dir: Annotated[Path, typer.Argument(help="Run directory whose checkpoints to average.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
     last: Annotated[int, typer.Option(help="Average the last N checkpoints.")] = 5,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
 ) -> None:
     """Average the weights of the last N checkpoints of a run into a new model directory."""
     from nmt.checkpoint import average_checkpoints
     from nmt.errors import CheckpointError
 
+    if last < 1:
+        raise ConfigError(f"--last {last}: average at least 1 checkpoint")
+    if out_dir.exists() and not force:
+        raise ConfigError(f"--out {out_dir} exists; add --force to replace it")
+    writable(out_dir, "--out", directory=True)
     ckpts = sorted(p for p in (run_dir / "checkpoints").glob("step_*") if p.is_dir()) if (run_dir / "checkpoints").is_dir() else []
     if not ckpts:
         raise CheckpointError(f"{run_dir}: no checkpoints (expected {run_dir}/checkpoints/step_*)")
     chosen = ckpts[-last:]
     if len(chosen) < last:
-        err.print(f"warning: only {len(chosen)} checkpoints in {run_dir}; averaging those")
-    average_checkpoints(chosen, out_dir)
+        err.print(f"warning: only {len(chosen)} checkpoint{'s' if len(chosen) != 1 else ''} in {run_dir}; averaging "
+                  f"{'those' if len(chosen) != 1 else 'it'}", markup=False)
+    with err.status(f"averaging {len(chosen)} checkpoints…"):
+        average_checkpoints(chosen, out_dir)
     out.print(f"averaged {', '.join(p.name for p in chosen)} into {out_dir}")

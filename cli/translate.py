@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import time
 from pathlib import Path
-from typing import Annotated, BinaryIO, Callable, Iterator, Optional
+from typing import Annotated, BinaryIO, Callable, Iterable, Iterator, Optional
 
 import typer
 
-from nmt_cli.common import err, handle_errors
+from nmt_cli.common import err, handle_errors, writable
 
 ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Model directory, or a run directory (meaning its best checkpoint).")]
+FORMATS = ("text", "jsonl")
+# [decode] keys of a --config file → this command's parameters (a flag given on the command line wins)
+DECODE_FLAGS = {"beam_size": "beam", "length_penalty": "lenpen", "normalize": "normalize", "max_len_a": "max_len_a",
+                "max_len_b": "max_len_b", "batch_tokens": "batch_tokens", "nbest": "nbest",
+                "no_repeat_ngram": "no_repeat_ngram", "unk_penalty": "unk_penalty"}
+CHUNK = 512  # lines translated (and written, and counted) at a time from a file or a pipe
+REPORT_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
 
 
 def read_text_lines(stream: BinaryIO, name: str, warn: Callable[[str], None]) -> Iterator[str]:
@@ -29,6 +39,20 @@ def warn(message: str) -> None:
     err.print(f"warning: {message}", markup=False)
 
 
+def looks_binary(raw: bytes) -> tuple[int, int]:
+    """(lines with NUL bytes or invalid UTF-8, lines) in the first MiB: a text file with a stray bad
+    byte has few, an executable or a compressed file has most."""
+    lines = raw[: 1 << 20].split(b"\n")
+    bad = 0
+    for line in lines:
+        try:
+            line.decode("utf-8")
+            bad += b"\0" in line
+        except UnicodeDecodeError:
+            bad += 1
+    return bad, len(lines)
+
+
 def read_file(path: Path, warn: Callable[[str], None]) -> list[str]:
     import io
 
@@ -36,8 +60,14 @@ def read_file(path: Path, warn: Callable[[str], None]) -> list[str]:
 
     try:
         raw = path.read_bytes()
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory; give a text file with one sentence per line") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror}); check the path") from None
+    bad, lines = looks_binary(raw)
+    if raw[:2] == b"\x1f\x8b" or bad > 0.3 * lines:
+        raise DataError(f"{path}: not a text file ({bad} of the first {lines} lines hold NUL bytes or invalid UTF-8); "
+                        "give UTF-8 text, one sentence per line (gunzip or `iconv -t utf-8` it first)")
     return list(read_text_lines(io.BytesIO(raw), str(path), warn))
 
 
@@ -46,8 +76,9 @@ def decode_options(beam: int, lenpen: float, normalize: str, max_len_a: float, m
     from nmt.config import DecodeConfig
     from nmt.errors import ConfigError
 
-    if beam < 1 or nbest < 1 or batch_tokens < 1:
-        raise ConfigError("--beam, --nbest and --batch-tokens must be at least 1")
+    for flag, value in (("--beam", beam), ("--nbest", nbest), ("--batch-tokens", batch_tokens)):
+        if value < 1:
+            raise ConfigError(f"{flag} {value}: must be at least 1")
     if nbest > beam:
         raise ConfigError(f"--nbest {nbest} needs --beam of at least {nbest}")
     return DecodeConfig(beam_size=beam, length_penalty=lenpen, normalize=normalize, max_len_a=max_len_a,
@@ -55,19 +86,141 @@ def decode_options(beam: int, lenpen: float, normalize: str, max_len_a: float, m
                         no_repeat_ngram=no_repeat_ngram, unk_penalty=unk_penalty)
 
 
+def config_decode(ctx: typer.Context, path: Path, values: dict) -> dict:
+    """`values` (this command's parameters) with the [decode] table of `path` filled in wherever the
+    command line left the default."""
+    from nmt.config import DecodeConfig, check_table, load_toml
+
+    table = load_toml(path).get("decode", {})
+    check_table(DecodeConfig, table, f"{path} [decode]")
+    for key, value in table.items():
+        param = DECODE_FLAGS[key]
+        source = ctx.get_parameter_source(param)
+        if source is None or source.name == "DEFAULT":
+            values[param] = value
+    return values
+
+
+class Output:
+    """Where translations go: stdout as they come, or a file written as batches finish and put in
+    place (atomically) only when every line is there; a failed run leaves no partial file."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        if path is None:
+            self.stream: BinaryIO = sys.stdout.buffer
+        else:
+            self.tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            self.stream = open(self.tmp, "wb")
+
+    def write(self, text: str) -> None:
+        self.stream.write(text.encode("utf-8"))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __enter__(self) -> "Output":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.path is None:
+            self.stream.flush()
+            return
+        self.stream.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+class Progress:
+    """Lines done, on stderr: a bar on a terminal, else a line every few seconds; the total at the end."""
+
+    def __init__(self, total: int | None, enabled: bool, summary: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
+
+        self.total, self.done, self.summary = total, 0, summary
+        self.started = self.reported = time.monotonic()
+        self.bar = None
+        if enabled and err.is_terminal:
+            self.bar = Bar(TextColumn("translating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                           console=err, transient=True)
+            self.task = self.bar.add_task("translate", total=total)
+        self.lines = enabled and not err.is_terminal
+
+    def __enter__(self) -> "Progress":
+        if self.bar:
+            self.bar.__enter__()
+        return self
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.bar:
+            self.bar.update(self.task, completed=self.done)
+        elif self.lines and now - self.reported >= REPORT_EVERY:
+            self.reported = now
+            of = f"/{self.total:,}" if self.total is not None else ""
+            err.print(f"translated {self.done:,}{of} lines ({self.done / (now - self.started):,.1f} sent/s)", markup=False)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.bar:
+            self.bar.__exit__(exc_type, exc, tb)
+        if exc_type is None and self.summary:
+            seconds = time.monotonic() - self.started
+            lines = f"{self.done:,} line{'s' if self.done != 1 else ''}"
+            err.print(f"{lines} in {seconds:.1f} s ({self.done / max(seconds, 1e-9):,.1f} sent/s)", markup=False)
+
+
+def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    buffer: list[str] = []
+    for line in lines:
+        buffer.append(line)
+        if len(buffer) >= size:
+            yield buffer
+            buffer = []
+    if buffer:
+        yield buffer
+
+
+def formatter(fmt: str, nbest: int, scores: bool) -> Callable[..., str]:
+    """How one result is written: a line of text, Moses n-best lines, or one JSON object."""
+
+    def text(index: int, result, seconds: float) -> str:
+        if nbest > 1:  # Moses: i ||| text ||| features ||| total (F0: the model's log-probability)
+            return "".join(f"{index} ||| {t} ||| F0= {lp:.4f} ||| {s:.4f}\n" for t, s, lp in result.nbest)
+        return f"{result.score:.4f}\t{result.text}\n" if scores else f"{result.text}\n"
+
+    def jsonl(index: int, result, seconds: float) -> str:
+        record = {"line": index, "text": result.text, "score": round(result.score, 4),
+                  "log_prob": round(result.nbest[0][2], 4), "tokens": list(result.tokens), "time": round(seconds, 4)}
+        if nbest > 1:
+            record["nbest"] = [{"text": t, "score": round(s, 4), "log_prob": round(lp, 4)} for t, s, lp in result.nbest]
+        return json.dumps(record, ensure_ascii=False) + "\n"
+
+    return jsonl if fmt == "jsonl" else text
+
+
 @handle_errors
 def translate(
+    ctx: typer.Context,
     model: ModelOpt,
     input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="Read this file instead of stdin.")] = None,
-    output_file: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout (written whole at the end).")] = None,
+    output_file: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout (batch by batch; the file appears whole at the end).")] = None,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="Read the [decode] table of this TOML file (a recipe's config.toml); flags given here win.")] = None,
     beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy search.")] = 5,
     lenpen: Annotated[float, typer.Option(help="GNMT length penalty alpha: score / ((5 + len) / 6) ** alpha; 0 is the raw sum.")] = 1.0,
     normalize: Annotated[str, typer.Option(help="'gnmt' (uses --lenpen) or 'length' (score / length).")] = "gnmt",
     max_len_a: Annotated[float, typer.Option(help="Output length limit a * source_length + b: the a.")] = 1.2,
     max_len_b: Annotated[int, typer.Option(help="Output length limit a * source_length + b: the b.")] = 10,
     batch_tokens: Annotated[int, typer.Option(help="Source tokens per batch (times the beam).")] = 4096,
-    nbest: Annotated[int, typer.Option(help="Print the K best as 'i ||| translation ||| score' (Moses/fairseq n-best format).")] = 1,
+    nbest: Annotated[int, typer.Option(help="Print the K best in Moses n-best format, 'i ||| translation ||| F0= log-prob ||| score' "
+                                            "(fewer when the beam finds fewer; an empty line gives one empty entry).")] = 1,
     scores: Annotated[bool, typer.Option("--scores", help="Print 'score<TAB>translation' instead of the translation alone.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="'text', or 'jsonl': one JSON object per line (text, score, log_prob, tokens, "
+                                                     "time: seconds of its batch per line, nbest) for programs.")] = "text",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings and no progress on stderr (errors still).")] = False,
     no_repeat_ngram: Annotated[int, typer.Option(help="Never repeat an n-gram of this size; 0 allows repeats.")] = 0,
     unk_penalty: Annotated[float, typer.Option(help="Subtract this from the log-probability of <unk>.")] = 0.0,
     sampling: Annotated[bool, typer.Option("--sampling", help="Sample each output at random instead of searching (ignores --beam).")] = False,
@@ -77,7 +230,8 @@ def translate(
     seed: Annotated[int, typer.Option(help="With --sampling: random seed (the same seed gives the same output).")] = 1,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: cuda when available, else cpu).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
-    engine: Annotated[str, typer.Option(help="'pytorch', or 'ctranslate2' for a directory written by `nmt export` (pip install 'nmt[ct2]').")] = "pytorch",
+    engine: Annotated[str, typer.Option(help="'pytorch', 'ctranslate2' (a directory written by `nmt export`; pip install 'nmt[ct2]'), "
+                                             "or 'auto': ctranslate2 for an export, else pytorch.")] = "auto",
     int8: Annotated[bool, typer.Option("--int8", help="Compute with int8 weights: PyTorch dynamic quantisation of the Linear layers (CPU only), or CTranslate2's int8.")] = False,
     bf16: Annotated[bool, typer.Option("--bf16", help="Compute in bfloat16 (log-probs and scores stay float32).")] = False,
 ) -> None:
@@ -85,46 +239,52 @@ def translate(
 
     Interactive on a terminal (each line as soon as it is entered); batched by length for speed on pipes and files.
     Empty lines give empty lines, over-long lines are truncated with a warning, invalid UTF-8 is replaced with a warning.
-    With --engine ctranslate2, -m is a directory written by `nmt export` and the search runs in CTranslate2.
+    With --engine ctranslate2 (found by itself for a directory written by `nmt export`) the search runs in CTranslate2.
     """
     from nmt.config import SamplingConfig
     from nmt.errors import ConfigError
 
-    config = decode_options(beam, lenpen, normalize, max_len_a, max_len_b, batch_tokens, nbest, no_repeat_ngram, unk_penalty)
-    if sampling and nbest > 1:
+    say = (lambda message: None) if quiet else warn
+    values = dict(beam=beam, lenpen=lenpen, normalize=normalize, max_len_a=max_len_a, max_len_b=max_len_b,
+                  batch_tokens=batch_tokens, nbest=nbest, no_repeat_ngram=no_repeat_ngram, unk_penalty=unk_penalty)
+    if config_file is not None:
+        values = config_decode(ctx, config_file, values)
+    config = decode_options(**values)
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: choose {' or '.join(FORMATS)}")
+    if sampling and config.nbest > 1:
         raise ConfigError("--sampling draws one output per line; --nbest needs search")
+    if output_file is not None:
+        writable(output_file, "--output")
+    lines = read_file(input_file, say) if input_file is not None else None  # a bad file fails before the model loads
     sampler = SamplingConfig(temperature, top_k, top_p, seed) if sampling else None
-    translator = load_translator(model, config, engine, precision(int8, bf16), device=device, threads=threads, sampling=sampler)
-    if bf16 and engine == "pytorch":
+    with err.status(f"loading {model}…"):
+        translator = load_translator(model, config, engine, precision(int8, bf16), device=device, threads=threads,
+                                     sampling=sampler)
+    if bf16 and translator.__class__.__name__ == "Translator":
         from nmt.runtime import slow_bf16
 
         if why := slow_bf16(translator.device):
-            warn(f"{why}; leave out --bf16 here (or try --int8)")
+            say(f"{why}; leave out --bf16 here (or try --int8)")
 
-    def fmt(index: int, result) -> str:
-        if nbest > 1:
-            return "\n".join(f"{index} ||| {text} ||| {score:.4f}" for text, score in result.nbest)
-        return f"{result.score:.4f}\t{result.text}" if scores else result.text
-
-    if input_file is not None:
-        results = _with_progress(translator, read_file(input_file, warn), warn)
-        text = "".join(fmt(i, r) + "\n" for i, r in enumerate(results))
-        _write(output_file, text)
-        return
-
-    interactive = sys.stdin.isatty()
-    lines_in = read_text_lines(sys.stdin.buffer, "<stdin>", warn)
-    chunk = 1 if interactive else 512
-    if output_file is not None:
-        results = list(translator.translate_lines(lines_in, chunk=chunk, warn=warn))
-        _write(output_file, "".join(fmt(i, r) + "\n" for i, r in enumerate(results)))
-        return
-    stdout = sys.stdout.buffer
-    for i, result in enumerate(translator.translate_lines(lines_in, chunk=chunk, warn=warn)):
-        stdout.write((fmt(i, result) + "\n").encode("utf-8"))
-        if interactive or (i + 1) % chunk == 0:
-            stdout.flush()
-    stdout.flush()
+    interactive = lines is None and sys.stdin.isatty()
+    if interactive and not quiet:
+        err.print("type a sentence, Ctrl-D to end", markup=False)
+    where = f"{input_file}:" if input_file is not None else "<stdin>:"
+    source = lines if lines is not None else read_text_lines(sys.stdin.buffer, "<stdin>", say)
+    write = formatter(fmt, config.nbest, scores)
+    report = not quiet and (input_file is not None or output_file is not None)
+    index = 0
+    with Output(output_file) as output, Progress(len(lines) if lines is not None else None, report, report) as progress:
+        for chunk in chunks(source, 1 if interactive else CHUNK):
+            started = time.perf_counter()
+            results = translator.translate_batch(chunk, say, index + 1, where)
+            seconds = (time.perf_counter() - started) / len(chunk)
+            for result in results:
+                output.write(write(index, result, seconds))
+                index += 1
+            output.flush()
+            progress.advance(len(chunk))
 
 
 def precision(int8: bool, bf16: bool) -> str:
@@ -137,11 +297,17 @@ def precision(int8: bool, bf16: bool) -> str:
 
 def load_translator(model: Path, config, engine: str, precision: str, device: str | None = None,
                     threads: int | None = None, sampling=None):
-    """The engine's translator: PyTorch on a model or run directory, CTranslate2 on an `nmt export` directory."""
+    """The engine's translator: PyTorch on a model or run directory, CTranslate2 on an `nmt export`
+    directory ('auto' tells them apart)."""
+    from nmt.checkpoint import MODEL_FILE
     from nmt.errors import ConfigError
+    from nmt.export import EXPORT_FILE
 
-    if engine not in ("pytorch", "ctranslate2"):
-        raise ConfigError(f"--engine {engine!r}: choose pytorch or ctranslate2")
+    if engine not in ("auto", "pytorch", "ctranslate2"):
+        raise ConfigError(f"--engine {engine!r}: choose auto, pytorch or ctranslate2")
+    exported = (model / EXPORT_FILE).is_file() and not (model / MODEL_FILE).exists()
+    if engine == "auto":
+        engine = "ctranslate2" if exported else "pytorch"
     if engine == "ctranslate2":
         if sampling is not None:
             raise ConfigError("--sampling is not available with --engine ctranslate2; use the PyTorch engine")
@@ -149,12 +315,10 @@ def load_translator(model: Path, config, engine: str, precision: str, device: st
 
         compute_type = {"fp32": "default", "int8": "int8", "bf16": "bfloat16"}[precision]
         return CT2Translator.load(model, config, device=device, threads=threads, compute_type=compute_type)
-    from nmt.checkpoint import MODEL_FILE
-    from nmt.export import EXPORT_FILE
     from nmt.translate import Translator
 
-    if (model / EXPORT_FILE).is_file() and not (model / MODEL_FILE).exists():
-        raise ConfigError(f"{model}: a CTranslate2 export; translate it with --engine ctranslate2")
+    if exported:
+        raise ConfigError(f"{model}: a CTranslate2 export; translate it with --engine ctranslate2 (or auto)")
     return Translator.load(model, config, device=device, threads=threads, sampling=sampling, precision=precision)
 
 
@@ -163,36 +327,24 @@ def translate_file(model: Path, src: Path, config, output: Path | None = None) -
     from nmt.translate import Translator
 
     lines = read_file(src, warn)
-    translator = Translator.load(model, config)
-    texts = [r.text for r in _with_progress(translator, lines, warn)]
-    if output is not None:
-        _write(output, "".join(f"{t}\n" for t in texts))
+    with err.status(f"loading {model}…"):
+        translator = Translator.load(model, config)
+    texts: list[str] = []
+    with (Output(output) if output is not None else _Discard()) as sink, Progress(len(lines), True, False) as progress:
+        for chunk in chunks(lines, CHUNK):
+            for result in translator.translate_batch(chunk, warn, len(texts) + 1, f"{src}:"):
+                texts.append(result.text)
+                sink.write(result.text + "\n")
+            progress.advance(len(chunk))
     return texts
 
 
-def _with_progress(translator, lines: list[str], warn) -> list:
-    """Translate a whole file in chunks, with a progress bar on stderr when it is a terminal."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+class _Discard:
+    def write(self, text: str) -> None:
+        pass
 
-    chunk = 2048
-    results: list = []
-    with Progress(TextColumn("translating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, disable=not err.is_terminal) as progress:
-        task = progress.add_task("translate", total=len(lines))
-        for start in range(0, len(lines), chunk):
-            results += translator.translate_batch(lines[start : start + chunk], warn, start + 1)
-            progress.update(task, completed=len(results))
-    return results
+    def __enter__(self) -> "_Discard":
+        return self
 
-
-def _write(path: Path | None, text: str) -> None:
-    """Write atomically: a failed run leaves no half-written output file."""
-    if path is None:
-        sys.stdout.buffer.write(text.encode("utf-8"))
-        sys.stdout.buffer.flush()
-        return
-    import os
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(text.encode("utf-8"))
-    os.replace(tmp, path)
+    def __exit__(self, *exc) -> None:
+        pass

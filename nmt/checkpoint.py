@@ -12,6 +12,7 @@ any moment leaves the previous checkpoints intact and never a half-written one:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -45,8 +46,9 @@ MAX_POSITION_TABLE = 1 << 28  # max_positions * d_model: the sinusoid table is b
 class CheckpointWriteError(CheckpointError, OSError):
     """Writing a checkpoint failed (a full disk, a file-size limit): a clear error, and still an OSError."""
 
-    def __init__(self, path: Path, reason: str):
-        super().__init__(f"{path}: could not write the checkpoint ({reason}); free some disk space and try again")
+    def __init__(self, path: Path, reason: str, full: bool = True):
+        fix = "free some disk space and try again" if full else f"check that {path.parent} is writable, or write elsewhere"
+        super().__init__(f"{path}: could not write the checkpoint ({reason}); {fix}")
         self.path, self.reason = path, reason
 
 
@@ -129,9 +131,11 @@ def save_model_dir(
     except (OSError, SafetensorError) as e:
         if isinstance(e, OSError) and e.strerror:
             reason = e.strerror + (f": {Path(e.filename).name}" if e.filename else "")
+            full = e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
         else:  # safetensors: "Error while serializing: I/O error: No space left on device (os error 28)"
             reason = str(e).rpartition("I/O error: ")[2]
-        raise CheckpointWriteError(path, reason) from None
+            full = any(f"(os error {n})" in reason for n in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT))
+        raise CheckpointWriteError(path, reason, full) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path

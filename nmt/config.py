@@ -4,12 +4,13 @@ Knows nothing about torch or the other modules: plain dataclasses in, plain dict
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from nmt.errors import ConfigError
 
@@ -179,4 +180,22 @@ def section_of(key: str) -> str:
     for section, cls in (("model", ModelConfig), ("train", TrainConfig), ("decode", DecodeConfig)):
         if key in {f.name for f in fields(cls)}:
             return section
-    raise ConfigError(f"unknown option --{key.replace('_', '-')}")
+    known = [f.name for cls in (ModelConfig, TrainConfig, DecodeConfig) for f in fields(cls)]
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean --{close[0].replace('_', '-')}?" if close else ""
+    raise ConfigError(f"unknown option --{key.replace('_', '-')}{hint}")
+
+
+def check_table(cls: type, data: dict[str, Any], where: str, spell: Callable[[str], str] = str) -> None:
+    """Unknown keys and wrong types of one TOML table or one set of flags, named as the user wrote them:
+    check_table(ModelConfig, flags, "", flag_name) says `--d-model must be an integer, got 'abc'`;
+    check_table(ModelConfig, toml["model"], "run.toml [model]") says `run.toml [model]: d_model must be ...`."""
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    prefix = f"{where}: " if where else ""
+    for key, value in data.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {spell(close[0])}?" if close else f"; known: {', '.join(sorted(map(spell, known)))}"
+            raise ConfigError(f"{prefix}unknown option {spell(key)}{hint}")
+        _coerce(value, hints[key], f"{prefix}{spell(key)}")

@@ -136,5 +136,9 @@ class Tokenizer:
     def decode_batch(self, batch: list[list[int]]) -> list[str]:
         return self.sp.decode(batch)
 
+    def to_pieces(self, ids: list[int]) -> list[str]:
+        """The subword pieces of ids, e.g. ['▁Comment', '▁ça', '▁va', '▁?']."""
+        return [self.sp.id_to_piece(i) for i in ids]
+
     def pieces(self) -> list[str]:
         return [self.sp.id_to_piece(i) for i in range(len(self))]

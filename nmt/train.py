@@ -127,7 +127,8 @@ class Trainer:
         if run_dir.exists() and not run_dir.is_dir():
             raise ConfigError(f"{run_dir}: exists and is not a directory; choose another --out")
         if run_dir.exists() and any(p.name != LOCK_FILE and not _leftover(p.name) for p in run_dir.iterdir()) and not overwrite:
-            raise ConfigError(f"{run_dir}: already holds a run; add --resume to continue it or --overwrite to start over")
+            raise ConfigError(f"{run_dir}: already holds a run; continue it with `nmt train --resume {run_dir}`, "
+                              "or add --overwrite to start over")
         model_cfg = cls.model_config_for(data_dir, model_overrides)
         trainer = cls(run_dir, data_dir, model_cfg, train_cfg, **kwargs)
         trainer._lock_fd = cls._lock(run_dir)  # never wipe a directory another trainer is writing to
@@ -435,6 +436,7 @@ class Trainer:
                            "tokens_per_s": window_tokens / seconds, "train_minutes": st.train_seconds / 60})
                 window_tokens, window_loss, window_nll, window_start = 0, 0.0, 0.0, time.perf_counter()
             if st.step % cfg.valid_every == 0:
+                self.callback({"kind": "validating", "step": st.step})
                 result = self.validate()
                 tick()
                 self._log({"kind": "valid", "step": st.step, "epoch": st.epoch + 1, **result, "train_minutes": st.train_seconds / 60})
@@ -448,6 +450,7 @@ class Trainer:
                 self._checkpoint()
                 return f"stopped by {self.stop_requested}"
         if not st.checkpoints or st.checkpoints[-1] != f"step_{st.step:06d}":
+            self.callback({"kind": "validating", "step": st.step})
             result = self.validate()
             tick()
             self._log({"kind": "valid", "step": st.step, "epoch": st.epoch + 1, **result, "train_minutes": st.train_seconds / 60})

@@ -28,11 +28,14 @@ PRECISIONS = ("fp32", "bf16", "int8")
 
 @dataclass(frozen=True)
 class Translation:
-    """The n-best translations of one input line, best first (empty for an empty line)."""
+    """The n-best translations of one input line, best first (one empty entry for an empty line).
+    Each n-best entry is (text, score, log_prob): the search score (length-normalised as configured)
+    and the total log-probability; `tokens` are the best translation's subword pieces."""
 
     text: str
     score: float
-    nbest: list[tuple[str, float]]
+    nbest: list[tuple[str, float, float]]
+    tokens: tuple[str, ...] = ()
 
 
 Warn = Callable[[str], None]
@@ -62,42 +65,46 @@ class LineTranslator:
         """The n-best hypotheses of every id sequence, in input order; [] for an empty one."""
         raise NotImplementedError
 
-    def encode(self, lines: list[str], warn: Warn, first_line: int = 1) -> list[list[int]]:
-        """Clean and encode; over-long lines are truncated (never dropped) with a warning."""
+    def encode(self, lines: list[str], warn: Warn, first_line: int = 1, where: str = "line ") -> list[list[int]]:
+        """Clean and encode; over-long lines are truncated (never dropped) with a warning that names
+        `where` and the line: "line 12: ...", or with where="notes.txt:", "notes.txt:12: ..."."""
         ids = self.src_tok.encode_batch([clean(line) for line in lines])
         for i, seq in enumerate(ids):
             if len(seq) > self.max_src_tokens:
-                warn(f"line {first_line + i}: {len(seq)} tokens, longer than the model takes; "
+                warn(f"{where}{first_line + i}: {len(seq)} tokens, longer than the model takes; "
                      f"translating its first {self.max_src_tokens}")
                 ids[i] = seq[: self.max_src_tokens]
         return ids
 
-    def translate_batch(self, lines: list[str], warn: Warn = lambda s: None, first_line: int = 1) -> list[Translation]:
+    def translate_batch(self, lines: list[str], warn: Warn = lambda s: None, first_line: int = 1,
+                        where: str = "line ") -> list[Translation]:
         """Translate a list of lines; an empty or whitespace-only line gives an empty translation."""
-        hyps = self.search_ids(self.encode(lines, warn, first_line))
+        hyps = self.search_ids(self.encode(lines, warn, first_line, where))
         out = []
         for found in hyps:
             if not found:
-                out.append(Translation("", 0.0, [("", 0.0)]))
+                out.append(Translation("", 0.0, [("", 0.0, 0.0)]))
                 continue
             texts = self.tgt_tok.decode_batch([h.tokens for h in found])
             # a translation is one line: the model can emit a newline only through byte fallback
             texts = [" ".join(t.split()) for t in texts]
-            out.append(Translation(texts[0], found[0].score, list(zip(texts, [h.score for h in found]))))
+            pieces = tuple(self.tgt_tok.to_pieces(found[0].tokens))
+            out.append(Translation(texts[0], found[0].score, [(t, h.score, h.log_prob) for t, h in zip(texts, found)], pieces))
         return out
 
-    def translate_lines(self, lines: Iterable[str], chunk: int = 256, warn: Warn = lambda s: None) -> Iterator[Translation]:
+    def translate_lines(self, lines: Iterable[str], chunk: int = 256, warn: Warn = lambda s: None,
+                        where: str = "line ") -> Iterator[Translation]:
         """Stream translations in input order, `chunk` lines at a time (1 for interactive use)."""
         buffer: list[str] = []
         first = 1
         for line in lines:
             buffer.append(line)
             if len(buffer) >= chunk:
-                yield from self.translate_batch(buffer, warn, first)
+                yield from self.translate_batch(buffer, warn, first, where)
                 first += len(buffer)
                 buffer = []
         if buffer:
-            yield from self.translate_batch(buffer, warn, first)
+            yield from self.translate_batch(buffer, warn, first, where)
 
 
 def prepare_model(model: torch.nn.Module, precision: str, device: torch.device) -> torch.nn.Module:

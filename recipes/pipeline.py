@@ -195,7 +195,7 @@ class Pipeline:
 
     def average(self, run_dir: Path) -> Path:
         out = self.work / "averaged"
-        self.run("average", str(run_dir), "--last", str(self.config["recipe"].get("average_last", 5)), "--out", str(out),
+        self.run("average", str(run_dir), "--last", str(self.config["recipe"].get("average_last", 5)), "--out", str(out), "--force",
                  stage="average")
         return out
 

@@ -343,9 +343,11 @@ def test_translate_with_a_bad_export_is_a_clear_error(damage, ct2_dir, tiny_mode
         export = tiny_model_dir
     result = runner.invoke(app, ["translate", "--engine", "ctranslate2", "-m", str(export)], input=b"Hello\n")
     assert result.exit_code == 2 and result.output.startswith("error: "), result.output
-    # and the PyTorch engine, given an export, says which engine it needs
-    wrong = runner.invoke(app, ["translate", "-m", str(ct2_dir)], input=b"Hello\n")
+    # the PyTorch engine, given an export, says which engine it needs; the default (auto) finds it alone
+    wrong = runner.invoke(app, ["translate", "--engine", "pytorch", "-m", str(ct2_dir)], input=b"Hello\n")
     assert wrong.exit_code == 2 and "--engine ctranslate2" in wrong.output
+    auto = runner.invoke(app, ["translate", "-m", str(ct2_dir)], input=b"Hello\n")
+    assert auto.exit_code == 0 and auto.stdout.count("\n") == 1, auto.output
 
 
 def test_help_imports_neither_torch_nor_ctranslate2():

@@ -53,7 +53,7 @@ def test_resumed_training_equals_uninterrupted(prepared_sample, tmp_path):
 
 def test_run_dir_is_never_overwritten_silently(prepared_sample, tmp_path):
     run(prepared_sample, tmp_path / "r", max_steps=2, valid_every=2)
-    with pytest.raises(ConfigError, match="already holds a run; add --resume .* or --overwrite"):
+    with pytest.raises(ConfigError, match="already holds a run; continue it with `nmt train --resume .*`, or add --overwrite"):
         Trainer.start(prepared_sample, tmp_path / "r", TINY, tiny_train(), threads=1)
     trainer = Trainer.start(prepared_sample, tmp_path / "r", TINY, tiny_train(max_steps=1), overwrite=True, threads=1)
     trainer.close()
@@ -179,7 +179,7 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(prepared_sample, tmp_
             "--batch-tokens", "400", "--max-steps", "100000", "--valid-every", "100000", "--log-every", "1",
             "--threads", "1"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:
+    for line in proc.stderr:  # progress lines are on stderr
         if line.startswith("step"):
             break
     time.sleep(0.5)

@@ -66,8 +66,9 @@ def test_nbest_and_scores_formats(tiny_model_dir):
     assert result.exit_code == 0, result.output
     rows = [line.split(" ||| ") for line in result.stdout.splitlines()]
     assert [r[0] for r in rows] == ["0", "0", "1", "1"]
-    assert all(len(r) == 3 and float(r[2]) <= 0 for r in rows)
-    assert float(rows[0][2]) >= float(rows[1][2])
+    # Moses n-best: i ||| text ||| features ||| total, the feature being the model's log-probability
+    assert all(len(r) == 4 and r[2].startswith("F0= ") and float(r[2][4:]) <= 0 and float(r[3]) <= 0 for r in rows)
+    assert float(rows[0][3]) >= float(rows[1][3])
     scored = invoke(tiny_model_dir, b"Good morning!\n", "--scores")
     score, _, _ = scored.stdout.rstrip("\n").partition("\t")
     assert float(score) <= 0

@@ -60,7 +60,7 @@ class Train:
         raise TimeoutError(f"still waiting after {timeout} s; stderr: {self.stderr[-2000:]}")
 
     def has_trained(self) -> bool:
-        return any(line.startswith("step") for line in self.stdout.splitlines())
+        return any(line.startswith("step") for line in self.stderr.splitlines())  # progress is on stderr
 
 
 def start_args(data_dir: Path, run_dir: Path, max_steps: int = MAX_STEPS) -> list[str]:

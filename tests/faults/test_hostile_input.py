@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from nmt.data import clean, read_parallel
 from nmt.errors import DataError
 from nmt_cli.main import app
+from nmt_cli.translate import looks_binary
 
 runner = CliRunner()
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -76,6 +77,12 @@ def test_translate_writes_one_line_per_input_line_whatever_the_bytes(tiny_model_
     else:
         result = runner.invoke(app, args, input=data)
     figures["translate: generated inputs tried"] += 1
+    if from_file and result.exit_code == 2:  # a file that is mostly not text is refused whole, in one line
+        bad, n = looks_binary(data)
+        assert data[:2] == b"\x1f\x8b" or bad > 0.3 * n, (data[:200], result.stderr)
+        assert "not a text file" in result.stderr and result.stdout_bytes == b""
+        figures["translate: files refused as not text"] += 1
+        return
     lines = input_lines(data)
     figures["translate: input lines tried"] += len(lines)
     assert result.exit_code == 0 and result.exception is None, (result.output, result.exception)

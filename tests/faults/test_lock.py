@@ -41,7 +41,7 @@ def test_second_train_is_refused_while_the_first_runs(train, prepared_sample, re
             stderr = second.stderr
             assert stderr.startswith("error: ") and stderr.count("\n") == 1, (what, stderr)
             if what == "start":  # refused even before the lock: the directory already holds a run
-                assert "already holds a run; add --resume" in stderr
+                assert "already holds a run; continue it with `nmt train --resume" in stderr
             else:
                 assert LOCKED in stderr, (what, stderr)
             assert snapshot(run_dir) == before, what

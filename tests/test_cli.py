@@ -1,0 +1,168 @@
+"""The command line as users of fairseq, OpenNMT, Marian and sacreBLEU expect it: one-line errors with
+exit code 2 before any work, help that reads right, progress on stderr, output formats."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from nmt_cli.main import app
+
+runner = CliRunner()
+
+
+def one_error_line(result, *words: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: one line, exit 2, nothing written
+
+
+def test_translate_output_into_a_missing_directory_creates_it(tiny_model_dir, tmp_path):
+    out = tmp_path / "new" / "sub" / "x.fr"
+    result = runner.invoke(app, ["translate", "-m", str(tiny_model_dir), "-o", str(out), "--threads", "1"], input=b"Hello.\n\n")
+    assert result.exit_code == 0, result.output
+    assert out.read_text(encoding="utf-8").count("\n") == 2
+    assert [p.name for p in out.parent.iterdir()] == ["x.fr"]  # no temp or probe file left
+
+
+@pytest.mark.parametrize("command", [
+    ["translate", "-m", "MODEL", "-o", "/proc/nmt-test/x.fr"],
+    ["prepare", "--src", "en", "--tgt", "fr", "--train", "T", "--valid", "V", "--out", "/proc/nmt-test/x"],
+    ["train", "DATA", "--out", "/proc/nmt-test/x"],
+    ["export", "-m", "MODEL", "--out", "/proc/nmt-test/x"],
+    ["average", "MODEL", "--out", "/proc/nmt-test/x"],
+])
+def test_an_unwritable_output_is_one_line_before_any_work(command, tiny_model_dir, prepared_sample, sample_dir):
+    swap = {"MODEL": str(tiny_model_dir.parent), "DATA": str(prepared_sample), "T": str(sample_dir / "train"),
+            "V": str(sample_dir / "val")}
+    result = runner.invoke(app, [swap.get(a, a) for a in command], input=b"Hello.\n")
+    one_error_line(result, "/proc/nmt-test", "choose another")
+    assert "disk space" not in result.stderr
+
+
+def test_usage_errors_are_one_line_with_did_you_mean():
+    one_error_line(runner.invoke(app, ["translate", "-m", "x", "--bem", "3"]), "no such option: --bem", "did you mean --beam")
+    one_error_line(runner.invoke(app, ["prepare", "--tgt", "fr"]), "missing option", "--src")
+    one_error_line(runner.invoke(app, ["frobnicate"]), "no such command")
+    one_error_line(runner.invoke(app, ["train", "DATA", "--out", "x", "--d-modle", "64"]), "--d-modle", "did you mean --d-model?")
+
+
+def test_a_wrong_value_names_the_flag_or_the_file(tmp_path):
+    one_error_line(runner.invoke(app, ["train", "DATA", "--out", str(tmp_path / "r"), "--d-model", "abc"]),
+                   "--d-model must be an integer, got 'abc'")
+    config = tmp_path / "bad.toml"
+    config.write_text("[model]\nd_modle = 64\n", encoding="utf-8")
+    one_error_line(runner.invoke(app, ["train", "DATA", "--out", str(tmp_path / "r"), "--config", str(config)]),
+                   f"{config} [model]: unknown option d_modle; did you mean d_model?")
+    config.write_text("[train]\nlr = \"fast\"\n", encoding="utf-8")
+    one_error_line(runner.invoke(app, ["train", "DATA", "--out", str(tmp_path / "r"), "--config", str(config)]),
+                   f"{config} [train]: lr must be a number")
+    for flag in ("--beam", "--nbest", "--batch-tokens"):
+        one_error_line(runner.invoke(app, ["translate", "-m", "x", flag, "0"]), f"{flag} 0: must be at least 1")
+
+
+def test_a_binary_input_is_refused_in_one_line(tiny_model_dir, tmp_path):
+    binary = tmp_path / "prog"
+    binary.write_bytes(bytes(range(256)) * 200)
+    out = tmp_path / "out.fr"
+    result = runner.invoke(app, ["translate", "-m", str(tiny_model_dir), "-i", str(binary), "-o", str(out)])
+    one_error_line(result, str(binary), "not a text file")
+    assert not out.exists()
+
+
+def test_warnings_name_the_file_and_quiet_silences_them(tiny_model_dir, tmp_path):
+    src = tmp_path / "long.en"
+    src.write_text("Hello.\n" + "word " * 3000 + "\n", encoding="utf-8")
+    args = ["translate", "-m", str(tiny_model_dir), "-i", str(src), "--threads", "1"]
+    loud = runner.invoke(app, args)
+    assert loud.exit_code == 0 and f"warning: {src}:2: " in loud.stderr
+    quiet = runner.invoke(app, [*args, "-q"])
+    assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout == loud.stdout
+
+
+def test_average_refuses_an_existing_directory_without_force(tiny_model_dir, tmp_path):
+    run = str(tiny_model_dir.parent)
+    assert runner.invoke(app, ["average", run, "--out", str(tmp_path / "avg")]).exit_code == 0
+    one_error_line(runner.invoke(app, ["average", run, "--out", str(tmp_path / "avg")]), "exists; add --force")
+    assert runner.invoke(app, ["average", run, "--out", str(tmp_path / "avg"), "--force"]).exit_code == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Help
+
+
+COMMANDS = ["prepare", "train", "average", "translate", "score", "export"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_prints_brackets_and_plain_metavars(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    for odd in ("<bool>", "<int>", "<path>", "<str>", "<list", "{", "\\["):
+        assert odd not in result.stdout, (command, odd)
+    expected = {"train": ["[model] and [train] tables", "Usage: nmt train DATA_DIR"],
+                "translate": ["'nmt[ct2]'", "--beam INTEGER"], "average": ["Usage: nmt average [OPTIONS] RUN_DIR"],
+                "score": ["[default: off"]}
+    for words in expected.get(command, []):
+        assert words in result.stdout, (command, words)
+
+
+def test_commands_are_listed_in_workflow_order_with_completion():
+    text = runner.invoke(app, ["--help"]).stdout
+    assert [text.index(f"  {c} ") for c in COMMANDS] == sorted(text.index(f"  {c} ") for c in COMMANDS)
+    assert "--install-completion" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress and output formats
+
+
+def test_translate_reports_lines_and_rate_at_the_end(tiny_model_dir, sample_dir, tmp_path):
+    result = runner.invoke(app, ["translate", "-m", str(tiny_model_dir), "-i", str(sample_dir / "test.en"),
+                                 "-o", str(tmp_path / "t.fr"), "--threads", "1"])
+    assert result.exit_code == 0
+    assert result.stderr.splitlines()[-1].startswith("200 lines in ") and "sent/s" in result.stderr
+
+
+def test_jsonl_format_and_moses_nbest(tiny_model_dir):
+    result = runner.invoke(app, ["translate", "-m", str(tiny_model_dir), "--format", "jsonl", "--beam", "3", "--nbest", "2",
+                                 "--threads", "1"], input=b"Good morning!\n\n")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["line"] for r in records] == [0, 1] and records[1]["text"] == ""
+    first = records[0]
+    assert first["text"] == first["nbest"][0]["text"] and len(first["nbest"]) == 2 and first["tokens"]
+    assert first["log_prob"] <= 0 and first["time"] >= 0
+
+
+def test_translate_reads_decode_settings_from_a_config_and_flags_win(tiny_model_dir, tmp_path):
+    config = tmp_path / "recipe.toml"
+    config.write_text("[decode]\nbeam_size = 3\nnbest = 3\n", encoding="utf-8")
+    args = ["translate", "-m", str(tiny_model_dir), "--config", str(config), "--threads", "1"]
+    three = runner.invoke(app, args, input=b"Good morning!\n")
+    assert three.exit_code == 0 and len(three.stdout.splitlines()) == 3
+    one = runner.invoke(app, [*args, "--nbest", "1"], input=b"Good morning!\n")
+    assert one.exit_code == 0 and len(one.stdout.splitlines()) == 1
+    config.write_text("[decode]\nbeam = 3\n", encoding="utf-8")
+    one_error_line(runner.invoke(app, args, input=b"x\n"), f"{config} [decode]: unknown option beam; did you mean beam_size?")
+
+
+def test_train_progress_goes_to_stderr(prepared_sample, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[model]\nd_model = 32\nn_heads = 2\nenc_layers = 1\ndec_layers = 1\nffn_dim = 64\n"
+                      "[decode]\nbeam_size = 2\n", encoding="utf-8")
+    result = runner.invoke(app, ["train", str(prepared_sample), "--out", str(tmp_path / "run"), "--config", str(config),
+                                 "--max-steps", "4", "--log-every", "2", "--valid-every", "4", "--valid-max-sentences", "4",
+                                 "--batch-tokens", "600", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("done: ") and len(result.stdout.splitlines()) == 1
+    assert "(cpu, 1 thread)" in result.stderr and "valid step" in result.stderr
+    assert "nmt train ignores [decode]" in result.stderr
