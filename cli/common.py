@@ -62,3 +62,8 @@ def writable(path: Path, flag: str, directory: bool = False) -> Path:
     except OSError as e:
         raise ConfigError(f"{flag} {path}: cannot write in {parent} ({e.strerror}); choose another {flag}") from None
     return path
+
+
+def count(n: int, word: str) -> str:
+    """'1 line', '2 lines', '1,971 pairs'."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"

@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from nmt.errors import ConfigError
-from nmt_cli.common import err, handle_errors, out, writable
+from nmt_cli.common import count, err, handle_errors, out, writable
 
 
 def _config_help() -> str:
@@ -129,9 +129,8 @@ class Display:
             self.max_steps, self.first_step, self.state = event["max_steps"], event["step"], "training"
             self.started = time.monotonic()
             skipped = f", {event['skipped_long']} too long skipped" if event["skipped_long"] else ""
-            threads = f"{event['threads']} thread{'s' if event['threads'] != 1 else ''}"
             err.print(f"training {event['params']:,} parameters on {event['train_pairs']:,} pairs{skipped} "
-                      f"({event['device']}, {threads})", markup=False)
+                      f"({event['device']}, {count(event['threads'], 'thread')})", markup=False)
         elif kind == "resumed":
             err.print(f"resumed from {event['path']} (step {event['step']})", markup=False)
         elif kind == "train":
@@ -251,7 +250,7 @@ def average(
         raise CheckpointError(f"{run_dir}: no checkpoints (expected {run_dir}/checkpoints/step_*)")
     chosen = ckpts[-last:]
     if len(chosen) < last:
-        err.print(f"warning: only {len(chosen)} checkpoint{'s' if len(chosen) != 1 else ''} in {run_dir}; averaging "
+        err.print(f"warning: only {count(len(chosen), 'checkpoint')} in {run_dir}; averaging "
                   f"{'those' if len(chosen) != 1 else 'it'}", markup=False)
     with err.status(f"averaging {len(chosen)} checkpoints…"):
         average_checkpoints(chosen, out_dir)

@@ -11,7 +11,7 @@ from typing import Annotated, BinaryIO, Callable, Iterable, Iterator, Optional
 
 import typer
 
-from nmt_cli.common import err, handle_errors, writable
+from nmt_cli.common import count, err, handle_errors, writable
 
 ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Model directory, or a run directory (meaning its best checkpoint).")]
 FORMATS = ("text", "jsonl")
@@ -169,8 +169,7 @@ class Progress:
             self.bar.__exit__(exc_type, exc, tb)
         if exc_type is None and self.summary:
             seconds = time.monotonic() - self.started
-            lines = f"{self.done:,} line{'s' if self.done != 1 else ''}"
-            err.print(f"{lines} in {seconds:.1f} s ({self.done / max(seconds, 1e-9):,.1f} sent/s)", markup=False)
+            err.print(f"{count(self.done, 'line')} in {seconds:.1f} s ({self.done / max(seconds, 1e-9):,.1f} sent/s)", markup=False)
 
 
 def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -182,6 +181,18 @@ def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
             buffer = []
     if buffer:
         yield buffer
+
+
+def translated(translator, source: Iterable[str], size: int, warn: Callable[[str], None], where: str,
+               progress: Progress) -> Iterator[tuple[int, list, float]]:
+    """(index of its first line, results, seconds per line) for each chunk of `size` lines, in order."""
+    index = 0
+    for chunk in chunks(source, size):
+        started = time.perf_counter()
+        results = translator.translate_batch(chunk, warn, index + 1, where)
+        yield index, results, (time.perf_counter() - started) / len(chunk)
+        index += len(chunk)
+        progress.advance(len(chunk))
 
 
 def formatter(fmt: str, nbest: int, scores: bool) -> Callable[..., str]:
@@ -261,7 +272,9 @@ def translate(
     with err.status(f"loading {model}…"):
         translator = load_translator(model, config, engine, precision(int8, bf16), device=device, threads=threads,
                                      sampling=sampler)
-    if bf16 and translator.__class__.__name__ == "Translator":
+    from nmt.translate import Translator
+
+    if bf16 and isinstance(translator, Translator):
         from nmt.runtime import slow_bf16
 
         if why := slow_bf16(translator.device):
@@ -274,17 +287,10 @@ def translate(
     source = lines if lines is not None else read_text_lines(sys.stdin.buffer, "<stdin>", say)
     write = formatter(fmt, config.nbest, scores)
     report = not quiet and (input_file is not None or output_file is not None)
-    index = 0
     with Output(output_file) as output, Progress(len(lines) if lines is not None else None, report, report) as progress:
-        for chunk in chunks(source, 1 if interactive else CHUNK):
-            started = time.perf_counter()
-            results = translator.translate_batch(chunk, say, index + 1, where)
-            seconds = (time.perf_counter() - started) / len(chunk)
-            for result in results:
-                output.write(write(index, result, seconds))
-                index += 1
+        for first, results, seconds in translated(translator, source, 1 if interactive else CHUNK, say, where, progress):
+            output.write("".join(write(first + i, result, seconds) for i, result in enumerate(results)))
             output.flush()
-            progress.advance(len(chunk))
 
 
 def precision(int8: bool, bf16: bool) -> str:
@@ -329,22 +335,9 @@ def translate_file(model: Path, src: Path, config, output: Path | None = None) -
     lines = read_file(src, warn)
     with err.status(f"loading {model}…"):
         translator = Translator.load(model, config)
-    texts: list[str] = []
-    with (Output(output) if output is not None else _Discard()) as sink, Progress(len(lines), True, False) as progress:
-        for chunk in chunks(lines, CHUNK):
-            for result in translator.translate_batch(chunk, warn, len(texts) + 1, f"{src}:"):
-                texts.append(result.text)
-                sink.write(result.text + "\n")
-            progress.advance(len(chunk))
+    with Progress(len(lines), True, False) as progress:
+        texts = [r.text for _, results, _ in translated(translator, lines, CHUNK, warn, f"{src}:", progress) for r in results]
+    if output is not None:
+        with Output(output) as sink:
+            sink.write("".join(f"{t}\n" for t in texts))
     return texts
-
-
-class _Discard:
-    def write(self, text: str) -> None:
-        pass
-
-    def __enter__(self) -> "_Discard":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass

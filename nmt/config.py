@@ -181,9 +181,15 @@ def section_of(key: str) -> str:
         if key in {f.name for f in fields(cls)}:
             return section
     known = [f.name for cls in (ModelConfig, TrainConfig, DecodeConfig) for f in fields(cls)]
+    raise ConfigError(_unknown(key, known, lambda k: f"--{k.replace('_', '-')}", list_known=False))
+
+
+def _unknown(key: str, known: list[str], spell: Callable[[str], str], list_known: bool = True) -> str:
+    """'unknown option KEY; did you mean CLOSE?' (or the known ones), spelt as the user writes them."""
     close = difflib.get_close_matches(key, known, n=1)
-    hint = f"; did you mean --{close[0].replace('_', '-')}?" if close else ""
-    raise ConfigError(f"unknown option --{key.replace('_', '-')}{hint}")
+    hint = f"; did you mean {spell(close[0])}?" if close else (f"; known: {', '.join(sorted(map(spell, known)))}"
+                                                              if list_known else "")
+    return f"unknown option {spell(key)}{hint}"
 
 
 def check_table(cls: type, data: dict[str, Any], where: str, spell: Callable[[str], str] = str) -> None:
@@ -195,7 +201,5 @@ def check_table(cls: type, data: dict[str, Any], where: str, spell: Callable[[st
     prefix = f"{where}: " if where else ""
     for key, value in data.items():
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {spell(close[0])}?" if close else f"; known: {', '.join(sorted(map(spell, known)))}"
-            raise ConfigError(f"{prefix}unknown option {spell(key)}{hint}")
+            raise ConfigError(prefix + _unknown(key, known, spell))
         _coerce(value, hints[key], f"{prefix}{spell(key)}")

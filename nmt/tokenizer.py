@@ -141,4 +141,4 @@ class Tokenizer:
         return [self.sp.id_to_piece(i) for i in ids]
 
     def pieces(self) -> list[str]:
-        return [self.sp.id_to_piece(i) for i in range(len(self))]
+        return self.to_pieces(list(range(len(self))))
