@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import sys
 import typing
 from pathlib import Path
@@ -26,17 +27,53 @@ class Command(TyperCommand):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         hints = typing.get_type_hints(self.callback) if self.callback else {}
+        self.choices: dict[str, set[str]] = {}  # options that take several choices: name → the choices
         for param in self.params:
+            element = _element(hints.get(param.name or ""))
+            if getattr(param, "multiple", False) and isinstance(element, type) and issubclass(element, enum.Enum):
+                self.choices[param.name or ""] = {str(member.value) for member in element}
             if isinstance(param, TyperArgument):
                 param.metavar = param.metavar or (param.name or "").upper()
                 param.display_type_rich = lambda ctx: None  # the name says it all: no '<list[Path]>' after it
                 if param.required and param.nargs == 1:  # usage `nmt average RUN_DIR`, not `{RUN_DIR}`
                     param._usage_display_name = lambda name=param.metavar: name
             elif param.metavar is None and not getattr(param, "is_flag", False):
-                hint = hints.get(param.name or "")
-                while typing.get_args(hint) and hint not in METAVARS:  # Optional[X], list[X]: X
-                    hint = next(a for a in typing.get_args(hint) if a is not type(None))
-                param.metavar = METAVARS.get(hint)
+                param.metavar = METAVARS.get(_element(hints.get(param.name or "")))
+
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """An option that takes several choices also takes them space-separated, as sacreBLEU's
+        `-m bleu chrf` does: `--metrics bleu chrf` is read as `--metrics bleu --metrics chrf`."""
+        for param in self.params:
+            choices = self.choices.get(param.name or "")
+            if not choices:
+                continue
+            expanded: list[str] = []
+            i = 0
+            while i < len(args):
+                arg = args[i]
+                expanded.append(arg)
+                i += 1
+                if arg == "--":
+                    expanded += args[i:]
+                    break
+                if arg in param.opts and i < len(args):
+                    expanded.append(args[i])  # its own value
+                    i += 1
+                elif not any(arg.startswith(f"{opt}=") for opt in param.opts):
+                    continue
+                while i < len(args) and args[i] in choices:  # the choices after it
+                    expanded += [param.opts[0], args[i]]
+                    i += 1
+            args = expanded
+        return super().parse_args(ctx, args)
+
+
+def _element(hint: Any) -> Any:
+    """X from Optional[X], list[X], Optional[list[X]]."""
+    while typing.get_args(hint) and hint not in METAVARS:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
 
 
 class Group(TyperGroup):

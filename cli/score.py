@@ -1,10 +1,12 @@
-"""`nmt score`: sacreBLEU's BLEU, chrF and TER of hypothesis files against references, as a table with
-the signatures, or as JSON. The numbers come from nmt.metrics, imported inside the command so that
-`nmt --help` does not load sacreBLEU and numpy."""
+"""`nmt score`: sacreBLEU's BLEU, chrF and TER of hypothesis files (or stdin) against references, as a
+table with the signatures, as bare numbers (-b), per sentence, or as JSON. The numbers come from
+nmt.metrics, imported inside the command so that `nmt --help` does not load sacreBLEU and numpy."""
 
 from __future__ import annotations
 
 import json
+import sys
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -18,16 +20,25 @@ if TYPE_CHECKING:
     from nmt.metrics import ScoreReport
 
 LABELS = {"bleu": "BLEU", "chrf": "chrF2", "ter": "TER"}  # sacreBLEU's names for its default metrics
-WIDTH = 1  # decimals shown, as the sacrebleu tool shows them; --json gives full precision
+WIDTH = 1  # decimals shown, as the sacrebleu tool shows them
+JSON_WIDTH = 2  # decimals in --json: a hundredth of a point, p-values 2 more
 SIGNIFICANT = 0.05  # p-values below it get a '*', as in sacreBLEU's tables
+STDIN = "-"
+
+
+class Metric(str, Enum):
+    bleu = "bleu"
+    chrf = "chrf"
+    ter = "ter"
+
 
 HypothesesArg = Annotated[
     Optional[list[Path]],
     typer.Argument(
         metavar="HYP",
         show_default=False,
-        help="Hypothesis files, one translation per line, aligned with the references. "
-        "With --paired-bs the first one is the baseline.",
+        help="Hypothesis files, one translation per line, aligned with the references; '-' or none "
+        "reads stdin. With --paired-bs the first one is the baseline.",
     ),
 ]
 ReferenceOpt = Annotated[
@@ -55,7 +66,40 @@ TokenizeOpt = Annotated[
 JsonOpt = Annotated[
     bool,
     typer.Option(
-        "--json", help="Print machine-readable JSON only, with full-precision scores. [default: off, a table]"
+        "--json", help=f"Print machine-readable JSON only, scores to {JSON_WIDTH} decimals unless -w. [default: off, a table]"
+    ),
+]
+MetricsOpt = Annotated[
+    Optional[list[Metric]],
+    typer.Option(
+        "--metrics",
+        metavar="METRIC...",
+        show_default=False,
+        help="Metrics to compute, in this order: --metrics bleu chrf ter (or repeat the flag). [default: all three]",
+    ),
+]
+ScoreOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--score-only",
+        "-b",
+        help="Print the numbers only: one line per hypothesis (per sentence with --sentence-level), "
+        "the metrics separated by tabs. [default: off]",
+    ),
+]
+SentenceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--sentence-level",
+        help="Score every line on its own (sentence BLEU with effective order, as sacreBLEU's); "
+        "one hypothesis only. [default: off]",
+    ),
+]
+WidthOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--width", "-w", min=0, max=16, show_default=False,
+        help=f"Decimals shown. [default: {WIDTH}; {JSON_WIDTH} in --json]",
     ),
 ]
 PairedOpt = Annotated[
@@ -77,7 +121,11 @@ def score(
     hypotheses: HypothesesArg = None,
     lowercase: LowercaseOpt = False,
     tokenize: TokenizeOpt = "13a",
+    metrics: MetricsOpt = None,
+    score_only: ScoreOnlyOpt = False,
+    sentence_level: SentenceOpt = False,
     as_json: JsonOpt = False,
+    width: WidthOpt = None,
     paired_bs: PairedOpt = False,
     paired_bs_n: PairedNOpt = 1000,
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Translate --src with this model and score that too (after any HYP files).")] = None,
@@ -89,44 +137,96 @@ def score(
 ) -> None:
     """Score translations with sacreBLEU: BLEU, chrF and TER, one row per hypothesis file.
 
+    Translations can come on stdin: nmt translate -m MODEL < test.en | nmt score -r test.fr.
     With -m MODEL --src SRC, translate SRC first and score that translation in the same batch.
     """
     from nmt.errors import ConfigError
-    from nmt.metrics import read_segments, score_lines
+    from nmt.metrics import read_segments, score_lines, sentence_scores
 
-    hypotheses = list(hypotheses or [])
+    keys = list(dict.fromkeys(m.value for m in metrics)) if metrics else list(LABELS)
+    hypotheses = [str(h) for h in hypotheses or []]
     if (model is None) != (src is None):
         raise ConfigError("--model and --src go together: -m MODEL --src SRC -r REF")
+    if hypotheses.count(STDIN) > 1:
+        raise ConfigError("'-' (stdin) given twice; stdin can be read once")
+    if score_only and as_json:
+        raise ConfigError("--score-only and --json are two kinds of output; choose one")
+    if sentence_level and (paired_bs or len(hypotheses) + (model is not None) > 1):
+        raise ConfigError("--sentence-level scores one hypothesis on its own"
+                          + ("; drop --paired-bs" if paired_bs else "; give one HYP file (or stdin, or -m)"))
     if not hypotheses and model is None:
-        raise ConfigError("nothing to score: give HYP files and/or -m MODEL --src SRC")
+        if sys.stdin.isatty():
+            raise ConfigError("nothing to score: give HYP files, pipe translations in "
+                              "(nmt translate ... | nmt score -r REF), or -m MODEL --src SRC")
+        hypotheses = [STDIN]
     if output is not None:
         writable(output, "--output")
-    systems = [read_segments(h) for h in hypotheses]
-    names = [str(h) for h in hypotheses]
+    ref_lines = [read_segments(r) for r in references]  # before any translating: a bad -r fails at once
+    reference_names = [str(r) for r in references]
+    systems = [_read(h) for h in hypotheses]
+    names = ["stdin" if h == STDIN else h for h in hypotheses]
     if model is not None:
         from nmt_cli.translate import decode_options, translate_file
 
         config = decode_options(beam, lenpen, "gnmt", 1.2, 10, batch_tokens, 1, 0, 0.0)
         systems.append(translate_file(model, src, config, output))
         names.append(str(output) if output else f"{model} (beam {beam})")
-    report = score_lines(
-        systems,
-        [read_segments(r) for r in references],
-        names=names,
-        reference_names=[str(r) for r in references],
-        lowercase=lowercase,
-        tokenize=tokenize,
-        paired_bs_n=paired_bs_n if paired_bs else None,
-    )
-    if as_json:
-        out.out(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), highlight=False)
+    options = dict(reference_names=reference_names, lowercase=lowercase, tokenize=tokenize, metrics=keys)
+    if sentence_level:
+        rows, signatures = sentence_scores(systems[0], ref_lines, name=names[0], **options)
+        _print_sentences(rows, signatures, names[0], reference_names, keys, score_only, as_json, width)
         return
-    out.print(_table(report))
-    for key, signature in report.signatures.items():
-        out.print(f"{LABELS[key]}|{escape(signature)}")
+    report = score_lines(systems, ref_lines, names=names, paired_bs_n=paired_bs_n if paired_bs else None, **options)
+    if as_json:
+        out.out(json.dumps(report.to_dict(JSON_WIDTH if width is None else width), indent=2, ensure_ascii=False),
+                highlight=False)
+    elif score_only:
+        for system in report.systems:
+            typer.echo("\t".join(f"{getattr(system, key):.{_width(width)}f}" for key in keys))  # tabs kept
+    else:
+        out.print(_table(report, keys, _width(width)))
+        for key, signature in report.signatures.items():
+            out.print(f"{LABELS[key]}|{escape(signature)}")
 
 
-def _table(report: ScoreReport) -> Table:
+def _width(width: int | None) -> int:
+    return WIDTH if width is None else width
+
+
+def _read(name: str) -> list[str]:
+    """A hypothesis file's lines; '-' is stdin."""
+    from nmt.errors import ConfigError
+    from nmt.metrics import read_segments, segments
+
+    if name != STDIN:
+        return read_segments(name)
+
+    raw = sys.stdin.buffer.read()
+    if not raw:
+        raise ConfigError("nothing to score: stdin is empty; pipe translations in or give HYP files")
+    return segments(raw, "stdin")
+
+
+def _print_sentences(rows: list[dict[str, float]], signatures: dict[str, str], name: str, references: list[str],
+                     keys: list[str], score_only: bool, as_json: bool, width: int | None) -> None:
+    """Per-sentence scores: a tab-separated table with a header and the signatures, bare numbers, or JSON."""
+    if as_json:
+        decimals = JSON_WIDTH if width is None else width
+        sentences = [{"line": i, **{k: round(v, decimals) for k, v in row.items()}} for i, row in enumerate(rows, 1)]
+        report = {"references": references, "system": name, "signatures": signatures, "sentences": sentences}
+        out.out(json.dumps(report, indent=2, ensure_ascii=False), highlight=False)
+        return
+    decimals = _width(width)
+    lines = [] if score_only else ["\t".join(["line", *(LABELS[k] for k in keys)])]
+    for i, row in enumerate(rows, 1):
+        numbers = [f"{row[k]:.{decimals}f}" for k in keys]
+        lines.append("\t".join(numbers if score_only else [str(i), *numbers]))
+    if not score_only:
+        lines += [f"{LABELS[k]}|{signatures[k]}" for k in keys]
+    typer.echo("\n".join(lines))  # rich would turn the tabs into spaces
+
+
+def _table(report: ScoreReport, keys: list[str], width: int) -> Table:
     """One row per system; with a paired test, the p-values against the first row too."""
     paired = report.paired_bs_n is not None
     caption = f"against {', '.join(report.references)}"
@@ -134,15 +234,15 @@ def _table(report: ScoreReport) -> Table:
         caption += f"; p: paired bootstrap ({report.paired_bs_n} resamples) against the first row, * p < {SIGNIFICANT}"
     table = Table(caption=escape(caption), caption_justify="left")
     table.add_column("hypothesis")
-    for key in LABELS:
+    for key in keys:
         table.add_column(LABELS[key], justify="right")
     if paired:
-        for key in LABELS:
+        for key in keys:
             table.add_column(f"p {LABELS[key]}", justify="right")
     for i, system in enumerate(report.systems):
-        cells = [escape(system.name), *(f"{getattr(system, key):.{WIDTH}f}" for key in LABELS)]
+        cells = [escape(system.name), *(f"{getattr(system, key):.{width}f}" for key in keys)]
         if paired:
-            cells += [_p_value(system.paired[key].p_value) if i else "baseline" for key in LABELS]
+            cells += [_p_value(system.paired[key].p_value) if i else "baseline" for key in keys]
         table.add_row(*cells)
     return table
 

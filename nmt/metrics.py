@@ -31,9 +31,9 @@ class SystemScore:
     """Corpus scores of one system; `paired` maps a metric to its Paired result, empty without the test."""
 
     name: str  # the hypothesis file, or the name the caller gave
-    bleu: float
-    chrf: float
-    ter: float
+    bleu: float | None  # None: not asked for
+    chrf: float | None
+    ter: float | None
     paired: dict[str, Paired] = field(default_factory=dict)
 
 
@@ -46,8 +46,19 @@ class ScoreReport:
     signatures: dict[str, str]  # metric → e.g. "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
     paired_bs_n: int | None = None  # bootstrap resamples, None when no paired test ran
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self, decimals: int | None = None) -> dict[str, Any]:
+        """JSON-ready; metrics not computed are left out; `decimals` rounds the scores (p-values get 2 more)."""
+
+        def tidy(value: Any, key: str = "") -> Any:
+            if isinstance(value, dict):
+                return {k: tidy(v, k) for k, v in value.items() if v is not None or k not in METRICS}
+            if isinstance(value, list):
+                return [tidy(v) for v in value]
+            if isinstance(value, float) and decimals is not None:
+                return round(value, decimals + 2 if key == "p_value" else decimals)
+            return value
+
+        return tidy(asdict(self))
 
 
 def read_segments(path: str | Path) -> list[str]:
@@ -62,12 +73,17 @@ def read_segments(path: str | Path) -> list[str]:
         raise DataError(f"{path}: is a directory; give a text file with one sentence per line") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read it ({e.strerror}); check the path and its permissions") from None
+    return segments(raw, str(path))
+
+
+def segments(raw: bytes, name: str) -> list[str]:
+    """`read_segments` of bytes read elsewhere (stdin); `name` goes in the error messages."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise DataError(
-            f"{path}:{line}: invalid UTF-8 (byte 0x{raw[e.start]:02x}); "
+            f"{name}:{line}: invalid UTF-8 (byte 0x{raw[e.start]:02x}); "
             "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
         ) from None
     lines = text.split("\n")
@@ -108,9 +124,11 @@ def score_lines(
     lowercase: bool = False,
     tokenize: str = "13a",
     paired_bs_n: int | None = None,
+    metrics: Sequence[str] = METRICS,
 ) -> ScoreReport:
-    """BLEU, chrF and TER of every system (a list of lines) against the reference streams (each a list of
-    lines, aligned with the systems), with sacreBLEU's defaults apart from `lowercase` and `tokenize`.
+    """BLEU, chrF and TER (or the `metrics` named) of every system (a list of lines) against the reference
+    streams (each a list of lines, aligned with the systems), with sacreBLEU's defaults apart from
+    `lowercase` and `tokenize`.
 
     `lowercase` applies to BLEU and chrF; TER is case-insensitive in sacreBLEU anyway (as in TERCOM).
     `paired_bs_n` runs sacreBLEU's paired bootstrap test with that many resamples, every system against
@@ -120,11 +138,11 @@ def score_lines(
     reference_names = (
         list(reference_names) if reference_names is not None else [f"reference {i + 1}" for i in range(len(references))]
     )
-    _check_options(len(hypotheses), len(references), tokenize, paired_bs_n)
+    _check_options(len(hypotheses), len(references), tokenize, paired_bs_n, metrics)
     _check_aligned(hypotheses, references, names, reference_names)
 
     # One metric object per kind, built once: sacreBLEU caches the reference statistics for all systems.
-    metrics = _metrics(references, lowercase, tokenize)
+    metrics = _metrics(references, lowercase, tokenize, metrics)
     systems = [list(lines) for lines in hypotheses]
     scores = {key: [metric.corpus_score(lines, None) for lines in systems] for key, metric in metrics.items()}
     signatures = {key: metric.get_signature().format() for key, metric in metrics.items()}
@@ -141,14 +159,47 @@ def score_lines(
                 by_metric[key] = Paired(p_value, float(result.mean), float(result.ci))
 
     rows = [
-        SystemScore(name, *(float(scores[key][i].score) for key in METRICS), paired=paired[i])
+        SystemScore(name, *(float(scores[key][i].score) if key in scores else None for key in METRICS),
+                    paired=paired[i])
         for i, name in enumerate(names)
     ]
     return ScoreReport(reference_names, rows, signatures, paired_bs_n)
 
 
-def _check_options(n_systems: int, n_references: int, tokenize: str, paired_bs_n: int | None) -> None:
+def sentence_scores(
+    hypotheses: Sequence[str],
+    references: Sequence[Sequence[str]],
+    *,
+    name: str = "system 1",
+    reference_names: Sequence[str] | None = None,
+    lowercase: bool = False,
+    tokenize: str = "13a",
+    metrics: Sequence[str] = METRICS,
+) -> tuple[list[dict[str, float]], dict[str, str]]:
+    """Every line's own score in each of `metrics` (what `sacrebleu --sentence-level` prints), and the
+    signatures. Sentence BLEU uses effective order, as sacreBLEU's sentence level does, so that a short
+    line without a matching 4-gram does not score 0."""
+    reference_names = (
+        list(reference_names) if reference_names is not None else [f"reference {i + 1}" for i in range(len(references))]
+    )
+    _check_options(1, len(references), tokenize, None, metrics)
+    _check_aligned([hypotheses], references, [name], reference_names)
+    scorers = _metrics(references, lowercase, tokenize, metrics, effective_order=True, cache=False)
+    rows = [
+        {key: float(metric.sentence_score(line, [r[i] for r in references]).score) for key, metric in scorers.items()}
+        for i, line in enumerate(hypotheses)
+    ]
+    return rows, {key: metric.get_signature().format() for key, metric in scorers.items()}
+
+
+def _check_options(
+    n_systems: int, n_references: int, tokenize: str, paired_bs_n: int | None, metrics: Sequence[str] = METRICS
+) -> None:
     """Fail on wrong options before any file is read."""
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise ConfigError(f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}" if unknown
+                          else f"no metric asked for; choose from {', '.join(METRICS)}")
     if n_systems == 0:
         raise ConfigError("no hypothesis given; give at least one file of translations to score")
     if n_references == 0:
@@ -188,19 +239,33 @@ def _check_aligned(
             )
 
 
-def _metrics(references: Sequence[Sequence[str]], lowercase: bool, tokenize: str) -> dict[str, Metric]:
-    """sacreBLEU's metric objects, keyed like SystemScore's fields."""
-    streams = [list(lines) for lines in references]
-    try:
-        bleu = BLEU(lowercase=lowercase, tokenize=tokenize, references=streams)
-    except (ImportError, RuntimeError, OSError) as e:  # ja-mecab, ko-mecab and spm need extras or a download
-        reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        raise ConfigError(f"BLEU tokenizer {tokenize!r} is unavailable ({reason}); install it or use 13a") from None
-    return {
-        "bleu": bleu,
-        "chrf": CHRF(lowercase=lowercase, references=streams),
-        "ter": TER(references=streams),
-    }
+def _metrics(
+    references: Sequence[Sequence[str]],
+    lowercase: bool,
+    tokenize: str,
+    metrics: Sequence[str] = METRICS,
+    effective_order: bool = False,
+    cache: bool = True,
+) -> dict[str, Metric]:
+    """sacreBLEU's metric objects for `metrics`, keyed like SystemScore's fields, in the order asked.
+    With `cache` they hold the references' statistics (for corpus scores of several systems)."""
+    streams = [list(lines) for lines in references] if cache else None
+    built: dict[str, Metric] = {}
+    for key in metrics:
+        if key == "bleu":
+            try:
+                built[key] = BLEU(lowercase=lowercase, tokenize=tokenize, effective_order=effective_order,
+                                  references=streams)
+            except (ImportError, RuntimeError, OSError) as e:  # ja-mecab, ko-mecab and spm need extras
+                reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+                raise ConfigError(
+                    f"BLEU tokenizer {tokenize!r} is unavailable ({reason}); install it or use 13a"
+                ) from None
+        elif key == "chrf":
+            built[key] = CHRF(lowercase=lowercase, references=streams)
+        else:
+            built[key] = TER(references=streams)
+    return built
 
 
 def bleu_chrf(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[float, float]:

@@ -220,8 +220,9 @@ class Pipeline:
                 self.run("translate", "-m", str(model), "--input", str(data_dir / f"{split}.{self.src}"),
                          "--output", str(hyp), *options, *threads, stage="translate")
                 hyps.append(hyp)
-            cased = json.loads(self.run("score", "-r", str(ref), *map(str, hyps), "--json", stage="score", capture=True))
-            lower = json.loads(self.run("score", "-r", str(ref), *map(str, hyps), "--json", "-lc", stage="score", capture=True))
+            as_json = ["--json", "-w", "16"]  # full precision: RESULTS.md rounds once
+            cased = json.loads(self.run("score", "-r", str(ref), *map(str, hyps), *as_json, stage="score", capture=True))
+            lower = json.loads(self.run("score", "-r", str(ref), *map(str, hyps), *as_json, "-lc", stage="score", capture=True))
             scores[split] = {"cased": cased, "lowercased": lower, "labels": list(models)}
         return scores
 

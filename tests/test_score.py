@@ -1,5 +1,6 @@
 """`nmt score` against the `sacrebleu` tool on the same files: same BLEU/chrF/TER to the shown precision
-in the table and to full precision in --json, same paired bootstrap p-values, and one-line errors."""
+in the table, in --json (-w 16: to full precision), with -b and per sentence; same paired bootstrap p-values;
+hypotheses from stdin; and one-line errors."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from nmt_cli import score
+from nmt_cli.main import Command
 
 WORDS = (
     "the a cat dog house river garden Paris London green small old new big quickly slowly walked saw "
@@ -32,7 +34,7 @@ def app() -> typer.Typer:
     def _root() -> None:
         """nmt"""
 
-    app.command("score")(score.score)
+    app.command("score", cls=Command)(score.score)  # nmt's command class: `--metrics bleu chrf`
     return app
 
 
@@ -73,6 +75,11 @@ def sacrebleu(*args: str) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
 
+def bare(name: str) -> list[str]:
+    """`sacrebleu ref.txt -i NAME -b`: BLEU, chrF2 and TER as the tool shows them."""
+    return [f"{x:.1f}" for x in json.loads(sacrebleu("ref.txt", "-i", name, "-b"))]
+
+
 def table_rows(output: str) -> dict[str, list[str]]:
     """System name → the cells after it, from the rich table."""
     rows = {}
@@ -97,7 +104,7 @@ def test_scores_match_sacrebleu_tool(app, files, refs, lowercase):
     shown = json.loads(sacrebleu(*theirs))  # multi-system mode: scores as strings at the default width, 1
     assert table_rows(table.stdout) == {row["system"]: [row[label] for label in LABELS] for row in shown}
 
-    as_json = CliRunner().invoke(app, [*ours, "--json"])
+    as_json = CliRunner().invoke(app, [*ours, "--json", "-w", "16"])
     assert as_json.exit_code == 0, as_json.output
     report = json.loads(as_json.stdout)
     full = json.loads(sacrebleu(*theirs, "-w", "16"))
@@ -178,11 +185,88 @@ def test_blank_and_crlf_lines_are_read_as_sacrebleu_reads_them(app, files):
     lines = (files / "sys_a.txt").read_text(encoding="utf-8").splitlines()
     lines[3] = ""
     (files / "sys_a.txt").write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8"))
-    result = CliRunner().invoke(app, ["score", "-r", "ref.txt", "sys_a.txt", "--json"])
+    result = CliRunner().invoke(app, ["score", "-r", "ref.txt", "sys_a.txt", "--json", "-w", "16"])
     assert result.exit_code == 0, result.output
     expected = json.loads(sacrebleu("ref.txt", "-i", "sys_a.txt", "-b", "-w", "16"))  # [BLEU, chrF2, TER]
     ours = json.loads(result.stdout)["systems"][0]
     assert [ours[key] for key in ("bleu", "chrf", "ter")] == pytest.approx(expected, abs=1e-12)
+
+
+def test_json_is_rounded_to_hundredths(app, files):
+    result = CliRunner().invoke(app, ["score", "-r", "ref.txt", *SYSTEMS, "--json"])
+    assert result.exit_code == 0, result.output
+    full = json.loads(sacrebleu("ref.txt", "-i", *SYSTEMS, "-f", "json", "-w", "16"))
+    for system, row in zip(json.loads(result.stdout)["systems"], full):
+        for key, label in zip(("bleu", "chrf", "ter"), LABELS):
+            assert system[key] == round(float(row[label]), 2)
+            assert len(repr(system[key]).split(".")[1]) <= 2
+
+
+@pytest.mark.parametrize("how", ["no HYP", "-"])
+def test_hypotheses_from_stdin(app, files, how):
+    """`nmt translate ... | nmt score -r REF`, and '-' among the files, as the sacrebleu tool reads stdin."""
+    args = ["score", "-r", "ref.txt", "-b"] + ([] if how == "no HYP" else ["sys_a.txt", "-"])
+    result = CliRunner().invoke(app, args, input=(files / "sys_b.txt").read_bytes())
+    assert result.exit_code == 0, result.output
+    expected = [bare(name) for name in (["sys_b.txt"] if how == "no HYP" else SYSTEMS)]
+    assert [line.split("\t") for line in result.stdout.splitlines()] == expected
+    table = CliRunner().invoke(app, ["score", "-r", "ref.txt"], input=(files / "sys_b.txt").read_bytes())
+    assert re.search(r"│ stdin +│ " + re.escape(expected[-1][0]) + " ", table.stdout), table.stdout  # named 'stdin'
+
+
+def test_empty_stdin_is_nothing_to_score(app, files):
+    result = CliRunner().invoke(app, ["score", "-r", "ref.txt"], input=b"")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: nothing to score") and result.stderr.count("\n") == 1
+
+
+def test_score_only_and_metrics_in_order(app, files):
+    """-b prints what `sacrebleu -b` prints; `--metrics ter bleu` (space-separated, as sacreBLEU's -m) picks
+    and orders the columns, in the table and in JSON too."""
+    result = CliRunner().invoke(app, ["score", "-r", "ref.txt", "--metrics", "ter", "bleu", "-b", *SYSTEMS])
+    assert result.exit_code == 0, result.output
+    expected = {name: bare(name) for name in SYSTEMS}  # BLEU chrF2 TER
+    assert result.stdout.splitlines() == [f"{expected[n][2]}\t{expected[n][0]}" for n in SYSTEMS]
+
+    repeated = CliRunner().invoke(app, ["score", "-r", "ref.txt", "--metrics", "ter", "--metrics", "bleu", "-b", *SYSTEMS])
+    assert repeated.stdout == result.stdout
+
+    table = CliRunner().invoke(app, ["score", "-r", "ref.txt", "--metrics", "chrf", *SYSTEMS])
+    assert table.exit_code == 0, table.output
+    assert table_rows(table.stdout) == {n: [expected[n][1]] for n in SYSTEMS}
+    assert "BLEU|" not in table.stdout and "chrF2|" in table.stdout
+    as_json = json.loads(CliRunner().invoke(app, ["score", "-r", "ref.txt", "--metrics", "chrf", "--json", *SYSTEMS]).stdout)
+    assert set(as_json["systems"][0]) == {"name", "chrf", "paired"} and set(as_json["signatures"]) == {"chrf"}
+
+
+@pytest.mark.parametrize("metric, label", [("bleu", "BLEU"), ("chrf", "chrF2"), ("ter", "TER")])
+def test_sentence_level_matches_sacrebleu(app, files, metric, label):
+    lines = (files / "sys_a.txt").read_text(encoding="utf-8").splitlines()
+    lines[5] = "Cat."  # a short line: sentence BLEU needs effective order not to be 0
+    (files / "sys_a.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    theirs = subprocess.run([sys.executable, "-m", "sacrebleu", "ref.txt", "-i", "sys_a.txt", "--sentence-level",
+                             "-m", metric, "-b", "-w", "4"], capture_output=True, text=True, check=True).stdout
+    result = CliRunner().invoke(app, ["score", "-r", "ref.txt", "sys_a.txt", "--sentence-level", "-b", "-w", "4"])
+    assert result.exit_code == 0, result.output
+    ours = [line.split("\t") for line in result.stdout.splitlines()]
+    assert len(ours) == 40
+    assert [row[["bleu", "chrf", "ter"].index(metric)] for row in ours] == theirs.split()
+
+    table = CliRunner().invoke(app, ["score", "-r", "ref.txt", "sys_a.txt", "--sentence-level", "--metrics", metric])
+    header, *rows = table.stdout.splitlines()
+    assert header == f"line\t{label}" and rows[0].split("\t")[0] == "1" and rows[40].startswith(f"{label}|")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["sys_a.txt", "sys_b.txt", "--sentence-level"], "one hypothesis"),
+    (["sys_a.txt", "--sentence-level", "--paired-bs"], "--paired-bs"),
+    (["sys_a.txt", "-b", "--json"], "choose one"),
+    (["sys_a.txt", "-", "-"], "stdin"),
+])
+def test_option_conflicts_exit_2_in_one_line(app, files, args, words):
+    result = CliRunner().invoke(app, ["score", "-r", "ref.txt", *args], input=b"x\n")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert words in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_nmt_app_has_the_score_command(files):
