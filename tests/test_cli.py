@@ -166,3 +166,61 @@ def test_train_progress_goes_to_stderr(prepared_sample, tmp_path):
     assert result.stdout.startswith("done: ") and len(result.stdout.splitlines()) == 1
     assert "(cpu, 1 thread)" in result.stderr and "valid step" in result.stderr
     assert "nmt train ignores [decode]" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# On a terminal: say what is being done, and how to use the interactive translator
+
+
+def on_terminal(args: list[str], typed: list[bytes] = (), timeout: float = 120.0) -> tuple[int, str]:
+    """Run `nmt ARGS` with stdin, stdout and stderr on a pseudo-terminal; type each of `typed` once the
+    previous output has gone quiet. Returns the exit code and everything the terminal showed."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "120"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "nmt_cli.main", *args], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, close_fds=True)
+    os.close(slave)
+    shown, pending, deadline = b"", list(typed), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        elif proc.poll() is not None:
+            break
+        elif pending and b"Ctrl-D" in shown:  # loaded and waiting: type the next line
+            os.write(master, pending.pop(0))
+    proc.wait(timeout=10)
+    os.close(master)
+    return proc.returncode, shown.decode("utf-8", "replace")
+
+
+def test_interactive_translate_says_how_to_use_it(tiny_model_dir):
+    code, shown = on_terminal(["translate", "-m", str(tiny_model_dir), "--threads", "1"], [b"Good morning!\n", b"\x04"])
+    assert code == 0, shown
+    assert "loading" in shown and "type a sentence, Ctrl-D to end" in shown
+    lines = [line.strip() for line in shown.replace("\r", "\n").split("\n") if line.strip()]
+    after = lines[lines.index("Good morning!") + 1:]  # the typed line echoed, then its translation
+    assert after and after[0] and "error" not in shown
+
+
+@pytest.mark.parametrize("what", ["average", "score -m"])
+def test_long_steps_say_what_they_do_on_a_terminal(what, tiny_model_dir, sample_dir, tmp_path):
+    args = (["average", str(tiny_model_dir.parent), "--out", str(tmp_path / "avg")] if what == "average" else
+            ["score", "-m", str(tiny_model_dir), "--src", str(sample_dir / "test.en"), "-r", str(sample_dir / "test.fr")])
+    code, shown = on_terminal(args)
+    assert code == 0, shown
+    assert ("averaging" if what == "average" else "loading") in shown
