@@ -2,12 +2,54 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from nmt_cli.common import err, handle_errors, out, writable
+
+DEFAULT_SPM_SAMPLE = 2_000_000  # nmt.prepare.DEFAULT_SPM_SAMPLE, written out so that `nmt --help` loads no numpy
+
+
+class Stages:
+    """What `nmt prepare` is doing: the live status line on a terminal; otherwise, once it has run for a
+    few seconds (a small preparation stays quiet), a line on stderr when the stage changes and every few
+    seconds within a long one."""
+
+    EVERY = 5.0  # seconds between plain lines
+
+    def __init__(self, status) -> None:
+        self.status, self.last, self.shown = status, "", 0.0
+        self.started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        if err.is_terminal:
+            self.status.update(f"{message}…")
+            return
+        stage, now = message.split(":")[0], time.monotonic()
+        if now - self.started < self.EVERY:
+            return
+        if stage != self.last.split(":")[0] or now - self.shown >= self.EVERY:
+            err.print(f"[{now - self.started:6.1f} s] {message}", markup=False)
+            self.last, self.shown = message, now
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM unwinds like Ctrl-C, so that the half-written temporary directory is removed."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @handle_errors
@@ -23,7 +65,9 @@ def prepare(
     max_len: Annotated[int, typer.Option(help="Drop training pairs with more BPE tokens than this on either side; 0 keeps all.")] = 256,
     max_ratio: Annotated[float, typer.Option(help="Drop training pairs whose token-length ratio exceeds this; 0 keeps all.")] = 0.0,
     drop_empty: Annotated[bool, typer.Option("--drop-empty/--keep-empty", help="Drop training pairs with an empty side.")] = True,
-    dedup: Annotated[bool, typer.Option("--dedup/--no-dedup", help="Drop exact duplicate training pairs.")] = False,
+    dedup: Annotated[bool, typer.Option("--dedup/--no-dedup", help="Drop exact duplicate training pairs (remembered by a 64-bit hash).")] = False,
+    spm_sample: Annotated[int, typer.Option(help="Train SentencePiece on at most this many sentences, a fixed random sample; 0 uses all.")] = DEFAULT_SPM_SAMPLE,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Threads for encoding (default: all cores).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if --out already holds this preparation, or replace a different one.")] = False,
 ) -> None:
     """Train a SentencePiece BPE model on parallel text and encode every split (like fairseq-preprocess).
@@ -36,10 +80,10 @@ def prepare(
     writable(out_dir, "--out", directory=True)
     cfg = PrepareConfig(
         src=src, tgt=tgt, train=train, valid=valid, tests=tuple(test or ()), vocab_size=vocab_size,
-        joint=joint, max_len=max_len, max_ratio=max_ratio, drop_empty=drop_empty, dedup=dedup,
+        joint=joint, max_len=max_len, max_ratio=max_ratio, drop_empty=drop_empty, dedup=dedup, spm_sample=spm_sample,
     )
-    with err.status("preparing…") as status:
-        result = run_prepare(cfg, out_dir, force=force, stage=lambda s: status.update(f"{s}…"))
+    with err.status("preparing…") as status, terminate_as_interrupt():
+        result = run_prepare(cfg, out_dir, force=force, stage=Stages(status), threads=threads)
     summary = result.summary
     if result.reused:
         out.print(f"{out_dir} already holds this preparation (same inputs and settings): reusing it; --force rebuilds")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import unicodedata
 import zlib
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
@@ -30,40 +32,57 @@ def clean(line: str) -> str:
     return " ".join(line.split())
 
 
-def read_lines(path: Path) -> list[str]:
-    """Lines of a UTF-8 text file (optionally gzipped), split on '\\n' only, '\\r\\n' accepted.
+def iter_lines(path: Path) -> Iterator[str]:
+    """Lines of a UTF-8 text file (optionally gzipped), streamed, split on '\\n' only, '\\r\\n' accepted.
 
     Other Unicode line separators (U+2028, form feed, ...) stay inside their line: splitting on them
-    would silently misalign a parallel corpus.
+    would silently misalign a parallel corpus. A bad byte is reported with its line number as soon as
+    it is reached; a file with nothing but whitespace is refused at its end.
     """
+    path = Path(path)
     try:
-        raw = path.read_bytes()
+        handle = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, expected a text file") from None
-    if path.suffix == ".gz":
+    blank = True
+    with handle:
+        number = 0
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
+            for number, part in enumerate(handle, start=1):  # binary lines end at b"\n" only
+                part = part[:-1] if part.endswith(b"\n") else part
+                if part.endswith(b"\r"):
+                    part = part[:-1]
+                try:
+                    line = part.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(
+                        f"{path}:{number}: invalid UTF-8 (byte 0x{part[e.start]:02x} at column {e.start + 1}); "
+                        "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+                    ) from None
+                blank = blank and not line.strip()
+                yield line
+        except (OSError, EOFError, zlib.error) as e:  # gzip: bad header, corrupt or truncated stream
             raise DataError(f"{path}: not a valid gzip file ({e}); re-compress it or give the plain text") from None
-    if not raw.strip():
+    if blank:
         raise DataError(f"{path}: file is empty; give a corpus with at least one sentence")
-    parts = raw.split(b"\n")
-    if parts[-1] == b"":
-        parts.pop()
-    lines = []
-    for number, part in enumerate(parts, start=1):
-        if part.endswith(b"\r"):
-            part = part[:-1]
-        try:
-            lines.append(part.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise DataError(
-                f"{path}:{number}: invalid UTF-8 (byte 0x{part[e.start]:02x} at column {e.start + 1}); "
-                "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
-            ) from None
-    return lines
+
+
+def read_lines(path: Path) -> list[str]:
+    """All lines of a text file at once; see `iter_lines`."""
+    return list(iter_lines(path))
+
+
+def count_lines(path: Path) -> int:
+    """Lines in a text file (optionally gzipped) as `iter_lines` counts them, without decoding them."""
+    path = Path(path)
+    n, last = 0, b"\n"
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as handle:
+        while block := handle.read(1 << 22):
+            n += block.count(b"\n")
+            last = block[-1:]
+    return n + (last != b"\n")
 
 
 def corpus_files(prefix: str | Path, src: str, tgt: str) -> tuple[Path, Path] | Path:
@@ -98,31 +117,38 @@ class ParallelText:
         return len(self.src)
 
 
-def read_parallel(prefix: str | Path, src: str, tgt: str) -> ParallelText:
-    """Read and clean one corpus; raises DataError on any malformed input."""
-    files = corpus_files(prefix, src, tgt)
+def iter_parallel(files: tuple[Path, Path] | Path, src: str, tgt: str) -> Iterator[tuple[str, str]]:
+    """Cleaned sentence pairs of one corpus (its `corpus_files`), streamed; raises DataError at the first
+    malformed line, naming file and line."""
     if isinstance(files, Path):
-        src_lines, tgt_lines = [], []
-        for number, line in enumerate(read_lines(files), start=1):
+        for number, line in enumerate(iter_lines(files), start=1):
             fields = line.split("\t")
             if len(fields) != 2:
                 raise DataError(
                     f"{files}:{number}: expected 2 tab-separated fields ({src}, {tgt}), found {len(fields)}; "
                     "remove or fix the line"
                 )
-            src_lines.append(clean(fields[0]))
-            tgt_lines.append(clean(fields[1]))
-        return ParallelText(src_lines, tgt_lines, [files])
+            yield clean(fields[0]), clean(fields[1])
+        return
     src_file, tgt_file = files
-    src_raw, tgt_raw = read_lines(src_file), read_lines(tgt_file)
-    if len(src_raw) != len(tgt_raw):
-        short, long_ = (src_file, tgt_file) if len(src_raw) < len(tgt_raw) else (tgt_file, src_file)
-        n = min(len(src_raw), len(tgt_raw))
-        raise DataError(
-            f"{long_}:{n + 1}: misaligned corpus: {src_file} has {len(src_raw)} lines but {tgt_file} has "
-            f"{len(tgt_raw)}; {short} ends before this line. Both files must hold one sentence per line, aligned"
-        )
-    return ParallelText([clean(s) for s in src_raw], [clean(t) for t in tgt_raw], [src_file, tgt_file])
+    n = 0
+    for n, pair in enumerate(zip_longest(iter_lines(src_file), iter_lines(tgt_file)), start=1):
+        if pair[0] is None or pair[1] is None:
+            src_n = n - 1 if pair[0] is None else count_lines(src_file)
+            tgt_n = n - 1 if pair[1] is None else count_lines(tgt_file)
+            short, long_ = (src_file, tgt_file) if pair[0] is None else (tgt_file, src_file)
+            raise DataError(
+                f"{long_}:{n}: misaligned corpus: {src_file} has {src_n} lines but {tgt_file} has "
+                f"{tgt_n}; {short} ends before this line. Both files must hold one sentence per line, aligned"
+            )
+        yield clean(pair[0]), clean(pair[1])
+
+
+def read_parallel(prefix: str | Path, src: str, tgt: str) -> ParallelText:
+    """Read and clean one corpus whole; raises DataError on any malformed input."""
+    files = corpus_files(prefix, src, tgt)
+    pairs = list(iter_parallel(files, src, tgt))
+    return ParallelText([s for s, _ in pairs], [t for _, t in pairs], [files] if isinstance(files, Path) else list(files))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,14 +197,21 @@ def grouped_split(keys: Sequence[str], sizes: dict[str, int], seed: int) -> dict
 # Id arrays on disk: one flat array per side plus offsets, in safetensors (no pickle)
 
 
+IDS_TENSORS = ("src_ids", "src_offsets", "tgt_ids", "tgt_offsets")
+
+
 @dataclass
 class ParallelIds:
-    """Token ids of aligned sentences, without BOS/EOS: sentence i is ids[offsets[i]:offsets[i+1]]."""
+    """Token ids of aligned sentences, without BOS/EOS: sentence i is ids[offsets[i]:offsets[i+1]].
+
+    `rows`, when set, selects and orders sentences by their position in the arrays: a filter is an
+    index over the (possibly memory-mapped) arrays, never a copy of them."""
 
     src_ids: np.ndarray
     src_offsets: np.ndarray
     tgt_ids: np.ndarray
     tgt_offsets: np.ndarray
+    rows: np.ndarray | None = None
 
     @classmethod
     def from_lists(cls, src: list[list[int]], tgt: list[list[int]]) -> "ParallelIds":
@@ -192,46 +225,120 @@ class ParallelIds:
         return cls(*flat(src), *flat(tgt))
 
     def __len__(self) -> int:
-        return len(self.src_offsets) - 1
+        return len(self.src_offsets) - 1 if self.rows is None else len(self.rows)
+
+    def select(self, rows: np.ndarray) -> "ParallelIds":
+        """The sentences at `rows` (positions in this one), sharing the id arrays."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return ParallelIds(self.src_ids, self.src_offsets, self.tgt_ids, self.tgt_offsets,
+                           rows if self.rows is None else self.rows[rows])
+
+    def _lens(self, offsets: np.ndarray) -> np.ndarray:
+        lens = np.diff(offsets)
+        return lens if self.rows is None else lens[self.rows]
 
     @property
     def src_lens(self) -> np.ndarray:
-        return np.diff(self.src_offsets)
+        return self._lens(self.src_offsets)
 
     @property
     def tgt_lens(self) -> np.ndarray:
-        return np.diff(self.tgt_offsets)
+        return self._lens(self.tgt_offsets)
+
+    def _row(self, i: int) -> int:
+        return i if self.rows is None else int(self.rows[i])
 
     def src(self, i: int) -> np.ndarray:
-        return self.src_ids[self.src_offsets[i] : self.src_offsets[i + 1]]
+        j = self._row(i)
+        return self.src_ids[self.src_offsets[j] : self.src_offsets[j + 1]]
 
     def tgt(self, i: int) -> np.ndarray:
-        return self.tgt_ids[self.tgt_offsets[i] : self.tgt_offsets[i + 1]]
+        j = self._row(i)
+        return self.tgt_ids[self.tgt_offsets[j] : self.tgt_offsets[j + 1]]
 
     def save(self, path: Path) -> None:
         from safetensors.numpy import save_file
 
-        save_file(
-            {
-                "src_ids": self.src_ids,
-                "src_offsets": self.src_offsets,
-                "tgt_ids": self.tgt_ids,
-                "tgt_offsets": self.tgt_offsets,
-            },
-            str(path),
-        )
+        if self.rows is not None:
+            raise ValueError("save the arrays of a whole split, not of a selection")
+        save_file(dict(zip(IDS_TENSORS, (self.src_ids, self.src_offsets, self.tgt_ids, self.tgt_offsets))), str(path))
 
     @classmethod
-    def load(cls, path: Path) -> "ParallelIds":
+    def load(cls, path: Path, mmap: bool = True) -> "ParallelIds":
+        """Read a prepared split; memory-mapped by default, so that memory does not grow with the corpus
+        (only the offsets, 8 bytes a sentence, are read into memory)."""
         from safetensors.numpy import load_file
 
+        path = Path(path)
         try:
-            t = load_file(str(path))
-            return cls(t["src_ids"], t["src_offsets"], t["tgt_ids"], t["tgt_offsets"])
+            if not mmap:
+                t = load_file(str(path))
+                return cls(*(t[name] for name in IDS_TENSORS))
+            arrays = _map_safetensors(path)
+            return cls(arrays["src_ids"], np.array(arrays["src_offsets"]), arrays["tgt_ids"], np.array(arrays["tgt_offsets"]))
         except FileNotFoundError:
             raise DataError(f"{path}: no such prepared split; run `nmt prepare` first") from None
         except Exception as e:  # safetensors raises its own error types for corrupted files
             raise DataError(f"{path}: unreadable prepared split ({e}); re-run `nmt prepare --force`") from None
+
+
+# safetensors keeps its data uncompressed after a JSON header, so numpy can map it where it lies. The
+# safetensors package reads whole tensors into memory and writes them from memory; these two functions
+# read and write the same bytes in place (a test checks them against safetensors itself).
+_DTYPES = {"I32": np.dtype("<i4"), "I64": np.dtype("<i8")}
+
+
+def _map_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Memory-map the integer tensors of a safetensors file, read-only; checks the header against the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        n = int(np.frombuffer(f.read(8), dtype="<u8")[0])
+        if n > min(size - 8, 100_000_000):
+            raise ValueError("header longer than the file")
+        header = json.loads(f.read(n))
+    arrays = {}
+    for name in IDS_TENSORS:
+        info = header[name]
+        dtype, (begin, end) = _DTYPES[info["dtype"]], info["data_offsets"]
+        count = int(np.prod(info["shape"], dtype=np.int64))
+        if len(info["shape"]) != 1 or end - begin != count * dtype.itemsize or 8 + n + end > size:
+            raise ValueError(f"tensor {name} does not fit the file")
+        arrays[name] = (np.memmap(path, dtype=dtype, mode="r", offset=8 + n + begin, shape=(count,))
+                        if count else np.zeros(0, dtype=dtype))
+    return arrays
+
+
+def write_ids(path: Path, src_ids: Path, src_lens: np.ndarray, tgt_ids: Path, tgt_lens: np.ndarray) -> None:
+    """Write a split's safetensors file from raw little-endian int32 id files and the sentence lengths,
+    copying the ids in blocks: the bytes `ParallelIds.save` writes, without holding the ids in memory."""
+    offsets = {}
+    for side, lens in (("src", src_lens), ("tgt", tgt_lens)):
+        offsets[side] = np.zeros(len(lens) + 1, dtype="<i8")
+        np.cumsum(lens, out=offsets[side][1:])
+    # safetensors' layout: larger dtypes first, then by name; the header padded with spaces to 8 bytes
+    parts = [("src_offsets", "I64", offsets["src"]), ("tgt_offsets", "I64", offsets["tgt"]),
+             ("src_ids", "I32", src_ids), ("tgt_ids", "I32", tgt_ids)]
+    header, at = {}, 0
+    for name, dtype, data in parts:
+        count = len(data) if isinstance(data, np.ndarray) else int(offsets[name[:3]][-1])
+        header[name] = {"dtype": dtype, "shape": [count], "data_offsets": [at, at + count * _DTYPES[dtype].itemsize]}
+        at += count * _DTYPES[dtype].itemsize
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as out:
+        out.write(np.uint64(len(text)).astype("<u8").tobytes() + text)
+        for name, _, data in parts:
+            if isinstance(data, np.ndarray):
+                out.write(data.tobytes())
+                continue
+            begin, end = header[name]["data_offsets"]
+            copied = 0
+            with open(data, "rb") as f:
+                while block := f.read(1 << 24):
+                    out.write(block)
+                    copied += len(block)
+            if copied != end - begin:
+                raise DataError(f"{data}: {copied} bytes of ids where the lengths say {end - begin}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """`nmt prepare`: raw parallel text → SentencePiece BPE model(s) + encoded splits + prepare.json.
-The output directory is written whole or not at all, and the same inputs give the same bytes."""
+The output directory is written whole or not at all, and the same inputs give the same bytes. The
+corpus is streamed, never held in memory: millions of pairs prepare in a bounded amount of memory."""
 
 from __future__ import annotations
 
@@ -7,16 +8,24 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
+from itertools import chain, islice
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
 
 from nmt import __version__
-from nmt.data import ParallelIds, ParallelText, read_parallel
+from nmt.data import corpus_files, iter_parallel, write_ids
 from nmt.errors import ConfigError, DataError
 from nmt.tokenizer import SPECIAL, Tokenizer, sha256_file, train_bpe
 
 PREPARE_JSON = "prepare.json"
+DEFAULT_SPM_SAMPLE = 2_000_000  # SentencePiece's documentation: a few million sentences are plenty
+SPM_SAMPLE_SEED = 1
+CHUNK = 50_000  # pairs encoded at a time: bounds memory, and feeds SentencePiece's threads
+PROGRESS_EVERY = 100_000
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ class PrepareConfig:
     max_ratio: float = 0.0  # training pairs whose token-length ratio exceeds this are dropped; 0 keeps all
     drop_empty: bool = True  # drop training pairs with an empty side
     dedup: bool = False  # drop exact duplicate training pairs (the first one stays)
+    spm_sample: int = DEFAULT_SPM_SAMPLE  # SentencePiece learns from at most this many sentences (a fixed random sample); 0: all
 
 
 @dataclass
@@ -55,25 +65,17 @@ def _split_names(tests: tuple[str, ...]) -> list[str]:
     return names
 
 
-def _filter(text: ParallelText, src_ids: list[list[int]], tgt_ids: list[list[int]], cfg: PrepareConfig):
-    """Indices of the training pairs that pass the filters, and how many each filter dropped."""
-    counts = {"empty": 0, "too_long": 0, "ratio": 0, "duplicate": 0}
-    seen: set[tuple[str, str]] = set()
-    keep = []
-    for i, (s, t) in enumerate(zip(src_ids, tgt_ids)):
-        if cfg.drop_empty and (not s or not t):
-            counts["empty"] += 1
-        elif cfg.max_len and (len(s) > cfg.max_len or len(t) > cfg.max_len):
-            counts["too_long"] += 1
-        elif cfg.max_ratio and max(len(s), len(t)) > cfg.max_ratio * max(1, min(len(s), len(t))):
-            counts["ratio"] += 1
-        elif cfg.dedup and (text.src[i], text.tgt[i]) in seen:
-            counts["duplicate"] += 1
-        else:
-            if cfg.dedup:
-                seen.add((text.src[i], text.tgt[i]))
-            keep.append(i)
-    return keep, counts
+def _keep(src_lens: np.ndarray, tgt_lens: np.ndarray, cfg: PrepareConfig, counts: dict[str, int]) -> np.ndarray:
+    """Which pairs of a chunk pass the length filters (each dropped pair counted once, under the first
+    filter that drops it); duplicates are handled by the caller."""
+    empty = (src_lens == 0) | (tgt_lens == 0) if cfg.drop_empty else np.zeros(len(src_lens), dtype=bool)
+    longest, shortest = np.maximum(src_lens, tgt_lens), np.minimum(src_lens, tgt_lens)
+    too_long = ~empty & (longest > cfg.max_len) if cfg.max_len else np.zeros_like(empty)
+    ratio = (~empty & ~too_long & (longest > cfg.max_ratio * np.maximum(1, shortest)) if cfg.max_ratio
+             else np.zeros_like(empty))
+    for name, dropped in (("empty", empty), ("too_long", too_long), ("ratio", ratio)):
+        counts[name] += int(dropped.sum())
+    return ~(empty | too_long | ratio)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -84,19 +86,61 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[[str], None] = lambda s: None) -> PrepareResult:
-    """Run the whole preparation; reuse `out` when it already holds exactly this preparation."""
+def _lines(path: Path) -> Iterator[str]:
+    """Lines of a cleaned text file written by this module (no line break can hide inside a line)."""
+    with open(path, encoding="utf-8", newline="\n") as f:
+        for line in f:
+            yield line[:-1]
+
+
+def _spm_input(files: list[Path], total: int, sample: int) -> Iterator[str]:
+    """The sentences SentencePiece learns from: every line of `files` in order, or, when there are more
+    than `sample`, a deterministic random `sample` of them (fixed seed), still in file order."""
+    chosen = None
+    if sample and total > sample:
+        chosen = np.zeros(total, dtype=bool)
+        chosen[np.random.default_rng(SPM_SAMPLE_SEED).choice(total, sample, replace=False)] = True
+    i = 0
+    for path in files:
+        for line in _lines(path):
+            if chosen is None or chosen[i]:
+                yield line
+            i += 1
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Remove the temporary directories of earlier runs that were killed (their process is gone)."""
+    for leftover in out.parent.glob(f".{out.name}.tmp-*"):
+        try:
+            os.kill(int(leftover.name.rsplit("-", 1)[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(leftover, ignore_errors=True)
+        except (ValueError, PermissionError):
+            pass
+
+
+def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[[str], None] = lambda s: None,
+            threads: int | None = None) -> PrepareResult:
+    """Run the whole preparation; reuse `out` when it already holds exactly this preparation.
+
+    Streams: memory is bounded by the SentencePiece sample, a chunk of lines and a few bytes a pair,
+    not by the corpus. `stage` receives what is being done, with counts, as it goes."""
     if cfg.src == cfg.tgt:
         raise ConfigError(f"--src and --tgt are both {cfg.src!r}; give two different languages")
     if cfg.vocab_size < 300:
         raise ConfigError(f"--vocab-size {cfg.vocab_size} is too small; use at least 300 (bytes and specials need 260)")
-    stage("reading corpora")
-    corpora: dict[str, ParallelText] = {"train": read_parallel(cfg.train, cfg.src, cfg.tgt)}
-    corpora["valid"] = read_parallel(cfg.valid, cfg.src, cfg.tgt)
+    if cfg.spm_sample < 0:
+        raise ConfigError(f"--spm-sample {cfg.spm_sample}: give a number of sentences, or 0 for all")
+    threads = threads or len(os.sched_getaffinity(0))
+    corpora = {"train": corpus_files(cfg.train, cfg.src, cfg.tgt), "valid": corpus_files(cfg.valid, cfg.src, cfg.tgt)}
     for name, prefix in zip(_split_names(cfg.tests), cfg.tests):
-        corpora[name] = read_parallel(prefix, cfg.src, cfg.tgt)
-    inputs = {str(f): sha256_file(f) for text in corpora.values() for f in text.files}
+        corpora[name] = corpus_files(prefix, cfg.src, cfg.tgt)
+    file_lists = {name: [files] if isinstance(files, Path) else list(files) for name, files in corpora.items()}
+    stage("checksumming the inputs")
+    inputs = {str(f): sha256_file(f) for files in file_lists.values() for f in files}
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+    if settings["spm_sample"] == DEFAULT_SPM_SAMPLE:
+        del settings["spm_sample"]  # the default keeps earlier preparations' fingerprints
     fingerprint = hashlib.sha256(json.dumps([settings, inputs, __version__], sort_keys=True).encode()).hexdigest()
 
     out = Path(out)
@@ -112,44 +156,110 @@ def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[
             what = "a different preparation" if previous else "other files"
             raise DataError(f"{out}: already holds {what}; choose another --out or add --force to replace it")
 
-    stage("training SentencePiece BPE")
-    train = corpora["train"]
-    models: dict[str, bytes] = {}
-    if cfg.joint:
-        models["spm.model"] = train_bpe(train.src + train.tgt, cfg.vocab_size)
-        spm_names = {"src": "spm.model", "tgt": "spm.model"}
-    else:
-        spm_names = {"src": f"spm.{cfg.src}.model", "tgt": f"spm.{cfg.tgt}.model"}
-        models[spm_names["src"]] = train_bpe(train.src, cfg.vocab_size)
-        models[spm_names["tgt"]] = train_bpe(train.tgt, cfg.vocab_size)
-    src_tok, tgt_tok = Tokenizer(models[spm_names["src"]]), Tokenizer(models[spm_names["tgt"]])
-
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    langs = (cfg.src, cfg.tgt)
     try:
+        # 1. Read and clean every split, streaming, into text files: a bad line stops everything here,
+        #    before any SentencePiece training. Training text waits in hidden files for its filters.
+        lines: dict[str, int] = {}
+        for name, files in corpora.items():
+            prefix = tmp / (".all.train" if name == "train" else name)
+            with open(f"{prefix}.{cfg.src}", "w", encoding="utf-8", newline="\n") as fs, \
+                 open(f"{prefix}.{cfg.tgt}", "w", encoding="utf-8", newline="\n") as ft:
+                n = 0
+                for n, (s, t) in enumerate(iter_parallel(files, cfg.src, cfg.tgt), start=1):
+                    fs.write(s + "\n")
+                    ft.write(t + "\n")
+                    if n % PROGRESS_EVERY == 0:
+                        stage(f"reading {name}: {n:,} pairs")
+            lines[name] = n
+
+        # 2. SentencePiece BPE on the training text (or a deterministic sample of it).
+        train_files = {lang: tmp / f".all.train.{lang}" for lang in langs}
+        n_train = lines["train"]
+        models: dict[str, bytes] = {}
+        if cfg.joint:
+            stage(f"training SentencePiece BPE on {min(2 * n_train, cfg.spm_sample or 2 * n_train):,} sentences")
+            models["spm.model"] = train_bpe(_spm_input([train_files[l] for l in langs], 2 * n_train, cfg.spm_sample),
+                                            cfg.vocab_size)
+            spm_names = {"src": "spm.model", "tgt": "spm.model"}
+        else:
+            spm_names = {"src": f"spm.{cfg.src}.model", "tgt": f"spm.{cfg.tgt}.model"}
+            for side, lang in zip(("src", "tgt"), langs):
+                stage(f"training SentencePiece BPE ({lang}) on {min(n_train, cfg.spm_sample or n_train):,} sentences")
+                models[spm_names[side]] = train_bpe(_spm_input([train_files[lang]], n_train, cfg.spm_sample),
+                                                    cfg.vocab_size)
+        src_tok, tgt_tok = Tokenizer(models[spm_names["src"]]), Tokenizer(models[spm_names["tgt"]])
         for name, proto in models.items():
             (tmp / name).write_bytes(proto)
             vocab = Tokenizer(proto).pieces()
             (tmp / name.replace(".model", ".vocab")).write_text("".join(f"{p}\n" for p in vocab), encoding="utf-8")
+
+        # 3. Encode every split in chunks on all cores; ids go to raw files, then into safetensors.
         splits = {}
-        for name, text in corpora.items():
-            stage(f"encoding {name} ({len(text):,} pairs)")
-            src_ids, tgt_ids = src_tok.encode_batch(text.src), tgt_tok.encode_batch(text.tgt)
-            entry: dict = {"lines": len(text), "files": [str(f) for f in text.files]}
+        for name, files in file_lists.items():
+            entry: dict = {"lines": lines[name], "files": [str(f) for f in files]}
+            text = {lang: tmp / (f".all.train.{lang}" if name == "train" else f"{name}.{lang}") for lang in langs}
+            raw = {lang: tmp / f".{name}.{lang}.ids" for lang in langs}
+            lens: dict[str, list[np.ndarray]] = {lang: [] for lang in langs}
+            counts = {"empty": 0, "too_long": 0, "ratio": 0, "duplicate": 0}
+            seen: set[int] = set()
+            kept_text = None
             if name == "train":
-                keep, counts = _filter(text, src_ids, tgt_ids, cfg)
-                text = ParallelText([text.src[i] for i in keep], [text.tgt[i] for i in keep], text.files)
-                src_ids, tgt_ids = [src_ids[i] for i in keep], [tgt_ids[i] for i in keep]
+                kept_text = {lang: open(tmp / f"train.{lang}", "w", encoding="utf-8", newline="\n") for lang in langs}
+            try:
+                with open(raw[cfg.src], "wb") as rs, open(raw[cfg.tgt], "wb") as rt:
+                    done, started = 0, time.perf_counter()
+                    for chunk in _chunks(zip(_lines(text[cfg.src]), _lines(text[cfg.tgt])), CHUNK):
+                        src_text, tgt_text = [s for s, _ in chunk], [t for _, t in chunk]
+                        src_ids = src_tok.encode_batch(src_text, threads)
+                        tgt_ids = tgt_tok.encode_batch(tgt_text, threads)
+                        sl = np.fromiter(map(len, src_ids), dtype=np.int64, count=len(chunk))
+                        tl = np.fromiter(map(len, tgt_ids), dtype=np.int64, count=len(chunk))
+                        if kept_text is not None:
+                            keep = _keep(sl, tl, cfg, counts)
+                            if cfg.dedup:
+                                for i in np.flatnonzero(keep):
+                                    key = hash_pair(src_text[i], tgt_text[i])
+                                    if key in seen:
+                                        keep[i] = False
+                                        counts["duplicate"] += 1
+                                    else:
+                                        seen.add(key)
+                            rows = np.flatnonzero(keep)
+                            if len(rows) < len(chunk):
+                                src_ids, tgt_ids = [src_ids[i] for i in rows], [tgt_ids[i] for i in rows]
+                                src_text, tgt_text = [src_text[i] for i in rows], [tgt_text[i] for i in rows]
+                                sl, tl = sl[rows], tl[rows]
+                            kept_text[cfg.src].write("".join(f"{s}\n" for s in src_text))
+                            kept_text[cfg.tgt].write("".join(f"{t}\n" for t in tgt_text))
+                        for handle, ids, side_lens, lang in ((rs, src_ids, sl, cfg.src), (rt, tgt_ids, tl, cfg.tgt)):
+                            flat = np.fromiter(chain.from_iterable(ids), dtype="<i4", count=int(side_lens.sum()))
+                            handle.write(flat.tobytes())
+                            lens[lang].append(side_lens)
+                        done += len(chunk)
+                        rate = done / max(time.perf_counter() - started, 1e-9)
+                        stage(f"encoding {name}: {done:,} of {lines[name]:,} pairs ({rate:,.0f} pairs/s)")
+            finally:
+                for handle in (kept_text or {}).values():
+                    handle.close()
+            sl, tl = (np.concatenate(lens[lang]) if lens[lang] else np.zeros(0, dtype=np.int64) for lang in langs)
+            if name == "train":
                 entry["filtered"] = counts
-                entry["kept"] = len(keep)
-                if not keep:
-                    raise DataError(f"{text.files[0]}: every training pair was filtered out; relax the filters")
-            ids = ParallelIds.from_lists(src_ids, tgt_ids)
-            ids.save(tmp / f"{name}.ids.safetensors")
-            for lang, lines in ((cfg.src, text.src), (cfg.tgt, text.tgt)):
-                (tmp / f"{name}.{lang}").write_text("".join(f"{s}\n" for s in lines), encoding="utf-8")
-            entry["tokens"] = {cfg.src: int(ids.src_lens.sum()), cfg.tgt: int(ids.tgt_lens.sum())}
+                entry["kept"] = len(sl)
+                if not len(sl):
+                    raise DataError(f"{files[0]}: every training pair was filtered out; relax the filters")
+                for lang in langs:
+                    text[lang].unlink()
+            stage(f"writing {name}")
+            write_ids(tmp / f"{name}.ids.safetensors", raw[cfg.src], sl, raw[cfg.tgt], tl)
+            for path in raw.values():
+                path.unlink()
+            entry["tokens"] = {cfg.src: int(sl.sum()), cfg.tgt: int(tl.sum())}
             splits[name] = entry
         summary = {
             "nmt_version": __version__,
@@ -162,6 +272,7 @@ def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[
             "inputs": inputs,
         }
         (tmp / PREPARE_JSON).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        stage("syncing to disk")
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -177,6 +288,18 @@ def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return PrepareResult(out, reused=False, summary=summary)
+
+
+def _chunks(pairs: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
+    iterator = iter(pairs)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def hash_pair(src: str, tgt: str) -> int:
+    """A 64-bit digest of a sentence pair: --dedup remembers these, not the sentences (two different
+    pairs share one with a probability of about n^2 / 2^65: 4e-7 for 4 million pairs)."""
+    return int.from_bytes(hashlib.blake2b(f"{src}\t{tgt}".encode(), digest_size=8).digest(), "little")
 
 
 def _read_fingerprint(out: Path) -> str | None:

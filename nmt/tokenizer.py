@@ -127,8 +127,9 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         return self.sp.encode(text, out_type=int)
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return self.sp.encode(texts, out_type=int)
+    def encode_batch(self, texts: list[str], threads: int | None = None) -> list[list[int]]:
+        """Ids of each text; `threads` > 1 encodes on that many threads (same ids)."""
+        return self.sp.encode(texts, out_type=int, num_threads=threads or 1)
 
     def decode(self, ids: list[int]) -> str:
         return self.sp.decode(ids)

@@ -222,8 +222,7 @@ class Trainer:
         keep = np.flatnonzero((self.train_data.src_lens <= src_max) & (self.train_data.tgt_lens <= tgt_max))
         self.skipped_long = len(self.train_data) - len(keep)
         if self.skipped_long:
-            d = self.train_data
-            self.train_data = ParallelIds.from_lists([d.src(int(i)).tolist() for i in keep], [d.tgt(int(i)).tolist() for i in keep])
+            self.train_data = self.train_data.select(keep)  # an index over the mapped arrays, not a copy
 
     # -- checkpoints ---------------------------------------------------------------------------
 
