@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from nmt import __version__
-from nmt.data import corpus_files, iter_parallel, write_ids
+from nmt.data import corpus_files, count_lines, iter_parallel, write_ids
 from nmt.errors import ConfigError, DataError
 from nmt.tokenizer import SPECIAL, Tokenizer, sha256_file, train_bpe
 
@@ -139,8 +139,10 @@ def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[
     stage("checksumming the inputs")
     inputs = {str(f): sha256_file(f) for files in file_lists.values() for f in files}
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
-    if settings["spm_sample"] == DEFAULT_SPM_SAMPLE:
-        del settings["spm_sample"]  # the default keeps earlier preparations' fingerprints
+    train_files = file_lists["train"]
+    sentences = count_lines(train_files[0]) * (2 if cfg.joint else 1)  # per SentencePiece model
+    if not cfg.spm_sample or cfg.spm_sample >= sentences:
+        del settings["spm_sample"]  # every sentence is used: the output (and prepare.json) of earlier versions
     fingerprint = hashlib.sha256(json.dumps([settings, inputs, __version__], sort_keys=True).encode()).hexdigest()
 
     out = Path(out)

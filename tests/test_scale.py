@@ -4,6 +4,7 @@ batches; a killed prepare leaves nothing half-written; a bad line deep in a corp
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -69,14 +70,18 @@ def test_ids_written_in_blocks_are_what_safetensors_writes(tmp_path, n):
 
 def test_sampled_sentencepiece_is_deterministic(sample_dir, tmp_path):
     """1,971 pairs: 3,942 sentences for the joint model; a sample of 1,000 is the same twice, differs
-    from all of them, and a sample at least as large as the text is all of it."""
+    from all of them, and a sample at least as large as the text (the default here) is all of it: every
+    output file, prepare.json included, is what --spm-sample 0 writes."""
     models = {}
-    for name, sample in (("a", 1000), ("b", 1000), ("all", 0), ("big", 3942)):
-        prepare(_config(sample_dir, spm_sample=sample), tmp_path / name)
+    for name, sample in (("a", 1000), ("b", 1000), ("all", 0), ("big", 3942), ("default", None)):
+        prepare(_config(sample_dir, **({} if sample is None else {"spm_sample": sample})), tmp_path / name)
         models[name] = (tmp_path / name / "spm.model").read_bytes()
     assert models["a"] == models["b"]
     assert models["a"] != models["all"]
-    assert models["big"] == models["all"]
+    assert json.loads((tmp_path / "a" / "prepare.json").read_text())["settings"]["spm_sample"] == 1000
+    for name in ("big", "default"):
+        assert {p.name: p.read_bytes() for p in (tmp_path / name).iterdir()} == \
+               {p.name: p.read_bytes() for p in (tmp_path / "all").iterdir()}
 
 
 def test_memory_mapped_split_gives_the_same_batches(prepared_sample):
