@@ -83,13 +83,14 @@ class Display:
     whose elapsed time and ETA tick between events; plain lines otherwise (CI, pipes, logs)."""
 
     def __init__(self) -> None:
-        self.live: Live | None = (Live(console=err, refresh_per_second=2, transient=False, get_renderable=self._table)
-                                  if err.is_terminal else None)
         self.last: dict[str, Any] = {}
         self.valid: dict[str, Any] = {}
         self.state = "starting"
         self.max_steps = self.first_step = self.step = 0
         self.started = time.monotonic()
+        # last: rich renders the table once when Live is made, and the table reads the fields above
+        self.live: Live | None = (Live(console=err, refresh_per_second=2, transient=False, get_renderable=self._table)
+                                  if err.is_terminal else None)
 
     def __enter__(self) -> "Display":
         if self.live:

@@ -224,3 +224,15 @@ def test_long_steps_say_what_they_do_on_a_terminal(what, tiny_model_dir, sample_
     code, shown = on_terminal(args)
     assert code == 0, shown
     assert ("averaging" if what == "average" else "loading") in shown
+
+
+def test_train_live_display_on_a_terminal(prepared_sample, tmp_path):
+    """Start-up said, no 'nan' before the first log, a 'validating' state, '1 thread'; stdout's 'done:' line."""
+    config = tmp_path / "c.toml"
+    config.write_text("[model]\nd_model = 32\nn_heads = 2\nenc_layers = 1\ndec_layers = 1\nffn_dim = 64\n", encoding="utf-8")
+    code, shown = on_terminal(["train", str(prepared_sample), "--out", str(tmp_path / "run"), "--config", str(config),
+                               "--max-steps", "6", "--log-every", "3", "--valid-every", "6", "--valid-max-sentences", "4",
+                               "--batch-tokens", "600", "--threads", "1"])
+    assert code == 0, shown
+    assert "loading" in shown and "1 thread" in shown and "1 threads" not in shown
+    assert "validating" in shown and "nan" not in shown and "done: " in shown
