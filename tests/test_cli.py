@@ -217,13 +217,16 @@ def test_interactive_translate_says_how_to_use_it(tiny_model_dir):
     assert after and after[0] and "error" not in shown
 
 
-@pytest.mark.parametrize("what", ["average", "score -m"])
+@pytest.mark.parametrize("what", ["average", "score -m", "export"])
 def test_long_steps_say_what_they_do_on_a_terminal(what, tiny_model_dir, sample_dir, tmp_path):
-    args = (["average", str(tiny_model_dir.parent), "--out", str(tmp_path / "avg")] if what == "average" else
-            ["score", "-m", str(tiny_model_dir), "--src", str(sample_dir / "test.en"), "-r", str(sample_dir / "test.fr")])
+    if what == "export":
+        pytest.importorskip("ctranslate2")
+    args = {"average": ["average", str(tiny_model_dir.parent), "--out", str(tmp_path / "avg")],
+            "score -m": ["score", "-m", str(tiny_model_dir), "--src", str(sample_dir / "test.en"), "-r", str(sample_dir / "test.fr")],
+            "export": ["export", "-m", str(tiny_model_dir), "--format", "ctranslate2", "--out", str(tmp_path / "ct2")]}[what]
     code, shown = on_terminal(args)
     assert code == 0, shown
-    assert ("averaging" if what == "average" else "loading") in shown
+    assert {"average": "averaging", "score -m": "loading", "export": "exporting"}[what] in shown
 
 
 def test_train_live_display_on_a_terminal(prepared_sample, tmp_path):
@@ -235,4 +238,4 @@ def test_train_live_display_on_a_terminal(prepared_sample, tmp_path):
                                "--batch-tokens", "600", "--threads", "1"])
     assert code == 0, shown
     assert "loading" in shown and "1 thread" in shown and "1 threads" not in shown
-    assert "validating" in shown and "nan" not in shown and "done: " in shown
+    assert "validating" in shown and "nan" not in shown and "done: " in shown and "ETA" in shown
