@@ -172,20 +172,11 @@ class Progress:
             err.print(f"{count(self.done, 'line')} in {seconds:.1f} s ({self.done / max(seconds, 1e-9):,.1f} sent/s)", markup=False)
 
 
-def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
-    buffer: list[str] = []
-    for line in lines:
-        buffer.append(line)
-        if len(buffer) >= size:
-            yield buffer
-            buffer = []
-    if buffer:
-        yield buffer
-
-
 def translated(translator, source: Iterable[str], size: int, warn: Callable[[str], None], where: str,
                progress: Progress) -> Iterator[tuple[int, list, float]]:
     """(index of its first line, results, seconds per line) for each chunk of `size` lines, in order."""
+    from nmt.data import chunks
+
     index = 0
     for chunk in chunks(source, size):
         started = time.perf_counter()

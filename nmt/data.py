@@ -9,13 +9,15 @@ import json
 import unicodedata
 import zlib
 from dataclasses import dataclass
-from itertools import zip_longest
+from itertools import islice, zip_longest
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from nmt.errors import DataError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # torch is imported where batches are built, so reading text stays light
     import torch
@@ -83,6 +85,13 @@ def count_lines(path: Path) -> int:
             n += block.count(b"\n")
             last = block[-1:]
     return n + (last != b"\n")
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of `size` items (the last one shorter), taken as the items come."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 def corpus_files(prefix: str | Path, src: str, tgt: str) -> tuple[Path, Path] | Path:

@@ -10,14 +10,14 @@ import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from itertools import chain, islice
+from itertools import chain
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from nmt import __version__
-from nmt.data import corpus_files, count_lines, iter_parallel, write_ids
+from nmt.data import chunks, corpus_files, count_lines, iter_parallel, write_ids
 from nmt.errors import ConfigError, DataError
 from nmt.tokenizer import SPECIAL, Tokenizer, sha256_file, train_bpe
 
@@ -216,7 +216,7 @@ def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[
             try:
                 with open(raw[cfg.src], "wb") as rs, open(raw[cfg.tgt], "wb") as rt:
                     done, started = 0, time.perf_counter()
-                    for chunk in _chunks(zip(_lines(text[cfg.src]), _lines(text[cfg.tgt])), CHUNK):
+                    for chunk in chunks(zip(_lines(text[cfg.src]), _lines(text[cfg.tgt])), CHUNK):
                         src_text, tgt_text = [s for s, _ in chunk], [t for _, t in chunk]
                         src_ids = src_tok.encode_batch(src_text, threads)
                         tgt_ids = tgt_tok.encode_batch(tgt_text, threads)
@@ -290,12 +290,6 @@ def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return PrepareResult(out, reused=False, summary=summary)
-
-
-def _chunks(pairs: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
-    iterator = iter(pairs)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 def hash_pair(src: str, tgt: str) -> int:
