@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 import unicodedata
 import zlib
 from dataclasses import dataclass
@@ -26,12 +27,25 @@ if TYPE_CHECKING:  # torch is imported where batches are built, so reading text 
 # Reading text
 
 
+# Control characters (Unicode category Cc) that are not whitespace: `clean` drops them.
+_CONTROLS = re.compile("[" + "".join(re.escape(chr(c)) for c in (*range(0x20), *range(0x7F, 0xA0))
+                                     if not chr(c).isspace()) + "]")
+BLOCK_BYTES = 1 << 20
+
+
 def clean(line: str) -> str:
     """NFC-normalise, drop control characters, collapse every whitespace run to one space, strip."""
     line = unicodedata.normalize("NFC", line)
     if not line.isprintable():
-        line = "".join(" " if ch.isspace() else ch for ch in line if ch.isspace() or unicodedata.category(ch) != "Cc")
+        line = _CONTROLS.sub("", line)
     return " ".join(line.split())
+
+
+def clean_lines(lines: list[str]) -> list[str]:
+    """`clean` of each line (none may contain '\\n'): normalising and dropping controls on the joined
+    block, in two C-level passes, is what makes cleaning millions of lines fast."""
+    text = _CONTROLS.sub("", unicodedata.normalize("NFC", "\n".join(lines)))  # NFC never crosses a '\n'
+    return [" ".join(line.split()) for line in text.split("\n")]
 
 
 def iter_lines(path: Path) -> Iterator[str]:
@@ -41,6 +55,13 @@ def iter_lines(path: Path) -> Iterator[str]:
     would silently misalign a parallel corpus. A bad byte is reported with its line number as soon as
     it is reached; a file with nothing but whitespace is refused at its end.
     """
+    for block in iter_line_blocks(path):
+        yield from block
+
+
+def iter_line_blocks(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[list[str]]:
+    """`iter_lines`, a list of lines (about `block_bytes` of text) at a time: decoding a block at once is
+    what makes reading millions of lines fast. Every block holds at least one line."""
     path = Path(path)
     try:
         handle = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
@@ -48,25 +69,40 @@ def iter_lines(path: Path) -> Iterator[str]:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, expected a text file") from None
-    blank = True
+    blank, before, rest = True, 0, b""  # before: lines in earlier blocks; rest: a line not yet ended
     with handle:
-        number = 0
-        try:
-            for number, part in enumerate(handle, start=1):  # binary lines end at b"\n" only
-                part = part[:-1] if part.endswith(b"\n") else part
-                if part.endswith(b"\r"):
-                    part = part[:-1]
-                try:
-                    line = part.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise DataError(
-                        f"{path}:{number}: invalid UTF-8 (byte 0x{part[e.start]:02x} at column {e.start + 1}); "
-                        "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
-                    ) from None
-                blank = blank and not line.strip()
-                yield line
-        except (OSError, EOFError, zlib.error) as e:  # gzip: bad header, corrupt or truncated stream
-            raise DataError(f"{path}: not a valid gzip file ({e}); re-compress it or give the plain text") from None
+        while True:
+            try:
+                data = handle.read(block_bytes)
+            except (OSError, EOFError, zlib.error) as e:  # gzip: bad header, corrupt or truncated stream
+                raise DataError(f"{path}: not a valid gzip file ({e}); re-compress it or give the plain text") from None
+            if data:
+                data = rest + data
+                end = data.rfind(b"\n") + 1
+                if not end:
+                    rest = data
+                    continue
+                block, rest = data[:end], data[end:]
+            elif rest:
+                block, rest = rest + b"\n", b""  # the last line, without its line break
+            else:
+                break
+            try:
+                text = block.decode("utf-8")
+            except UnicodeDecodeError as e:
+                number, start = before + block.count(b"\n", 0, e.start) + 1, block.rfind(b"\n", 0, e.start) + 1
+                raise DataError(
+                    f"{path}:{number}: invalid UTF-8 (byte "
+                    f"0x{block[e.start]:02x} at column {e.start - start + 1}); "
+                    "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+                ) from None
+            if "\r" in text:
+                text = text.replace("\r\n", "\n")
+            lines = text.split("\n")
+            lines.pop()  # after the block's last '\n'
+            blank = blank and not text.strip()
+            before += len(lines)
+            yield lines
     if blank:
         raise DataError(f"{path}: file is empty; give a corpus with at least one sentence")
 
@@ -126,31 +162,59 @@ class ParallelText:
         return len(self.src)
 
 
+def misaligned(src_file: Path, tgt_file: Path, src_lines: int, tgt_lines: int) -> DataError:
+    """The error for two sides of a corpus whose line counts differ, naming the first line without a partner."""
+    short, long_ = (src_file, tgt_file) if src_lines < tgt_lines else (tgt_file, src_file)
+    return DataError(
+        f"{long_}:{min(src_lines, tgt_lines) + 1}: misaligned corpus: {src_file} has {src_lines} lines but "
+        f"{tgt_file} has {tgt_lines}; {short} ends before this line. Both files must hold one sentence per line, aligned"
+    )
+
+
+def _tsv_fields(path: Path, lines: list[str], before: int, src: str, tgt: str) -> list[list[str]]:
+    """The two fields of each line of a TSV block (`before` lines precede it), or the error for the first
+    line that does not have exactly two."""
+    rows = [line.split("\t") for line in lines]
+    for number, fields in enumerate(rows, start=before + 1):
+        if len(fields) != 2:
+            raise DataError(
+                f"{path}:{number}: expected 2 tab-separated fields ({src}, {tgt}), found {len(fields)}; "
+                "remove or fix the line"
+            )
+    return rows
+
+
 def iter_parallel(files: tuple[Path, Path] | Path, src: str, tgt: str) -> Iterator[tuple[str, str]]:
     """Cleaned sentence pairs of one corpus (its `corpus_files`), streamed; raises DataError at the first
     malformed line, naming file and line."""
     if isinstance(files, Path):
-        for number, line in enumerate(iter_lines(files), start=1):
-            fields = line.split("\t")
-            if len(fields) != 2:
-                raise DataError(
-                    f"{files}:{number}: expected 2 tab-separated fields ({src}, {tgt}), found {len(fields)}; "
-                    "remove or fix the line"
-                )
-            yield clean(fields[0]), clean(fields[1])
+        before = 0
+        for block in iter_line_blocks(files):
+            for fields in _tsv_fields(files, block, before, src, tgt):
+                yield clean(fields[0]), clean(fields[1])
+            before += len(block)
         return
     src_file, tgt_file = files
     n = 0
     for n, pair in enumerate(zip_longest(iter_lines(src_file), iter_lines(tgt_file)), start=1):
         if pair[0] is None or pair[1] is None:
-            src_n = n - 1 if pair[0] is None else count_lines(src_file)
-            tgt_n = n - 1 if pair[1] is None else count_lines(tgt_file)
-            short, long_ = (src_file, tgt_file) if pair[0] is None else (tgt_file, src_file)
-            raise DataError(
-                f"{long_}:{n}: misaligned corpus: {src_file} has {src_n} lines but {tgt_file} has "
-                f"{tgt_n}; {short} ends before this line. Both files must hold one sentence per line, aligned"
-            )
+            raise misaligned(src_file, tgt_file, n - 1 if pair[0] is None else count_lines(src_file),
+                             n - 1 if pair[1] is None else count_lines(tgt_file))
         yield clean(pair[0]), clean(pair[1])
+
+
+def iter_side_blocks(files: tuple[Path, Path] | Path, side: int, src: str, tgt: str) -> Iterator[list[str]]:
+    """One side (0: source, 1: target) of a corpus, cleaned, a block of lines at a time: what `iter_parallel`
+    gives for that side, much faster, and either side on its own core. Raises DataError at the first
+    malformed line of the files it reads; the caller compares the two sides' line counts (`misaligned`)."""
+    if isinstance(files, Path):
+        before = 0
+        for block in iter_line_blocks(files):
+            yield clean_lines([fields[side] for fields in _tsv_fields(files, block, before, src, tgt)])
+            before += len(block)
+    else:
+        for block in iter_line_blocks(files[side]):
+            yield clean_lines(block)
 
 
 def read_parallel(prefix: str | Path, src: str, tgt: str) -> ParallelText:

@@ -4,20 +4,26 @@ corpus is streamed, never held in memory: millions of pairs prepare in a bounded
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
 from nmt import __version__
-from nmt.data import chunks, corpus_files, count_lines, iter_parallel, write_ids
+from nmt.data import corpus_files, count_lines, iter_side_blocks, misaligned, write_ids
 from nmt.errors import ConfigError, DataError
 from nmt.tokenizer import SPECIAL, Tokenizer, sha256_file, train_bpe
 
@@ -25,7 +31,7 @@ PREPARE_JSON = "prepare.json"
 DEFAULT_SPM_SAMPLE = 2_000_000  # SentencePiece's documentation: a few million sentences are plenty
 SPM_SAMPLE_SEED = 1
 CHUNK = 50_000  # pairs encoded at a time: bounds memory, and feeds SentencePiece's threads
-PROGRESS_EVERY = 100_000
+PARALLEL_BYTES = 32 << 20  # corpora this large are cleaned on two cores, one side each
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,116 @@ def _lines(path: Path) -> Iterator[str]:
     with open(path, encoding="utf-8", newline="\n") as f:
         for line in f:
             yield line[:-1]
+
+
+def _clean_side(files: tuple[Path, Path] | Path, side: int, src: str, tgt: str, out: Path,
+                report: Callable[[int], None]) -> int:
+    """Write one side of a corpus, cleaned, to `out`; its number of lines."""
+    n = 0
+    with open(out, "w", encoding="utf-8", newline="\n") as f:
+        for block in iter_side_blocks(files, side, src, tgt):
+            f.write("\n".join(block) + "\n")
+            n += len(block)
+            report(n)
+    return n
+
+
+def _clean_side_main() -> None:
+    """Entry point of a worker process (`python -c`, see `_clean_corpus`): cleans one side, printing its
+    progress and then its outcome on stdout, one JSON line each."""
+    args = json.loads(sys.argv[1])
+    try:  # Linux: die with the parent, whatever kills it
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != args["parent"]:
+            return
+    except (OSError, AttributeError):
+        pass
+    files = Path(args["files"][0]) if len(args["files"]) == 1 else tuple(map(Path, args["files"]))
+    try:
+        n = _clean_side(files, args["side"], args["src"], args["tgt"], Path(args["out"]),
+                        lambda done: print(json.dumps({"done": done}), flush=True))
+        print(json.dumps({"lines": n}), flush=True)
+    except DataError as e:
+        print(json.dumps({"error": str(e)}), flush=True)
+
+
+def _clean_corpus(files: tuple[Path, Path] | Path, src: str, tgt: str, outs: tuple[Path, Path], threads: int,
+                  report: Callable[[str], None]) -> int:
+    """Clean both sides of a corpus into `outs`; its number of pairs, or DataError for the first bad line
+    (the source side's first) or for sides of different lengths. A large corpus is cleaned on two cores,
+    one side each, by two fresh Python processes (not multiprocessing: it would re-run the caller's script)."""
+    paths = [files] if isinstance(files, Path) else list(files)
+    if threads < 2 or sum(f.stat().st_size for f in paths) < PARALLEL_BYTES:
+        counts = [_clean_side(files, side, src, tgt, outs[side], lambda n, lang=lang: report(f"{n:,} lines ({lang})"))
+                  for side, lang in enumerate((src, tgt))]
+    else:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(Path(__file__).resolve().parents[1]),
+                                                                         os.environ.get("PYTHONPATH"))))}
+        code = "from nmt.prepare import _clean_side_main; _clean_side_main()"
+        workers = [subprocess.Popen([sys.executable, "-c", code, json.dumps(
+            {"files": [str(f) for f in paths], "side": side, "src": src, "tgt": tgt, "out": str(outs[side]),
+             "parent": os.getpid()})], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for side in (0, 1)]
+        last: list[dict] = [{}, {}]
+        errors: list[str] = ["", ""]
+
+        def follow(side: int) -> None:
+            for line in workers[side].stdout:
+                last[side] = json.loads(line)
+            errors[side] = workers[side].stderr.read()
+
+        readers = [threading.Thread(target=follow, args=(side,), daemon=True) for side in (0, 1)]
+        try:
+            for reader in readers:
+                reader.start()
+            while any(reader.is_alive() for reader in readers) and not any("error" in state for state in last):
+                next(reader for reader in readers if reader.is_alive()).join(0.2)
+                report(f"{min(state.get('done', state.get('lines', 0)) for state in last):,} pairs")
+            for worker in workers:
+                if any("error" in state for state in last):  # one bad line is enough: stop the other side
+                    worker.kill()
+                worker.wait()
+        finally:
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait()
+        for state in last:  # the source side's error first, when both found one
+            if "error" in state:
+                raise DataError(state["error"])
+        for side, state in enumerate(last):
+            if "lines" not in state:
+                raise RuntimeError(f"cleaning {paths[min(side, len(paths) - 1)]} failed in a worker process "
+                                   f"(exit code {workers[side].returncode}): {errors[side].strip()[-2000:]}")
+        counts = [state["lines"] for state in last]
+    if counts[0] != counts[1]:  # only two files can disagree: a TSV line holds both sides
+        raise misaligned(paths[0], paths[1], counts[0], counts[1])
+    return counts[0]
+
+
+def _text_chunks(src: Path, tgt: Path) -> Iterator[tuple[list[str], list[str]]]:
+    """CHUNK aligned lines at a time from the two cleaned sides."""
+    with open(src, encoding="utf-8", newline="\n") as fs, open(tgt, encoding="utf-8", newline="\n") as ft:
+        while src_lines := [line[:-1] for line in islice(fs, CHUNK)]:
+            yield src_lines, [line[:-1] for line in islice(ft, CHUNK)]
+
+
+def _encode_ahead(texts: Iterator[tuple[list[str], list[str]]], src_tok: Tokenizer, tgt_tok: Tokenizer,
+                  threads: int) -> Iterator[tuple[list[str], list[str], list[list[int]], list[list[int]]]]:
+    """Each chunk of texts with its ids. The next chunk is encoded on a background thread while the caller
+    works on this one: SentencePiece lets go of the GIL, so Python's share of the work overlaps its own."""
+    def encode(src_text: list[str], tgt_text: list[str]):
+        return src_text, tgt_text, src_tok.encode_batch(src_text, threads), tgt_tok.encode_batch(tgt_text, threads)
+
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for src_text, tgt_text in texts:
+            future = pool.submit(encode, src_text, tgt_text)
+            if pending is not None:
+                yield pending.result()
+            pending = future
+        if pending is not None:
+            yield pending.result()
 
 
 def _spm_input(files: list[Path], total: int, sample: int) -> Iterator[str]:
@@ -165,20 +281,14 @@ def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[
     tmp.mkdir(parents=True)
     langs = (cfg.src, cfg.tgt)
     try:
-        # 1. Read and clean every split, streaming, into text files: a bad line stops everything here,
-        #    before any SentencePiece training. Training text waits in hidden files for its filters.
+        # 1. Read and clean every split, streaming, into text files (the two sides on two cores when the
+        #    corpus is large): a bad line stops everything here, before any SentencePiece training.
+        #    Training text waits in hidden files for its filters.
         lines: dict[str, int] = {}
         for name, files in corpora.items():
             prefix = tmp / (".all.train" if name == "train" else name)
-            with open(f"{prefix}.{cfg.src}", "w", encoding="utf-8", newline="\n") as fs, \
-                 open(f"{prefix}.{cfg.tgt}", "w", encoding="utf-8", newline="\n") as ft:
-                n = 0
-                for n, (s, t) in enumerate(iter_parallel(files, cfg.src, cfg.tgt), start=1):
-                    fs.write(s + "\n")
-                    ft.write(t + "\n")
-                    if n % PROGRESS_EVERY == 0:
-                        stage(f"reading {name}: {n:,} pairs")
-            lines[name] = n
+            lines[name] = _clean_corpus(files, cfg.src, cfg.tgt, (Path(f"{prefix}.{cfg.src}"), Path(f"{prefix}.{cfg.tgt}")),
+                                        threads, lambda done, name=name: stage(f"reading {name}: {done}"))
 
         # 2. SentencePiece BPE on the training text (or a deterministic sample of it).
         train_files = {lang: tmp / f".all.train.{lang}" for lang in langs}
@@ -216,12 +326,11 @@ def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[
             try:
                 with open(raw[cfg.src], "wb") as rs, open(raw[cfg.tgt], "wb") as rt:
                     done, started = 0, time.perf_counter()
-                    for chunk in chunks(zip(_lines(text[cfg.src]), _lines(text[cfg.tgt])), CHUNK):
-                        src_text, tgt_text = [s for s, _ in chunk], [t for _, t in chunk]
-                        src_ids = src_tok.encode_batch(src_text, threads)
-                        tgt_ids = tgt_tok.encode_batch(tgt_text, threads)
-                        sl = np.fromiter(map(len, src_ids), dtype=np.int64, count=len(chunk))
-                        tl = np.fromiter(map(len, tgt_ids), dtype=np.int64, count=len(chunk))
+                    texts = _text_chunks(text[cfg.src], text[cfg.tgt])
+                    for src_text, tgt_text, src_ids, tgt_ids in _encode_ahead(texts, src_tok, tgt_tok, threads):
+                        size = len(src_text)
+                        sl = np.fromiter(map(len, src_ids), dtype=np.int64, count=size)
+                        tl = np.fromiter(map(len, tgt_ids), dtype=np.int64, count=size)
                         if kept_text is not None:
                             keep = _keep(sl, tl, cfg, counts)
                             if cfg.dedup:
@@ -233,7 +342,7 @@ def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[
                                     else:
                                         seen.add(key)
                             rows = np.flatnonzero(keep)
-                            if len(rows) < len(chunk):
+                            if len(rows) < size:
                                 src_ids, tgt_ids = [src_ids[i] for i in rows], [tgt_ids[i] for i in rows]
                                 src_text, tgt_text = [src_text[i] for i in rows], [tgt_text[i] for i in rows]
                                 sl, tl = sl[rows], tl[rows]
@@ -243,7 +352,7 @@ def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[
                             flat = np.fromiter(chain.from_iterable(ids), dtype="<i4", count=int(side_lens.sum()))
                             handle.write(flat.tobytes())
                             lens[lang].append(side_lens)
-                        done += len(chunk)
+                        done += size
                         rate = done / max(time.perf_counter() - started, 1e-9)
                         stage(f"encoding {name}: {done:,} of {lines[name]:,} pairs ({rate:,.0f} pairs/s)")
             finally:

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nmt.data import ParallelIds, collate, iter_parallel, read_parallel, token_batches, write_ids
+from nmt.data import (ParallelIds, clean, clean_lines, collate, iter_line_blocks, iter_parallel, read_parallel,
+                      token_batches, write_ids)
 from nmt.errors import DataError
 from nmt.prepare import PrepareConfig, prepare
 from nmt.tokenizer import Tokenizer, train_bpe
@@ -163,3 +164,77 @@ def test_cli_default_sample_is_the_library_default():
     from nmt_cli.prepare import DEFAULT_SPM_SAMPLE as CLI_DEFAULT
 
     assert CLI_DEFAULT == DEFAULT_SPM_SAMPLE
+
+
+def test_cleaning_a_block_is_cleaning_each_line():
+    """`clean_lines` (the fast way prepare cleans) equals `clean` line by line, around every code point."""
+    points = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000 and c != 0x0A]  # a line holds no "\n"
+    lines = [f"{c}\u0301 a{c}{c}b \u00a0{c} " for c in points] + ["", " ", "\t\x00 x \x85", "\u0301", "e\u0301\u0327"]
+    assert clean_lines(lines) == [clean(line) for line in lines]
+
+
+def _read_line_by_line(data: bytes) -> list[str]:
+    """The reference `iter_lines`: split on b'\\n', one '\\r' before it dropped, each line decoded."""
+    parts = data.split(b"\n")
+    if parts[-1] == b"":
+        parts.pop()
+    return [(p[:-1] if p.endswith(b"\r") else p).decode("utf-8") for p in parts]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_reading_in_blocks_is_reading_line_by_line(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    pieces = [b"a", b"bc ", b"\n", b"\r\n", b"\r", b"\xc3\xa9", b"\xe2\x80\xaf", b"\xf0\x9f\x98\x80", b" ", b"\t"]
+    data = b"".join(pieces[i] for i in rng.integers(0, len(pieces), size=3000))
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    expected = _read_line_by_line(data)
+    for block_bytes in (1, 7, 64, 1 << 20):
+        assert [line for block in iter_line_blocks(path, block_bytes) for line in block] == expected
+    # a bad byte, at any place, is reported at its line and column, however the blocks fall
+    lines = data.split(b"\n")
+    number = int(rng.integers(1, len(lines) + 1))
+    text = lines[number - 1].decode("utf-8")  # the bad byte goes between two characters
+    column = len(text[: int(rng.integers(0, len(text) + 1))].encode("utf-8"))
+    lines[number - 1] = lines[number - 1][:column] + b"\xff" + lines[number - 1][column:]
+    path.write_bytes(b"\n".join(lines))
+    for block_bytes in (1, 7, 64, 1 << 20):
+        with pytest.raises(DataError, match=rf"f:{number}: invalid UTF-8 \(byte 0xff at column {column + 1}\)"):
+            list(iter_line_blocks(path, block_bytes))
+
+
+@pytest.mark.parametrize("tsv", [False, True])
+def test_cleaning_on_two_cores_writes_what_one_core_writes(sample_dir, tmp_path, monkeypatch, tsv):
+    """Large corpora are cleaned by two worker processes, one side each: the same bytes, the same errors."""
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    for split in ("train", "val", "test"):
+        text = read_parallel(sample_dir / split, "en", "fr")
+        if tsv:
+            (corpus / f"{split}.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in zip(text.src, text.tgt)), encoding="utf-8")
+        else:
+            for lang, side in (("en", text.src), ("fr", text.tgt)):
+                (corpus / f"{split}.{lang}").write_text("".join(f"{s}\n" for s in side), encoding="utf-8")
+    cfg = PrepareConfig(src="en", tgt="fr", train=str(corpus / ("train.tsv" if tsv else "train")),
+                        valid=str(corpus / ("val.tsv" if tsv else "val")), vocab_size=1000, dedup=True)
+    prepare(cfg, tmp_path / "one", threads=1)
+    monkeypatch.setattr("nmt.prepare.PARALLEL_BYTES", 0)
+    prepare(cfg, tmp_path / "two", threads=2)
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == sorted(p.name for p in (tmp_path / "two").iterdir())
+    for path in (tmp_path / "one").iterdir():
+        if path.name != "prepare.json":  # it names the output's own files
+            assert path.read_bytes() == (tmp_path / "two" / path.name).read_bytes(), path.name
+
+    train = corpus / ("train.tsv" if tsv else "train.fr")
+    good = train.read_bytes()
+    lines = good.split(b"\n")
+    lines[41] = lines[41].replace(b"\t", b" ") if tsv else b"\xff" + lines[41]
+    train.write_bytes(b"\n".join(lines))
+    expected = r"train\.tsv:42: expected 2 tab-separated fields" if tsv else r"train\.fr:42: invalid UTF-8"
+    with pytest.raises(DataError, match=expected):
+        prepare(cfg, tmp_path / "bad", threads=2)
+    if not tsv:
+        train.write_bytes(good + b"one more line\n")
+        with pytest.raises(DataError, match=rf"train\.fr:{len(lines)}: misaligned corpus"):
+            prepare(cfg, tmp_path / "bad", threads=2)
+    assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad.*"))
