@@ -97,10 +97,14 @@ def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namesp
 
     from nmt.config import ModelConfig, TrainConfig
     from nmt.data import ParallelIds, collate, token_batches
-    from nmt.loss import label_smoothed_loss
+    from nmt.loss import label_smoothed_loss, loss_backward
     from nmt.model import Transformer
     from nmt.optim import build_optimizer
     from nmt.runtime import autocast, keep_freed_memory, pick_device, set_threads
+
+    def project(model, x):
+        with autocast(device, precision):
+            return model.output_proj(x)
 
     set_threads(args.threads)
     keep_freed_memory()  # both engines: as `nmt train` runs
@@ -124,10 +128,15 @@ def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namesp
                 torch.cuda.synchronize()
             tokens, start = 0, time.perf_counter()
         batch = collate(data, batches[i % len(batches)], 0, 2, 3).to(device)
-        with autocast(device, precision):
-            logits = model(batch.src, batch.src_len, batch.tgt_in)
-        loss, _ = label_smoothed_loss(logits, batch.tgt_out, 0.1, 0)
-        (loss / batch.n_tokens).backward()
+        if engine == "nmt":  # its training step: the loss over the vocabulary in chunks (nmt.loss.loss_backward)
+            with autocast(device, precision):
+                states = model.decode_states(batch.tgt_in, model.encode(batch.src, batch.src_len))
+            loss_backward(states, lambda x: project(model, x), batch.tgt_out, 0.1, 0, batch.n_tokens)
+        else:
+            with autocast(device, precision):
+                logits = model(batch.src, batch.src_len, batch.tgt_in)
+            loss, _ = label_smoothed_loss(logits, batch.tgt_out, 0.1, 0)
+            (loss / batch.n_tokens).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -3,8 +3,12 @@ Knows nothing about data or search: logits and targets in, summed losses out."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch.nn.functional as F
 from torch import Tensor
+
+LOSS_CHUNK = 1024  # target tokens whose logits a training step holds at once (see loss_backward)
 
 
 def label_smoothed_loss(logits: Tensor, target: Tensor, smoothing: float, pad_id: int) -> tuple[Tensor, Tensor]:
@@ -22,6 +26,27 @@ def label_smoothed_loss(logits: Tensor, target: Tensor, smoothing: float, pad_id
         return nll, nll.detach()
     uniform = -log_probs.mean(dim=-1).masked_fill(~keep, 0.0).sum()
     return (1.0 - smoothing) * nll + smoothing * uniform, nll.detach()
+
+
+def loss_backward(states: Tensor, project: Callable[[Tensor], Tensor], target: Tensor, smoothing: float, pad_id: int,
+                  divisor: float) -> tuple[float, float]:
+    """Backpropagate sum(label_smoothed_loss(project(states), target)) / divisor; its loss and NLL sums.
+
+    The logits over the vocabulary are the largest tensors of a training step (tokens x vocabulary, three
+    or four times over in the backward pass): here they are made for LOSS_CHUNK target tokens at a time,
+    and never for padding. states (batch, tgt_len, d_model) are the decoder's output; the gradients are
+    those of the whole batch's loss at once, summed in another order."""
+    leaf = states.detach().requires_grad_(True)
+    flat, flat_target = leaf.flatten(0, 1), target.flatten()  # (batch * tgt_len, d_model), (batch * tgt_len)
+    loss_sum, nll_sum = 0.0, 0.0
+    for rows in (flat_target != pad_id).nonzero().squeeze(1).split(LOSS_CHUNK):
+        loss, nll = label_smoothed_loss(project(flat.index_select(0, rows)), flat_target.index_select(0, rows),
+                                        smoothing, pad_id)
+        (loss / divisor).backward()
+        loss_sum, nll_sum = loss_sum + float(loss.detach()), nll_sum + float(nll)
+    if leaf.grad is not None:
+        states.backward(leaf.grad)
+    return loss_sum, nll_sum
 
 
 def token_count(target: Tensor, pad_id: int) -> int:

@@ -101,12 +101,16 @@ class Transformer(nn.Module):
 
     def decode(self, tgt_in: Tensor, memory: Memory) -> Tensor:
         """Teacher forcing: tgt_in (batch, tgt_len) -> logits (batch, tgt_len, tgt_vocab_size)."""
+        return self.output_proj(self.decode_states(tgt_in, memory))
+
+    def decode_states(self, tgt_in: Tensor, memory: Memory) -> Tensor:
+        """The decoder's output states (batch, tgt_len, d_model), which `output_proj` turns into logits."""
         mask = attend_mask(memory.pad_mask)  # (batch, 1, 1, src_len)
         x = self.embed(tgt_in, self.tgt_embed)  # (batch, tgt_len, d_model)
         for layer in self.decoder:
             memory_k, memory_v = layer.cross_attn.project_memory(memory.states)
             x, _, _ = layer(x, memory_k, memory_v, mask)
-        return self.output_proj(self.decoder_norm(x))  # (batch, tgt_len, tgt_vocab_size)
+        return self.decoder_norm(x)
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
         """Logits (batch, tgt_len, tgt_vocab_size) of the next target token at every position."""

@@ -32,7 +32,7 @@ from nmt.checkpoint import (
 from nmt.config import ModelConfig, TrainConfig, from_dict, to_dict
 from nmt.data import ParallelIds, collate, iterate_batches, read_lines, token_batches
 from nmt.errors import CheckpointError, ConfigError, NmtError
-from nmt.loss import label_smoothed_loss
+from nmt.loss import label_smoothed_loss, loss_backward
 from nmt.model import Transformer
 from nmt.optim import build_optimizer, lr_at, set_lr
 from nmt.prepare import load_summary
@@ -457,6 +457,13 @@ class Trainer:
         self.callback({"kind": "stop", "step": st.step, "reason": reason})
         return reason
 
+    def _loss_backward(self, states: torch.Tensor, target: torch.Tensor, n_tokens: int) -> tuple[float, float]:
+        def project(x: torch.Tensor) -> torch.Tensor:
+            with autocast(self.device, self.cfg.precision):
+                return self.model.output_proj(x)
+
+        return loss_backward(states, project, target, self.cfg.label_smoothing, SPECIAL.pad, n_tokens)
+
     def _update(self, group: list) -> tuple[float, float, int] | None:
         """One optimizer update over `group` (gradient accumulation); loss normalised by target tokens.
         A non-finite loss or gradient stops training, or with skip_nonfinite skips the update (returns None)."""
@@ -466,10 +473,9 @@ class Trainer:
         for batch in group:
             batch = batch.to(self.device)
             with autocast(self.device, cfg.precision):
-                logits = self.model(batch.src, batch.src_len, batch.tgt_in)
-            loss, nll = label_smoothed_loss(logits, batch.tgt_out, cfg.label_smoothing, SPECIAL.pad)
-            (loss / n_tokens).backward()
-            loss_total, nll_total = loss_total + float(loss.detach()), nll_total + float(nll)
+                states = self.model.decode_states(batch.tgt_in, self.model.encode(batch.src, batch.src_len))
+            loss, nll = self._loss_backward(states, batch.tgt_out, n_tokens)
+            loss_total, nll_total = loss_total + loss, nll_total + nll
         what, value = "loss", loss_total
         if math.isfinite(loss_total):
             # the norm is needed anyway to clip; an infinite gradient under a finite loss would poison the weights

@@ -132,16 +132,16 @@ def test_config_with_wrong_types_is_a_clear_error(checkpoint):
 
 
 def test_nan_loss_stops_without_a_poisoned_checkpoint(prepared_sample, tmp_path, monkeypatch):
-    import nmt.train
+    import nmt.loss
 
     trainer = Trainer.start(prepared_sample, tmp_path / "r", TINY, tiny_train(max_steps=6), threads=1)
-    real = nmt.train.label_smoothed_loss
+    real = nmt.loss.label_smoothed_loss
 
     def poisoned(logits, *args):
         loss, nll = real(logits, *args)
         return (loss * float("nan") if trainer.state.step >= 4 else loss), nll
 
-    monkeypatch.setattr(nmt.train, "label_smoothed_loss", poisoned)
+    monkeypatch.setattr(nmt.loss, "label_smoothed_loss", poisoned)
     with pytest.raises(TrainingError, match="step 5: the loss became nan"):
         trainer.train()
     trainer.close()
@@ -213,3 +213,28 @@ def test_bf16_training_tracks_fp32_and_keeps_fp32_weights(prepared_sample, tmp_p
     assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
     # and it did compute in bf16: the weights differ from the fp32 run's
     assert any(not torch.equal(p, q) for p, q in zip(fp32.model.parameters(), bf16.model.parameters()))
+
+
+def test_loss_in_chunks_gives_the_whole_batch_gradients(prepared_sample, tmp_path, monkeypatch):
+    """A step makes the logits a few target tokens at a time (bounded memory); its loss and gradients are
+    those of the loss over the whole batch's logits at once."""
+    import nmt.loss
+    from nmt.data import collate
+    from nmt.loss import label_smoothed_loss
+    from nmt.tokenizer import SPECIAL
+
+    trainer = Trainer.start(prepared_sample, tmp_path / "r", {**TINY, "dropout": 0.0}, tiny_train(), threads=1)
+    batches = (collate(trainer.train_data, index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos) for index in trainer._epoch_batches(0))
+    batch = next(b for b in batches if (b.tgt_out == SPECIAL.pad).any())  # with padding, which gets no logits in chunks
+    model = trainer.model
+    loss, nll = label_smoothed_loss(model(batch.src, batch.src_len, batch.tgt_in), batch.tgt_out, 0.1, SPECIAL.pad)
+    (loss / batch.n_tokens).backward()
+    whole = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    monkeypatch.setattr(nmt.loss, "LOSS_CHUNK", 7)  # many chunks, the last one short
+    states = model.decode_states(batch.tgt_in, model.encode(batch.src, batch.src_len))
+    chunked = trainer._loss_backward(states, batch.tgt_out, batch.n_tokens)
+    trainer.close()
+    assert chunked == pytest.approx((float(loss.detach()), float(nll)), rel=1e-5)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, whole[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -41,15 +41,15 @@ def infinite_gradient_at(trainer: Trainer, batch: int) -> None:
 
 def nan_loss_at(monkeypatch, trainer: Trainer, batch: int) -> None:
     """The training loss of that batch becomes NaN (validation is left alone)."""
-    import nmt.train
+    import nmt.loss
 
-    real = nmt.train.label_smoothed_loss
+    real = nmt.loss.label_smoothed_loss
 
     def poisoned(logits, *args):
         loss, nll = real(logits, *args)
         return (loss * float("nan") if torch.is_grad_enabled() and at_batch(trainer, batch) else loss), nll
 
-    monkeypatch.setattr(nmt.train, "label_smoothed_loss", poisoned)
+    monkeypatch.setattr(nmt.loss, "label_smoothed_loss", poisoned)
 
 
 def assert_every_checkpoint_is_finite(run_dir) -> None:
