@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
+import os
 import re
 import unicodedata
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import islice, zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence, TypeVar
@@ -63,28 +66,23 @@ def iter_line_blocks(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[lis
     """`iter_lines`, a list of lines (about `block_bytes` of text) at a time: decoding a block at once is
     what makes reading millions of lines fast. Every block holds at least one line."""
     path = Path(path)
-    try:
-        handle = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a text file") from None
-    blank, before, rest = True, 0, b""  # before: lines in earlier blocks; rest: a line not yet ended
+    handle = _open_binary(path)
+    blank, before, pending = True, 0, []  # before: lines in earlier blocks; pending: pieces of a line not yet ended
     with handle:
         while True:
             try:
                 data = handle.read(block_bytes)
-            except (OSError, EOFError, zlib.error) as e:  # gzip: bad header, corrupt or truncated stream
-                raise DataError(f"{path}: not a valid gzip file ({e}); re-compress it or give the plain text") from None
+            except (OSError, EOFError, zlib.error) as e:
+                raise _bad_gzip(path, e) from None
             if data:
-                data = rest + data
                 end = data.rfind(b"\n") + 1
-                if not end:
-                    rest = data
+                if not end:  # a long line: its pieces are joined once it ends (not copied at every read)
+                    pending.append(data)
                     continue
-                block, rest = data[:end], data[end:]
-            elif rest:
-                block, rest = rest + b"\n", b""  # the last line, without its line break
+                block = b"".join([*pending, data[:end]]) if pending else data[:end]
+                pending = [data[end:]] if end < len(data) else []
+            elif pending:
+                block, pending = b"".join([*pending, b"\n"]), []  # the last line, without its line break
             else:
                 break
             try:
@@ -107,6 +105,21 @@ def iter_line_blocks(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[lis
         raise DataError(f"{path}: file is empty; give a corpus with at least one sentence")
 
 
+def _open_binary(path: Path):
+    """A text file (gzip-compressed when it ends in .gz) opened for reading bytes, or a clear error."""
+    try:
+        return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a text file") from None
+
+
+def _bad_gzip(path: Path, e: Exception) -> DataError:
+    """A read failed: for a .gz file, a bad header or a corrupt or truncated stream."""
+    return DataError(f"{path}: not a valid gzip file ({e}); re-compress it or give the plain text")
+
+
 def read_lines(path: Path) -> list[str]:
     """All lines of a text file at once; see `iter_lines`."""
     return list(iter_lines(path))
@@ -116,10 +129,13 @@ def count_lines(path: Path) -> int:
     """Lines in a text file (optionally gzipped) as `iter_lines` counts them, without decoding them."""
     path = Path(path)
     n, last = 0, b"\n"
-    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as handle:
-        while block := handle.read(1 << 22):
-            n += block.count(b"\n")
-            last = block[-1:]
+    with _open_binary(path) as handle:
+        try:
+            while block := handle.read(1 << 22):
+                n += block.count(b"\n")
+                last = block[-1:]
+        except (OSError, EOFError, zlib.error) as e:
+            raise _bad_gzip(path, e) from None
     return n + (last != b"\n")
 
 
@@ -285,6 +301,7 @@ class ParallelIds:
     tgt_ids: np.ndarray
     tgt_offsets: np.ndarray
     rows: np.ndarray | None = None
+    source: io.FileIO | None = None  # the file behind memory-mapped ids: rows are read from it (see `_ids`)
 
     @classmethod
     def from_lists(cls, src: list[list[int]], tgt: list[list[int]]) -> "ParallelIds":
@@ -304,17 +321,17 @@ class ParallelIds:
         """The sentences at `rows` (positions in this one), sharing the id arrays."""
         rows = np.asarray(rows, dtype=np.int64)
         return ParallelIds(self.src_ids, self.src_offsets, self.tgt_ids, self.tgt_offsets,
-                           rows if self.rows is None else self.rows[rows])
+                           rows if self.rows is None else self.rows[rows], self.source)
 
     def _lens(self, offsets: np.ndarray) -> np.ndarray:
         lens = np.diff(offsets)
         return lens if self.rows is None else lens[self.rows]
 
-    @property
+    @cached_property
     def src_lens(self) -> np.ndarray:
         return self._lens(self.src_offsets)
 
-    @property
+    @cached_property
     def tgt_lens(self) -> np.ndarray:
         return self._lens(self.tgt_offsets)
 
@@ -323,11 +340,20 @@ class ParallelIds:
 
     def src(self, i: int) -> np.ndarray:
         j = self._row(i)
-        return self.src_ids[self.src_offsets[j] : self.src_offsets[j + 1]]
+        return self._ids(self.src_ids, int(self.src_offsets[j]), int(self.src_offsets[j + 1]))
 
     def tgt(self, i: int) -> np.ndarray:
         j = self._row(i)
-        return self.tgt_ids[self.tgt_offsets[j] : self.tgt_offsets[j + 1]]
+        return self._ids(self.tgt_ids, int(self.tgt_offsets[j]), int(self.tgt_offsets[j + 1]))
+
+    def _ids(self, ids: np.ndarray, start: int, end: int) -> np.ndarray:
+        """ids[start:end]. Memory-mapped ids are read (pread) rather than touched: every page fault on a
+        mapping maps the pages around it too, so random batches would fill resident memory with the whole
+        file over a long run (15 MB an update at 4 million pairs)."""
+        if self.source is None or not isinstance(ids, np.memmap):
+            return ids[start:end]
+        data = os.pread(self.source.fileno(), (end - start) * ids.itemsize, ids.offset + start * ids.itemsize)
+        return np.frombuffer(data, dtype=ids.dtype)
 
     def save(self, path: Path) -> None:
         from safetensors.numpy import save_file
@@ -348,7 +374,8 @@ class ParallelIds:
                 t = load_file(str(path))
                 return cls(*(t[name] for name in IDS_TENSORS))
             arrays = _map_safetensors(path)
-            return cls(arrays["src_ids"], np.array(arrays["src_offsets"]), arrays["tgt_ids"], np.array(arrays["tgt_offsets"]))
+            return cls(arrays["src_ids"], np.array(arrays["src_offsets"]), arrays["tgt_ids"], np.array(arrays["tgt_offsets"]),
+                       source=io.FileIO(path, "r"))
         except FileNotFoundError:
             raise DataError(f"{path}: no such prepared split; run `nmt prepare` first") from None
         except Exception as e:  # safetensors raises its own error types for corrupted files

@@ -91,6 +91,7 @@ def test_filters_are_counted(tmp_path):
         ("utf8", r"c\.en:2: invalid UTF-8"),
         ("missing", r"c\.fr: no such file"),
         ("tsv", r"c\.tsv:2: expected 2 tab-separated fields"),
+        ("gzip", r"c\.en\.gz: not a valid gzip file"),
     ],
 )
 def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, tiny_corpus, case, expected):
@@ -112,6 +113,9 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, tiny_corpus
         (bad / "c.fr").write_bytes(b"bien\ncafe\n")
     elif case == "missing":
         (bad / "c.en").write_bytes(good_en)
+    elif case == "gzip":  # counted before it is read: the count must say what is wrong too
+        (bad / "c.en.gz").write_bytes(b"\x00")
+        (bad / "c.fr").write_bytes(good_fr)
     train_arg = bad / "c"
     if case == "tsv":
         (bad / "c.tsv").write_bytes(b"Hello.\tBonjour.\nBroken line\n")

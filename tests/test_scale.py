@@ -89,6 +89,8 @@ def test_memory_mapped_split_gives_the_same_batches(prepared_sample):
     path = prepared_sample / "train.ids.safetensors"
     mapped, loaded = ParallelIds.load(path), ParallelIds.load(path, mmap=False)
     assert isinstance(mapped.src_ids, np.memmap) and not isinstance(loaded.src_ids, np.memmap)
+    row = mapped.select(np.array([5])).tgt(0)  # read from the file, not a view of its mapped pages
+    assert np.array_equal(row, loaded.tgt(5)) and not isinstance(row, np.memmap) and not isinstance(row.base, np.memmap)
     keep = np.flatnonzero(loaded.src_lens <= 12)  # a filter: an index, and the copy it replaces
     copied = ParallelIds.from_lists([loaded.src(int(i)).tolist() for i in keep], [loaded.tgt(int(i)).tolist() for i in keep])
     for data in (mapped, mapped.select(keep)):
