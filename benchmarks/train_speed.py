@@ -8,7 +8,8 @@ An engine is a model and a precision: nmt's Transformer or the baseline, in fp32
 autocast (nmt.runtime.autocast, as `nmt train --precision bf16` uses it). Each engine runs in its own
 process (so peak memory is its own), the engines alternate, and the figures are medians over
 --repeats runs of --steps timed updates (after --warmup untimed ones), on the same token batches,
-with the same loss, optimizer, gradient clipping and allocator setting (nmt.runtime.keep_freed_memory,
+with the same loss (nmt computes it 1,024 target tokens at a time, as `nmt train` does: nmt.loss.loss_backward),
+optimizer, gradient clipping and allocator setting (nmt.runtime.keep_freed_memory,
 as `nmt train` runs). Ratios are to the fp32 baseline.
 """
 
