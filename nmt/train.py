@@ -3,12 +3,7 @@ checkpoints, and exact resumption. Reports through a callback; never prints."""
 
 from __future__ import annotations
 
-import fcntl
-import json
 import math
-import os
-import re
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,47 +13,25 @@ import numpy as np
 import torch
 
 from nmt import __version__
-from nmt.checkpoint import (
-    CheckpointWriteError,
-    load_model_dir,
-    load_trainer_state,
-    optimizer_tensors,
-    point,
-    read_json,
-    restore_optimizer,
-    save_model_dir,
-    write_json,
-)
+from nmt.checkpoint import CheckpointWriteError, load_model_dir, load_trainer_state, optimizer_tensors, restore_optimizer, save_model_dir
 from nmt.config import ModelConfig, TrainConfig, from_dict, to_dict
 from nmt.data import ParallelIds, collate, iterate_batches, read_lines, token_batches
-from nmt.errors import CheckpointError, ConfigError, NmtError
+from nmt.errors import ConfigError
 from nmt.loss import label_smoothed_loss, loss_backward
 from nmt.model import Transformer
 from nmt.optim import build_optimizer, lr_at, set_lr
 from nmt.prepare import load_summary
+from nmt.rundir import RunDir, TrainingError, checkpoint_name
 from nmt.runtime import autocast, keep_freed_memory, pick_device, seed_everything, set_threads
 from nmt.tokenizer import SPECIAL, Tokenizer
 
-RUN_CONFIG = "config.json"
-LOG_FILE = "train_log.jsonl"
-LOCK_FILE = ".lock"
 # On --resume these may change (how long to go on, how often to report); anything else would make
 # the resumed run a different run.
 RESUMABLE_OVERRIDES = {"max_steps", "max_epochs", "max_minutes", "patience", "log_every", "valid_every", "keep_last",
                        "skip_nonfinite"}
 # With skip_nonfinite, this many skipped batches in a row means the weights themselves have diverged.
 MAX_SKIPS_IN_A_ROW = 10
-CHECKPOINT_NAME = re.compile(r"step_(\d+)")
-
-
-def _leftover(name: str) -> bool:
-    """A temporary file or directory that only a killed process leaves behind (see checkpoint.py)."""
-    return name.startswith(".") and re.search(r"\.(tmp|old|del)-\d+$|\.tmp$", name) is not None
-
-
-class TrainingError(NmtError):
-    """Training cannot go on (e.g. the loss became NaN)."""
-
+__all__ = ["MAX_SKIPS_IN_A_ROW", "Trainer", "TrainState", "TrainingError"]
 
 @dataclass
 class TrainState:
@@ -84,6 +57,7 @@ class Trainer:
     def __init__(self, run_dir: Path, data_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
                  device: str | None = None, threads: int | None = None, callback: Callback | None = None):
         self.run_dir, self.data_dir = Path(run_dir), Path(data_dir)
+        self.run = RunDir(self.run_dir)
         self.model_cfg, self.cfg = model_cfg, train_cfg
         self.device = pick_device(device)
         self.threads = set_threads(threads)
@@ -103,7 +77,6 @@ class Trainer:
         self.model = Transformer(model_cfg).to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), train_cfg)
         self.state = TrainState()
-        self._lock_fd: int | None = None
 
     # -- construction -------------------------------------------------------------------------
 
@@ -126,16 +99,14 @@ class Trainer:
         run_dir = Path(run_dir)
         if run_dir.exists() and not run_dir.is_dir():
             raise ConfigError(f"{run_dir}: exists and is not a directory; choose another --out")
-        if run_dir.exists() and any(p.name != LOCK_FILE and not _leftover(p.name) for p in run_dir.iterdir()) and not overwrite:
+        if RunDir(run_dir).holds_a_run() and not overwrite:
             raise ConfigError(f"{run_dir}: already holds a run; continue it with `nmt train --resume {run_dir}`, "
                               "or add --overwrite to start over")
         model_cfg = cls.model_config_for(data_dir, model_overrides)
         trainer = cls(run_dir, data_dir, model_cfg, train_cfg, **kwargs)
-        trainer._lock_fd = cls._lock(run_dir)  # never wipe a directory another trainer is writing to
-        for child in run_dir.iterdir():
-            if child.name != LOCK_FILE:
-                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-        write_json(run_dir / RUN_CONFIG, {
+        trainer.run.lock()  # never wipe a directory another trainer is writing to
+        trainer.run.wipe()
+        trainer.run.write_config({
             "nmt_version": __version__, "data_dir": str(Path(data_dir).resolve()),
             "model": to_dict(model_cfg), "train": to_dict(train_cfg),
         })
@@ -143,77 +114,34 @@ class Trainer:
 
     @classmethod
     def resume(cls, run_dir: Path, train_overrides: dict[str, Any] | None = None, **kwargs: Any) -> "Trainer":
-        run_dir = Path(run_dir)
-        if not (run_dir / RUN_CONFIG).is_file():
-            raise ConfigError(f"{run_dir}: not a run directory (no {RUN_CONFIG}); start a run with DATA_DIR --out {run_dir}")
-        lock_fd = cls._lock(run_dir)
+        folder = RunDir(run_dir)
+        config = folder.read_config()
+        folder.lock()
         try:
-            cls._remove_leftovers(run_dir)
-            run = read_json(run_dir / RUN_CONFIG)
+            folder.remove_leftovers()
             changed = sorted(set(train_overrides or {}) - RESUMABLE_OVERRIDES)
             if changed:
                 raise ConfigError(f"--resume keeps the run's settings; only {', '.join(sorted(RESUMABLE_OVERRIDES))} "
                                   f"may change, not {', '.join(changed)}")
-            train_cfg = from_dict(TrainConfig, {**run["train"], **(train_overrides or {})}, where=str(run_dir / RUN_CONFIG))
-            model_cfg = from_dict(ModelConfig, run["model"], where=str(run_dir / RUN_CONFIG))
-            trainer = cls(run_dir, Path(run["data_dir"]), model_cfg, train_cfg, **kwargs)
-            last = run_dir / "last"
-            if last.is_symlink() and not last.exists():
-                raise CheckpointError(f"{last}: points at {os.readlink(last)}, which is missing; "
-                                      "point it at the newest complete checkpoint in checkpoints/ and resume again")
-            if last.exists():
-                trainer._restore(last.resolve())
+            where = str(folder.path / "config.json")
+            train_cfg = from_dict(TrainConfig, {**config["train"], **(train_overrides or {})}, where=where)
+            model_cfg = from_dict(ModelConfig, config["model"], where=where)
+            trainer = cls(folder.path, Path(config["data_dir"]), model_cfg, train_cfg, **kwargs)
+            trainer.run = folder
+            last = folder.last()
+            if last is not None:
+                trainer._restore(last)
             else:
-                trainer._truncate_log(0)  # killed before the first checkpoint: start over, log included
-            trainer._forget_the_future()
+                folder.truncate_log(0)  # killed before the first checkpoint: start over, log included
+            st = trainer.state
+            st.checkpoints = folder.forget_the_future(st.step, st.best_step, st.checkpoints, train_cfg.keep_last)
         except BaseException:
-            os.close(lock_fd)  # a refused resume must not keep the run locked
+            folder.close()  # a refused resume must not keep the run locked
             raise
-        trainer._lock_fd = lock_fd
         return trainer
 
-    @staticmethod
-    def _remove_leftovers(run_dir: Path) -> None:
-        """Temporary files and directories of a process that was killed; we hold the lock, so nobody writes them."""
-        for folder in (run_dir, run_dir / "checkpoints"):
-            if folder.is_dir():
-                for child in folder.iterdir():
-                    if _leftover(child.name):
-                        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-
-    def _forget_the_future(self) -> None:
-        """After a crash the checkpoint directory can hold what the resumed state has not seen yet: checkpoints
-        past it (written but never made `last`), a `best` moved ahead of it, or unpruned old ones. Make the
-        directory agree with the state, so the resumed run ends exactly as an uninterrupted one."""
-        folder = self.run_dir / "checkpoints"
-        if not folder.is_dir():
-            return
-        best = self.state.best_step
-        if best is not None and (folder / f"step_{best:06d}").is_dir():
-            point(self.run_dir / "best", folder / f"step_{best:06d}")
-        elif (self.run_dir / "best").is_symlink():
-            (self.run_dir / "best").unlink()
-        for child in folder.iterdir():  # only after `best` has moved back: it never points at a deleted checkpoint
-            match = CHECKPOINT_NAME.fullmatch(child.name)
-            if match and int(match.group(1)) > self.state.step:
-                self._remove_checkpoint(child.name)  # it will be written again, identically
-        self._prune()
-
-    @staticmethod
-    def _lock(run_dir: Path) -> int:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ConfigError(f"{run_dir}: another `nmt train` is using this run directory; wait for it or choose another --out") from None
-        return fd
-
     def close(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self.run.close()
 
     def _filter_long_pairs(self) -> None:
         """Training pairs beyond max_src_len/max_tgt_len or the model's positions are left out, and said so."""
@@ -227,8 +155,8 @@ class Trainer:
     # -- checkpoints ---------------------------------------------------------------------------
 
     def _checkpoint(self, best: bool = False) -> Path:
-        name = f"step_{self.state.step:06d}"
-        path = self.run_dir / "checkpoints" / name
+        name = checkpoint_name(self.state.step)
+        path = self.run.checkpoint(self.state.step)
         if self.state.checkpoints[-1:] == [name] and path.is_dir():
             return path  # already saved at this step (a stop request right after a validation)
         bad = [n for n, t in self.model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
@@ -248,11 +176,8 @@ class Trainer:
         }
         try:
             save_model_dir(path, self.model, meta, self.spm_files, tensors, state)
-            self.state.checkpoints = checkpoints
-            if best:  # before `last`: a crash in between leaves `best` ahead, which resuming puts right
-                point(self.run_dir / "best", path)
-            point(self.run_dir / "last", path)
-            self._prune()
+            self.run.saved(path, best)
+            self.state.checkpoints = self.run.prune(checkpoints, self.cfg.keep_last)
         except OSError as e:  # CheckpointWriteError included: a full disk
             reason = e.reason if isinstance(e, CheckpointWriteError) else e.strerror or str(e)
             last = self.run_dir / "last"
@@ -261,25 +186,6 @@ class Trainer:
                                 "Free some disk space, then resume with --resume") from None
         self.callback({"kind": "checkpoint", "step": self.state.step, "path": str(path)})
         return path
-
-    def _prune(self) -> None:
-        """Keep the last K checkpoints plus the best one."""
-        best = Path(os.readlink(self.run_dir / "best")).name if (self.run_dir / "best").is_symlink() else None
-        keep = set(self.state.checkpoints[-max(self.cfg.keep_last, 1):]) | ({best} if best else set())
-        for name in list(self.state.checkpoints):
-            if name not in keep:
-                self._remove_checkpoint(name)
-                self.state.checkpoints.remove(name)
-
-    def _remove_checkpoint(self, name: str) -> None:
-        # renamed away first: a crash mid-delete leaves a hidden leftover, never a half-deleted checkpoint
-        path = self.run_dir / "checkpoints" / name
-        doomed = path.with_name(f".{name}.del-{os.getpid()}")
-        try:
-            path.rename(doomed)
-        except FileNotFoundError:
-            return
-        shutil.rmtree(doomed, ignore_errors=True)
 
     def _restore(self, path: Path) -> None:
         loaded = load_model_dir(path, self.device)
@@ -292,33 +198,11 @@ class Trainer:
         torch.set_rng_state(tensors["rng.cpu"])
         if self.device.type == "cuda" and "rng.cuda" in tensors:
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
-        self._truncate_log(self.state.step)
+        self.run.truncate_log(self.state.step)
         self.callback({"kind": "resumed", "step": self.state.step, "epoch": self.state.epoch, "path": str(path)})
 
-    def _truncate_log(self, step: int) -> None:
-        """Drop log lines written after the checkpoint we resume from: they will be written again."""
-        log = self.run_dir / LOG_FILE
-        if not log.exists():
-            return
-        lines = [line for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
-        kept = []
-        for line in lines:
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    kept.append(line)
-            except ValueError:
-                pass  # a line torn by a crash
-        tmp = log.with_name(f".{LOG_FILE}.tmp")
-        tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-        os.replace(tmp, log)
-
     def _log(self, record: dict[str, Any]) -> None:
-        try:
-            with open(self.run_dir / LOG_FILE, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-        except OSError as e:
-            raise TrainingError(f"{self.run_dir / LOG_FILE}: cannot write ({e.strerror}); free some space, "
-                                "then resume with --resume") from None
+        self.run.log(record)
         self.callback(record)
 
     # -- validation ----------------------------------------------------------------------------
@@ -448,7 +332,7 @@ class Trainer:
             if reason is None and self.stop_requested:
                 self._checkpoint()
                 return f"stopped by {self.stop_requested}"
-        if not st.checkpoints or st.checkpoints[-1] != f"step_{st.step:06d}":
+        if not st.checkpoints or st.checkpoints[-1] != checkpoint_name(st.step):
             self.callback({"kind": "validating", "step": st.step})
             result = self.validate()
             tick()
