@@ -225,8 +225,8 @@ def train(
     if trainer.stop_requested:
         err.print(f"stopped at step {trainer.state.step}; resume with: nmt train --resume {run_dir}")
         raise typer.Exit(130 if trainer.stop_requested == "SIGINT" else 143)
-    best = trainer.state.best_metric
-    out.print(f"done: {reason}. best {trainer.cfg.early_stop_metric} {best:.2f} at step {trainer.state.best_step}; "
+    best = trainer.early.best_metric
+    out.print(f"done: {reason}. best {trainer.cfg.early_stop_metric} {best:.2f} at step {trainer.early.best_step}; "
               f"model: {run_dir}/best")
 
 

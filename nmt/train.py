@@ -15,15 +15,16 @@ import torch
 from nmt import __version__
 from nmt.checkpoint import CheckpointWriteError, load_model_dir, load_trainer_state, optimizer_tensors, restore_optimizer, save_model_dir
 from nmt.config import ModelConfig, TrainConfig, from_dict, to_dict
-from nmt.data import ParallelIds, collate, iterate_batches, read_lines, token_batches
+from nmt.data import ParallelIds, collate, read_lines, token_batches
 from nmt.errors import ConfigError
-from nmt.loss import label_smoothed_loss, loss_backward
+from nmt.loss import loss_backward
 from nmt.model import Transformer
 from nmt.optim import build_optimizer, lr_at, set_lr
 from nmt.prepare import load_summary
 from nmt.rundir import RunDir, TrainingError, checkpoint_name
 from nmt.runtime import autocast, keep_freed_memory, pick_device, seed_everything, set_threads
 from nmt.tokenizer import SPECIAL, Tokenizer
+from nmt.validation import EarlyStopping, Validator
 
 # On --resume these may change (how long to go on, how often to report); anything else would make
 # the resumed run a different run.
@@ -35,15 +36,12 @@ __all__ = ["MAX_SKIPS_IN_A_ROW", "Trainer", "TrainState", "TrainingError"]
 
 @dataclass
 class TrainState:
-    """Everything besides tensors that resuming needs; saved as trainer.json."""
+    """Everything besides tensors that resuming needs (with `EarlyStopping`'s state); saved as trainer.json."""
 
     step: int = 0
     epoch: int = 0  # current epoch, 0-based
     batch_in_epoch: int = 0  # batches of the current epoch already consumed
     train_seconds: float = 0.0  # wall-clock inside train(), validation and checkpoints included, over all resumes
-    best_metric: float | None = None
-    best_step: int | None = None
-    bad_validations: int = 0
     last_valid: dict[str, float] = field(default_factory=dict)
     checkpoints: list[str] = field(default_factory=list)
 
@@ -77,6 +75,8 @@ class Trainer:
         self.model = Transformer(model_cfg).to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), train_cfg)
         self.state = TrainState()
+        self.validator = Validator(self.valid_data, self.valid_refs, self.tgt_tokenizer, train_cfg, self.device)
+        self.early = EarlyStopping(train_cfg.early_stop_metric, train_cfg.patience)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -134,7 +134,7 @@ class Trainer:
             else:
                 folder.truncate_log(0)  # killed before the first checkpoint: start over, log included
             st = trainer.state
-            st.checkpoints = folder.forget_the_future(st.step, st.best_step, st.checkpoints, train_cfg.keep_last)
+            st.checkpoints = folder.forget_the_future(st.step, trainer.early.best_step, st.checkpoints, train_cfg.keep_last)
         except BaseException:
             folder.close()  # a refused resume must not keep the run locked
             raise
@@ -168,7 +168,7 @@ class Trainer:
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         checkpoints = self.state.checkpoints + ([name] if name not in self.state.checkpoints else [])
-        state = {**asdict(self.state), "checkpoints": checkpoints, "optimizer": groups}
+        state = {**asdict(self.state), **self.early.state_dict(), "checkpoints": checkpoints, "optimizer": groups}
         meta = {
             "spm": self.spm_names, "src_lang": self.src_lang, "tgt_lang": self.tgt_lang,
             "train": to_dict(self.cfg), "step": self.state.step, "epoch": self.state.epoch,
@@ -192,7 +192,8 @@ class Trainer:
         self.model.load_state_dict(loaded.model.state_dict())
         tensors, state = load_trainer_state(path)
         restore_optimizer(self.optimizer, {k: v.to(self.device) for k, v in tensors.items()}, state.pop("optimizer"))
-        self.state = TrainState(**state)
+        self.early.load_state_dict(state)
+        self.state = TrainState(**{k: v for k, v in state.items() if k not in self.early.state_dict()})
         if path.name not in self.state.checkpoints:  # saved by a version that left itself out of the list
             self.state.checkpoints.append(path.name)
         torch.set_rng_state(tensors["rng.cpu"])
@@ -207,53 +208,14 @@ class Trainer:
 
     # -- validation ----------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def validate(self) -> dict[str, float]:
-        from nmt.metrics import bleu_chrf
-        from nmt.search import greedy
-
-        self.model.eval()
-        loss_sum, nll_sum, tokens = 0.0, 0.0, 0
-        for batch in iterate_batches(self.valid_data, self.cfg.batch_tokens, None, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos):
-            batch = batch.to(self.device)
-            with autocast(self.device, self.cfg.precision):
-                logits = self.model(batch.src, batch.src_len, batch.tgt_in)
-            loss, nll = label_smoothed_loss(logits, batch.tgt_out, self.cfg.label_smoothing, SPECIAL.pad)
-            loss_sum, nll_sum, tokens = loss_sum + float(loss), nll_sum + float(nll), tokens + batch.n_tokens
-        result = {"valid_loss": loss_sum / tokens, "valid_nll": nll_sum / tokens,
-                  "valid_ppl": math.exp(min(nll_sum / tokens, 50.0))}
-        if self.cfg.valid_bleu:
-            n = len(self.valid_data) if not self.cfg.valid_max_sentences else min(self.cfg.valid_max_sentences, len(self.valid_data))
-            subset = ParallelIds.from_lists([self.valid_data.src(i).tolist() for i in range(n)], [[] for _ in range(n)])
-            hyps: list[str] = [""] * n
-            for index in token_batches(subset.src_lens, subset.tgt_lens, self.cfg.batch_tokens, None):
-                batch = collate(subset, index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos).to(self.device)
-                with autocast(self.device, self.cfg.precision):
-                    found = greedy(self.model, batch.src, batch.src_len, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos)
-                texts = self.tgt_tokenizer.decode_batch([h.tokens for h in found])
-                for i, text in zip(index.tolist(), texts):
-                    hyps[i] = text
-            result["valid_bleu"], result["valid_chrf"] = bleu_chrf(hyps, [self.valid_refs[:n]])
-        self.model.train()
-        return result
+        return self.validator(self.model)
 
     def _after_validation(self, result: dict[str, float]) -> bool:
         """Checkpoint, track the best, and decide on early stopping; True means stop."""
         self.state.last_valid = result
-        metric = self.cfg.early_stop_metric
-        key = {"bleu": "valid_bleu", "loss": "valid_loss", "ppl": "valid_ppl"}.get(metric)
-        if key is None or key not in result:
-            raise ConfigError(f"early_stop_metric {metric!r} is not measured; use 'bleu' (needs valid_bleu) or 'loss'")
-        value = result[key]
-        # a NaN metric is never the best: it would compare false against everything after it
-        better = math.isfinite(value) and (self.state.best_metric is None or (
-            value > self.state.best_metric if metric == "bleu" else value < self.state.best_metric))
-        if better:
-            self.state.best_metric, self.state.best_step, self.state.bad_validations = value, self.state.step, 0
-        else:
-            self.state.bad_validations += 1
-        self._checkpoint(best=better)
-        return bool(self.cfg.patience and self.state.bad_validations >= self.cfg.patience)
+        self._checkpoint(best=self.early.update(result, self.state.step))
+        return self.early.should_stop
 
     # -- training ------------------------------------------------------------------------------
 

@@ -75,7 +75,7 @@ def test_checkpoints_keep_last_k_plus_best(prepared_sample, tmp_path):
     best = os.readlink(tmp_path / "r" / "best")
     assert os.readlink(tmp_path / "r" / "last").endswith("step_000012")
     assert set(names) == {"step_000010", "step_000012"} | {os.path.basename(best)}
-    assert trainer.state.best_step is not None
+    assert trainer.early.best_step is not None
 
 
 def test_save_load_gives_identical_outputs(prepared_sample, tmp_path):

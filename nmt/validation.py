@@ -1,0 +1,96 @@
+"""Validation during training: `Validator` measures a model on the validation split (loss, perplexity,
+greedy sacreBLEU and chrF); `EarlyStopping` keeps the best of those measures and says when to stop."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from nmt.config import TrainConfig
+from nmt.data import ParallelIds, collate, iterate_batches, token_batches
+from nmt.errors import ConfigError
+from nmt.loss import label_smoothed_loss
+from nmt.runtime import autocast
+from nmt.tokenizer import SPECIAL, Tokenizer
+
+METRIC_KEYS = {"bleu": "valid_bleu", "loss": "valid_loss", "ppl": "valid_ppl"}
+
+
+class Validator:
+    """Measures a model on one validation split; holds no state between calls."""
+
+    def __init__(self, data: ParallelIds, refs: list[str], tgt_tokenizer: Tokenizer, cfg: TrainConfig,
+                 device: torch.device) -> None:
+        self.data, self.refs, self.tgt_tokenizer, self.cfg, self.device = data, refs, tgt_tokenizer, cfg, device
+
+    @torch.inference_mode()
+    def __call__(self, model: torch.nn.Module) -> dict[str, float]:
+        from nmt.metrics import bleu_chrf
+        from nmt.search import greedy
+
+        cfg, was_training = self.cfg, model.training
+        model.eval()
+        loss_sum, nll_sum, tokens = 0.0, 0.0, 0
+        for batch in iterate_batches(self.data, cfg.batch_tokens, None, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos):
+            batch = batch.to(self.device)
+            with autocast(self.device, cfg.precision):
+                logits = model(batch.src, batch.src_len, batch.tgt_in)
+            loss, nll = label_smoothed_loss(logits, batch.tgt_out, cfg.label_smoothing, SPECIAL.pad)
+            loss_sum, nll_sum, tokens = loss_sum + float(loss), nll_sum + float(nll), tokens + batch.n_tokens
+        result = {"valid_loss": loss_sum / tokens, "valid_nll": nll_sum / tokens,
+                  "valid_ppl": math.exp(min(nll_sum / tokens, 50.0))}
+        if cfg.valid_bleu:
+            n = len(self.data) if not cfg.valid_max_sentences else min(cfg.valid_max_sentences, len(self.data))
+            subset = ParallelIds.from_lists([self.data.src(i).tolist() for i in range(n)], [[] for _ in range(n)])
+            hyps: list[str] = [""] * n
+            for index in token_batches(subset.src_lens, subset.tgt_lens, cfg.batch_tokens, None):
+                batch = collate(subset, index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos).to(self.device)
+                with autocast(self.device, cfg.precision):
+                    found = greedy(model, batch.src, batch.src_len, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos)
+                texts = self.tgt_tokenizer.decode_batch([h.tokens for h in found])
+                for i, text in zip(index.tolist(), texts):
+                    hyps[i] = text
+            result["valid_bleu"], result["valid_chrf"] = bleu_chrf(hyps, [self.refs[:n]])
+        model.train(was_training)
+        return result
+
+
+@dataclass
+class EarlyStopping:
+    """The best validation so far, and a stop after `patience` validations without a better one (0: never).
+    Its state (the fields but `metric` and `patience`) goes into every checkpoint."""
+
+    metric: str  # bleu (higher is better), loss or ppl (lower is better)
+    patience: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    bad_validations: int = 0
+
+    def update(self, result: dict[str, float], step: int) -> bool:
+        """Take one validation's result at `step`; True when it is the best so far."""
+        key = METRIC_KEYS.get(self.metric)
+        if key is None or key not in result:
+            raise ConfigError(f"early_stop_metric {self.metric!r} is not measured; use 'bleu' (needs valid_bleu) or 'loss'")
+        value = result[key]
+        # a NaN metric is never the best: it would compare false against everything after it
+        better = math.isfinite(value) and (self.best_metric is None or (
+            value > self.best_metric if self.metric == "bleu" else value < self.best_metric))
+        if better:
+            self.best_metric, self.best_step, self.bad_validations = value, step, 0
+        else:
+            self.bad_validations += 1
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        return bool(self.patience and self.bad_validations >= self.patience)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in ("metric", "patience")}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_metric, self.best_step = state.get("best_metric"), state.get("best_step")
+        self.bad_validations = int(state.get("bad_validations", 0))

@@ -1,0 +1,45 @@
+"""Early stopping on its own, with no training: what counts as better, when it stops, what it saves."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from nmt.errors import ConfigError
+from nmt.validation import EarlyStopping
+
+
+def test_bleu_higher_is_better_and_patience_counts_validations_without_it():
+    early = EarlyStopping("bleu", patience=2)
+    assert early.update({"valid_bleu": 10.0}, 100) and early.best_step == 100
+    assert not early.update({"valid_bleu": 9.0}, 200) and not early.should_stop
+    assert early.update({"valid_bleu": 11.0}, 300) and early.bad_validations == 0  # a better one resets the count
+    assert not early.update({"valid_bleu": 11.0}, 400)  # equal is not better
+    assert not early.update({"valid_bleu": math.nan}, 500)  # NaN is never the best
+    assert early.should_stop and (early.best_metric, early.best_step) == (11.0, 300)
+
+
+def test_loss_lower_is_better_and_patience_zero_never_stops():
+    early = EarlyStopping("loss", patience=0)
+    assert early.update({"valid_loss": 3.0}, 1)
+    assert early.update({"valid_loss": 2.5}, 2)
+    for step in range(3, 50):
+        assert not early.update({"valid_loss": 4.0}, step)
+    assert not early.should_stop and early.best_step == 2
+
+
+def test_its_state_round_trips_and_a_new_patience_applies_on_resume():
+    early = EarlyStopping("bleu", patience=5)
+    for step, bleu in ((1, 5.0), (2, 4.0), (3, 3.0)):
+        early.update({"valid_bleu": bleu}, step)
+    state = early.state_dict()
+    assert state == {"best_metric": 5.0, "best_step": 1, "bad_validations": 2}
+    resumed = EarlyStopping("bleu", patience=2)
+    resumed.load_state_dict(state)
+    assert resumed.should_stop and resumed.state_dict() == state
+
+
+def test_a_metric_that_is_not_measured_is_a_clear_error():
+    with pytest.raises(ConfigError, match="early_stop_metric 'bleu' is not measured"):
+        EarlyStopping("bleu").update({"valid_loss": 1.0}, 1)
