@@ -310,6 +310,34 @@ def load_trainer_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     return tensors, read_json(path / TRAINER_JSON)
 
 
+def training_tensors(optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """What a checkpoint saves besides the weights to resume exactly: the optimizer's moments and this
+    process's RNG states (tensors), and the optimizer's parameter groups (JSON)."""
+    tensors, groups = optimizer_tensors(optimizer)
+    tensors["rng.cpu"] = torch.get_rng_state()
+    if device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+    return tensors, groups
+
+
+def restore_training(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     device: torch.device) -> dict[str, Any]:
+    """Put a checkpoint's weights, optimizer state and RNG states back into `model`, `optimizer` and this
+    process; returns the rest of its trainer state (JSON: step, data position, ...)."""
+    model.load_state_dict(load_model_dir(path, device).model.state_dict())
+    tensors, state = load_trainer_state(path)
+    restore_optimizer(optimizer, {k: v.to(device) for k, v in tensors.items()}, state.pop("optimizer"))
+    torch.set_rng_state(tensors["rng.cpu"])
+    if device.type == "cuda" and "rng.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+    return state
+
+
+def non_finite_weight(model: torch.nn.Module) -> str | None:
+    """The name of the first floating-point weight holding a NaN or an infinity, if any."""
+    return next((n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+
+
 # ---------------------------------------------------------------------------------------------
 # Optimizer state ⇄ flat tensors (safetensors holds only named tensors)
 

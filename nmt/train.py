@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from nmt import __version__
-from nmt.checkpoint import CheckpointWriteError, load_model_dir, load_trainer_state, optimizer_tensors, restore_optimizer, save_model_dir
+from nmt.checkpoint import CheckpointWriteError, non_finite_weight, restore_training, save_model_dir, training_tensors
 from nmt.config import ModelConfig, TrainConfig, from_dict, to_dict
 from nmt.data import ParallelIds, collate, read_lines, token_batches
 from nmt.errors import ConfigError
@@ -159,14 +159,11 @@ class Trainer:
         path = self.run.checkpoint(self.state.step)
         if self.state.checkpoints[-1:] == [name] and path.is_dir():
             return path  # already saved at this step (a stop request right after a validation)
-        bad = [n for n, t in self.model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+        bad = non_finite_weight(self.model)
         if bad:
-            raise TrainingError(f"step {self.state.step}: non-finite values in {bad[0]}; the weights have diverged and "
+            raise TrainingError(f"step {self.state.step}: non-finite values in {bad}; the weights have diverged and "
                                 "were not saved. Lower --lr or raise --warmup-steps, then resume from the last checkpoint")
-        tensors, groups = optimizer_tensors(self.optimizer)
-        tensors["rng.cpu"] = torch.get_rng_state()
-        if self.device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        tensors, groups = training_tensors(self.optimizer, self.device)
         checkpoints = self.state.checkpoints + ([name] if name not in self.state.checkpoints else [])
         state = {**asdict(self.state), **self.early.state_dict(), "checkpoints": checkpoints, "optimizer": groups}
         meta = {
@@ -188,17 +185,11 @@ class Trainer:
         return path
 
     def _restore(self, path: Path) -> None:
-        loaded = load_model_dir(path, self.device)
-        self.model.load_state_dict(loaded.model.state_dict())
-        tensors, state = load_trainer_state(path)
-        restore_optimizer(self.optimizer, {k: v.to(self.device) for k, v in tensors.items()}, state.pop("optimizer"))
+        state = restore_training(path, self.model, self.optimizer, self.device)
         self.early.load_state_dict(state)
         self.state = TrainState(**{k: v for k, v in state.items() if k not in self.early.state_dict()})
         if path.name not in self.state.checkpoints:  # saved by a version that left itself out of the list
             self.state.checkpoints.append(path.name)
-        torch.set_rng_state(tensors["rng.cpu"])
-        if self.device.type == "cuda" and "rng.cuda" in tensors:
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.run.truncate_log(self.state.step)
         self.callback({"kind": "resumed", "step": self.state.step, "epoch": self.state.epoch, "path": str(path)})
 
