@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -38,15 +39,15 @@ def loss_backward(states: Tensor, project: Callable[[Tensor], Tensor], target: T
     those of the whole batch's loss at once, summed in another order."""
     leaf = states.detach().requires_grad_(True)
     flat, flat_target = leaf.flatten(0, 1), target.flatten()  # (batch * tgt_len, d_model), (batch * tgt_len)
-    loss_sum, nll_sum = 0.0, 0.0
+    loss_sum, nll_sum = states.new_zeros((), dtype=torch.float32), states.new_zeros((), dtype=torch.float32)
     for rows in (flat_target != pad_id).nonzero().squeeze(1).split(LOSS_CHUNK):
         loss, nll = label_smoothed_loss(project(flat.index_select(0, rows)), flat_target.index_select(0, rows),
                                         smoothing, pad_id)
         (loss / divisor).backward()
-        loss_sum, nll_sum = loss_sum + float(loss.detach()), nll_sum + float(nll)
+        loss_sum, nll_sum = loss_sum + loss.detach(), nll_sum + nll  # summed on the device: one sync, at the end
     if leaf.grad is not None:
         states.backward(leaf.grad)
-    return loss_sum, nll_sum
+    return float(loss_sum), float(nll_sum)
 
 
 def token_count(target: Tensor, pad_id: int) -> int:

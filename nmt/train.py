@@ -34,6 +34,7 @@ RESUMABLE_OVERRIDES = {"max_steps", "max_epochs", "max_minutes", "patience", "lo
 MAX_SKIPS_IN_A_ROW = 10
 __all__ = ["MAX_SKIPS_IN_A_ROW", "Trainer", "TrainState", "TrainingError"]
 
+
 @dataclass
 class TrainState:
     """Everything besides tensors that resuming needs (with `EarlyStopping`'s state); saved as trainer.json."""
