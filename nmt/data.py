@@ -523,6 +523,31 @@ def token_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, batch_tokens: int,
     return batches
 
 
+class TrainingData:
+    """A prepared training split as one run sees it: pairs longer than it allows left out (an index over
+    the mapped arrays, not a copy), and each epoch's token batches, whose order depends only on
+    (seed, epoch), so that resuming mid-epoch replays it."""
+
+    def __init__(self, path: Path, batch_tokens: int, seed: int, max_src_len: int, max_tgt_len: int) -> None:
+        self.pairs = ParallelIds.load(path)
+        keep = np.flatnonzero((self.pairs.src_lens <= max_src_len) & (self.pairs.tgt_lens <= max_tgt_len))
+        self.skipped_long = len(self.pairs) - len(keep)
+        if self.skipped_long:
+            self.pairs = self.pairs.select(keep)
+        self.batch_tokens, self.seed = batch_tokens, seed
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def epoch(self, epoch: int) -> list[np.ndarray]:
+        """The batches of one epoch, in order: arrays of positions in `pairs`."""
+        seed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
+        return token_batches(self.pairs.src_lens, self.pairs.tgt_lens, self.batch_tokens, seed)
+
+    def batch(self, index: np.ndarray, pad_id: int, bos_id: int, eos_id: int) -> Batch:
+        return collate(self.pairs, index, pad_id, bos_id, eos_id)
+
+
 def iterate_batches(
     data: ParallelIds, batch_tokens: int, seed: int | None, pad_id: int, bos_id: int, eos_id: int, skip: int = 0
 ) -> Iterator[Batch]:

@@ -9,13 +9,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from nmt import __version__
 from nmt.checkpoint import CheckpointWriteError, non_finite_weight, restore_training, save_model_dir, training_tensors
 from nmt.config import ModelConfig, TrainConfig, from_dict, to_dict
-from nmt.data import ParallelIds, collate, read_lines, token_batches
+from nmt.data import ParallelIds, TrainingData, read_lines
 from nmt.errors import ConfigError
 from nmt.loss import loss_backward
 from nmt.model import Transformer
@@ -68,10 +67,11 @@ class Trainer:
         self.spm_names = {side: self.summary["spm"][side] for side in ("src", "tgt")}
         self.spm_files = {name: (self.data_dir / name).read_bytes() for name in set(self.spm_names.values())}
         self.tgt_tokenizer = Tokenizer(self.spm_files[self.spm_names["tgt"]], str(self.data_dir / self.spm_names["tgt"]))
-        self.train_data = ParallelIds.load(self.data_dir / "train.ids.safetensors")
+        limit = model_cfg.max_positions - 1  # pairs beyond max_src_len/max_tgt_len or the positions are left out
+        self.data = TrainingData(self.data_dir / "train.ids.safetensors", train_cfg.batch_tokens, train_cfg.seed,
+                                 min(train_cfg.max_src_len, limit), min(train_cfg.max_tgt_len, limit))
         self.valid_data = ParallelIds.load(self.data_dir / "valid.ids.safetensors")
         self.valid_refs = read_lines(self.data_dir / f"valid.{self.tgt_lang}")
-        self._filter_long_pairs()
         seed_everything(train_cfg.seed)
         self.model = Transformer(model_cfg).to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), train_cfg)
@@ -144,15 +144,6 @@ class Trainer:
     def close(self) -> None:
         self.run.close()
 
-    def _filter_long_pairs(self) -> None:
-        """Training pairs beyond max_src_len/max_tgt_len or the model's positions are left out, and said so."""
-        limit = self.model_cfg.max_positions - 1
-        src_max, tgt_max = min(self.cfg.max_src_len, limit), min(self.cfg.max_tgt_len, limit)
-        keep = np.flatnonzero((self.train_data.src_lens <= src_max) & (self.train_data.tgt_lens <= tgt_max))
-        self.skipped_long = len(self.train_data) - len(keep)
-        if self.skipped_long:
-            self.train_data = self.train_data.select(keep)  # an index over the mapped arrays, not a copy
-
     # -- checkpoints ---------------------------------------------------------------------------
 
     def _checkpoint(self, best: bool = False) -> Path:
@@ -211,11 +202,6 @@ class Trainer:
 
     # -- training ------------------------------------------------------------------------------
 
-    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
-        # the batch order of an epoch depends only on (seed, epoch): resuming mid-epoch replays it
-        seed = int(np.random.SeedSequence([self.cfg.seed, epoch]).generate_state(1)[0])
-        return token_batches(self.train_data.src_lens, self.train_data.tgt_lens, self.cfg.batch_tokens, seed)
-
     def _limit_reached(self) -> str | None:
         cfg, st = self.cfg, self.state
         if cfg.max_steps and st.step >= cfg.max_steps:
@@ -231,7 +217,7 @@ class Trainer:
         cfg, st = self.cfg, self.state
         self.model.train()
         self.callback({"kind": "start", "step": st.step, "params": sum(p.numel() for p in self.model.parameters()),
-                       "train_pairs": len(self.train_data), "skipped_long": self.skipped_long,
+                       "train_pairs": len(self.data), "skipped_long": self.data.skipped_long,
                        "device": str(self.device), "threads": self.threads, "max_steps": cfg.max_steps})
         window_tokens, window_loss, window_nll, window_start = 0, 0.0, 0.0, time.perf_counter()
         clock = time.perf_counter()
@@ -242,7 +228,7 @@ class Trainer:
             st.train_seconds, clock = st.train_seconds + now - clock, now
 
         reason = self._limit_reached()
-        batches = self._epoch_batches(st.epoch)
+        batches = self.data.epoch(st.epoch)
         skips_in_a_row = 0
         while reason is None:
             if st.batch_in_epoch >= len(batches):
@@ -250,8 +236,8 @@ class Trainer:
                 reason = self._limit_reached()
                 if reason:
                     break
-                batches = self._epoch_batches(st.epoch)
-            group = [collate(self.train_data, idx, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos)
+                batches = self.data.epoch(st.epoch)
+            group = [self.data.batch(idx, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos)
                      for idx in batches[st.batch_in_epoch : st.batch_in_epoch + cfg.accum_steps]]
             update = self._update(group)
             st.batch_in_epoch += len(group)

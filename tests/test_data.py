@@ -172,3 +172,21 @@ def test_grouped_split_refuses_impossible_sizes():
         grouped_split(["a", "b", "c"], {"valid": 2, "test": 2}, seed=1)
     with pytest.raises(DataError, match="could not fill"):
         grouped_split(["a", "a", "a", "b"], {"valid": 2}, seed=1)
+
+
+def test_training_data_leaves_long_pairs_out_and_replays_each_epoch(prepared_sample):
+    from nmt.data import TrainingData
+
+    path = prepared_sample / "train.ids.safetensors"
+    every = TrainingData(path, 300, seed=1, max_src_len=10_000, max_tgt_len=10_000)
+    short = TrainingData(path, 300, seed=1, max_src_len=12, max_tgt_len=14)
+    assert every.skipped_long == 0 and 0 < short.skipped_long < len(every)
+    assert len(short) + short.skipped_long == len(every)
+    assert (short.pairs.src_lens <= 12).all() and (short.pairs.tgt_lens <= 14).all()
+    for data in (every, short):
+        first, again, second = data.epoch(0), data.epoch(0), data.epoch(1)
+        assert [b.tolist() for b in first] == [b.tolist() for b in again]  # what resuming mid-epoch relies on
+        assert [b.tolist() for b in first] != [b.tolist() for b in second]
+        assert sorted(i for b in first for i in b.tolist()) == list(range(len(data)))  # each pair once an epoch
+    batch = short.batch(short.epoch(0)[0], 0, 2, 3)
+    assert batch.src.shape[1] <= 13 and batch.tgt_in.shape[1] <= 15  # + EOS / + BOS

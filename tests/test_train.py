@@ -219,12 +219,11 @@ def test_loss_in_chunks_gives_the_whole_batch_gradients(prepared_sample, tmp_pat
     """A step makes the logits a few target tokens at a time (bounded memory); its loss and gradients are
     those of the loss over the whole batch's logits at once."""
     import nmt.loss
-    from nmt.data import collate
     from nmt.loss import label_smoothed_loss
     from nmt.tokenizer import SPECIAL
 
     trainer = Trainer.start(prepared_sample, tmp_path / "r", {**TINY, "dropout": 0.0}, tiny_train(), threads=1)
-    batches = (collate(trainer.train_data, index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos) for index in trainer._epoch_batches(0))
+    batches = (trainer.data.batch(index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos) for index in trainer.data.epoch(0))
     batch = next(b for b in batches if (b.tgt_out == SPECIAL.pad).any())  # with padding, which gets no logits in chunks
     model = trainer.model
     loss, nll = label_smoothed_loss(model(batch.src, batch.src_len, batch.tgt_in), batch.tgt_out, 0.1, SPECIAL.pad)
