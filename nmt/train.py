@@ -49,6 +49,19 @@ class TrainState:
 Callback = Callable[[dict[str, Any]], None]
 
 
+def model_config_for(data_dir: Path, overrides: dict[str, Any]) -> ModelConfig:
+    """Vocabulary sizes come from the prepared data; separate vocabularies cannot share embeddings."""
+    summary = load_summary(Path(data_dir))
+    values = {"src_vocab_size": summary["vocab_size"]["src"], "tgt_vocab_size": summary["vocab_size"]["tgt"],
+              "pad_id": SPECIAL.pad}
+    if summary["spm"]["src"] != summary["spm"]["tgt"]:
+        values["share_all_embeddings"] = False
+    for key in ("src_vocab_size", "tgt_vocab_size", "pad_id"):
+        if key in overrides and overrides[key] != values[key]:
+            raise ConfigError(f"{key} is fixed by the prepared data ({values[key]}); remove it from the config")
+    return from_dict(ModelConfig, {**overrides, **values}, where="[model]")
+
+
 class Trainer:
     """Trains one run directory. Create with `Trainer.start` (new run) or `Trainer.resume`."""
 
@@ -81,19 +94,6 @@ class Trainer:
 
     # -- construction -------------------------------------------------------------------------
 
-    @staticmethod
-    def model_config_for(data_dir: Path, overrides: dict[str, Any]) -> ModelConfig:
-        """Vocabulary sizes come from the prepared data; separate vocabularies cannot share embeddings."""
-        summary = load_summary(Path(data_dir))
-        values = {"src_vocab_size": summary["vocab_size"]["src"], "tgt_vocab_size": summary["vocab_size"]["tgt"],
-                  "pad_id": SPECIAL.pad}
-        if summary["spm"]["src"] != summary["spm"]["tgt"]:
-            values["share_all_embeddings"] = False
-        for key in ("src_vocab_size", "tgt_vocab_size", "pad_id"):
-            if key in overrides and overrides[key] != values[key]:
-                raise ConfigError(f"{key} is fixed by the prepared data ({values[key]}); remove it from the config")
-        return from_dict(ModelConfig, {**overrides, **values}, where="[model]")
-
     @classmethod
     def start(cls, data_dir: Path, run_dir: Path, model_overrides: dict[str, Any], train_cfg: TrainConfig,
               overwrite: bool = False, **kwargs: Any) -> "Trainer":
@@ -103,7 +103,7 @@ class Trainer:
         if RunDir(run_dir).holds_a_run() and not overwrite:
             raise ConfigError(f"{run_dir}: already holds a run; continue it with `nmt train --resume {run_dir}`, "
                               "or add --overwrite to start over")
-        model_cfg = cls.model_config_for(data_dir, model_overrides)
+        model_cfg = model_config_for(data_dir, model_overrides)
         trainer = cls(run_dir, data_dir, model_cfg, train_cfg, **kwargs)
         trainer.run.lock()  # never wipe a directory another trainer is writing to
         trainer.run.wipe()
