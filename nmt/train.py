@@ -31,7 +31,7 @@ RESUMABLE_OVERRIDES = {"max_steps", "max_epochs", "max_minutes", "patience", "lo
                        "skip_nonfinite"}
 # With skip_nonfinite, this many skipped batches in a row means the weights themselves have diverged.
 MAX_SKIPS_IN_A_ROW = 10
-__all__ = ["MAX_SKIPS_IN_A_ROW", "Trainer", "TrainState", "TrainingError"]
+__all__ = ["MAX_SKIPS_IN_A_ROW", "Trainer", "TrainState", "TrainingError", "Update", "model_config_for", "update"]
 
 
 @dataclass
@@ -281,43 +281,59 @@ class Trainer:
         self.callback({"kind": "stop", "step": st.step, "reason": reason})
         return reason
 
-    def _loss_backward(self, states: torch.Tensor, target: torch.Tensor, n_tokens: int) -> tuple[float, float]:
-        def project(x: torch.Tensor) -> torch.Tensor:
-            with autocast(self.device, self.cfg.precision):
-                return self.model.output_proj(x)
-
-        return loss_backward(states, project, target, self.cfg.label_smoothing, SPECIAL.pad, n_tokens)
-
     def _update(self, group: list) -> tuple[float, float, int] | None:
-        """One optimizer update over `group` (gradient accumulation); loss normalised by target tokens.
-        A non-finite loss or gradient stops training, or with skip_nonfinite skips the update (returns None)."""
-        cfg = self.cfg
-        n_tokens = sum(b.n_tokens for b in group)
-        loss_total, nll_total = 0.0, 0.0
-        for batch in group:
-            batch = batch.to(self.device)
-            with autocast(self.device, cfg.precision):
-                states = self.model.decode_states(batch.tgt_in, self.model.encode(batch.src, batch.src_len))
-            loss, nll = self._loss_backward(states, batch.tgt_out, n_tokens)
-            loss_total, nll_total = loss_total + loss, nll_total + nll
-        what, value = "loss", loss_total
-        if math.isfinite(loss_total):
-            # the norm is needed anyway to clip; an infinite gradient under a finite loss would poison the weights
-            max_norm = cfg.clip_norm if cfg.clip_norm > 0 else math.inf
-            what, value = "gradient norm", float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True))
-        if not math.isfinite(value):
-            self.optimizer.zero_grad(set_to_none=True)
-            step = self.state.step + 1
-            if cfg.skip_nonfinite:
-                self._log({"kind": "skip", "step": step, "epoch": self.state.epoch + 1, "what": what, "value": str(value),
-                           "batch_in_epoch": self.state.batch_in_epoch})
-                return None
-            raise TrainingError(
-                f"step {step}: the {what} became {value}; nothing was saved from this step. Lower --lr or raise "
-                "--warmup-steps, then resume from the last checkpoint with --resume (add --skip-nonfinite to skip such batches)"
-            )
-        set_lr(self.optimizer, lr_at(self.state.step + 1, cfg))
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss_total, nll_total, n_tokens
+        """One optimizer update over `group`; a non-finite loss or gradient stops training, or with
+        skip_nonfinite skips the update (returns None)."""
+        result = update(self.model, self.optimizer, group, self.cfg, self.device, self.state.step + 1)
+        if result.nonfinite is None:
+            return result.loss, result.nll, result.tokens
+        (what, value), step = result.nonfinite, self.state.step + 1
+        if self.cfg.skip_nonfinite:
+            self._log({"kind": "skip", "step": step, "epoch": self.state.epoch + 1, "what": what, "value": str(value),
+                       "batch_in_epoch": self.state.batch_in_epoch})
+            return None
+        raise TrainingError(
+            f"step {step}: the {what} became {value}; nothing was saved from this step. Lower --lr or raise "
+            "--warmup-steps, then resume from the last checkpoint with --resume (add --skip-nonfinite to skip such batches)"
+        )
 
+
+@dataclass
+class Update:
+    """What one optimizer update saw: summed loss and NLL over its target tokens; `nonfinite` names what became
+    NaN or infinite (the loss or the gradient norm) when the update was not applied."""
+
+    loss: float
+    nll: float
+    tokens: int
+    nonfinite: tuple[str, float] | None = None
+
+
+def update(model: Transformer, optimizer: torch.optim.Optimizer, group: list, cfg: TrainConfig, device: torch.device,
+           step: int) -> Update:
+    """Update number `step` over the batches of `group` (gradient accumulation), the loss normalised by their
+    target tokens, gradients clipped; the weights are left as they were if the loss or the gradient is not finite."""
+    def project(x: torch.Tensor) -> torch.Tensor:
+        with autocast(device, cfg.precision):
+            return model.output_proj(x)
+
+    n_tokens = sum(b.n_tokens for b in group)
+    loss_total, nll_total = 0.0, 0.0
+    for batch in group:
+        batch = batch.to(device)
+        with autocast(device, cfg.precision):
+            states = model.decode_states(batch.tgt_in, model.encode(batch.src, batch.src_len))
+        loss, nll = loss_backward(states, project, batch.tgt_out, cfg.label_smoothing, SPECIAL.pad, n_tokens)
+        loss_total, nll_total = loss_total + loss, nll_total + nll
+    what, value = "loss", loss_total
+    if math.isfinite(loss_total):
+        # the norm is needed anyway to clip; an infinite gradient under a finite loss would poison the weights
+        max_norm = cfg.clip_norm if cfg.clip_norm > 0 else math.inf
+        what, value = "gradient norm", float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm, foreach=True))
+    if not math.isfinite(value):
+        optimizer.zero_grad(set_to_none=True)
+        return Update(loss_total, nll_total, n_tokens, (what, value))
+    set_lr(optimizer, lr_at(step, cfg))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return Update(loss_total, nll_total, n_tokens)

@@ -232,7 +232,7 @@ def test_loss_in_chunks_gives_the_whole_batch_gradients(prepared_sample, tmp_pat
     model.zero_grad(set_to_none=True)
     monkeypatch.setattr(nmt.loss, "LOSS_CHUNK", 7)  # many chunks, the last one short
     states = model.decode_states(batch.tgt_in, model.encode(batch.src, batch.src_len))
-    chunked = trainer._loss_backward(states, batch.tgt_out, batch.n_tokens)
+    chunked = nmt.loss.loss_backward(states, model.output_proj, batch.tgt_out, 0.1, SPECIAL.pad, batch.n_tokens)
     trainer.close()
     assert chunked == pytest.approx((float(loss.detach()), float(nll)), rel=1e-5)
     for name, p in model.named_parameters():
