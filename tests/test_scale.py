@@ -240,3 +240,36 @@ def test_cleaning_on_two_cores_writes_what_one_core_writes(sample_dir, tmp_path,
         with pytest.raises(DataError, match=rf"train\.fr:{len(lines)}: misaligned corpus"):
             prepare(cfg, tmp_path / "bad", threads=2)
     assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad.*"))
+
+
+def test_killing_prepare_kills_its_cleaning_workers(tmp_path):
+    """A corpus this large is cleaned by two worker processes; SIGKILL to prepare takes them down too."""
+    from nmt.prepare import PARALLEL_BYTES
+
+    train = _big_corpus(tmp_path / "c", 800_000)
+    assert sum((tmp_path / "c" / f"train.{lang}").stat().st_size for lang in ("en", "fr")) > PARALLEL_BYTES
+    args = [sys.executable, "-m", "nmt_cli.main", "prepare", "--src", "en", "--tgt", "fr", "--train", str(train),
+            "--valid", str(tmp_path / "c" / "val"), "--out", str(tmp_path / "out"), "--vocab-size", "300", "--threads", "2"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def workers() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"_clean_side_main" in cmdline and str(tmp_path).encode() in cmdline:
+                found.append(int(entry.name))
+        return found
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not workers():
+        time.sleep(0.01)
+    assert workers() and proc.poll() is None, "no cleaning workers seen while prepare ran"
+    proc.kill()
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and workers():
+        time.sleep(0.05)
+    assert workers() == []
