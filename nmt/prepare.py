@@ -132,8 +132,9 @@ def _clean_side_main() -> None:
 
 def _clean_corpus(files: tuple[Path, Path] | Path, src: str, tgt: str, outs: tuple[Path, Path], threads: int,
                   report: Callable[[str], None]) -> int:
-    """Clean both sides of a corpus into `outs`; its number of pairs, or DataError for the first bad line
-    (the source side's first) or for sides of different lengths. A large corpus is cleaned on two cores,
+    """Clean both sides of a corpus into `outs`; its number of pairs, or DataError for a bad line (one core: the
+    source side's first; two: the first found, the other side then stopped) or for sides of different
+    lengths. A large corpus is cleaned on two cores,
     one side each, by two fresh Python processes (not multiprocessing: it would re-run the caller's script)."""
     paths = [files] if isinstance(files, Path) else list(files)
     if threads < 2 or sum(f.stat().st_size for f in paths) < PARALLEL_BYTES:
