@@ -8,9 +8,9 @@ An engine is a model and a precision: nmt's Transformer or the baseline, in fp32
 autocast (nmt.runtime.autocast, as `nmt train --precision bf16` uses it). Each engine runs in its own
 process (so peak memory is its own), the engines alternate, and the figures are medians over
 --repeats runs of --steps timed updates (after --warmup untimed ones), on the same token batches,
-with the same loss (nmt computes it 1,024 target tokens at a time, as `nmt train` does: nmt.loss.loss_backward),
-optimizer, gradient clipping and allocator setting (nmt.runtime.keep_freed_memory,
-as `nmt train` runs). Ratios are to the fp32 baseline.
+with the same loss, optimizer, gradient clipping and allocator setting (nmt.runtime.keep_freed_memory,
+as `nmt train` runs): nmt's engine takes `nmt train`'s own update (nmt.train.update, whose loss makes the
+logits 1,024 target tokens at a time). Ratios are to the fp32 baseline.
 """
 
 from __future__ import annotations
@@ -98,14 +98,11 @@ def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namesp
 
     from nmt.config import ModelConfig, TrainConfig
     from nmt.data import ParallelIds, collate, token_batches
-    from nmt.loss import label_smoothed_loss, loss_backward
+    from nmt.loss import label_smoothed_loss
     from nmt.model import Transformer
     from nmt.optim import build_optimizer
     from nmt.runtime import autocast, keep_freed_memory, pick_device, set_threads
-
-    def project(model, x):
-        with autocast(device, precision):
-            return model.output_proj(x)
+    from nmt.train import update
 
     set_threads(args.threads)
     keep_freed_memory()  # both engines: as `nmt train` runs
@@ -120,7 +117,8 @@ def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namesp
     else:
         model = baseline_model(vocab, args)
     model.to(device).train()
-    optimizer = build_optimizer(model.parameters(), TrainConfig(lr=1e-4))
+    cfg = TrainConfig(lr=1e-4, precision=precision)  # label smoothing 0.1, clipping at 1.0
+    optimizer = build_optimizer(model.parameters(), cfg)
     batches = token_batches(data.src_lens, data.tgt_lens, args.batch_tokens, seed=1)
     tokens, start = 0, 0.0
     for i in range(args.warmup + args.steps):
@@ -129,18 +127,16 @@ def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namesp
                 torch.cuda.synchronize()
             tokens, start = 0, time.perf_counter()
         batch = collate(data, batches[i % len(batches)], 0, 2, 3).to(device)
-        if engine == "nmt":  # its training step: the loss over the vocabulary in chunks (nmt.loss.loss_backward)
-            with autocast(device, precision):
-                states = model.decode_states(batch.tgt_in, model.encode(batch.src, batch.src_len))
-            loss_backward(states, lambda x: project(model, x), batch.tgt_out, 0.1, 0, batch.n_tokens)
+        if engine == "nmt":
+            update(model, optimizer, [batch], cfg, device, i + 1)
         else:
             with autocast(device, precision):
                 logits = model(batch.src, batch.src_len, batch.tgt_in)
-            loss, _ = label_smoothed_loss(logits, batch.tgt_out, 0.1, 0)
+            loss, _ = label_smoothed_loss(logits, batch.tgt_out, cfg.label_smoothing, 0)
             (loss / batch.n_tokens).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm, foreach=True)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         tokens += batch.n_tokens
     if device.type == "cuda":
         torch.cuda.synchronize()
