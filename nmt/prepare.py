@@ -132,57 +132,62 @@ def _clean_side_main() -> None:
 
 def _clean_corpus(files: tuple[Path, Path] | Path, src: str, tgt: str, outs: tuple[Path, Path], threads: int,
                   report: Callable[[str], None]) -> int:
-    """Clean both sides of a corpus into `outs`; its number of pairs, or DataError for a bad line (one core: the
-    source side's first; two: the first found, the other side then stopped) or for sides of different
-    lengths. A large corpus is cleaned on two cores,
-    one side each, by two fresh Python processes (not multiprocessing: it would re-run the caller's script)."""
+    """Clean both sides of a corpus into `outs`; its number of pairs, or DataError for a bad line (one core:
+    the source side's first; two: the first found) or for sides of different lengths. A large corpus is
+    cleaned on two cores, one side each (`_clean_in_workers`)."""
     paths = [files] if isinstance(files, Path) else list(files)
     if threads < 2 or sum(f.stat().st_size for f in paths) < PARALLEL_BYTES:
         counts = [_clean_side(files, side, src, tgt, outs[side], lambda n, lang=lang: report(f"{n:,} lines ({lang})"))
                   for side, lang in enumerate((src, tgt))]
     else:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(Path(__file__).resolve().parents[1]),
-                                                                         os.environ.get("PYTHONPATH"))))}
-        code = "from nmt.prepare import _clean_side_main; _clean_side_main()"
-        workers = [subprocess.Popen([sys.executable, "-c", code, json.dumps(
-            {"files": [str(f) for f in paths], "side": side, "src": src, "tgt": tgt, "out": str(outs[side]),
-             "parent": os.getpid()})], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-            for side in (0, 1)]
-        last: list[dict] = [{}, {}]
-        errors: list[str] = ["", ""]
-
-        def follow(side: int) -> None:
-            for line in workers[side].stdout:
-                last[side] = json.loads(line)
-            errors[side] = workers[side].stderr.read()
-
-        readers = [threading.Thread(target=follow, args=(side,), daemon=True) for side in (0, 1)]
-        try:
-            for reader in readers:
-                reader.start()
-            while any(reader.is_alive() for reader in readers) and not any("error" in state for state in last):
-                next(reader for reader in readers if reader.is_alive()).join(0.2)
-                report(f"{min(state.get('done', state.get('lines', 0)) for state in last):,} pairs")
-            for worker in workers:
-                if any("error" in state for state in last):  # one bad line is enough: stop the other side
-                    worker.kill()
-                worker.wait()
-        finally:
-            for worker in workers:
-                if worker.poll() is None:
-                    worker.kill()
-                    worker.wait()
-        for state in last:  # the source side's error first, when both found one
-            if "error" in state:
-                raise DataError(state["error"])
-        for side, state in enumerate(last):
-            if "lines" not in state:
-                raise RuntimeError(f"cleaning {paths[min(side, len(paths) - 1)]} failed in a worker process "
-                                   f"(exit code {workers[side].returncode}): {errors[side].strip()[-2000:]}")
-        counts = [state["lines"] for state in last]
+        counts = _clean_in_workers(paths, src, tgt, outs, lambda n: report(f"{n:,} pairs"))
     if counts[0] != counts[1]:  # only two files can disagree: a TSV line holds both sides
         raise misaligned(paths[0], paths[1], counts[0], counts[1])
     return counts[0]
+
+
+def _clean_in_workers(paths: list[Path], src: str, tgt: str, outs: tuple[Path, Path],
+                      report: Callable[[int], None]) -> list[int]:
+    """`_clean_side` for both sides at once, in two fresh Python processes (not multiprocessing: it would
+    re-run the caller's script); the lines of each. The first bad line found stops the other side."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(Path(__file__).resolve().parents[1]),
+                                                                     os.environ.get("PYTHONPATH"))))}
+    code = "from nmt.prepare import _clean_side_main; _clean_side_main()"
+    workers = [subprocess.Popen([sys.executable, "-c", code, json.dumps(
+        {"files": [str(f) for f in paths], "side": side, "src": src, "tgt": tgt, "out": str(outs[side]),
+         "parent": os.getpid()})], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for side in (0, 1)]
+    last: list[dict] = [{}, {}]  # each worker's latest JSON line: progress, then its outcome
+    errors: list[str] = ["", ""]
+
+    def follow(side: int) -> None:
+        for line in workers[side].stdout:
+            last[side] = json.loads(line)
+        errors[side] = workers[side].stderr.read()
+
+    def failed() -> bool:
+        return any("error" in state for state in last)
+
+    readers = [threading.Thread(target=follow, args=(side,), daemon=True) for side in (0, 1)]
+    try:
+        for reader in readers:
+            reader.start()
+        while any(reader.is_alive() for reader in readers) and not failed():
+            next(reader for reader in readers if reader.is_alive()).join(0.2)
+            report(min(state.get("done", state.get("lines", 0)) for state in last))
+    finally:  # done, failed or interrupted: no worker outlives this
+        for worker in workers:
+            if worker.poll() is None and (failed() or any(r.is_alive() for r in readers)):
+                worker.kill()
+            worker.wait()
+    for state in last:  # the source side's error first, when both found one
+        if "error" in state:
+            raise DataError(state["error"])
+    for side, state in enumerate(last):
+        if "lines" not in state:
+            raise RuntimeError(f"cleaning {paths[min(side, len(paths) - 1)]} failed in a worker process "
+                               f"(exit code {workers[side].returncode}): {errors[side].strip()[-2000:]}")
+    return [state["lines"] for state in last]
 
 
 def _text_chunks(src: Path, tgt: Path) -> Iterator[tuple[list[str], list[str]]]:
