@@ -22,14 +22,14 @@ from train_speed import in_process, model_arguments, prepared_data
 
 def train_run(precision: str, data_dir: str, run_dir: str, args: argparse.Namespace, queue) -> None:
     from nmt.config import TrainConfig
-    from nmt.train import Trainer
+    import nmt.train as training
 
     cfg = TrainConfig(seed=1, batch_tokens=args.batch_tokens, lr=args.lr, warmup_steps=args.warmup_steps,
                       max_steps=args.steps, valid_every=args.steps, valid_bleu=False, log_every=args.steps,
                       keep_last=1, early_stop_metric="loss", precision=precision)
     model = {"d_model": args.d_model, "n_heads": args.heads, "enc_layers": args.layers, "dec_layers": args.layers,
              "ffn_dim": args.ffn, "dropout": 0.1, "share_all_embeddings": True}
-    trainer = Trainer.start(Path(data_dir), Path(run_dir), model, cfg, overwrite=True, threads=args.threads)
+    trainer = training.start(Path(data_dir), Path(run_dir), model, cfg, overwrite=True, threads=args.threads)
     try:
         trainer.train()
         own = trainer.state.last_valid["valid_loss"]

@@ -175,7 +175,7 @@ def train(
     """
     from nmt.config import ModelConfig, TrainConfig, check_table, from_dict, load_toml
     from nmt.runtime import slow_bf16
-    from nmt.train import Trainer
+    import nmt.train as training
 
     positional, flags = parse_overrides(list(ctx.args))
     if len(positional) > 1:
@@ -190,7 +190,7 @@ def train(
         if data_dir or config or overwrite or flags["model"]:
             raise ConfigError("--resume continues a run with its own data and config; give only RUN_DIR and limits such as --max-steps")
         with err.status(f"loading {resume}…"):
-            trainer = Trainer.resume(resume, flags["train"], device=device, threads=threads, callback=display)
+            trainer = training.resume(resume, flags["train"], device=device, threads=threads, callback=display)
         run_dir = resume
     else:
         if data_dir is None or out_dir is None:
@@ -204,7 +204,7 @@ def train(
         train_cfg = from_dict(TrainConfig, {**file_cfg.get("train", {}), **flags["train"]}, where="[train]")
         model_over = {**file_cfg.get("model", {}), **flags["model"]}
         with err.status(f"loading {data_dir} and building the model…"):
-            trainer = Trainer.start(data_dir, out_dir, model_over, train_cfg, overwrite=overwrite,
+            trainer = training.start(data_dir, out_dir, model_over, train_cfg, overwrite=overwrite,
                                     device=device, threads=threads, callback=display)
         run_dir = out_dir
     if trainer.cfg.precision == "bf16" and (why := slow_bf16(trainer.device)):

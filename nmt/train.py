@@ -31,7 +31,8 @@ RESUMABLE_OVERRIDES = {"max_steps", "max_epochs", "max_minutes", "patience", "lo
                        "skip_nonfinite"}
 # With skip_nonfinite, this many skipped batches in a row means the weights themselves have diverged.
 MAX_SKIPS_IN_A_ROW = 10
-__all__ = ["MAX_SKIPS_IN_A_ROW", "Trainer", "TrainState", "TrainingError", "Update", "model_config_for", "update"]
+__all__ = ["MAX_SKIPS_IN_A_ROW", "RunFiles", "Trainer", "TrainState", "TrainingError", "Update", "model_config_for",
+           "resume", "start", "update"]
 
 
 @dataclass
@@ -49,6 +50,15 @@ class TrainState:
 Callback = Callable[[dict[str, Any]], None]
 
 
+@dataclass
+class RunFiles:
+    """What every checkpoint of a run carries besides tensors: the SentencePiece models (bytes, by file name)
+    and the metadata that translation needs (their names per side, the languages, the data directory)."""
+
+    spm: dict[str, bytes]
+    meta: dict[str, Any]
+
+
 def model_config_for(data_dir: Path, overrides: dict[str, Any]) -> ModelConfig:
     """Vocabulary sizes come from the prepared data; separate vocabularies cannot share embeddings."""
     summary = load_summary(Path(data_dir))
@@ -63,83 +73,18 @@ def model_config_for(data_dir: Path, overrides: dict[str, Any]) -> ModelConfig:
 
 
 class Trainer:
-    """Trains one run directory. Create with `Trainer.start` (new run) or `Trainer.resume`."""
+    """The training loop over one run directory, handed its parts: the model and optimizer, the data, the
+    validator and early-stopping rule, and the run directory. Made by `start` (new run) or `resume`."""
 
-    def __init__(self, run_dir: Path, data_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
-                 device: str | None = None, threads: int | None = None, callback: Callback | None = None):
-        self.run_dir, self.data_dir = Path(run_dir), Path(data_dir)
-        self.run = RunDir(self.run_dir)
-        self.model_cfg, self.cfg = model_cfg, train_cfg
-        self.device = pick_device(device)
-        self.threads = set_threads(threads)
-        keep_freed_memory()
+    def __init__(self, cfg: TrainConfig, model: Transformer, optimizer: torch.optim.Optimizer, data: TrainingData,
+                 validator: Validator, early: EarlyStopping, run: RunDir, files: "RunFiles", device: torch.device,
+                 threads: int, callback: Callback | None = None) -> None:
+        self.cfg, self.model, self.optimizer, self.data = cfg, model, optimizer, data
+        self.validator, self.early, self.run, self.files = validator, early, run, files
+        self.device, self.threads = device, threads
         self.callback = callback or (lambda event: None)
         self.stop_requested: str | None = None
-        self.summary = load_summary(self.data_dir)
-        self.src_lang, self.tgt_lang = self.summary["settings"]["src"], self.summary["settings"]["tgt"]
-        self.spm_names = {side: self.summary["spm"][side] for side in ("src", "tgt")}
-        self.spm_files = {name: (self.data_dir / name).read_bytes() for name in set(self.spm_names.values())}
-        self.tgt_tokenizer = Tokenizer(self.spm_files[self.spm_names["tgt"]], str(self.data_dir / self.spm_names["tgt"]))
-        limit = model_cfg.max_positions - 1  # pairs beyond max_src_len/max_tgt_len or the positions are left out
-        self.data = TrainingData(self.data_dir / "train.ids.safetensors", train_cfg.batch_tokens, train_cfg.seed,
-                                 min(train_cfg.max_src_len, limit), min(train_cfg.max_tgt_len, limit))
-        self.valid_data = ParallelIds.load(self.data_dir / "valid.ids.safetensors")
-        self.valid_refs = read_lines(self.data_dir / f"valid.{self.tgt_lang}")
-        seed_everything(train_cfg.seed)
-        self.model = Transformer(model_cfg).to(self.device)
-        self.optimizer = build_optimizer(self.model.parameters(), train_cfg)
         self.state = TrainState()
-        self.validator = Validator(self.valid_data, self.valid_refs, self.tgt_tokenizer, train_cfg, self.device)
-        self.early = EarlyStopping(train_cfg.early_stop_metric, train_cfg.patience)
-
-    # -- construction -------------------------------------------------------------------------
-
-    @classmethod
-    def start(cls, data_dir: Path, run_dir: Path, model_overrides: dict[str, Any], train_cfg: TrainConfig,
-              overwrite: bool = False, **kwargs: Any) -> "Trainer":
-        run_dir = Path(run_dir)
-        if run_dir.exists() and not run_dir.is_dir():
-            raise ConfigError(f"{run_dir}: exists and is not a directory; choose another --out")
-        if RunDir(run_dir).holds_a_run() and not overwrite:
-            raise ConfigError(f"{run_dir}: already holds a run; continue it with `nmt train --resume {run_dir}`, "
-                              "or add --overwrite to start over")
-        model_cfg = model_config_for(data_dir, model_overrides)
-        trainer = cls(run_dir, data_dir, model_cfg, train_cfg, **kwargs)
-        trainer.run.lock()  # never wipe a directory another trainer is writing to
-        trainer.run.wipe()
-        trainer.run.write_config({
-            "nmt_version": __version__, "data_dir": str(Path(data_dir).resolve()),
-            "model": to_dict(model_cfg), "train": to_dict(train_cfg),
-        })
-        return trainer
-
-    @classmethod
-    def resume(cls, run_dir: Path, train_overrides: dict[str, Any] | None = None, **kwargs: Any) -> "Trainer":
-        folder = RunDir(run_dir)
-        config = folder.read_config()
-        folder.lock()
-        try:
-            folder.remove_leftovers()
-            changed = sorted(set(train_overrides or {}) - RESUMABLE_OVERRIDES)
-            if changed:
-                raise ConfigError(f"--resume keeps the run's settings; only {', '.join(sorted(RESUMABLE_OVERRIDES))} "
-                                  f"may change, not {', '.join(changed)}")
-            where = str(folder.path / "config.json")
-            train_cfg = from_dict(TrainConfig, {**config["train"], **(train_overrides or {})}, where=where)
-            model_cfg = from_dict(ModelConfig, config["model"], where=where)
-            trainer = cls(folder.path, Path(config["data_dir"]), model_cfg, train_cfg, **kwargs)
-            trainer.run = folder
-            last = folder.last()
-            if last is not None:
-                trainer._restore(last)
-            else:
-                folder.truncate_log(0)  # killed before the first checkpoint: start over, log included
-            st = trainer.state
-            st.checkpoints = folder.forget_the_future(st.step, trainer.early.best_step, st.checkpoints, train_cfg.keep_last)
-        except BaseException:
-            folder.close()  # a refused resume must not keep the run locked
-            raise
-        return trainer
 
     def close(self) -> None:
         self.run.close()
@@ -158,25 +103,23 @@ class Trainer:
         tensors, groups = training_tensors(self.optimizer, self.device)
         checkpoints = self.state.checkpoints + ([name] if name not in self.state.checkpoints else [])
         state = {**asdict(self.state), **self.early.state_dict(), "checkpoints": checkpoints, "optimizer": groups}
-        meta = {
-            "spm": self.spm_names, "src_lang": self.src_lang, "tgt_lang": self.tgt_lang,
-            "train": to_dict(self.cfg), "step": self.state.step, "epoch": self.state.epoch,
-            "valid": self.state.last_valid, "data_dir": str(self.data_dir.resolve()),
-        }
+        meta = {**self.files.meta, "train": to_dict(self.cfg), "step": self.state.step, "epoch": self.state.epoch,
+                "valid": self.state.last_valid}
         try:
-            save_model_dir(path, self.model, meta, self.spm_files, tensors, state)
+            save_model_dir(path, self.model, meta, self.files.spm, tensors, state)
             self.run.saved(path, best)
             self.state.checkpoints = self.run.prune(checkpoints, self.cfg.keep_last)
         except OSError as e:  # CheckpointWriteError included: a full disk
             reason = e.reason if isinstance(e, CheckpointWriteError) else e.strerror or str(e)
-            last = self.run_dir / "last"
+            last = self.run.path / "last"
             kept = f"{last} is intact" if last.exists() else "no checkpoint was saved yet"
             raise TrainingError(f"step {self.state.step}: could not write the checkpoint {path} ({reason}); {kept}. "
                                 "Free some disk space, then resume with --resume") from None
         self.callback({"kind": "checkpoint", "step": self.state.step, "path": str(path)})
         return path
 
-    def _restore(self, path: Path) -> None:
+    def restore(self, path: Path) -> None:
+        """Continue from the checkpoint at `path`: weights, optimizer, RNG, data position, early stopping."""
         state = restore_training(path, self.model, self.optimizer, self.device)
         self.early.load_state_dict(state)
         self.state = TrainState(**{k: v for k, v in state.items() if k not in self.early.state_dict()})
@@ -296,6 +239,82 @@ class Trainer:
             f"step {step}: the {what} became {value}; nothing was saved from this step. Lower --lr or raise "
             "--warmup-steps, then resume from the last checkpoint with --resume (add --skip-nonfinite to skip such batches)"
         )
+
+
+# -- making a Trainer: a new run, or one resumed from its last checkpoint ---------------------------
+
+
+def start(data_dir: Path, run_dir: Path, model_overrides: dict[str, Any], train_cfg: TrainConfig,
+          overwrite: bool = False, device: str | None = None, threads: int | None = None,
+          callback: Callback | None = None) -> Trainer:
+    """A new run in `run_dir` on the prepared data in `data_dir`; --overwrite replaces a run already there."""
+    run = RunDir(run_dir)
+    if run.path.exists() and not run.path.is_dir():
+        raise ConfigError(f"{run.path}: exists and is not a directory; choose another --out")
+    if run.holds_a_run() and not overwrite:
+        raise ConfigError(f"{run.path}: already holds a run; continue it with `nmt train --resume {run.path}`, "
+                          "or add --overwrite to start over")
+    model_cfg = model_config_for(data_dir, model_overrides)
+    trainer = _assemble(run, Path(data_dir), model_cfg, train_cfg, device, threads, callback)
+    run.lock()  # never wipe a directory another trainer is writing to
+    run.wipe()
+    run.write_config({"nmt_version": __version__, "data_dir": str(Path(data_dir).resolve()),
+                      "model": to_dict(model_cfg), "train": to_dict(train_cfg)})
+    return trainer
+
+
+def resume(run_dir: Path, train_overrides: dict[str, Any] | None = None, device: str | None = None,
+           threads: int | None = None, callback: Callback | None = None) -> Trainer:
+    """The run in `run_dir`, at its last checkpoint (or from scratch if killed before the first one)."""
+    run = RunDir(run_dir)
+    config = run.read_config()
+    run.lock()
+    try:
+        run.remove_leftovers()
+        changed = sorted(set(train_overrides or {}) - RESUMABLE_OVERRIDES)
+        if changed:
+            raise ConfigError(f"--resume keeps the run's settings; only {', '.join(sorted(RESUMABLE_OVERRIDES))} "
+                              f"may change, not {', '.join(changed)}")
+        where = str(run.path / "config.json")
+        train_cfg = from_dict(TrainConfig, {**config["train"], **(train_overrides or {})}, where=where)
+        model_cfg = from_dict(ModelConfig, config["model"], where=where)
+        trainer = _assemble(run, Path(config["data_dir"]), model_cfg, train_cfg, device, threads, callback)
+        last = run.last()
+        if last is not None:
+            trainer.restore(last)
+        else:
+            run.truncate_log(0)  # killed before the first checkpoint: start over, log included
+        st = trainer.state
+        st.checkpoints = run.forget_the_future(st.step, trainer.early.best_step, st.checkpoints, train_cfg.keep_last)
+    except BaseException:
+        run.close()  # a refused resume must not keep the run locked
+        raise
+    return trainer
+
+
+def _assemble(run: RunDir, data_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig, device_name: str | None,
+              threads: int | None, callback: Callback | None) -> Trainer:
+    """Load the data and tokenizers, build the model and optimizer (seeded), and hand them to a Trainer."""
+    device = pick_device(device_name)
+    threads = set_threads(threads)
+    keep_freed_memory()
+    summary = load_summary(data_dir)
+    src_lang, tgt_lang = summary["settings"]["src"], summary["settings"]["tgt"]
+    spm_names = {side: summary["spm"][side] for side in ("src", "tgt")}
+    spm = {name: (data_dir / name).read_bytes() for name in set(spm_names.values())}
+    tgt_tokenizer = Tokenizer(spm[spm_names["tgt"]], str(data_dir / spm_names["tgt"]))
+    limit = model_cfg.max_positions - 1  # pairs beyond max_src_len/max_tgt_len or the positions are left out
+    data = TrainingData(data_dir / "train.ids.safetensors", cfg.batch_tokens, cfg.seed,
+                        min(cfg.max_src_len, limit), min(cfg.max_tgt_len, limit))
+    validator = Validator(ParallelIds.load(data_dir / "valid.ids.safetensors"), read_lines(data_dir / f"valid.{tgt_lang}"),
+                          tgt_tokenizer, cfg, device)
+    seed_everything(cfg.seed)
+    model = Transformer(model_cfg).to(device)
+    optimizer = build_optimizer(model.parameters(), cfg)
+    files = RunFiles(spm, {"spm": spm_names, "src_lang": src_lang, "tgt_lang": tgt_lang,
+                           "data_dir": str(data_dir.resolve())})
+    return Trainer(cfg, model, optimizer, data, validator, EarlyStopping(cfg.early_stop_metric, cfg.patience), run,
+                   files, device, threads, callback)
 
 
 @dataclass

@@ -33,13 +33,13 @@ def prepared_sample(tmp_path_factory) -> Path:
 def tiny_model_dir(prepared_sample, tmp_path_factory) -> Path:
     """A tiny model trained for a few dozen steps on the sample: enough to emit real tokens."""
     from nmt.config import TrainConfig
-    from nmt.train import Trainer
+    import nmt.train as training
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     cfg = TrainConfig(batch_tokens=1500, max_steps=40, warmup_steps=10, lr=3e-3, log_every=20, valid_every=40,
                       valid_max_sentences=10, seed=1)
     model = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 64, "max_positions": 256}
-    trainer = Trainer.start(prepared_sample, run_dir, model, cfg, threads=1)
+    trainer = training.start(prepared_sample, run_dir, model, cfg, threads=1)
     trainer.train()
     trainer.close()
     return run_dir / "best"

@@ -16,6 +16,7 @@ import torch
 from nmt.checkpoint import average_checkpoints, load_model_dir, save_model_dir
 from nmt.config import TrainConfig
 from nmt.errors import CheckpointError, ConfigError
+import nmt.train as training
 from nmt.train import Trainer, TrainingError
 
 TINY = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 64, "dropout": 0.1}
@@ -33,7 +34,7 @@ def losses(run_dir) -> list[tuple[int, float]]:
 
 
 def run(prepared, run_dir, **changes) -> Trainer:
-    trainer = Trainer.start(prepared, run_dir, TINY, tiny_train(**changes), threads=1)
+    trainer = training.start(prepared, run_dir, TINY, tiny_train(**changes), threads=1)
     trainer.train()
     trainer.close()
     return trainer
@@ -42,7 +43,7 @@ def run(prepared, run_dir, **changes) -> Trainer:
 def test_resumed_training_equals_uninterrupted(prepared_sample, tmp_path):
     full = run(prepared_sample, tmp_path / "full", max_steps=10, accum_steps=2)
     run(prepared_sample, tmp_path / "half", max_steps=5, accum_steps=2)  # stops mid-epoch at step 5
-    resumed = Trainer.resume(tmp_path / "half", {"max_steps": 10}, threads=1)
+    resumed = training.resume(tmp_path / "half", {"max_steps": 10}, threads=1)
     assert resumed.state.step == 5
     resumed.train()
     resumed.close()
@@ -54,17 +55,17 @@ def test_resumed_training_equals_uninterrupted(prepared_sample, tmp_path):
 def test_run_dir_is_never_overwritten_silently(prepared_sample, tmp_path):
     run(prepared_sample, tmp_path / "r", max_steps=2, valid_every=2)
     with pytest.raises(ConfigError, match="already holds a run; continue it with `nmt train --resume .*`, or add --overwrite"):
-        Trainer.start(prepared_sample, tmp_path / "r", TINY, tiny_train(), threads=1)
-    trainer = Trainer.start(prepared_sample, tmp_path / "r", TINY, tiny_train(max_steps=1), overwrite=True, threads=1)
+        training.start(prepared_sample, tmp_path / "r", TINY, tiny_train(), threads=1)
+    trainer = training.start(prepared_sample, tmp_path / "r", TINY, tiny_train(max_steps=1), overwrite=True, threads=1)
     trainer.close()
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 
 def test_second_trainer_on_the_same_run_dir_is_refused(prepared_sample, tmp_path):
-    first = Trainer.start(prepared_sample, tmp_path / "r", TINY, tiny_train(), threads=1)
+    first = training.start(prepared_sample, tmp_path / "r", TINY, tiny_train(), threads=1)
     try:
         with pytest.raises(ConfigError, match="another `nmt train` is using this run directory"):
-            Trainer.resume(tmp_path / "r", threads=1)
+            training.resume(tmp_path / "r", threads=1)
     finally:
         first.close()
 
@@ -134,7 +135,7 @@ def test_config_with_wrong_types_is_a_clear_error(checkpoint):
 def test_nan_loss_stops_without_a_poisoned_checkpoint(prepared_sample, tmp_path, monkeypatch):
     import nmt.loss
 
-    trainer = Trainer.start(prepared_sample, tmp_path / "r", TINY, tiny_train(max_steps=6), threads=1)
+    trainer = training.start(prepared_sample, tmp_path / "r", TINY, tiny_train(max_steps=6), threads=1)
     real = nmt.loss.label_smoothed_loss
 
     def poisoned(logits, *args):
@@ -193,9 +194,9 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(prepared_sample, tmp_
 
 
 def test_same_seed_same_losses_other_seed_other_losses(prepared_sample, tmp_path):
-    a = losses(run(prepared_sample, tmp_path / "a", max_steps=4).run_dir)
-    b = losses(run(prepared_sample, tmp_path / "b", max_steps=4).run_dir)
-    c = losses(run(prepared_sample, tmp_path / "c", max_steps=4, seed=4).run_dir)
+    a = losses(run(prepared_sample, tmp_path / "a", max_steps=4).run.path)
+    b = losses(run(prepared_sample, tmp_path / "b", max_steps=4).run.path)
+    c = losses(run(prepared_sample, tmp_path / "c", max_steps=4, seed=4).run.path)
     assert a == b and a != c
 
 
@@ -222,7 +223,7 @@ def test_loss_in_chunks_gives_the_whole_batch_gradients(prepared_sample, tmp_pat
     from nmt.loss import label_smoothed_loss
     from nmt.tokenizer import SPECIAL
 
-    trainer = Trainer.start(prepared_sample, tmp_path / "r", {**TINY, "dropout": 0.0}, tiny_train(), threads=1)
+    trainer = training.start(prepared_sample, tmp_path / "r", {**TINY, "dropout": 0.0}, tiny_train(), threads=1)
     batches = (trainer.data.batch(index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos) for index in trainer.data.epoch(0))
     batch = next(b for b in batches if (b.tgt_out == SPECIAL.pad).any())  # with padding, which gets no logits in chunks
     model = trainer.model
