@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -11,7 +14,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from nmt.errors import ConfigError
+from nmt.errors import ConfigError, NmtError
 from nmt_cli.common import count, err, handle_errors, out, writable
 
 
@@ -130,8 +133,9 @@ class Display:
             self.max_steps, self.first_step, self.state = event["max_steps"], event["step"], "training"
             self.started = time.monotonic()
             skipped = f", {event['skipped_long']} too long skipped" if event["skipped_long"] else ""
+            processes = f"{event['processes']} processes x " if event.get("processes", 1) > 1 else ""
             err.print(f"training {event['params']:,} parameters on {event['train_pairs']:,} pairs{skipped} "
-                      f"({event['device']}, {count(event['threads'], 'thread')})", markup=False)
+                      f"({event['device']}, {processes}{count(event['threads'], 'thread')})", markup=False)
         elif kind == "resumed":
             err.print(f"resumed from {event['path']} (step {event['step']})", markup=False)
         elif kind == "train":
@@ -164,7 +168,9 @@ def train(
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this run directory exactly where its last checkpoint left off.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Delete an existing run in --out and start over.")] = False,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: cuda when available, else cpu).")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads per process (default: all cores, shared among the processes).")] = None,
+    nproc: Annotated[int, typer.Option(help="Train on N processes on this machine (one per GPU, or CPU processes), "
+                                            "launched by torch.distributed.run; see torchrun for several machines.")] = 1,
 ) -> None:
     """nmt train DATA_DIR --out RUN_DIR [--config FILE.toml] [--OPTION VALUE ...]: train an encoder-decoder
     Transformer on a prepared data directory (from `nmt prepare`), with label smoothing, warm-up and token batches.
@@ -173,9 +179,26 @@ def train(
     (safetensors + JSON), keeps the last --keep-last plus the best; RUN_DIR/best and RUN_DIR/last point at them.
     Ctrl-C or SIGTERM saves a checkpoint; `nmt train --resume RUN_DIR` continues it.
     """
+    from nmt import distributed
+
+    group = distributed.from_environment()
+    if nproc != 1:
+        if nproc < 1 or group.distributed:
+            raise ConfigError(f"--nproc {nproc}: " + ("give 1 or more" if nproc < 1 else "already started by torchrun"))
+        raise typer.Exit(launch(nproc))
+    try:
+        _train(ctx, out_dir, config, resume, overwrite, device, threads, group)
+    except NmtError as e:
+        if group.distributed:
+            e.args = (f"rank {group.rank}: {e}",)
+        raise
+
+
+def _train(ctx: typer.Context, out_dir: Optional[Path], config: Optional[Path], resume: Optional[Path],
+           overwrite: bool, device: Optional[str], threads: Optional[int], group: Any) -> None:
+    import nmt.train as training
     from nmt.config import ModelConfig, TrainConfig, check_table, from_dict, load_toml
     from nmt.runtime import slow_bf16
-    import nmt.train as training
 
     positional, flags = parse_overrides(list(ctx.args))
     if len(positional) > 1:
@@ -185,12 +208,13 @@ def train(
         raise ConfigError(f"--{next(iter(flags['decode'])).replace('_', '-')} is a decoding option; use it with `nmt translate`")
     for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
         check_table(cls, flags[section], "", lambda key: f"--{key.replace('_', '-')}")
-    display = Display()
+    display = Display() if group.writer else (lambda event: None)
     if resume:
         if data_dir or config or overwrite or flags["model"]:
             raise ConfigError("--resume continues a run with its own data and config; give only RUN_DIR and limits such as --max-steps")
         with err.status(f"loading {resume}…"):
-            trainer = training.resume(resume, flags["train"], device=device, threads=threads, callback=display)
+            trainer = training.resume(resume, flags["train"], device=device, threads=threads, callback=display,
+                                      group=group)
         run_dir = resume
     else:
         if data_dir is None or out_dir is None:
@@ -205,29 +229,76 @@ def train(
         model_over = {**file_cfg.get("model", {}), **flags["model"]}
         with err.status(f"loading {data_dir} and building the model…"):
             trainer = training.start(data_dir, out_dir, model_over, train_cfg, overwrite=overwrite,
-                                    device=device, threads=threads, callback=display)
+                                     device=device, threads=threads, callback=display, group=group)
         run_dir = out_dir
-    if trainer.cfg.precision == "bf16" and (why := slow_bf16(trainer.device)):
+    if trainer.cfg.precision == "bf16" and group.writer and (why := slow_bf16(trainer.device)):
         err.print(f"warning: {why}; use --precision fp32 here")
 
     def on_signal(signum: int, frame: Any) -> None:
         trainer.stop_requested = signal.Signals(signum).name
-        signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once; checkpoints stay atomic
-        err.print(f"{trainer.stop_requested}: saving a checkpoint after this step…")
+        if not group.distributed:  # (torchrun passes on the signal the processes already had from the terminal)
+            signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once; checkpoints stay atomic
+        if group.writer:
+            err.print(f"{trainer.stop_requested}: saving a checkpoint after this step…")
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        with display:
+        with display if isinstance(display, Display) else contextlib.nullcontext():
             reason = trainer.train()
     finally:
         trainer.close()
     if trainer.stop_requested:
-        err.print(f"stopped at step {trainer.state.step}; resume with: nmt train --resume {run_dir}")
+        if group.writer:
+            err.print(f"stopped at step {trainer.state.step}; resume with: nmt train --resume {run_dir}")
         raise typer.Exit(130 if trainer.stop_requested == "SIGINT" else 143)
+    if not group.writer:
+        return
     best = trainer.early.best_metric
     out.print(f"done: {reason}. best {trainer.cfg.early_stop_metric} {best:.2f} at step {trainer.early.best_step}; "
               f"model: {run_dir}/best")
+
+
+SHUTDOWN_S = 600  # how long torch.distributed.run lets the processes finish their step and checkpoint on a signal
+
+
+def launch(nproc: int) -> int:
+    """`nmt train --nproc N ...`: this same command on N processes, started by torch.distributed.run (torchrun's
+    engine, on this machine); returns the exit code. The processes print their own errors; a process that dies
+    without one (killed) is named here, in one line."""
+    import logging
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import elastic_launch
+    from torch.distributed.run import config_from_args, parse_args
+
+    argv, skip = [], False
+    for arg in sys.argv[1:]:  # the same command without --nproc
+        if skip or arg == "--nproc" or arg.startswith("--nproc="):
+            skip = not skip and arg == "--nproc"
+            continue
+        argv.append(arg)
+    cores = len(os.sched_getaffinity(0))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))  # torchrun would warn and set 1
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # its failure report is ours below
+    # what `torchrun --standalone` sets up: a rendezvous on a free local port
+    config, entry, args = config_from_args(parse_args(
+        ["--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0", f"--rdzv-id={uuid.uuid4()}", "--master-port=29500",
+         f"--nproc-per-node={nproc}", "--monitor-interval=0.1", "-m", "nmt_cli.main", *argv]))
+    config.shutdown_timeout = SHUTDOWN_S
+    try:
+        elastic_launch(config, entry)(*args)
+    except SignalException as e:  # passed on to the processes, which saved a checkpoint and stopped
+        return 128 + int(e.sigval)
+    except ChildFailedError as e:
+        rank, failure = e.get_first_failure()
+        if failure.signal_name() not in ("<N/A>", "SIGTERM", "SIGINT"):  # killed: it could not say so itself
+            err.print(f"error: rank {rank} was killed ({failure.signal_name()}); the other processes stopped. "
+                      "Resume with --resume", markup=False)
+        return failure.exitcode if failure.exitcode > 0 else 1
+    return 0
 
 
 @handle_errors

@@ -27,6 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 from nmt import __version__
 from nmt.config import ModelConfig, from_dict, to_dict
+from nmt.distributed import Group, rng_name, rng_states
 from nmt.errors import CheckpointError, ConfigError
 from nmt.model import Transformer
 from nmt.tokenizer import Tokenizer, sha256_bytes
@@ -310,26 +311,28 @@ def load_trainer_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     return tensors, read_json(path / TRAINER_JSON)
 
 
-def training_tensors(optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """What a checkpoint saves besides the weights to resume exactly: the optimizer's moments and this
-    process's RNG states (tensors), and the optimizer's parameter groups (JSON)."""
+def training_tensors(optimizer: torch.optim.Optimizer, group: Group, device: torch.device
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """What a checkpoint saves besides the weights to resume exactly: the optimizer's moments and the RNG states
+    of every process of the run (tensors; a collective when there are several), and the optimizer's parameter
+    groups (JSON)."""
     tensors, groups = optimizer_tensors(optimizer)
-    tensors["rng.cpu"] = torch.get_rng_state()
-    if device.type == "cuda":
-        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+    tensors.update(rng_states(group, device))
     return tensors, groups
 
 
 def restore_training(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     device: torch.device) -> dict[str, Any]:
-    """Put a checkpoint's weights, optimizer state and RNG states back into `model`, `optimizer` and this
-    process; returns the rest of its trainer state (JSON: step, data position, ...)."""
+                     device: torch.device, rank: int = 0) -> dict[str, Any]:
+    """Put a checkpoint's weights, optimizer state and RNG states (those of process `rank`) back into `model`,
+    `optimizer` and this process; returns the rest of its trainer state (JSON: step, data position, ...).
+    A rank the checkpoint has no RNG state for (the run had fewer processes) keeps the RNG it has."""
     model.load_state_dict(load_model_dir(path, device).model.state_dict())
     tensors, state = load_trainer_state(path)
     restore_optimizer(optimizer, {k: v.to(device) for k, v in tensors.items()}, state.pop("optimizer"))
-    torch.set_rng_state(tensors["rng.cpu"])
-    if device.type == "cuda" and "rng.cuda" in tensors:
-        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+    if rng_name("cpu", rank) in tensors:
+        torch.set_rng_state(tensors[rng_name("cpu", rank)])
+    if device.type == "cuda" and rng_name("cuda", rank) in tensors:
+        torch.cuda.set_rng_state(tensors[rng_name("cuda", rank)], device)
     return state
 
 

@@ -455,16 +455,17 @@ class Batch:
     tgt_out: "torch.Tensor"  # (batch, tgt_len) long, pad_id where there is no target
     index: "torch.Tensor"  # (batch,) long: positions of these pairs in their split
     n_tokens: int  # real target tokens (EOS included, padding excluded)
+    rows: "torch.Tensor"  # (n_tokens,) long: where tgt_out.flatten() is not padding (found here, not on a GPU)
 
     def to(self, device: "torch.device") -> "Batch":
-        return Batch(
-            self.src.to(device, non_blocking=True),
-            self.src_len.to(device, non_blocking=True),
-            self.tgt_in.to(device, non_blocking=True),
-            self.tgt_out.to(device, non_blocking=True),
-            self.index,
-            self.n_tokens,
-        )
+        """On `device`; copies from pinned memory (see `pin`) to a GPU do not wait for each other."""
+        return Batch(*(t.to(device, non_blocking=True) for t in (self.src, self.src_len, self.tgt_in, self.tgt_out)),
+                     self.index, self.n_tokens, self.rows.to(device, non_blocking=True))
+
+    def pin(self) -> "Batch":
+        """In page-locked memory, from where a GPU copies it without the host waiting."""
+        return Batch(*(t.pin_memory() for t in (self.src, self.src_len, self.tgt_in, self.tgt_out)), self.index,
+                     self.n_tokens, self.rows.pin_memory())
 
 
 def collate(data: ParallelIds, index: np.ndarray, pad_id: int, bos_id: int, eos_id: int) -> Batch:
@@ -492,6 +493,7 @@ def collate(data: ParallelIds, index: np.ndarray, pad_id: int, bos_id: int, eos_
         torch.from_numpy(tgt_out),
         torch.from_numpy(np.asarray(index, dtype=np.int64)),
         int(tgt_lens.sum()),
+        torch.from_numpy(np.flatnonzero(tgt_out != pad_id)),
     )
 
 
@@ -546,6 +548,10 @@ class TrainingData:
 
     def batch(self, index: np.ndarray, pad_id: int, bos_id: int, eos_id: int) -> Batch:
         return collate(self.pairs, index, pad_id, bos_id, eos_id)
+
+    def target_tokens(self, index: np.ndarray) -> int:
+        """`Batch.n_tokens` of the batch at `index`, without making it."""
+        return int(self.pairs.tgt_lens[index].sum()) + len(index)  # + EOS
 
 
 def iterate_batches(

@@ -11,12 +11,14 @@ from nmt.config import TrainConfig
 from nmt.errors import ConfigError
 
 
-def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(params, cfg: TrainConfig, device: torch.device | None = None) -> torch.optim.Optimizer:
     kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(cfg.optimizer)
     if kind is None:
         raise ConfigError(f"optimizer must be 'adam' or 'adamw', not {cfg.optimizer!r}")
-    # foreach: one fused kernel launch per group instead of one per tensor
-    return kind(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay, foreach=True)
+    # on CUDA one fused kernel does the whole update; elsewhere foreach: one kernel launch per group, not per tensor
+    fused = device is not None and device.type == "cuda"
+    return kind(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
+                **({"fused": True} if fused else {"foreach": True}))
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

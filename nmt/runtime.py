@@ -33,9 +33,10 @@ def pick_device(name: str | None = None) -> torch.device:
     return device
 
 
-def set_threads(threads: int | None) -> int:
-    """Use all cores by default (torch's own default can be lower inside containers)."""
-    n = threads or len(os.sched_getaffinity(0))
+def set_threads(threads: int | None, share: int = 1) -> int:
+    """All cores by default (torch's own default can be lower inside containers), or a `share`-th of them each
+    for several processes on one machine."""
+    n = threads or max(1, len(os.sched_getaffinity(0)) // share)
     torch.set_num_threads(n)
     return n
 

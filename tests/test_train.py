@@ -233,8 +233,27 @@ def test_loss_in_chunks_gives_the_whole_batch_gradients(prepared_sample, tmp_pat
     model.zero_grad(set_to_none=True)
     monkeypatch.setattr(nmt.loss, "LOSS_CHUNK", 7)  # many chunks, the last one short
     states = model.decode_states(batch.tgt_in, model.encode(batch.src, batch.src_len))
-    chunked = nmt.loss.loss_backward(states, model.output_proj, batch.tgt_out, 0.1, SPECIAL.pad, batch.n_tokens)
+    scaled, loss_sum, nll_sum = nmt.loss.chunked_loss(states, model.output_proj.weight, batch.tgt_out, batch.rows,
+                                                      0.1, batch.n_tokens)
+    scaled.backward()  # one backward pass (what DistributedDataParallel needs)
     trainer.close()
-    assert chunked == pytest.approx((float(loss.detach()), float(nll)), rel=1e-5)
+    assert len(batch.rows) == batch.n_tokens
+    assert (float(scaled.detach()) * batch.n_tokens, float(loss_sum), float(nll_sum)) == pytest.approx(
+        (float(loss.detach()), float(loss.detach()), float(nll)), rel=1e-5)
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, whole[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_batches_collated_ahead_on_a_thread_give_the_same_run(prepared_sample, tmp_path):
+    """What a GPU run does (the next update's batches made on a background thread while this one runs), here on
+    the CPU: the same losses, step by step, as making them in turn."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    plain = run(prepared_sample, tmp_path / "plain", max_steps=8, accum_steps=2)
+    trainer = training.start(prepared_sample, tmp_path / "ahead", TINY, tiny_train(max_steps=8, accum_steps=2),
+                             threads=1)
+    assert trainer.ahead is None  # on the CPU it is off by default
+    trainer.ahead = ThreadPoolExecutor(1)
+    trainer.train()
+    trainer.close()
+    assert losses(tmp_path / "ahead") == losses(plain.run.path)
