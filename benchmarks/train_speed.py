@@ -3,6 +3,7 @@ side by side with a plain `torch.nn.Transformer` of the same size, in one run.
 
     python benchmarks/train_speed.py             # d256, 3+3 layers, 4 heads, ffn 1024, 4096-token batches
     python benchmarks/train_speed.py --engines nmt:bf16,baseline:fp32 --repeats 5
+    python benchmarks/train_speed.py --engines nmt:fp32 --nproc 2   # 1 process x 2 threads vs 2 x 1 (DDP, gloo)
 
 An engine is a model and a precision: nmt's Transformer or the baseline, in fp32 or under bf16
 autocast (nmt.runtime.autocast, as `nmt train --precision bf16` uses it). Each engine runs in its own
@@ -10,7 +11,10 @@ process (so peak memory is its own), the engines alternate, and the figures are 
 --repeats runs of --steps timed updates (after --warmup untimed ones), on the same token batches,
 with the same loss, optimizer, gradient clipping and allocator setting (nmt.runtime.keep_freed_memory,
 as `nmt train` runs): nmt's engine takes `nmt train`'s own update (nmt.train.update, whose loss makes the
-logits 1,024 target tokens at a time). Ratios are to the fp32 baseline.
+logits 1,024 target tokens at a time). Ratios are to the fp32 baseline. An engine "nmt:fp32:x2" is
+nmt's on 2 processes (torch.distributed, gloo; DistributedDataParallel as `nmt train --nproc 2` runs
+it), the cores shared among them, each taking every other batch: its tokens/s count both processes'
+tokens, its peak memory is rank 0's.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import re
 import resource
 import statistics
 import sys
@@ -92,8 +97,38 @@ def in_process(target, *args):
     return result
 
 
-def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namespace, queue) -> None:
-    """Train `args.warmup + args.steps` updates; report tokens/s over the timed ones and peak memory."""
+def in_processes(world: int, target, *args):
+    """Run target(*args, rank, world, port, queue) in `world` fresh processes that form one torch.distributed
+    group (gloo) and return what rank 0 puts on the queue."""
+    import queue as queues
+    import socket
+
+    with socket.socket() as sock:  # a free port for the group's rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, rank, world, port, queue)) for rank in range(world)]
+    for proc in procs:
+        proc.start()
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            break
+        except queues.Empty:
+            if any(proc.exitcode not in (None, 0) for proc in procs):
+                for proc in procs:
+                    proc.kill()
+                sys.exit(f"{target.__name__}{args[:2]} on {world} processes failed")
+    for proc in procs:
+        proc.join()
+    return result
+
+
+def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namespace, rank: int, world: int,
+               port: int, queue) -> None:
+    """Train `args.warmup + args.steps` updates; report tokens/s over the timed ones and peak memory. With
+    `world` processes (nmt only), each takes every world-th batch and the tokens of all are counted."""
     import torch
 
     from nmt.config import ModelConfig, TrainConfig
@@ -102,9 +137,13 @@ def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namesp
     from nmt.model import Transformer
     from nmt.optim import build_optimizer
     from nmt.runtime import autocast, keep_freed_memory, pick_device, set_threads
+    from nmt.distributed import Group
+    from nmt.distributed import start as join_group
+    from nmt.train import engine as nmt_engine
     from nmt.train import update
 
-    set_threads(args.threads)
+    group = Group(rank, world, rank, world)
+    set_threads(args.threads, share=world)
     keep_freed_memory()  # both engines: as `nmt train` runs
     torch.manual_seed(1)
     device = pick_device(args.device)
@@ -120,15 +159,21 @@ def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namesp
     cfg = TrainConfig(lr=1e-4, precision=precision)  # label smoothing 0.1, clipping at 1.0
     optimizer = build_optimizer(model.parameters(), cfg)
     batches = token_batches(data.src_lens, data.tgt_lens, args.batch_tokens, seed=1)
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+        join_group(group, device)
+    loss = nmt_engine(model, cfg, device, group) if engine == "nmt" else None
     tokens, start = 0, 0.0
     for i in range(args.warmup + args.steps):
         if i == args.warmup:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             tokens, start = 0, time.perf_counter()
-        batch = collate(data, batches[i % len(batches)], 0, 2, 3).to(device)
+        chosen = [batches[(i * world + r) % len(batches)] for r in range(world)]  # this update's, over all processes
+        batch = collate(data, chosen[rank], 0, 2, 3).to(device)
         if engine == "nmt":
-            update(model, optimizer, [batch], cfg, device, i + 1)
+            update(loss, optimizer, [batch], sum(int(data.tgt_lens[b].sum()) + len(b) for b in chosen), cfg, device,
+                   i + 1, group)
         else:
             with autocast(device, precision):
                 logits = model(batch.src, batch.src_len, batch.tgt_in)
@@ -137,14 +182,17 @@ def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namesp
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm, foreach=True)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        tokens += batch.n_tokens
+        tokens += sum(int(data.tgt_lens[b].sum()) + len(b) for b in chosen)  # = batch.n_tokens on one process
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    queue.put({"tokens_per_s": tokens / seconds, "peak_mb": peak / 2**20,
-               "params": sum(p.numel() for p in model.parameters())})
+    if rank == 0:  # peak memory: rank 0's own
+        queue.put({"tokens_per_s": tokens / seconds, "peak_mb": peak / 2**20,
+                   "params": sum(p.numel() for p in model.parameters())})
+    if world > 1:
+        torch.distributed.destroy_process_group()
 
 
 def model_arguments(description: str) -> argparse.ArgumentParser:
@@ -168,20 +216,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None)
     parser.add_argument("--engines", default="nmt:fp32,nmt:bf16,baseline:fp32,baseline:bf16",
-                        help="comma-separated MODEL:PRECISION, MODEL nmt or baseline, PRECISION fp32 or bf16")
+                        help="comma-separated MODEL:PRECISION[:xN], MODEL nmt or baseline, PRECISION fp32 or bf16; "
+                             "xN: N processes (nmt only, DistributedDataParallel over gloo, the cores shared)")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="also run each nmt engine on this many processes (adds MODEL:PRECISION:xN engines)")
     args = parser.parse_args()
 
     cache = Path(tempfile.gettempdir()) / "nmt-bench-multi30k-en-fr"
     data_dir = str(prepared_data(args.data, cache))
     engines = args.engines.split(",")
+    if args.nproc > 1:
+        engines += [f"{e}:x{args.nproc}" for e in engines if e.startswith("nmt:")]
     for engine in engines:
-        model, _, precision = engine.partition(":")
-        if model not in ("nmt", "baseline") or precision not in ("fp32", "bf16"):
-            parser.error(f"--engines: {engine!r} is not MODEL:PRECISION (nmt or baseline, fp32 or bf16)")
+        model, precision, *procs = engine.split(":")
+        if (model not in ("nmt", "baseline") or precision not in ("fp32", "bf16") or len(procs) > 1
+                or (procs and (model != "nmt" or not re.fullmatch(r"x[1-9]\d*", procs[0])))):
+            parser.error(f"--engines: {engine!r} is not MODEL:PRECISION[:xN] (nmt or baseline, fp32 or bf16)")
     results: dict[str, list[dict]] = {e: [] for e in engines}
     for _ in range(args.repeats):
         for engine in engines:  # alternate, so drifting machine load hits all alike
-            results[engine].append(in_process(run_engine, *engine.split(":"), data_dir, args))
+            model, precision, *procs = engine.split(":")
+            world = int(procs[0][1:]) if procs else 1
+            results[engine].append(in_processes(world, run_engine, model, precision, data_dir, args))
     print(f"Multi30k en-fr, d_model {args.d_model}, {args.layers}+{args.layers} layers, {args.heads} heads, "
           f"ffn {args.ffn}, batches of {args.batch_tokens} tokens, "
           f"median of {args.repeats} runs x {args.steps} updates, torch {__import__('torch').__version__}, "
