@@ -194,8 +194,9 @@ class Trainer:
         """Train until a limit, early stopping or a stop request; returns why it stopped."""
         try:
             return self._train()
-        except RuntimeError as e:
-            if self.group.distributed and "NmtError" not in type(e).__name__:
+        except RuntimeError as e:  # a collective failed (a peer died, or hung past the timeout); in a backward pass
+            # DDP's may come as a plain RuntimeError
+            if self.group.distributed and (isinstance(e, torch.distributed.DistError) or re.search("gloo|NCCL", str(e))):
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 first = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0]  # gloo: "[file:line] what. advice"
                 raise TrainingError(f"step {self.state.step + 1}: lost touch with the other processes of the run "

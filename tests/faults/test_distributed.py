@@ -124,5 +124,7 @@ def test_a_process_that_dies_stops_the_others_with_one_line(train, prepared_samp
     assert proc.wait() != 0
     assert time.monotonic() - killed < EXIT_WITHIN_S
     assert "error: rank 1 was killed (SIGKILL); the other processes stopped" in proc.stderr, proc.stderr
+    assert re.search(r"error: rank 0: step \d+: lost touch with the other processes of the run \(.+\); one of them "
+                     r"has probably died\. Resume with --resume\n", proc.stderr), proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     check_run_dir(run_dir)
