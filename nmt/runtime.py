@@ -72,18 +72,16 @@ def slow_bf16(device: torch.device) -> str | None:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast for 'bf16', nothing for 'fp32'.
+    """bf16 autocast for 'bf16', nothing otherwise ('fp32'; the configs check the names).
 
     On CPU, bf16 attention also takes SDPA's math path (matmul, softmax, matmul, each in bf16):
     the fused CPU attention kernel runs slower in bf16 than in fp32 on sentence-length inputs
     (measured: a bf16 training step at d_model 256, 3+3 layers, ran 5,100 target tokens/s with
     it, 6,100 without)."""
-    if precision == "fp32":
+    if precision != "bf16":
         return contextlib.nullcontext()
-    if precision == "bf16":
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.autocast(device_type=device.type, dtype=torch.bfloat16))
-        if device.type == "cpu":
-            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
-        return stack
-    raise ConfigError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.autocast(device_type=device.type, dtype=torch.bfloat16))
+    if device.type == "cpu":
+        stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+    return stack

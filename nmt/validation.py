@@ -11,7 +11,6 @@ import torch
 
 from nmt.config import TrainConfig
 from nmt.data import ParallelIds, collate, iterate_batches, token_batches
-from nmt.errors import ConfigError
 from nmt.loss import label_smoothed_loss
 from nmt.runtime import autocast
 from nmt.tokenizer import SPECIAL, Tokenizer
@@ -71,10 +70,7 @@ class EarlyStopping:
 
     def update(self, result: dict[str, float], step: int) -> bool:
         """Take one validation's result at `step`; True when it is the best so far."""
-        key = METRIC_KEYS.get(self.metric)
-        if key is None or key not in result:
-            raise ConfigError(f"early_stop_metric {self.metric!r} is not measured; use 'bleu' (needs valid_bleu) or 'loss'")
-        value = result[key]
+        value = result[METRIC_KEYS[self.metric]]  # TrainConfig made sure it is measured
         # a NaN metric is never the best: it would compare false against everything after it
         better = math.isfinite(value) and (self.best_metric is None or (
             value > self.best_metric if self.metric == "bleu" else value < self.best_metric))

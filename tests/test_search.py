@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from nmt.config import DecodeConfig, ModelConfig
+from nmt.config import DecodeConfig, ModelConfig, SamplingConfig
 from nmt.errors import ConfigError
 from nmt.search import Hypothesis, beam_search, greedy, normalise, sample
 
@@ -157,14 +157,13 @@ def test_top_k_and_top_p_cut_the_tail():
     assert first_tokens(top_p=0.4) == {A}
 
 
-def test_bad_settings_are_config_errors():
-    model = ScriptedModel(GREEDY_TRAP)
-    src, src_len = scripted_src([0])
-    for config in (DecodeConfig(beam_size=2, nbest=3), DecodeConfig(normalize="sum"), DecodeConfig(unk_penalty=1.0)):
+def test_bad_settings_are_config_errors_when_made():
+    for bad in (dict(beam_size=2, nbest=3), dict(normalize="sum"), dict(unk_penalty=-1.0), dict(min_len=-1)):
         with pytest.raises(ConfigError):
-            beam_search(model, src, src_len, config, **IDS)
-    with pytest.raises(ConfigError):
-        sample(model, src, src_len, **IDS, top_p=0.0)
+            DecodeConfig(**bad)
+    for bad in (dict(top_p=0.0), dict(temperature=0.0), dict(top_k=-1)):
+        with pytest.raises(ConfigError):
+            SamplingConfig(**bad)
 
 
 # --- small random models ------------------------------------------------------------------

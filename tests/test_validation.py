@@ -40,6 +40,9 @@ def test_its_state_round_trips_and_a_new_patience_applies_on_resume():
     assert resumed.should_stop and resumed.state_dict() == state
 
 
-def test_a_metric_that_is_not_measured_is_a_clear_error():
-    with pytest.raises(ConfigError, match="early_stop_metric 'bleu' is not measured"):
-        EarlyStopping("bleu").update({"valid_loss": 1.0}, 1)
+def test_a_metric_that_would_not_be_measured_is_refused_by_the_config():
+    from nmt.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="early_stop_metric = 'bleu' needs valid_bleu = true"):
+        TrainConfig(valid_bleu=False)
+    assert TrainConfig(valid_bleu=False, early_stop_metric="loss").early_stop_metric == "loss"
