@@ -168,7 +168,7 @@ def score(
     if model is not None:
         from nmt_cli.translate import decode_options, translate_file
 
-        config = decode_options(beam, lenpen, "gnmt", 1.2, 10, batch_tokens, 1, 0, 0.0)
+        config = decode_options(beam, lenpen, "gnmt", 1.2, 10, batch_tokens, 1, 0, 0.0, 0)
         systems.append(translate_file(model, src, config, output))
         names.append(str(output) if output else f"{model} (beam {beam})")
     options = dict(reference_names=reference_names, lowercase=lowercase, tokenize=tokenize, metrics=keys)

@@ -18,7 +18,7 @@ FORMATS = ("text", "jsonl")
 # [decode] keys of a --config file → this command's parameters (a flag given on the command line wins)
 DECODE_FLAGS = {"beam_size": "beam", "length_penalty": "lenpen", "normalize": "normalize", "max_len_a": "max_len_a",
                 "max_len_b": "max_len_b", "batch_tokens": "batch_tokens", "nbest": "nbest",
-                "no_repeat_ngram": "no_repeat_ngram", "unk_penalty": "unk_penalty"}
+                "no_repeat_ngram": "no_repeat_ngram", "unk_penalty": "unk_penalty", "min_len": "min_len"}
 CHUNK = 512  # lines translated (and written, and counted) at a time from a file or a pipe
 REPORT_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
 
@@ -72,7 +72,7 @@ def read_file(path: Path, warn: Callable[[str], None]) -> list[str]:
 
 
 def decode_options(beam: int, lenpen: float, normalize: str, max_len_a: float, max_len_b: int,
-                   batch_tokens: int, nbest: int, no_repeat_ngram: int, unk_penalty: float):
+                   batch_tokens: int, nbest: int, no_repeat_ngram: int, unk_penalty: float, min_len: int):
     from nmt.config import DecodeConfig
     from nmt.errors import ConfigError
 
@@ -83,7 +83,7 @@ def decode_options(beam: int, lenpen: float, normalize: str, max_len_a: float, m
         raise ConfigError(f"--nbest {nbest} needs --beam of at least {nbest}")
     return DecodeConfig(beam_size=beam, length_penalty=lenpen, normalize=normalize, max_len_a=max_len_a,
                         max_len_b=max_len_b, batch_tokens=batch_tokens, nbest=nbest,
-                        no_repeat_ngram=no_repeat_ngram, unk_penalty=unk_penalty)
+                        no_repeat_ngram=no_repeat_ngram, unk_penalty=unk_penalty, min_len=min_len)
 
 
 def config_decode(ctx: typer.Context, path: Path, values: dict) -> dict:
@@ -225,6 +225,7 @@ def translate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings and no progress on stderr (errors still).")] = False,
     no_repeat_ngram: Annotated[int, typer.Option(help="Never repeat an n-gram of this size; 0 allows repeats.")] = 0,
     unk_penalty: Annotated[float, typer.Option(help="Subtract this from the log-probability of <unk>.")] = 0.0,
+    min_len: Annotated[int, typer.Option(help="No end of sentence before this many subword tokens (the length limit still ends one).")] = 0,
     sampling: Annotated[bool, typer.Option("--sampling", help="Sample each output at random instead of searching (ignores --beam).")] = False,
     temperature: Annotated[float, typer.Option(help="With --sampling: divide the logits by this.")] = 1.0,
     top_k: Annotated[int, typer.Option(help="With --sampling: draw from the k most probable tokens; 0 draws from all.")] = 0,
@@ -248,7 +249,8 @@ def translate(
 
     say = (lambda message: None) if quiet else warn
     values = dict(beam=beam, lenpen=lenpen, normalize=normalize, max_len_a=max_len_a, max_len_b=max_len_b,
-                  batch_tokens=batch_tokens, nbest=nbest, no_repeat_ngram=no_repeat_ngram, unk_penalty=unk_penalty)
+                  batch_tokens=batch_tokens, nbest=nbest, no_repeat_ngram=no_repeat_ngram, unk_penalty=unk_penalty,
+                  min_len=min_len)
     if config_file is not None:
         values = config_decode(ctx, config_file, values)
     config = decode_options(**values)

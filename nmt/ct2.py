@@ -85,12 +85,13 @@ def ct2_device(name: str | None, ct2: Any) -> tuple[str, int]:
 
 class CT2Translator(LineTranslator):
     """A CTranslate2 export plus decoding settings; the same interface as `nmt.translate.Translator`
-    (search only: sampling and --unk-penalty are the PyTorch engine's)."""
+    (search only: sampling, --unk-penalty and --min-len are the PyTorch engine's)."""
 
     def __init__(self, path: Path, engine: Any, src_tok: Tokenizer, tgt_tok: Tokenizer, max_positions: int,
                  config: DecodeConfig):
-        if config.unk_penalty:
-            raise ConfigError("--unk-penalty is not available with --engine ctranslate2; use the PyTorch engine")
+        for name, flag in (("unk_penalty", "--unk-penalty"), ("min_len", "--min-len")):
+            if getattr(config, name):
+                raise ConfigError(f"{flag} is not available with --engine ctranslate2; use the PyTorch engine")
         self.path, self.engine, self.config = path, engine, config
         self.src_tok, self.tgt_tok, self.max_positions = src_tok, tgt_tok, max_positions
         self.src_pieces = src_tok.pieces()  # ids -> CTranslate2's token strings

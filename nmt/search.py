@@ -9,7 +9,7 @@ The host waits for the device once per step, to learn which sentences have finis
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
@@ -17,7 +17,6 @@ import torch
 from torch import Tensor
 
 from nmt.config import DecodeConfig
-from nmt.errors import ConfigError
 
 Memory: TypeAlias = Any  # whatever `encode` returns; search only passes it back to the model
 KVCache: TypeAlias = Any  # likewise for the decoder state
@@ -55,9 +54,65 @@ def max_lengths(src_len: Tensor, max_len_a: float, max_len_b: int) -> list[int]:
     return [max(0, int(max_len_a * n + max_len_b)) for n in src_len.tolist()]
 
 
-def _check_normalize(normalize: str) -> None:
-    if normalize not in ("gnmt", "length"):
-        raise ConfigError(f"normalize must be 'gnmt' or 'length', not {normalize!r}")
+# ---------------------------------------------------------------------------------------------
+# score processors: how a step's log-probabilities are shaped before any search chooses from them
+
+Processor: TypeAlias = Callable[[Tensor, Tensor], Tensor]
+"""(history (rows, t): the tokens chosen so far, without BOS; log_probs (rows, vocab)) -> log_probs."""
+
+
+def penalise_unk(unk_id: int, penalty: float) -> Processor:
+    """Subtract `penalty` from the log-probability of <unk>."""
+    def apply(history: Tensor, log_probs: Tensor) -> Tensor:
+        log_probs = log_probs.clone()
+        log_probs[:, unk_id] -= penalty
+        return log_probs
+    return apply
+
+
+def block_repeats(n: int) -> Processor:
+    """-inf for every token that would complete an n-gram already in the hypothesis."""
+    def apply(history: Tensor, log_probs: Tensor) -> Tensor:
+        t = history.size(1)
+        if t < n:
+            return log_probs
+        grams = history.unfold(1, n, 1)  # (rows, t - n + 1, n): every n-gram so far
+        tail = history[:, t - n + 1 :]  # (rows, n - 1): what the next token would follow
+        repeats = (grams[:, :, :-1] == tail[:, None, :]).all(dim=-1)  # (rows, t - n + 1)
+        banned = torch.zeros_like(log_probs).scatter_add_(1, grams[:, :, -1], repeats.to(log_probs.dtype))
+        return log_probs.masked_fill(banned > 0, -math.inf)
+    return apply
+
+
+def forbid_eos_before(min_len: int, eos_id: int) -> Processor:
+    """No end of sentence before `min_len` tokens (an output's length limit still ends it)."""
+    def apply(history: Tensor, log_probs: Tensor) -> Tensor:
+        if history.size(1) >= min_len:
+            return log_probs
+        log_probs = log_probs.clone()
+        log_probs[:, eos_id] = -math.inf
+        return log_probs
+    return apply
+
+
+def processors(config: DecodeConfig, *, eos_id: int, unk_id: int | None = None) -> list[Processor]:
+    """The processors a decoding config asks for, in the order they apply."""
+    chosen: list[Processor] = []
+    if config.unk_penalty:
+        if unk_id is None:
+            raise ValueError("unk_penalty needs the unk id (unk_id=...)")
+        chosen.append(penalise_unk(unk_id, config.unk_penalty))
+    if config.no_repeat_ngram:
+        chosen.append(block_repeats(config.no_repeat_ngram))
+    if config.min_len:
+        chosen.append(forbid_eos_before(config.min_len, eos_id))
+    return chosen
+
+
+def _process(steps: Sequence[Processor], history: Tensor, log_probs: Tensor) -> Tensor:
+    for step in steps:
+        log_probs = step(history, log_probs)
+    return log_probs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,9 +131,10 @@ def _single_path(
     max_len_b: int,
     length_penalty: float,
     normalize: str,
+    shape: Sequence[Processor] = (),
 ) -> list[Hypothesis]:
-    """Extend one hypothesis per sentence with `choose(log_probs) -> tokens` until EOS or the limit."""
-    _check_normalize(normalize)
+    """Extend one hypothesis per sentence with `choose(shaped log_probs) -> tokens` until EOS or the limit; the
+    log-probabilities reported are the model's own."""
     batch, device = src.size(0), src.device
     if batch == 0:
         return []
@@ -95,8 +151,9 @@ def _single_path(
     for t in range(max(limits) + 1):
         log_probs, cache = model.decode_step(tokens, memory, cache)  # (n, vocab)
         log_probs = log_probs.float()
+        shaped = _process(shape, out[alive, :t], log_probs) if shape else log_probs
         # a hypothesis that reaches its limit is ended, not dropped
-        tokens = torch.where(limit <= t, eos_id, choose(log_probs))  # (n,)
+        tokens = torch.where(limit <= t, eos_id, choose(shaped))  # (n,)
         log_prob[alive] += log_probs.gather(1, tokens[:, None]).squeeze(1)
         out[alive, t] = tokens
         length[alive] = t + 1
@@ -126,15 +183,17 @@ def greedy(
     max_len_b: int = 10,
     length_penalty: float = 1.0,
     normalize: str = "gnmt",
+    shape: Sequence[Processor] = (),
 ) -> list[Hypothesis]:
-    """The most probable next token at every step; one hypothesis per sentence, in input order.
+    """The most probable next token (after the `shape` processors) at every step; one hypothesis per sentence,
+    in input order.
 
     Scores are normalised exactly as `beam_search` does, so a beam of one gives the same tokens and
-    scores when given the same settings."""
+    scores when given the same settings and no processors."""
     return _single_path(
         model, src, src_len, lambda log_probs: log_probs.argmax(dim=-1),
         bos_id=bos_id, eos_id=eos_id, max_len_a=max_len_a, max_len_b=max_len_b,
-        length_penalty=length_penalty, normalize=normalize,
+        length_penalty=length_penalty, normalize=normalize, shape=shape,
     )
 
 
@@ -170,18 +229,14 @@ def sample(
     max_len_b: int = 10,
     length_penalty: float = 1.0,
     normalize: str = "gnmt",
+    shape: Sequence[Processor] = (),
 ) -> list[Hypothesis]:
-    """Draw one output per sentence: at each step a token from the model's distribution at
-    `temperature`, cut to the `top_k` most probable (0: all) and/or to the smallest set holding
+    """Draw one output per sentence: at each step a token from the model's distribution (after the `shape`
+    processors) at `temperature`, cut to the `top_k` most probable (0: all) and/or to the smallest set holding
     `top_p` of the mass (1.0: all). The same `generator` state (on src's device) gives the same output.
 
     `log_prob` and `score` are those of the model itself (temperature 1, nothing cut away), so a
     sample can be compared with the greedy or beam output."""
-    if temperature <= 0:
-        raise ConfigError(f"temperature must be > 0, not {temperature}")
-    if top_k < 0 or not 0 < top_p <= 1:
-        raise ConfigError(f"top_k must be >= 0 and top_p in (0, 1], not {top_k} and {top_p}")
-
     def draw(log_probs: Tensor) -> Tensor:
         probs = _sampling_probs(log_probs, temperature, top_k, top_p)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
@@ -189,25 +244,12 @@ def sample(
     return _single_path(
         model, src, src_len, draw,
         bos_id=bos_id, eos_id=eos_id, max_len_a=max_len_a, max_len_b=max_len_b,
-        length_penalty=length_penalty, normalize=normalize,
+        length_penalty=length_penalty, normalize=normalize, shape=shape,
     )
 
 
 # ---------------------------------------------------------------------------------------------
 # beam search
-
-
-def _block_repeats(log_probs: Tensor, history: Tensor, n: int) -> Tensor:
-    """-inf for every token that would complete an n-gram already in the hypothesis.
-    log_probs (rows, vocab); history (rows, t) the tokens decoded so far, without BOS."""
-    t = history.size(1)
-    if t < n:
-        return log_probs
-    grams = history.unfold(1, n, 1)  # (rows, t - n + 1, n): every n-gram so far
-    tail = history[:, t - n + 1 :]  # (rows, n - 1): what the next token would follow
-    repeats = (grams[:, :, :-1] == tail[:, None, :]).all(dim=-1)  # (rows, t - n + 1)
-    banned = torch.zeros_like(log_probs).scatter_add_(1, grams[:, :, -1], repeats.to(log_probs.dtype))
-    return log_probs.masked_fill(banned > 0, -math.inf)
 
 
 @torch.inference_mode()
@@ -220,8 +262,11 @@ def beam_search(
     bos_id: int,
     eos_id: int,
     unk_id: int | None = None,
+    shape: Sequence[Processor] | None = None,
 ) -> list[list[Hypothesis]]:
-    """The `config.nbest` best outputs of each sentence, best first, in input order.
+    """The `config.nbest` best outputs of each sentence, best first, in input order. The step's log-probabilities
+    are shaped by `shape` (default: the processors `config` asks for; unk_penalty needs `unk_id`), and the scores
+    add up the shaped ones.
 
     Each sentence keeps `beam_size` live hypotheses. At every step the 2 * beam_size best
     extensions are ranked by total log-prob; those ending in EOS among the first beam_size are
@@ -230,11 +275,7 @@ def beam_search(
     The finished ones are then ranked by `normalise` (length counted with EOS). A list is shorter
     than nbest only if the model gives every other continuation zero probability."""
     beam = config.beam_size
-    if beam < 1 or not 1 <= config.nbest <= beam:
-        raise ConfigError(f"need 1 <= nbest <= beam_size, got nbest={config.nbest}, beam_size={beam}")
-    if config.unk_penalty and unk_id is None:
-        raise ConfigError("unk_penalty needs the unk id")
-    _check_normalize(config.normalize)
+    shape = processors(config, eos_id=eos_id, unk_id=unk_id) if shape is None else shape
     batch, device = src.size(0), src.device
     if batch == 0:
         return []
@@ -259,15 +300,13 @@ def beam_search(
         n, beams = scores.shape
         log_probs, cache = model.decode_step(tokens, memory, cache)  # (n * beams, vocab)
         log_probs = log_probs.float()
-        if config.unk_penalty:
-            log_probs = log_probs.clone()
-            log_probs[:, unk_id] -= config.unk_penalty
-        if config.no_repeat_ngram:
-            log_probs = _block_repeats(log_probs, history, config.no_repeat_ngram)
+        shaped = _process(shape, history, log_probs) if shape else log_probs
         vocab = log_probs.size(-1)
-        if t >= min_limit:  # only EOS is left at the limit
-            at_limit = (limit <= t).repeat_interleave(beams)[:, None] & (torch.arange(vocab, device=device) != eos_id)
-            log_probs = log_probs.masked_fill(at_limit, -math.inf)
+        if t >= min_limit:  # only EOS is left at the limit (whatever the processors said of it)
+            ended = (limit <= t).repeat_interleave(beams)[:, None]
+            only_eos = log_probs.masked_fill(torch.arange(vocab, device=device) != eos_id, -math.inf)
+            shaped = torch.where(ended, only_eos, shaped)
+        log_probs = shaped
 
         # the k best extensions of a sentence are among the k best of each of its beams
         k = min(2 * beam, beams * vocab)

@@ -20,7 +20,7 @@ from nmt.config import DecodeConfig, SamplingConfig
 from nmt.data import ParallelIds, clean, collate, token_batches
 from nmt.errors import ConfigError
 from nmt.runtime import autocast, keep_freed_memory, pick_device, set_threads
-from nmt.search import Hypothesis, beam_search, greedy, sample
+from nmt.search import Hypothesis, beam_search, greedy, processors, sample
 from nmt.tokenizer import SPECIAL, Tokenizer
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -186,13 +186,15 @@ class Translator(LineTranslator):
 
     def _search(self, src: torch.Tensor, src_len: torch.Tensor) -> list[list[Hypothesis]]:
         cfg = self.config
+        shape = processors(cfg, eos_id=SPECIAL.eos, unk_id=SPECIAL.unk)
         if self.sampling is not None:
             s = self.sampling
             return [[h] for h in sample(self.model, src, src_len, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos,
                                         temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                                        generator=self.generator, max_len_a=cfg.max_len_a, max_len_b=cfg.max_len_b)]
-        if cfg.beam_size == 1 and cfg.nbest == 1 and not cfg.no_repeat_ngram and not cfg.unk_penalty:
+                                        generator=self.generator, max_len_a=cfg.max_len_a, max_len_b=cfg.max_len_b,
+                                        shape=shape)]
+        if cfg.beam_size == 1 and cfg.nbest == 1:
             return [[h] for h in greedy(self.model, src, src_len, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos,
                                         max_len_a=cfg.max_len_a, max_len_b=cfg.max_len_b,
-                                        length_penalty=cfg.length_penalty, normalize=cfg.normalize)]
-        return beam_search(self.model, src, src_len, cfg, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos, unk_id=SPECIAL.unk)
+                                        length_penalty=cfg.length_penalty, normalize=cfg.normalize, shape=shape)]
+        return beam_search(self.model, src, src_len, cfg, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos, shape=shape)
