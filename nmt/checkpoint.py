@@ -29,7 +29,7 @@ from nmt import __version__
 from nmt.config import ModelConfig, from_dict, to_dict
 from nmt.distributed import Group, rng_name, rng_states
 from nmt.errors import CheckpointError, ConfigError
-from nmt.model import Transformer
+from nmt.model import Transformer, build_model
 from nmt.tokenizer import Tokenizer, sha256_bytes
 
 MODEL_FILE = "model.safetensors"
@@ -229,7 +229,7 @@ def load_model_dir(path: Path, device: torch.device | str = "cpu") -> LoadedMode
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing; the model directory is incomplete")
     check_weights(weights, model_config)
-    model = Transformer(model_config)
+    model = build_model(model_config)
     try:
         missing, unexpected = load_model(model, str(weights), strict=True, device=str(device))
     except (SafetensorError, OSError) as e:
@@ -275,7 +275,7 @@ def check_weights(weights: Path, model_config: ModelConfig) -> None:
                               f"is beyond what nmt builds ({MAX_POSITION_TABLE:,} values); the config is damaged")
     try:
         with torch.device("meta"), _ShapesOnly():  # shapes without memory
-            expected = Transformer(model_config).state_dict()
+            expected = build_model(model_config).state_dict()
     except (RuntimeError, ValueError, TypeError, AssertionError, ArithmeticError) as e:
         raise CheckpointError(f"{where}: invalid model config: {str(e).splitlines()[0][:200]}") from None
     dtypes = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -124,6 +124,8 @@ def transformer_spec(model: Transformer) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Writing the directory
 
+SPECS: dict[str, Callable[[Transformer], Any]] = {"transformer": transformer_spec}  # ModelConfig.arch -> CTranslate2 spec
+
 
 def export_ctranslate2(model_dir: Path, out: Path, quantization: str = "float32", force: bool = False) -> Path:
     """Write `model_dir` (a model or run directory) as a CTranslate2 model directory `out`,
@@ -135,7 +137,11 @@ def export_ctranslate2(model_dir: Path, out: Path, quantization: str = "float32"
         raise ConfigError(f"{out}: already exists; choose another --out or pass --force to replace it")
     ct2 = import_ctranslate2()
     loaded = load_model_dir(Path(model_dir), "cpu")
-    spec = transformer_spec(loaded.model)
+    arch = loaded.model.config.arch
+    if arch not in SPECS:
+        raise ConfigError(f"{loaded.path}: a {arch!r} model cannot be exported to CTranslate2 (nmt maps "
+                          f"{', '.join(map(repr, SPECS))}); translate it with the PyTorch engine")
+    spec = SPECS[arch](loaded.model)
     spec.register_source_vocabulary(loaded.src_tokenizer.pieces())
     spec.register_target_vocabulary(loaded.tgt_tokenizer.pieces())
     try:

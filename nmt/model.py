@@ -165,3 +165,12 @@ class Transformer(nn.Module):
             memory = Memory(memory.states.index_select(0, sentences), memory.pad_mask.index_select(0, sentences))
             cache = replace(cache, cross_k=pick(cache.cross_k, sentences), cross_v=pick(cache.cross_v, sentences))
         return memory, replace(cache, self_k=pick(cache.self_k, rows), self_v=pick(cache.self_v, rows))
+
+
+ARCHITECTURES: dict[str, type[Transformer]] = {"transformer": Transformer}  # ModelConfig.arch -> class
+
+
+def build_model(config: ModelConfig) -> Transformer:
+    """The model `config.arch` names, freshly initialised: the one place a model class is chosen (training,
+    checkpoint loading and export all come here). A new architecture registers its class in ARCHITECTURES."""
+    return ARCHITECTURES[config.arch](config)

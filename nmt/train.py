@@ -24,7 +24,7 @@ from nmt.data import Batch, ParallelIds, TrainingData, read_lines
 from nmt.distributed import SINGLE, Group
 from nmt.errors import ConfigError
 from nmt.loss import chunked_loss
-from nmt.model import Transformer
+from nmt.model import Transformer, build_model
 from nmt.optim import build_optimizer, lr_at, set_lr
 from nmt.prepare import load_summary
 from nmt.rundir import RunDir, TrainingError, checkpoint_name
@@ -357,7 +357,7 @@ def _assemble(run: RunDir, data_dir: Path, model_cfg: ModelConfig, cfg: TrainCon
     validator = Validator(ParallelIds.load(data_dir / "valid.ids.safetensors"), read_lines(data_dir / f"valid.{tgt_lang}"),
                           tgt_tokenizer, cfg, device)
     seed_everything(cfg.seed)
-    model = Transformer(model_cfg).to(device)
+    model = build_model(model_cfg).to(device)
     optimizer = build_optimizer(model.parameters(), cfg, device)
     if group.rank:
         seed_everything(cfg.seed + group.rank)  # the same weights (DDP copies rank 0's anyway), other dropout draws
