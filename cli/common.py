@@ -7,6 +7,7 @@ import functools
 import os
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -30,13 +31,16 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def handle_errors(func: F) -> F:
-    """Run a command; an NmtError becomes `error: ...` on stderr and its exit code (2)."""
+    """Run a command; an NmtError becomes `error: ...` on stderr and its exit code (2). With NMT_DEBUG=1 the
+    traceback comes first (for bug reports)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except NmtError as e:
+            if os.environ.get("NMT_DEBUG") == "1":
+                traceback.print_exc(file=sys.stderr)
             raise fail(str(e), e.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")
