@@ -59,9 +59,31 @@ for path in sys.argv[2:]:
             sp.encode(chunk, num_threads={threads})
 """
 STEP_ONE = re.compile(r"^step\s+1\s")
-TRAIN_FLAGS = ["--max-steps", "20", "--log-every", "1", "--valid-every", "1000000", "--valid-bleu", "false",
-               "--early-stop-metric", "loss", "--d-model", "256", "--enc-layers", "3", "--dec-layers", "3",
-               "--ffn-dim", "1024", "--n-heads", "4", "--batch-tokens", "4096", "--overwrite"]
+TRAIN_FLAGS = [
+    "--max-steps",
+    "20",
+    "--log-every",
+    "1",
+    "--valid-every",
+    "1000000",
+    "--valid-bleu",
+    "false",
+    "--early-stop-metric",
+    "loss",
+    "--d-model",
+    "256",
+    "--enc-layers",
+    "3",
+    "--dec-layers",
+    "3",
+    "--ffn-dim",
+    "1024",
+    "--n-heads",
+    "4",
+    "--batch-tokens",
+    "4096",
+    "--overwrite",
+]
 
 
 def nmt_command() -> list[str]:
@@ -83,8 +105,10 @@ def measure(cmd: list[str], what: str, watch: re.Pattern | None = None) -> dict:
                 seen.append(time.perf_counter() - start)
             lines[name].append(line)
 
-    readers = [threading.Thread(target=drain, args=(proc.stdout, "stdout"), daemon=True),
-               threading.Thread(target=drain, args=(proc.stderr, "stderr"), daemon=True)]
+    readers = [
+        threading.Thread(target=drain, args=(proc.stdout, "stdout"), daemon=True),
+        threading.Thread(target=drain, args=(proc.stderr, "stderr"), daemon=True),
+    ]
     for reader in readers:
         reader.start()
     try:
@@ -103,8 +127,12 @@ def measure(cmd: list[str], what: str, watch: re.Pattern | None = None) -> dict:
     if watch is not None and not seen:
         sys.exit(f"{what}: no output line matched {watch.pattern!r}:\n{''.join(lines['stderr'][-30:])}")
     spm_train = [float(line.split()[1]) for line in lines["stdout"] if line.startswith("spm_train_s ")]
-    return {"s": seconds, "peak_mib": usage.ru_maxrss / 1024, "first_s": seen[0] if seen else None,
-            "spm_train_s": spm_train[0] if spm_train else float("nan")}
+    return {
+        "s": seconds,
+        "peak_mib": usage.ru_maxrss / 1024,
+        "first_s": seen[0] if seen else None,
+        "spm_train_s": spm_train[0] if spm_train else float("nan"),
+    }
 
 
 def read_tatoeba(folder: Path) -> tuple[list[str], list[str]]:
@@ -121,8 +149,10 @@ def synthesize(en: list[str], fr: list[str], n: int, seed: int, prefixes: dict[i
     """n pairs, each 2 or 3 random Tatoeba pairs joined by a space, written to PREFIX.en/.fr for every
     (size, PREFIX) in prefixes: the first `size` lines of the one sequence (what `head` would give)."""
     rng = np.random.default_rng(seed)
-    files = {size: (open(f"{p}.en", "w", encoding="utf-8"), open(f"{p}.fr", "w", encoding="utf-8"))
-             for size, p in prefixes.items()}
+    files = {
+        size: (open(f"{p}.en", "w", encoding="utf-8"), open(f"{p}.fr", "w", encoding="utf-8"))
+        for size, p in prefixes.items()
+    }
     try:
         for lo in range(0, n, CHUNK):
             m = min(CHUNK, n - lo)
@@ -142,8 +172,13 @@ def synthesize(en: list[str], fr: list[str], n: int, seed: int, prefixes: dict[i
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -151,8 +186,12 @@ def git_commit() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="250000,1000000,4000000", help="comma-separated corpus sizes in pairs")
-    parser.add_argument("--tatoeba", type=Path, default=Path("../shared/data/tatoeba"),
-                        help="directory with tatoeba.en.gz and tatoeba.fr.gz (default: ../shared/data/tatoeba)")
+    parser.add_argument(
+        "--tatoeba",
+        type=Path,
+        default=Path("../shared/data/tatoeba"),
+        help="directory with tatoeba.en.gz and tatoeba.fr.gz (default: ../shared/data/tatoeba)",
+    )
     parser.add_argument("--work", type=Path, default=None, help="work directory (default: a new one under /tmp)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory's corpora and outputs")
     parser.add_argument("--repeats", type=int, default=1)
@@ -181,11 +220,16 @@ def main() -> None:
             (work / str(size)).mkdir(exist_ok=True)
         synthesize(en, fr, sizes[-1], 1, {size: work / str(size) / "corpus" for size in sizes})
         synthesize(en, fr, 1000, 2, {1000: work / "valid"})
-        print(f"generated {sizes[-1]:,} pairs from {len(en):,} Tatoeba pairs in {time.perf_counter() - started:.0f} s "
-              f"under {work}", file=sys.stderr)
+        print(
+            f"generated {sizes[-1]:,} pairs from {len(en):,} Tatoeba pairs in {time.perf_counter() - started:.0f} s "
+            f"under {work}",
+            file=sys.stderr,
+        )
         del en, fr
-        text_mb = {size: sum((work / str(size) / f"corpus.{lang}").stat().st_size for lang in ("en", "fr")) / 1e6
-                   for size in sizes}
+        text_mb = {
+            size: sum((work / str(size) / f"corpus.{lang}").stat().st_size for lang in ("en", "fr")) / 1e6
+            for size in sizes
+        }
 
         results: dict[int, list[dict]] = {size: [] for size in sizes}
         for repeat in range(args.repeats):
@@ -193,14 +237,45 @@ def main() -> None:
                 base = work / str(size)
                 print(f"[{repeat + 1}/{args.repeats}] {size:,} pairs", file=sys.stderr)
                 shutil.rmtree(base / "prep", ignore_errors=True)
-                row = {"prepare": measure(nmt + ["prepare", "--src", "en", "--tgt", "fr", "--train", str(base / "corpus"),
-                                                 "--valid", str(work / "valid"), "--out", str(base / "prep"),
-                                                 "--vocab-size", "8000", *threads], f"nmt prepare ({size:,} pairs)")}
-                row["encode"] = measure([sys.executable, "-c", floor, str(base / "prep" / "spm.model"),
-                                         str(base / "corpus.en"), str(base / "corpus.fr")], f"encoding floor ({size:,} pairs)")
+                row = {
+                    "prepare": measure(
+                        nmt
+                        + [
+                            "prepare",
+                            "--src",
+                            "en",
+                            "--tgt",
+                            "fr",
+                            "--train",
+                            str(base / "corpus"),
+                            "--valid",
+                            str(work / "valid"),
+                            "--out",
+                            str(base / "prep"),
+                            "--vocab-size",
+                            "8000",
+                            *threads,
+                        ],
+                        f"nmt prepare ({size:,} pairs)",
+                    )
+                }
+                row["encode"] = measure(
+                    [
+                        sys.executable,
+                        "-c",
+                        floor,
+                        str(base / "prep" / "spm.model"),
+                        str(base / "corpus.en"),
+                        str(base / "corpus.fr"),
+                    ],
+                    f"encoding floor ({size:,} pairs)",
+                )
                 if not args.skip_train:
-                    row["train"] = measure(nmt + ["train", str(base / "prep"), "--out", str(base / "run")] + TRAIN_FLAGS + threads,
-                                           f"nmt train ({size:,} pairs)", watch=STEP_ONE)
+                    row["train"] = measure(
+                        nmt + ["train", str(base / "prep"), "--out", str(base / "run")] + TRAIN_FLAGS + threads,
+                        f"nmt train ({size:,} pairs)",
+                        watch=STEP_ONE,
+                    )
                 results[size].append(row)
                 if not args.keep:  # leave disk for the next size
                     for name in ("prep", "run"):
@@ -213,19 +288,30 @@ def main() -> None:
         return statistics.median(r[part][key] for r in results[size])
 
     trained = "train skipped" if args.skip_train else "train d256 3+3 layers, 20 updates of 4096 tokens"
-    print(f"nmt prepare at scale: Tatoeba en-fr pairs joined 2-3 at a time, joint BPE 8000, {sample_note}; "
-          f"{trained}; threads: {args.threads or os.cpu_count()}; median of {args.repeats} run(s)")
-    print(f"nmt {version('nmt')}, torch {version('torch')}, sentencepiece {version('sentencepiece')}, "
-          f"{os.cpu_count()} cpus, {datetime.now():%Y-%m-%d %H:%M}, commit {git_commit()}")
-    print(f"{'pairs':>10} {'text MB':>8} {'prepare s':>10} {'prep MiB':>9} {'floor s':>8} {'spm train s':>12} "
-          f"{'prep/floor':>11} {'start-up s':>11} {'train MiB':>10}")
+    print(
+        f"nmt prepare at scale: Tatoeba en-fr pairs joined 2-3 at a time, joint BPE 8000, {sample_note}; "
+        f"{trained}; threads: {args.threads or os.cpu_count()}; median of {args.repeats} run(s)"
+    )
+    print(
+        f"nmt {version('nmt')}, torch {version('torch')}, sentencepiece {version('sentencepiece')}, "
+        f"{os.cpu_count()} cpus, {datetime.now():%Y-%m-%d %H:%M}, commit {git_commit()}"
+    )
+    print(
+        f"{'pairs':>10} {'text MB':>8} {'prepare s':>10} {'prep MiB':>9} {'floor s':>8} {'spm train s':>12} "
+        f"{'prep/floor':>11} {'start-up s':>11} {'train MiB':>10}"
+    )
     for size in sizes:
         mb = text_mb[size]
         prep, enc = med(size, "prepare", "s"), med(size, "encode", "s")
-        train = (f"{med(size, 'train', 'first_s'):>11.1f} {med(size, 'train', 'peak_mib'):>10,.0f}"
-                 if not args.skip_train else f"{'-':>11} {'-':>10}")
-        print(f"{size:>10,} {mb:>8,.1f} {prep:>10.1f} {med(size, 'prepare', 'peak_mib'):>9,.0f} {enc:>8.1f} "
-              f"{med(size, 'encode', 'spm_train_s'):>12.1f} {prep / enc:>10.2f}x {train}")
+        train = (
+            f"{med(size, 'train', 'first_s'):>11.1f} {med(size, 'train', 'peak_mib'):>10,.0f}"
+            if not args.skip_train
+            else f"{'-':>11} {'-':>10}"
+        )
+        print(
+            f"{size:>10,} {mb:>8,.1f} {prep:>10.1f} {med(size, 'prepare', 'peak_mib'):>9,.0f} {enc:>8.1f} "
+            f"{med(size, 'encode', 'spm_train_s'):>12.1f} {prep / enc:>10.2f}x {train}"
+        )
     sys.stdout.flush()
 
 

@@ -21,14 +21,31 @@ from train_speed import in_process, model_arguments, prepared_data
 
 
 def train_run(precision: str, data_dir: str, run_dir: str, args: argparse.Namespace, queue) -> None:
-    from nmt.config import TrainConfig
     import nmt.train as training
+    from nmt.config import TrainConfig
 
-    cfg = TrainConfig(seed=1, batch_tokens=args.batch_tokens, lr=args.lr, warmup_steps=args.warmup_steps,
-                      max_steps=args.steps, valid_every=args.steps, valid_bleu=False, log_every=args.steps,
-                      keep_last=1, early_stop_metric="loss", precision=precision)
-    model = {"d_model": args.d_model, "n_heads": args.heads, "enc_layers": args.layers, "dec_layers": args.layers,
-             "ffn_dim": args.ffn, "dropout": 0.1, "share_all_embeddings": True}
+    cfg = TrainConfig(
+        seed=1,
+        batch_tokens=args.batch_tokens,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        max_steps=args.steps,
+        valid_every=args.steps,
+        valid_bleu=False,
+        log_every=args.steps,
+        keep_last=1,
+        early_stop_metric="loss",
+        precision=precision,
+    )
+    model = {
+        "d_model": args.d_model,
+        "n_heads": args.heads,
+        "enc_layers": args.layers,
+        "dec_layers": args.layers,
+        "ffn_dim": args.ffn,
+        "dropout": 0.1,
+        "share_all_embeddings": True,
+    }
     trainer = training.start(Path(data_dir), Path(run_dir), model, cfg, overwrite=True, threads=args.threads)
     try:
         trainer.train()
@@ -52,13 +69,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for precision in ("fp32", "bf16"):
             results[precision] = in_process(train_run, precision, data_dir, f"{tmp}/{precision}", args)
-    print(f"Multi30k en-fr, d_model {args.d_model}, {args.layers}+{args.layers} layers, ffn {args.ffn}, "
-          f"{args.batch_tokens}-token batches, seed 1, {args.steps} updates, lr {args.lr}, warm-up {args.warmup_steps}")
+    print(
+        f"Multi30k en-fr, d_model {args.d_model}, {args.layers}+{args.layers} layers, ffn {args.ffn}, "
+        f"{args.batch_tokens}-token batches, seed 1, {args.steps} updates, lr {args.lr}, warm-up {args.warmup_steps}"
+    )
     print(f"{'precision':<10} {'valid loss':>10} {'(in fp32)':>10} {'vs fp32':>8} {'train min':>10}")
     base = results["fp32"]["valid_loss_fp32"]
     for precision, r in results.items():
         change = f"{(r['valid_loss_fp32'] / base - 1) * 100:+.2f}%"
-        print(f"{precision:<10} {r['valid_loss']:>10.4f} {r['valid_loss_fp32']:>10.4f} {change:>8} {r['minutes']:>10.1f}")
+        print(
+            f"{precision:<10} {r['valid_loss']:>10.4f} {r['valid_loss_fp32']:>10.4f} {change:>8} {r['minutes']:>10.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -55,8 +55,9 @@ def baseline_model(vocab: int, args: argparse.Namespace):
         def __init__(self) -> None:
             super().__init__()
             self.embed = nn.Embedding(vocab, args.d_model, padding_idx=0)
-            self.core = nn.Transformer(args.d_model, args.heads, args.layers, args.layers, args.ffn,
-                                       dropout=0.1, batch_first=True)
+            self.core = nn.Transformer(
+                args.d_model, args.heads, args.layers, args.layers, args.ffn, dropout=0.1, batch_first=True
+            )
             self.out = nn.Linear(args.d_model, vocab)
             pos = torch.arange(1024).unsqueeze(1)
             div = torch.exp(torch.arange(0, args.d_model, 2) * (-math.log(10000.0) / args.d_model))
@@ -70,8 +71,14 @@ def baseline_model(vocab: int, args: argparse.Namespace):
             t = self.embed(tgt_in) * scale + self.pe[: tgt_in.size(1)]
             # bool like the padding masks (True: may not attend), so torch takes one masking path
             causal = torch.ones(tgt_in.size(1), tgt_in.size(1), dtype=torch.bool, device=tgt_in.device).triu(1)
-            h = self.core(s, t, tgt_mask=causal, src_key_padding_mask=src == 0,
-                          tgt_key_padding_mask=tgt_in == 0, memory_key_padding_mask=src == 0)
+            h = self.core(
+                s,
+                t,
+                tgt_mask=causal,
+                src_key_padding_mask=src == 0,
+                tgt_key_padding_mask=tgt_in == 0,
+                memory_key_padding_mask=src == 0,
+            )
             return self.out(h)
 
     return Model()
@@ -125,20 +132,21 @@ def in_processes(world: int, target, *args):
     return result
 
 
-def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namespace, rank: int, world: int,
-               port: int, queue) -> None:
+def run_engine(
+    engine: str, precision: str, data_dir: str, args: argparse.Namespace, rank: int, world: int, port: int, queue
+) -> None:
     """Train `args.warmup + args.steps` updates; report tokens/s over the timed ones and peak memory. With
     `world` processes (nmt only), each takes every world-th batch and the tokens of all are counted."""
     import torch
 
     from nmt.config import ModelConfig, TrainConfig
     from nmt.data import ParallelIds, collate, token_batches
+    from nmt.distributed import Group
+    from nmt.distributed import start as join_group
     from nmt.loss import label_smoothed_loss
     from nmt.model import Transformer
     from nmt.optim import build_optimizer
     from nmt.runtime import autocast, keep_freed_memory, pick_device, set_threads
-    from nmt.distributed import Group
-    from nmt.distributed import start as join_group
     from nmt.train import engine as nmt_engine
     from nmt.train import update
 
@@ -150,9 +158,18 @@ def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namesp
     data = ParallelIds.load(Path(data_dir) / "train.ids.safetensors")
     vocab = json.loads((Path(data_dir) / "prepare.json").read_text())["vocab_size"]["src"]
     if engine == "nmt":
-        model = Transformer(ModelConfig(src_vocab_size=vocab, tgt_vocab_size=vocab, d_model=args.d_model,
-                                        n_heads=args.heads, enc_layers=args.layers, dec_layers=args.layers,
-                                        ffn_dim=args.ffn, dropout=0.1))
+        model = Transformer(
+            ModelConfig(
+                src_vocab_size=vocab,
+                tgt_vocab_size=vocab,
+                d_model=args.d_model,
+                n_heads=args.heads,
+                enc_layers=args.layers,
+                dec_layers=args.layers,
+                ffn_dim=args.ffn,
+                dropout=0.1,
+            )
+        )
     else:
         model = baseline_model(vocab, args)
     model.to(device).train()
@@ -172,8 +189,16 @@ def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namesp
         chosen = [batches[(i * world + r) % len(batches)] for r in range(world)]  # this update's, over all processes
         batch = collate(data, chosen[rank], 0, 2, 3).to(device)
         if engine == "nmt":
-            update(loss, optimizer, [batch], sum(int(data.tgt_lens[b].sum()) + len(b) for b in chosen), cfg, device,
-                   i + 1, group)
+            update(
+                loss,
+                optimizer,
+                [batch],
+                sum(int(data.tgt_lens[b].sum()) + len(b) for b in chosen),
+                cfg,
+                device,
+                i + 1,
+                group,
+            )
         else:
             with autocast(device, precision):
                 logits = model(batch.src, batch.src_len, batch.tgt_in)
@@ -186,11 +211,19 @@ def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namesp
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
     if rank == 0:  # peak memory: rank 0's own
-        queue.put({"tokens_per_s": tokens / seconds, "peak_mb": peak / 2**20,
-                   "params": sum(p.numel() for p in model.parameters())})
+        queue.put(
+            {
+                "tokens_per_s": tokens / seconds,
+                "peak_mb": peak / 2**20,
+                "params": sum(p.numel() for p in model.parameters()),
+            }
+        )
     if world > 1:
         torch.distributed.destroy_process_group()
 
@@ -198,8 +231,12 @@ def run_engine(engine: str, precision: str, data_dir: str, args: argparse.Namesp
 def model_arguments(description: str) -> argparse.ArgumentParser:
     """The options the training benchmarks share: data, model size and batch size."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("NMT_DATA", "../shared/data/multi30k")),
-                        help="directory with Multi30k train and val .en.gz/.fr.gz (default: $NMT_DATA or ../shared/data/multi30k)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("NMT_DATA", "../shared/data/multi30k")),
+        help="directory with Multi30k train and val .en.gz/.fr.gz (default: $NMT_DATA or ../shared/data/multi30k)",
+    )
     parser.add_argument("--d-model", type=int, default=256)
     parser.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
     parser.add_argument("--heads", type=int, default=4)
@@ -215,11 +252,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed updates before timing")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None)
-    parser.add_argument("--engines", default="nmt:fp32,nmt:bf16,baseline:fp32,baseline:bf16",
-                        help="comma-separated MODEL:PRECISION[:xN], MODEL nmt or baseline, PRECISION fp32 or bf16; "
-                             "xN: N processes (nmt only, DistributedDataParallel over gloo, the cores shared)")
-    parser.add_argument("--nproc", type=int, default=1,
-                        help="also run each nmt engine on this many processes (adds MODEL:PRECISION:xN engines)")
+    parser.add_argument(
+        "--engines",
+        default="nmt:fp32,nmt:bf16,baseline:fp32,baseline:bf16",
+        help="comma-separated MODEL:PRECISION[:xN], MODEL nmt or baseline, PRECISION fp32 or bf16; "
+        "xN: N processes (nmt only, DistributedDataParallel over gloo, the cores shared)",
+    )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="also run each nmt engine on this many processes (adds MODEL:PRECISION:xN engines)",
+    )
     args = parser.parse_args()
 
     cache = Path(tempfile.gettempdir()) / "nmt-bench-multi30k-en-fr"
@@ -229,8 +273,12 @@ def main() -> None:
         engines += [f"{e}:x{args.nproc}" for e in engines if e.startswith("nmt:")]
     for engine in engines:
         model, precision, *procs = engine.split(":")
-        if (model not in ("nmt", "baseline") or precision not in ("fp32", "bf16") or len(procs) > 1
-                or (procs and (model != "nmt" or not re.fullmatch(r"x[1-9]\d*", procs[0])))):
+        if (
+            model not in ("nmt", "baseline")
+            or precision not in ("fp32", "bf16")
+            or len(procs) > 1
+            or (procs and (model != "nmt" or not re.fullmatch(r"x[1-9]\d*", procs[0])))
+        ):
             parser.error(f"--engines: {engine!r} is not MODEL:PRECISION[:xN] (nmt or baseline, fp32 or bf16)")
     results: dict[str, list[dict]] = {e: [] for e in engines}
     for _ in range(args.repeats):
@@ -238,10 +286,12 @@ def main() -> None:
             model, precision, *procs = engine.split(":")
             world = int(procs[0][1:]) if procs else 1
             results[engine].append(in_processes(world, run_engine, model, precision, data_dir, args))
-    print(f"Multi30k en-fr, d_model {args.d_model}, {args.layers}+{args.layers} layers, {args.heads} heads, "
-          f"ffn {args.ffn}, batches of {args.batch_tokens} tokens, "
-          f"median of {args.repeats} runs x {args.steps} updates, torch {__import__('torch').__version__}, "
-          f"{os.cpu_count()} cpus")
+    print(
+        f"Multi30k en-fr, d_model {args.d_model}, {args.layers}+{args.layers} layers, {args.heads} heads, "
+        f"ffn {args.ffn}, batches of {args.batch_tokens} tokens, "
+        f"median of {args.repeats} runs x {args.steps} updates, torch {__import__('torch').__version__}, "
+        f"{os.cpu_count()} cpus"
+    )
     print(f"{'engine':<14} {'params':>11} {'tgt tok/s':>10} {'runs':>26} {'peak MB':>8} {'vs baseline fp32':>16}")
     base_runs = results.get("baseline:fp32")
     base = statistics.median(r["tokens_per_s"] for r in base_runs) if base_runs else None

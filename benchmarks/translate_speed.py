@@ -11,9 +11,10 @@ The model is exported to CTranslate2 (`nmt export`) into a temporary directory f
 runs in its own process (peak memory is that process's peak RSS, model, Python and libraries
 included), the engines alternate within each of --repeats rounds, and figures are medians over the
 rounds; a ratio is the median of the rounds' ratios (this machine's speed drifts by 10-30% within
-minutes, and an engine's ratio to CTranslate2 in the same round drifts less). Batched runs translate the whole file (BLEU: sacreBLEU, detokenized, cased); one-at-a-time
-runs the first --single-limit sentences (BLEU of the batched run's outputs for those is the same
-search, so it is not repeated). Needs the ct2 extra: pip install 'nmt[ct2]'.
+minutes, and an engine's ratio to CTranslate2 in the same round drifts less). Batched runs translate the
+whole file (BLEU: sacreBLEU, detokenized, cased); one-at-a-time runs the first --single-limit sentences
+(BLEU of the batched run's outputs for those is the same search, so it is not repeated). Needs the ct2 extra:
+pip install 'nmt[ct2]'.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ def startup_seconds(model: Path, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        subprocess.run([nmt, "translate", "-m", str(model)], input=b"How was your day?\n", check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [nmt, "translate", "-m", str(model)], input=b"How was your day?\n", check=True, stdout=subprocess.DEVNULL
+        )
         times.append(time.perf_counter() - start)
     return times
 
@@ -74,8 +76,9 @@ def run_engine(engine: str, model: str, export: str, args: argparse.Namespace, q
     else:
         from nmt.ct2 import CT2Translator
 
-        base = CT2Translator.load(Path(export), config, threads=args.threads,
-                                  compute_type="default" if precision == "float32" else precision)
+        base = CT2Translator.load(
+            Path(export), config, threads=args.threads, compute_type="default" if precision == "float32" else precision
+        )
     lines = read_lines(args.input)
     out = {}
     for beam, one_by_one in SETTINGS:
@@ -118,29 +121,42 @@ def main() -> None:
                 results[engine].append(in_process(run_engine, engine, str(args.model), str(export), args))
 
     threads = args.threads or len(os.sched_getaffinity(0))
-    print(f"model {args.model}, {len(lines)} sentences from {args.input.name}; torch {torch.__version__}, "
-          f"ctranslate2 {ctranslate2.__version__}, {threads} threads; median of {args.repeats} rounds; "
-          f"one at a time: first {args.single_limit} sentences; batches of {args.batch_tokens} source tokens")
-    print(f"{'engine':<12} {'search':<7} {'mode':<13} {'sent/s':>8} {'tgt tok/s':>10} {'vs ct2 fp32':>11} "
-          f"{'BLEU':>5} {'peak MB':>8}")
+    print(
+        f"model {args.model}, {len(lines)} sentences from {args.input.name}; torch {torch.__version__}, "
+        f"ctranslate2 {ctranslate2.__version__}, {threads} threads; median of {args.repeats} rounds; "
+        f"one at a time: first {args.single_limit} sentences; batches of {args.batch_tokens} source tokens"
+    )
+    print(
+        f"{'engine':<12} {'search':<7} {'mode':<13} {'sent/s':>8} {'tgt tok/s':>10} {'vs ct2 fp32':>11} "
+        f"{'BLEU':>5} {'peak MB':>8}"
+    )
     for beam, one_by_one in SETTINGS:
         n = len(lines[: args.single_limit]) if one_by_one else len(lines)
-        seconds = {engine: [r["runs"][(beam, one_by_one)]["seconds"] for r in rounds] for engine, rounds in results.items()}
+        seconds = {
+            engine: [r["runs"][(beam, one_by_one)]["seconds"] for r in rounds] for engine, rounds in results.items()
+        }
         for engine, rounds in results.items():
             runs = [r["runs"][(beam, one_by_one)] for r in rounds]
-            sent_s, tok_s = n / statistics.median(seconds[engine]), runs[0]["tokens"] / statistics.median(seconds[engine])
+            sent_s, tok_s = (
+                n / statistics.median(seconds[engine]),
+                runs[0]["tokens"] / statistics.median(seconds[engine]),
+            )
             ratio = "-"
             if "ct2:float32" in seconds:
                 ratio = f"{statistics.median(c / s for s, c in zip(seconds[engine], seconds['ct2:float32'])):.2f}x"
             bleu = f"{bleu_chrf(runs[0]['texts'], [refs])[0]:.1f}" if refs and not one_by_one else "-"
             peak = statistics.median(r["peak_mb"] for r in rounds)
-            print(f"{engine:<12} {'greedy' if beam == 1 else f'beam {beam}':<7} "
-                  f"{'one at a time' if one_by_one else 'batched':<13} {sent_s:>8.1f} {tok_s:>10,.0f} {ratio:>11} "
-                  f"{bleu:>5} {peak:>8,.0f}")
+            print(
+                f"{engine:<12} {'greedy' if beam == 1 else f'beam {beam}':<7} "
+                f"{'one at a time' if one_by_one else 'batched':<13} {sent_s:>8.1f} {tok_s:>10,.0f} {ratio:>11} "
+                f"{bleu:>5} {peak:>8,.0f}"
+            )
 
     times = startup_seconds(args.model, args.repeats)
-    print(f'start-up: echo "How was your day?" | nmt translate -m {args.model}: median {statistics.median(times):.2f} s '
-          f"wall-clock (runs {' '.join(f'{t:.2f}' for t in times)})")
+    print(
+        f'start-up: echo "How was your day?" | nmt translate -m {args.model}: median {statistics.median(times):.2f} s '
+        f"wall-clock (runs {' '.join(f'{t:.2f}' for t in times)})"
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from nmt_cli.common import err, handle_errors, out, writable
 
 FORMATS = ("ctranslate2",)
@@ -14,11 +13,18 @@ FORMATS = ("ctranslate2",)
 
 @handle_errors
 def export(
-    model: Annotated[Path, typer.Option("--model", "-m", help="Model directory, or a run directory (meaning its best checkpoint).")],
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="Model directory, or a run directory (meaning its best checkpoint).")
+    ],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory to write (must not exist unless --force).")],
     fmt: Annotated[str, typer.Option("--format", help=f"Target format: {', '.join(FORMATS)}.")] = "ctranslate2",
-    quantization: Annotated[str, typer.Option(help="Weight type of the export: float32, int8, int8_float32, int8_float16, "
-                                                   "int8_bfloat16, int16, float16 or bfloat16.")] = "float32",
+    quantization: Annotated[
+        str,
+        typer.Option(
+            help="Weight type of the export: float32, int8, int8_float32, int8_float16, "
+            "int8_bfloat16, int16, float16 or bfloat16."
+        ),
+    ] = "float32",
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
 ) -> None:
     """Export a model for another inference engine; the output directory alone is enough to translate.
@@ -35,5 +41,8 @@ def export(
 
     with err.status(f"exporting {model}…"):
         path = export_ctranslate2(model, out_dir, quantization=quantization, force=force)
-    out.print(f"exported {model} to {path} (CTranslate2, {quantization}); "
-              f"translate with: nmt translate --engine ctranslate2 -m {path}", markup=False)
+    out.print(
+        f"exported {model} to {path} (CTranslate2, {quantization}); "
+        f"translate with: nmt translate --engine ctranslate2 -m {path}",
+        markup=False,
+    )

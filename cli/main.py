@@ -6,7 +6,7 @@ import enum
 import sys
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
@@ -39,7 +39,6 @@ class Command(TyperCommand):
                     param._usage_display_name = lambda name=param.metavar: name
             elif param.metavar is None and not getattr(param, "is_flag", False):
                 param.metavar = METAVARS.get(_element(hints.get(param.name or "")))
-
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         """An option that takes several choices also takes them space-separated, as sacreBLEU's
@@ -80,8 +79,14 @@ class Group(TyperGroup):
     """Usage errors in the house style: one `error: ...` line on stderr and exit code 2, instead of
     click's usage text in a box; a misspelt option gets a 'did you mean'."""
 
-    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: Any = None,
+        complete_var: Any = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
@@ -128,7 +133,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = None,
 ) -> None:
@@ -141,13 +146,20 @@ def _register() -> None:
 
     extra_args = {"allow_extra_args": True, "ignore_unknown_options": True}
     app.command("prepare", cls=Command, short_help="Train BPE on parallel text and write a prepared data directory.")(
-        prepare.prepare)
-    app.command("train", cls=Command, context_settings=extra_args, epilog=train._config_help(),
-                options_metavar="DATA_DIR [OPTIONS]",
-                short_help="Train a Transformer on a prepared data directory.")(train.train)
+        prepare.prepare
+    )
+    app.command(
+        "train",
+        cls=Command,
+        context_settings=extra_args,
+        epilog=train._config_help(),
+        options_metavar="DATA_DIR [OPTIONS]",
+        short_help="Train a Transformer on a prepared data directory.",
+    )(train.train)
     app.command("average", cls=Command, short_help="Average the last checkpoints of a run into a model.")(train.average)
     app.command("translate", cls=Command, short_help="Translate stdin (or a file), one output line per input line.")(
-        translate.translate)
+        translate.translate
+    )
     app.command("score", cls=Command, short_help="BLEU, chrF and TER (sacreBLEU) of hypothesis files.")(score.score)
     app.command("export", cls=Command, short_help="Write a model for CTranslate2.")(export.export)
 

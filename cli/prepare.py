@@ -6,10 +6,9 @@ import contextlib
 import signal
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-
 from nmt_cli.common import err, handle_errors, out, writable
 
 DEFAULT_SPM_SAMPLE = 2_000_000  # nmt.prepare.DEFAULT_SPM_SAMPLE, written out so that `nmt --help` loads no numpy
@@ -56,19 +55,41 @@ def terminate_as_interrupt():
 def prepare(
     src: Annotated[str, typer.Option("--src", "-s", help="Source language suffix, e.g. en.")],
     tgt: Annotated[str, typer.Option("--tgt", "-t", help="Target language suffix, e.g. fr.")],
-    train: Annotated[str, typer.Option(help="Training corpus: PREFIX (PREFIX.SRC + PREFIX.TGT, optionally .gz) or a .tsv file.")],
+    train: Annotated[
+        str, typer.Option(help="Training corpus: PREFIX (PREFIX.SRC + PREFIX.TGT, optionally .gz) or a .tsv file.")
+    ],
     valid: Annotated[str, typer.Option(help="Validation corpus, same forms as --train.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the prepared data to.")],
-    test: Annotated[Optional[list[str]], typer.Option(help="Test corpus; repeat for several. Each split is named after its prefix.")] = None,
+    test: Annotated[
+        list[str] | None, typer.Option(help="Test corpus; repeat for several. Each split is named after its prefix.")
+    ] = None,
     vocab_size: Annotated[int, typer.Option(help="SentencePiece BPE vocabulary size (per model).")] = 8000,
-    joint: Annotated[bool, typer.Option("--joint/--separate", help="One BPE model for both languages, or one per language.")] = True,
-    max_len: Annotated[int, typer.Option(help="Drop training pairs with more BPE tokens than this on either side; 0 keeps all.")] = 256,
-    max_ratio: Annotated[float, typer.Option(help="Drop training pairs whose token-length ratio exceeds this; 0 keeps all.")] = 0.0,
-    drop_empty: Annotated[bool, typer.Option("--drop-empty/--keep-empty", help="Drop training pairs with an empty side.")] = True,
-    dedup: Annotated[bool, typer.Option("--dedup/--no-dedup", help="Drop exact duplicate training pairs (remembered by a 64-bit hash).")] = False,
-    spm_sample: Annotated[int, typer.Option(help="Train SentencePiece on at most this many sentences, a fixed random sample; 0 uses all.")] = DEFAULT_SPM_SAMPLE,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="Threads for encoding (default: all cores).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Rebuild even if --out already holds this preparation, or replace a different one.")] = False,
+    joint: Annotated[
+        bool, typer.Option("--joint/--separate", help="One BPE model for both languages, or one per language.")
+    ] = True,
+    max_len: Annotated[
+        int, typer.Option(help="Drop training pairs with more BPE tokens than this on either side; 0 keeps all.")
+    ] = 256,
+    max_ratio: Annotated[
+        float, typer.Option(help="Drop training pairs whose token-length ratio exceeds this; 0 keeps all.")
+    ] = 0.0,
+    drop_empty: Annotated[
+        bool, typer.Option("--drop-empty/--keep-empty", help="Drop training pairs with an empty side.")
+    ] = True,
+    dedup: Annotated[
+        bool,
+        typer.Option("--dedup/--no-dedup", help="Drop exact duplicate training pairs (remembered by a 64-bit hash)."),
+    ] = False,
+    spm_sample: Annotated[
+        int, typer.Option(help="Train SentencePiece on at most this many sentences, a fixed random sample; 0 uses all.")
+    ] = DEFAULT_SPM_SAMPLE,
+    threads: Annotated[int | None, typer.Option(min=1, help="Threads for encoding (default: all cores).")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Rebuild even if --out already holds this preparation, or replace a different one."
+        ),
+    ] = False,
 ) -> None:
     """Train a SentencePiece BPE model on parallel text and encode every split (like fairseq-preprocess).
 
@@ -79,8 +100,18 @@ def prepare(
 
     writable(out_dir, "--out", directory=True)
     cfg = PrepareConfig(
-        src=src, tgt=tgt, train=train, valid=valid, tests=tuple(test or ()), vocab_size=vocab_size,
-        joint=joint, max_len=max_len, max_ratio=max_ratio, drop_empty=drop_empty, dedup=dedup, spm_sample=spm_sample,
+        src=src,
+        tgt=tgt,
+        train=train,
+        valid=valid,
+        tests=tuple(test or ()),
+        vocab_size=vocab_size,
+        joint=joint,
+        max_len=max_len,
+        max_ratio=max_ratio,
+        drop_empty=drop_empty,
+        dedup=dedup,
+        spm_sample=spm_sample,
     )
     with err.status("preparing…") as status, terminate_as_interrupt():
         result = run_prepare(cfg, out_dir, force=force, stage=Stages(status), threads=threads)

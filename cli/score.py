@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from nmt_cli.common import handle_errors, out, writable
 from rich.markup import escape
 from rich.table import Table
-
-from nmt_cli.common import handle_errors, out, writable
 
 if TYPE_CHECKING:
     from nmt.metrics import ScoreReport
@@ -26,14 +25,14 @@ SIGNIFICANT = 0.05  # p-values below it get a '*', as in sacreBLEU's tables
 STDIN = "-"
 
 
-class Metric(str, Enum):
+class Metric(StrEnum):
     bleu = "bleu"
     chrf = "chrf"
     ter = "ter"
 
 
 HypothesesArg = Annotated[
-    Optional[list[Path]],
+    list[Path] | None,
     typer.Argument(
         metavar="HYP",
         show_default=False,
@@ -66,11 +65,12 @@ TokenizeOpt = Annotated[
 JsonOpt = Annotated[
     bool,
     typer.Option(
-        "--json", help=f"Print machine-readable JSON only, scores to {JSON_WIDTH} decimals unless -w. [default: off, a table]"
+        "--json",
+        help=f"Print machine-readable JSON only, scores to {JSON_WIDTH} decimals unless -w. [default: off, a table]",
     ),
 ]
 MetricsOpt = Annotated[
-    Optional[list[Metric]],
+    list[Metric] | None,
     typer.Option(
         "--metrics",
         metavar="METRIC...",
@@ -96,9 +96,13 @@ SentenceOpt = Annotated[
     ),
 ]
 WidthOpt = Annotated[
-    Optional[int],
+    int | None,
     typer.Option(
-        "--width", "-w", min=0, max=16, show_default=False,
+        "--width",
+        "-w",
+        min=0,
+        max=16,
+        show_default=False,
         help=f"Decimals shown. [default: {WIDTH}; {JSON_WIDTH} in --json]",
     ),
 ]
@@ -128,9 +132,14 @@ def score(
     width: WidthOpt = None,
     paired_bs: PairedOpt = False,
     paired_bs_n: PairedNOpt = 1000,
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Translate --src with this model and score that too (after any HYP files).")] = None,
-    src: Annotated[Optional[Path], typer.Option("--src", help="Source file to translate with --model.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Keep the --model translation in this file.")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="Translate --src with this model and score that too (after any HYP files)."),
+    ] = None,
+    src: Annotated[Path | None, typer.Option("--src", help="Source file to translate with --model.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Keep the --model translation in this file.")
+    ] = None,
     beam: Annotated[int, typer.Option(help="Beam size for --model.")] = 5,
     lenpen: Annotated[float, typer.Option(help="GNMT length penalty alpha for --model.")] = 1.0,
     batch_tokens: Annotated[int, typer.Option(help="Source tokens per batch for --model.")] = 4096,
@@ -152,12 +161,16 @@ def score(
     if score_only and as_json:
         raise ConfigError("--score-only and --json are two kinds of output; choose one")
     if sentence_level and (paired_bs or len(hypotheses) + (model is not None) > 1):
-        raise ConfigError("--sentence-level scores one hypothesis on its own"
-                          + ("; drop --paired-bs" if paired_bs else "; give one HYP file (or stdin, or -m)"))
+        raise ConfigError(
+            "--sentence-level scores one hypothesis on its own"
+            + ("; drop --paired-bs" if paired_bs else "; give one HYP file (or stdin, or -m)")
+        )
     if not hypotheses and model is None:
         if sys.stdin.isatty():
-            raise ConfigError("nothing to score: give HYP files, pipe translations in "
-                              "(nmt translate ... | nmt score -r REF), or -m MODEL --src SRC")
+            raise ConfigError(
+                "nothing to score: give HYP files, pipe translations in "
+                "(nmt translate ... | nmt score -r REF), or -m MODEL --src SRC"
+            )
         hypotheses = [STDIN]
     if output is not None:
         writable(output, "--output")
@@ -178,8 +191,10 @@ def score(
         return
     report = score_lines(systems, ref_lines, names=names, paired_bs_n=paired_bs_n if paired_bs else None, **options)
     if as_json:
-        out.out(json.dumps(report.to_dict(JSON_WIDTH if width is None else width), indent=2, ensure_ascii=False),
-                highlight=False)
+        out.out(
+            json.dumps(report.to_dict(JSON_WIDTH if width is None else width), indent=2, ensure_ascii=False),
+            highlight=False,
+        )
     elif score_only:
         for system in report.systems:
             typer.echo("\t".join(f"{getattr(system, key):.{_width(width)}f}" for key in keys))  # tabs kept
@@ -207,8 +222,16 @@ def _read(name: str) -> list[str]:
     return segments(raw, "stdin")
 
 
-def _print_sentences(rows: list[dict[str, float]], signatures: dict[str, str], name: str, references: list[str],
-                     keys: list[str], score_only: bool, as_json: bool, width: int | None) -> None:
+def _print_sentences(
+    rows: list[dict[str, float]],
+    signatures: dict[str, str],
+    name: str,
+    references: list[str],
+    keys: list[str],
+    score_only: bool,
+    as_json: bool,
+    width: int | None,
+) -> None:
     """Per-sentence scores: a tab-separated table with a header and the signatures, bare numbers, or JSON."""
     if as_json:
         decimals = JSON_WIDTH if width is None else width

@@ -8,14 +8,14 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
+from nmt_cli.common import count, err, handle_errors, out, writable
 from rich.live import Live
 from rich.table import Table
 
 from nmt.errors import ConfigError, NmtError
-from nmt_cli.common import count, err, handle_errors, out, writable
 
 
 def _config_help() -> str:
@@ -25,9 +25,11 @@ def _config_help() -> str:
 
     lines = ["Any config option can be given as --OPTION VALUE (flags win over --config); defaults shown:"]
     for title, cls in (("model", ModelConfig), ("train", TrainConfig)):
-        names = [f"--{f.name.replace('_', '-')}={str(f.default).lower() if isinstance(f.default, bool) else f.default}"
-                 for f in fields(cls)
-                 if f.name not in ("src_vocab_size", "tgt_vocab_size", "pad_id")]
+        names = [
+            f"--{f.name.replace('_', '-')}={str(f.default).lower() if isinstance(f.default, bool) else f.default}"
+            for f in fields(cls)
+            if f.name not in ("src_vocab_size", "tgt_vocab_size", "pad_id")
+        ]
         lines.append(f"{title} options (the TOML table of the same name): " + "  ".join(names))
     return "\n\n".join(lines).replace("(0.9, 0.98)", "0.9,0.98")
 
@@ -92,10 +94,13 @@ class Display:
         self.max_steps = self.first_step = self.step = 0
         self.started = time.monotonic()
         # last: rich renders the table once when Live is made, and the table reads the fields above
-        self.live: Live | None = (Live(console=err, refresh_per_second=2, transient=False, get_renderable=self._table)
-                                  if err.is_terminal else None)
+        self.live: Live | None = (
+            Live(console=err, refresh_per_second=2, transient=False, get_renderable=self._table)
+            if err.is_terminal
+            else None
+        )
 
-    def __enter__(self) -> "Display":
+    def __enter__(self) -> Display:
         if self.live:
             self.live.__enter__()
         return self
@@ -123,7 +128,9 @@ class Display:
         if self.valid:
             v = self.valid
             bleu = f"  BLEU {v['valid_bleu']:.2f}" if "valid_bleu" in v else ""
-            table.add_row("last validation", f"step {v['step']}: loss {v['valid_loss']:.3f} ppl {v['valid_ppl']:.2f}{bleu}")
+            table.add_row(
+                "last validation", f"step {v['step']}: loss {v['valid_loss']:.3f} ppl {v['valid_ppl']:.2f}{bleu}"
+            )
         return table
 
     def __call__(self, event: dict[str, Any]) -> None:
@@ -134,26 +141,37 @@ class Display:
             self.started = time.monotonic()
             skipped = f", {event['skipped_long']} too long skipped" if event["skipped_long"] else ""
             processes = f"{event['processes']} processes x " if event.get("processes", 1) > 1 else ""
-            err.print(f"training {event['params']:,} parameters on {event['train_pairs']:,} pairs{skipped} "
-                      f"({event['device']}, {processes}{count(event['threads'], 'thread')})", markup=False)
+            err.print(
+                f"training {event['params']:,} parameters on {event['train_pairs']:,} pairs{skipped} "
+                f"({event['device']}, {processes}{count(event['threads'], 'thread')})",
+                markup=False,
+            )
         elif kind == "resumed":
             err.print(f"resumed from {event['path']} (step {event['step']})", markup=False)
         elif kind == "train":
             self.last, self.state = event, "training"
             if not self.live:
-                err.print(f"step {event['step']:>6}  epoch {event['epoch']:>3}  loss {event['loss']:.3f}  "
-                          f"ppl {event['ppl']:8.2f}  lr {event['lr']:.2e}  {event['tokens_per_s']:,.0f} tok/s  "
-                          f"{event['train_minutes']:.1f} min", markup=False)
+                err.print(
+                    f"step {event['step']:>6}  epoch {event['epoch']:>3}  loss {event['loss']:.3f}  "
+                    f"ppl {event['ppl']:8.2f}  lr {event['lr']:.2e}  {event['tokens_per_s']:,.0f} tok/s  "
+                    f"{event['train_minutes']:.1f} min",
+                    markup=False,
+                )
         elif kind == "validating":
             self.state = f"validating at step {event['step']}…"
         elif kind == "valid":
             self.valid, self.state = event, "training"
             bleu = f"  BLEU {event['valid_bleu']:.2f}" if "valid_bleu" in event else ""
-            err.print(f"valid step {event['step']:>6}  loss {event['valid_loss']:.3f}  ppl {event['valid_ppl']:.2f}{bleu}",
-                      markup=False)
+            err.print(
+                f"valid step {event['step']:>6}  loss {event['valid_loss']:.3f}  ppl {event['valid_ppl']:.2f}{bleu}",
+                markup=False,
+            )
         elif kind == "skip":
-            err.print(f"warning: step {event['step']}: the {event['what']} became {event['value']}; "
-                      "skipped this batch (--skip-nonfinite)", markup=False)
+            err.print(
+                f"warning: step {event['step']}: the {event['what']} became {event['value']}; "
+                "skipped this batch (--skip-nonfinite)",
+                markup=False,
+            )
         elif kind == "checkpoint" and not self.live:
             err.print(f"saved {event['path']}", markup=False)
         if self.live:
@@ -163,14 +181,26 @@ class Display:
 @handle_errors
 def train(
     ctx: typer.Context,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory for checkpoints and logs.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML file with [model] and [train] tables.")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this run directory exactly where its last checkpoint left off.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory for checkpoints and logs.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file with [model] and [train] tables.")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue the run in this run directory exactly where its last checkpoint left off."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Delete an existing run in --out and start over.")] = False,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: cuda when available, else cpu).")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads per process (default: all cores, shared among the processes).")] = None,
-    nproc: Annotated[int, typer.Option(help="Train on N processes on this machine (one per GPU, or CPU processes), "
-                                            "launched by torch.distributed.run; see torchrun for several machines.")] = 1,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or cuda:N (default: cuda when available, else cpu).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads per process (default: all cores, shared among the processes).")
+    ] = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Train on N processes on this machine (one per GPU, or CPU processes), "
+            "launched by torch.distributed.run; see torchrun for several machines."
+        ),
+    ] = 1,
 ) -> None:
     """nmt train DATA_DIR --out RUN_DIR [--config FILE.toml] [--OPTION VALUE ...]: train an encoder-decoder
     Transformer on a prepared data directory (from `nmt prepare`), with label smoothing, warm-up and token batches.
@@ -194,8 +224,16 @@ def train(
         raise
 
 
-def _train(ctx: typer.Context, out_dir: Optional[Path], config: Optional[Path], resume: Optional[Path],
-           overwrite: bool, device: Optional[str], threads: Optional[int], group: Any) -> None:
+def _train(
+    ctx: typer.Context,
+    out_dir: Path | None,
+    config: Path | None,
+    resume: Path | None,
+    overwrite: bool,
+    device: str | None,
+    threads: int | None,
+    group: Any,
+) -> None:
     import nmt.train as training
     from nmt.config import ModelConfig, TrainConfig, check_table, from_dict, load_toml
     from nmt.runtime import slow_bf16
@@ -205,16 +243,22 @@ def _train(ctx: typer.Context, out_dir: Optional[Path], config: Optional[Path], 
         raise ConfigError(f"one DATA_DIR expected, got {' '.join(positional)}; options look like --name value")
     data_dir = Path(positional[0]) if positional else None
     if flags["decode"]:
-        raise ConfigError(f"--{next(iter(flags['decode'])).replace('_', '-')} is a decoding option; use it with `nmt translate`")
+        raise ConfigError(
+            f"--{next(iter(flags['decode'])).replace('_', '-')} is a decoding option; use it with `nmt translate`"
+        )
     for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
         check_table(cls, flags[section], "", lambda key: f"--{key.replace('_', '-')}")
     display = Display() if group.writer else (lambda event: None)
     if resume:
         if data_dir or config or overwrite or flags["model"]:
-            raise ConfigError("--resume continues a run with its own data and config; give only RUN_DIR and limits such as --max-steps")
+            raise ConfigError(
+                "--resume continues a run with its own data and config; give only RUN_DIR and limits such as "
+                "--max-steps"
+            )
         with err.status(f"loading {resume}…"):
-            trainer = training.resume(resume, flags["train"], device=device, threads=threads, callback=display,
-                                      group=group)
+            trainer = training.resume(
+                resume, flags["train"], device=device, threads=threads, callback=display, group=group
+            )
         run_dir = resume
     else:
         if data_dir is None or out_dir is None:
@@ -224,12 +268,23 @@ def _train(ctx: typer.Context, out_dir: Optional[Path], config: Optional[Path], 
         for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
             check_table(cls, file_cfg.get(section, {}), f"{config} [{section}]")
         if file_cfg.get("decode"):
-            err.print(f"note: {config}: nmt train ignores [decode]; `nmt translate --config {config}` reads it", markup=False)
+            err.print(
+                f"note: {config}: nmt train ignores [decode]; `nmt translate --config {config}` reads it", markup=False
+            )
         train_cfg = from_dict(TrainConfig, {**file_cfg.get("train", {}), **flags["train"]}, where="[train]")
         model_over = {**file_cfg.get("model", {}), **flags["model"]}
         with err.status(f"loading {data_dir} and building the model…"):
-            trainer = training.start(data_dir, out_dir, model_over, train_cfg, overwrite=overwrite,
-                                     device=device, threads=threads, callback=display, group=group)
+            trainer = training.start(
+                data_dir,
+                out_dir,
+                model_over,
+                train_cfg,
+                overwrite=overwrite,
+                device=device,
+                threads=threads,
+                callback=display,
+                group=group,
+            )
         run_dir = out_dir
     if trainer.cfg.precision == "bf16" and group.writer and (why := slow_bf16(trainer.device)):
         err.print(f"warning: {why}; use --precision fp32 here")
@@ -255,8 +310,10 @@ def _train(ctx: typer.Context, out_dir: Optional[Path], config: Optional[Path], 
     if not group.writer:
         return
     best = trainer.early.best_metric
-    out.print(f"done: {reason}. best {trainer.cfg.early_stop_metric} {best:.2f} at step {trainer.early.best_step}; "
-              f"model: {run_dir}/best")
+    out.print(
+        f"done: {reason}. best {trainer.cfg.early_stop_metric} {best:.2f} at step {trainer.early.best_step}; "
+        f"model: {run_dir}/best"
+    )
 
 
 SHUTDOWN_S = 600  # how long torch.distributed.run lets the processes finish their step and checkpoint on a signal
@@ -284,9 +341,21 @@ def launch(nproc: int) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))  # torchrun would warn and set 1
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # its failure report is ours below
     # what `torchrun --standalone` sets up: a rendezvous on a free local port
-    config, entry, args = config_from_args(parse_args(
-        ["--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0", f"--rdzv-id={uuid.uuid4()}", "--master-port=29500",
-         f"--nproc-per-node={nproc}", "--monitor-interval=0.1", "-m", "nmt_cli.main", *argv]))
+    config, entry, args = config_from_args(
+        parse_args(
+            [
+                "--rdzv-backend=c10d",
+                "--rdzv-endpoint=localhost:0",
+                f"--rdzv-id={uuid.uuid4()}",
+                "--master-port=29500",
+                f"--nproc-per-node={nproc}",
+                "--monitor-interval=0.1",
+                "-m",
+                "nmt_cli.main",
+                *argv,
+            ]
+        )
+    )
     config.shutdown_timeout = SHUTDOWN_S
     try:
         elastic_launch(config, entry)(*args)
@@ -295,8 +364,11 @@ def launch(nproc: int) -> int:
     except ChildFailedError as e:
         rank, failure = e.get_first_failure()
         if failure.signal_name() not in ("<N/A>", "SIGTERM", "SIGINT"):  # killed: it could not say so itself
-            err.print(f"error: rank {rank} was killed ({failure.signal_name()}); the other processes stopped. "
-                      "Resume with --resume", markup=False)
+            err.print(
+                f"error: rank {rank} was killed ({failure.signal_name()}); the other processes stopped. "
+                "Resume with --resume",
+                markup=False,
+            )
         return failure.exitcode if failure.exitcode > 0 else 1
     return 0
 
@@ -317,13 +389,20 @@ def average(
     if out_dir.exists() and not force:
         raise ConfigError(f"--out {out_dir} exists; add --force to replace it")
     writable(out_dir, "--out", directory=True)
-    ckpts = sorted(p for p in (run_dir / "checkpoints").glob("step_*") if p.is_dir()) if (run_dir / "checkpoints").is_dir() else []
+    ckpts = (
+        sorted(p for p in (run_dir / "checkpoints").glob("step_*") if p.is_dir())
+        if (run_dir / "checkpoints").is_dir()
+        else []
+    )
     if not ckpts:
         raise CheckpointError(f"{run_dir}: no checkpoints (expected {run_dir}/checkpoints/step_*)")
     chosen = ckpts[-last:]
     if len(chosen) < last:
-        err.print(f"warning: only {count(len(chosen), 'checkpoint')} in {run_dir}; averaging "
-                  f"{'those' if len(chosen) != 1 else 'it'}", markup=False)
+        err.print(
+            f"warning: only {count(len(chosen), 'checkpoint')} in {run_dir}; averaging "
+            f"{'those' if len(chosen) != 1 else 'it'}",
+            markup=False,
+        )
     with err.status(f"averaging {len(chosen)} checkpoints…"):
         average_checkpoints(chosen, out_dir)
     out.print(f"averaged {', '.join(p.name for p in chosen)} into {out_dir}")

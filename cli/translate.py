@@ -6,19 +6,30 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, BinaryIO, Callable, Iterable, Iterator, Optional
+from typing import Annotated, BinaryIO
 
 import typer
-
 from nmt_cli.common import count, err, handle_errors, writable
 
-ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Model directory, or a run directory (meaning its best checkpoint).")]
+ModelOpt = Annotated[
+    Path, typer.Option("--model", "-m", help="Model directory, or a run directory (meaning its best checkpoint).")
+]
 FORMATS = ("text", "jsonl")
 # [decode] keys of a --config file → this command's parameters (a flag given on the command line wins)
-DECODE_FLAGS = {"beam_size": "beam", "length_penalty": "lenpen", "normalize": "normalize", "max_len_a": "max_len_a",
-                "max_len_b": "max_len_b", "batch_tokens": "batch_tokens", "nbest": "nbest",
-                "no_repeat_ngram": "no_repeat_ngram", "unk_penalty": "unk_penalty", "min_len": "min_len"}
+DECODE_FLAGS = {
+    "beam_size": "beam",
+    "length_penalty": "lenpen",
+    "normalize": "normalize",
+    "max_len_a": "max_len_a",
+    "max_len_b": "max_len_b",
+    "batch_tokens": "batch_tokens",
+    "nbest": "nbest",
+    "no_repeat_ngram": "no_repeat_ngram",
+    "unk_penalty": "unk_penalty",
+    "min_len": "min_len",
+}
 CHUNK = 512  # lines translated (and written, and counted) at a time from a file or a pipe
 REPORT_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
 
@@ -66,13 +77,25 @@ def read_file(path: Path, warn: Callable[[str], None]) -> list[str]:
         raise DataError(f"{path}: cannot read ({e.strerror}); check the path") from None
     bad, lines = looks_binary(raw)
     if raw[:2] == b"\x1f\x8b" or bad > 0.3 * lines:
-        raise DataError(f"{path}: not a text file ({bad} of the first {lines} lines hold NUL bytes or invalid UTF-8); "
-                        "give UTF-8 text, one sentence per line (gunzip or `iconv -t utf-8` it first)")
+        raise DataError(
+            f"{path}: not a text file ({bad} of the first {lines} lines hold NUL bytes or invalid UTF-8); "
+            "give UTF-8 text, one sentence per line (gunzip or `iconv -t utf-8` it first)"
+        )
     return list(read_text_lines(io.BytesIO(raw), str(path), warn))
 
 
-def decode_options(beam: int, lenpen: float, normalize: str, max_len_a: float, max_len_b: int,
-                   batch_tokens: int, nbest: int, no_repeat_ngram: int, unk_penalty: float, min_len: int):
+def decode_options(
+    beam: int,
+    lenpen: float,
+    normalize: str,
+    max_len_a: float,
+    max_len_b: int,
+    batch_tokens: int,
+    nbest: int,
+    no_repeat_ngram: int,
+    unk_penalty: float,
+    min_len: int,
+):
     from nmt.config import DecodeConfig
     from nmt.errors import ConfigError
 
@@ -81,9 +104,18 @@ def decode_options(beam: int, lenpen: float, normalize: str, max_len_a: float, m
             raise ConfigError(f"{flag} {value}: must be at least 1")
     if nbest > beam:
         raise ConfigError(f"--nbest {nbest} needs --beam of at least {nbest}")
-    return DecodeConfig(beam_size=beam, length_penalty=lenpen, normalize=normalize, max_len_a=max_len_a,
-                        max_len_b=max_len_b, batch_tokens=batch_tokens, nbest=nbest,
-                        no_repeat_ngram=no_repeat_ngram, unk_penalty=unk_penalty, min_len=min_len)
+    return DecodeConfig(
+        beam_size=beam,
+        length_penalty=lenpen,
+        normalize=normalize,
+        max_len_a=max_len_a,
+        max_len_b=max_len_b,
+        batch_tokens=batch_tokens,
+        nbest=nbest,
+        no_repeat_ngram=no_repeat_ngram,
+        unk_penalty=unk_penalty,
+        min_len=min_len,
+    )
 
 
 def config_decode(ctx: typer.Context, path: Path, values: dict) -> dict:
@@ -119,7 +151,7 @@ class Output:
     def flush(self) -> None:
         self.stream.flush()
 
-    def __enter__(self) -> "Output":
+    def __enter__(self) -> Output:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -144,12 +176,18 @@ class Progress:
         self.started = self.reported = time.monotonic()
         self.bar = None
         if enabled and err.is_terminal:
-            self.bar = Bar(TextColumn("translating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                           console=err, transient=True)
+            self.bar = Bar(
+                TextColumn("translating"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+            )
             self.task = self.bar.add_task("translate", total=total)
         self.lines = enabled and not err.is_terminal
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.bar:
             self.bar.__enter__()
         return self
@@ -162,18 +200,24 @@ class Progress:
         elif self.lines and now - self.reported >= REPORT_EVERY:
             self.reported = now
             of = f"/{self.total:,}" if self.total is not None else ""
-            err.print(f"translated {self.done:,}{of} lines ({self.done / (now - self.started):,.1f} sent/s)", markup=False)
+            err.print(
+                f"translated {self.done:,}{of} lines ({self.done / (now - self.started):,.1f} sent/s)", markup=False
+            )
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.bar:
             self.bar.__exit__(exc_type, exc, tb)
         if exc_type is None and self.summary:
             seconds = time.monotonic() - self.started
-            err.print(f"{count(self.done, 'line')} in {seconds:.1f} s ({self.done / max(seconds, 1e-9):,.1f} sent/s)", markup=False)
+            err.print(
+                f"{count(self.done, 'line')} in {seconds:.1f} s ({self.done / max(seconds, 1e-9):,.1f} sent/s)",
+                markup=False,
+            )
 
 
-def translated(translator, source: Iterable[str], size: int, warn: Callable[[str], None], where: str,
-               progress: Progress) -> Iterator[tuple[int, list, float]]:
+def translated(
+    translator, source: Iterable[str], size: int, warn: Callable[[str], None], where: str, progress: Progress
+) -> Iterator[tuple[int, list, float]]:
     """(index of its first line, results, seconds per line) for each chunk of `size` lines, in order."""
     from nmt.data import chunks
 
@@ -195,8 +239,14 @@ def formatter(fmt: str, nbest: int, scores: bool) -> Callable[..., str]:
         return f"{result.score:.4f}\t{result.text}\n" if scores else f"{result.text}\n"
 
     def jsonl(index: int, result, seconds: float) -> str:
-        record = {"line": index, "text": result.text, "score": round(result.score, 4),
-                  "log_prob": round(result.nbest[0][2], 4), "tokens": list(result.tokens), "time": round(seconds, 4)}
+        record = {
+            "line": index,
+            "text": result.text,
+            "score": round(result.score, 4),
+            "log_prob": round(result.nbest[0][2], 4),
+            "tokens": list(result.tokens),
+            "time": round(seconds, 4),
+        }
         if nbest > 1:
             record["nbest"] = [{"text": t, "score": round(s, 4), "log_prob": round(lp, 4)} for t, s, lp in result.nbest]
         return json.dumps(record, ensure_ascii=False) + "\n"
@@ -208,49 +258,110 @@ def formatter(fmt: str, nbest: int, scores: bool) -> Callable[..., str]:
 def translate(
     ctx: typer.Context,
     model: ModelOpt,
-    input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="Read this file instead of stdin.")] = None,
-    output_file: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout (batch by batch; the file appears whole at the end).")] = None,
-    config_file: Annotated[Optional[Path], typer.Option("--config", help="Read the [decode] table of this TOML file (a recipe's config.toml); flags given here win.")] = None,
+    input_file: Annotated[Path | None, typer.Option("--input", "-i", help="Read this file instead of stdin.")] = None,
+    output_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write here instead of stdout (batch by batch; the file appears whole at the end)."
+        ),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="Read the [decode] table of this TOML file (a recipe's config.toml); flags given here win."
+        ),
+    ] = None,
     beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy search.")] = 5,
-    lenpen: Annotated[float, typer.Option(help="GNMT length penalty alpha: score / ((5 + len) / 6) ** alpha; 0 is the raw sum.")] = 1.0,
+    lenpen: Annotated[
+        float, typer.Option(help="GNMT length penalty alpha: score / ((5 + len) / 6) ** alpha; 0 is the raw sum.")
+    ] = 1.0,
     normalize: Annotated[str, typer.Option(help="'gnmt' (uses --lenpen) or 'length' (score / length).")] = "gnmt",
     max_len_a: Annotated[float, typer.Option(help="Output length limit a * source_length + b: the a.")] = 1.2,
     max_len_b: Annotated[int, typer.Option(help="Output length limit a * source_length + b: the b.")] = 10,
     batch_tokens: Annotated[int, typer.Option(help="Source tokens per batch (times the beam).")] = 4096,
-    nbest: Annotated[int, typer.Option(help="Print the K best in Moses n-best format, 'i ||| translation ||| F0= log-prob ||| score' "
-                                            "(fewer when the beam finds fewer; an empty line gives one empty entry).")] = 1,
-    scores: Annotated[bool, typer.Option("--scores", help="Print 'score<TAB>translation' instead of the translation alone.")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="'text', or 'jsonl': one JSON object per line (text, score, log_prob, tokens, "
-                                                     "time: seconds of its batch per line, nbest) for programs.")] = "text",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings and no progress on stderr (errors still).")] = False,
+    nbest: Annotated[
+        int,
+        typer.Option(
+            help="Print the K best in Moses n-best format, 'i ||| translation ||| F0= log-prob ||| score' "
+            "(fewer when the beam finds fewer; an empty line gives one empty entry)."
+        ),
+    ] = 1,
+    scores: Annotated[
+        bool, typer.Option("--scores", help="Print 'score<TAB>translation' instead of the translation alone.")
+    ] = False,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="'text', or 'jsonl': one JSON object per line (text, score, log_prob, tokens, "
+            "time: seconds of its batch per line, nbest) for programs.",
+        ),
+    ] = "text",
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No warnings and no progress on stderr (errors still).")
+    ] = False,
     no_repeat_ngram: Annotated[int, typer.Option(help="Never repeat an n-gram of this size; 0 allows repeats.")] = 0,
     unk_penalty: Annotated[float, typer.Option(help="Subtract this from the log-probability of <unk>.")] = 0.0,
-    min_len: Annotated[int, typer.Option(help="No end of sentence before this many subword tokens (the length limit still ends one).")] = 0,
-    sampling: Annotated[bool, typer.Option("--sampling", help="Sample each output at random instead of searching (ignores --beam).")] = False,
+    min_len: Annotated[
+        int, typer.Option(help="No end of sentence before this many subword tokens (the length limit still ends one).")
+    ] = 0,
+    sampling: Annotated[
+        bool, typer.Option("--sampling", help="Sample each output at random instead of searching (ignores --beam).")
+    ] = False,
     temperature: Annotated[float, typer.Option(help="With --sampling: divide the logits by this.")] = 1.0,
-    top_k: Annotated[int, typer.Option(help="With --sampling: draw from the k most probable tokens; 0 draws from all.")] = 0,
-    top_p: Annotated[float, typer.Option(help="With --sampling: draw from the smallest set holding this much probability.")] = 1.0,
+    top_k: Annotated[
+        int, typer.Option(help="With --sampling: draw from the k most probable tokens; 0 draws from all.")
+    ] = 0,
+    top_p: Annotated[
+        float, typer.Option(help="With --sampling: draw from the smallest set holding this much probability.")
+    ] = 1.0,
     seed: Annotated[int, typer.Option(help="With --sampling: random seed (the same seed gives the same output).")] = 1,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: cuda when available, else cpu).")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
-    engine: Annotated[str, typer.Option(help="'pytorch', 'ctranslate2' (a directory written by `nmt export`; pip install 'nmt[ct2]'), "
-                                             "or 'auto': ctranslate2 for an export, else pytorch.")] = "auto",
-    int8: Annotated[bool, typer.Option("--int8", help="Compute with int8 weights: PyTorch dynamic quantisation of the Linear layers (CPU only), or CTranslate2's int8.")] = False,
-    bf16: Annotated[bool, typer.Option("--bf16", help="Compute in bfloat16 (log-probs and scores stay float32).")] = False,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or cuda:N (default: cuda when available, else cpu).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="'pytorch', 'ctranslate2' (a directory written by `nmt export`; pip install 'nmt[ct2]'), "
+            "or 'auto': ctranslate2 for an export, else pytorch."
+        ),
+    ] = "auto",
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Compute with int8 weights: PyTorch dynamic quantisation of the Linear layers (CPU only), "
+            "or CTranslate2's int8.",
+        ),
+    ] = False,
+    bf16: Annotated[
+        bool, typer.Option("--bf16", help="Compute in bfloat16 (log-probs and scores stay float32).")
+    ] = False,
 ) -> None:
     """Translate lines from stdin (or --input) to stdout (or --output): exactly one output line per input line.
 
     Interactive on a terminal (each line as soon as it is entered); batched by length for speed on pipes and files.
-    Empty lines give empty lines, over-long lines are truncated with a warning, invalid UTF-8 is replaced with a warning.
+    Empty lines give empty lines, over-long lines are truncated with a warning, invalid UTF-8 is replaced with a
+    warning.
     With --engine ctranslate2 (found by itself for a directory written by `nmt export`) the search runs in CTranslate2.
     """
     from nmt.config import SamplingConfig
     from nmt.errors import ConfigError
 
     say = (lambda message: None) if quiet else warn
-    values = dict(beam=beam, lenpen=lenpen, normalize=normalize, max_len_a=max_len_a, max_len_b=max_len_b,
-                  batch_tokens=batch_tokens, nbest=nbest, no_repeat_ngram=no_repeat_ngram, unk_penalty=unk_penalty,
-                  min_len=min_len)
+    values = dict(
+        beam=beam,
+        lenpen=lenpen,
+        normalize=normalize,
+        max_len_a=max_len_a,
+        max_len_b=max_len_b,
+        batch_tokens=batch_tokens,
+        nbest=nbest,
+        no_repeat_ngram=no_repeat_ngram,
+        unk_penalty=unk_penalty,
+        min_len=min_len,
+    )
     if config_file is not None:
         values = config_decode(ctx, config_file, values)
     config = decode_options(**values)
@@ -263,8 +374,9 @@ def translate(
     lines = read_file(input_file, say) if input_file is not None else None  # a bad file fails before the model loads
     sampler = SamplingConfig(temperature, top_k, top_p, seed) if sampling else None
     with err.status(f"loading {model}…"):
-        translator = load_translator(model, config, engine, precision(int8, bf16), device=device, threads=threads,
-                                     sampling=sampler)
+        translator = load_translator(
+            model, config, engine, precision(int8, bf16), device=device, threads=threads, sampling=sampler
+        )
     from nmt.translate import Translator
 
     if bf16 and isinstance(translator, Translator):
@@ -281,7 +393,9 @@ def translate(
     write = formatter(fmt, config.nbest, scores)
     report = not quiet and (input_file is not None or output_file is not None)
     with Output(output_file) as output, Progress(len(lines) if lines is not None else None, report, report) as progress:
-        for first, results, seconds in translated(translator, source, 1 if interactive else CHUNK, say, where, progress):
+        for first, results, seconds in translated(
+            translator, source, 1 if interactive else CHUNK, say, where, progress
+        ):
             output.write("".join(write(first + i, result, seconds) for i, result in enumerate(results)))
             output.flush()
 
@@ -294,8 +408,15 @@ def precision(int8: bool, bf16: bool) -> str:
     return "int8" if int8 else "bf16" if bf16 else "fp32"
 
 
-def load_translator(model: Path, config, engine: str, precision: str, device: str | None = None,
-                    threads: int | None = None, sampling=None):
+def load_translator(
+    model: Path,
+    config,
+    engine: str,
+    precision: str,
+    device: str | None = None,
+    threads: int | None = None,
+    sampling=None,
+):
     """The engine's translator: PyTorch on a model or run directory, CTranslate2 on an `nmt export`
     directory ('auto' tells them apart)."""
     from nmt.checkpoint import MODEL_FILE
@@ -329,7 +450,9 @@ def translate_file(model: Path, src: Path, config, output: Path | None = None) -
     with err.status(f"loading {model}…"):
         translator = Translator.load(model, config)
     with Progress(len(lines), True, False) as progress:
-        texts = [r.text for _, results, _ in translated(translator, lines, CHUNK, warn, f"{src}:", progress) for r in results]
+        texts = [
+            r.text for _, results, _ in translated(translator, lines, CHUNK, warn, f"{src}:", progress) for r in results
+        ]
     if output is not None:
         with Output(output) as sink:
             sink.write("".join(f"{t}\n" for t in texts))

@@ -48,7 +48,11 @@ class CheckpointWriteError(CheckpointError, OSError):
     """Writing a checkpoint failed (a full disk, a file-size limit): a clear error, and still an OSError."""
 
     def __init__(self, path: Path, reason: str, full: bool = True):
-        fix = "free some disk space and try again" if full else f"check that {path.parent} is writable, or write elsewhere"
+        fix = (
+            "free some disk space and try again"
+            if full
+            else f"check that {path.parent} is writable, or write elsewhere"
+        )
         super().__init__(f"{path}: could not write the checkpoint ({reason}); {fix}")
         self.path, self.reason = path, reason
 
@@ -152,7 +156,9 @@ def read_json(path: Path) -> dict[str, Any]:
             raise CheckpointError(f"{path}: {path.stat().st_size} bytes, too large for a config; not an nmt checkpoint")
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing; a model directory needs {MODEL_FILE}, {CONFIG_FILE} and its spm model") from None
+        raise CheckpointError(
+            f"{path}: missing; a model directory needs {MODEL_FILE}, {CONFIG_FILE} and its spm model"
+        ) from None
     except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: not valid JSON ({e}); the checkpoint is corrupted") from None
     except RecursionError:
@@ -162,8 +168,9 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def checked_tokenizers(path: Path, desc: dict[str, Any], where: Path, *, fix: str, missing: str,
-                       mismatch: str) -> list[Tokenizer]:
+def checked_tokenizers(
+    path: Path, desc: dict[str, Any], where: Path, *, fix: str, missing: str, mismatch: str
+) -> list[Tokenizer]:
     """The source and target SentencePiece models named in `desc` (spm + spm_sha256), each checked
     against its sha256; `fix`, `missing` and `mismatch` finish the error messages for this kind of directory."""
     spm, sums = desc.get("spm"), desc.get("spm_sha256")
@@ -197,7 +204,9 @@ def resolve_model_dir(path: Path) -> Path:
     if (path / MODEL_FILE).exists() or (path / CONFIG_FILE).exists():
         missing = MODEL_FILE if not (path / MODEL_FILE).exists() else CONFIG_FILE
         raise CheckpointError(f"{path / missing}: missing; the model directory is incomplete")
-    raise CheckpointError(f"{path}: neither a model directory ({MODEL_FILE} + {CONFIG_FILE}) nor a run directory with best/ or last/")
+    raise CheckpointError(
+        f"{path}: neither a model directory ({MODEL_FILE} + {CONFIG_FILE}) nor a run directory with best/ or last/"
+    )
 
 
 @dataclass
@@ -214,16 +223,21 @@ def load_model_dir(path: Path, device: torch.device | str = "cpu") -> LoadedMode
     path = resolve_model_dir(Path(path))
     config = read_json(path / CONFIG_FILE)
     if not isinstance(config.get("model"), dict):
-        raise CheckpointError(f"{path / CONFIG_FILE}: no model config (a JSON object under \"model\"); not an nmt checkpoint")
+        raise CheckpointError(
+            f'{path / CONFIG_FILE}: no model config (a JSON object under "model"); not an nmt checkpoint'
+        )
     try:
         model_config = from_dict(ModelConfig, config["model"], where=str(path / CONFIG_FILE))
     except (ConfigError, TypeError, ArithmeticError) as e:
         raise CheckpointError(f"{path / CONFIG_FILE}: invalid model config: {e}") from None
     tokenizers = checked_tokenizers(
-        path, config, path / CONFIG_FILE, fix="not an nmt checkpoint",
+        path,
+        config,
+        path / CONFIG_FILE,
+        fix="not an nmt checkpoint",
         missing=f"copy the SentencePiece model used for training into {path}",
         mismatch="SentencePiece model does not match the checkpoint (sha256 differs); "
-                 "use the spm model this model was trained with",
+        "use the spm model this model was trained with",
     )
     weights = path / MODEL_FILE
     if not weights.is_file():
@@ -233,7 +247,9 @@ def load_model_dir(path: Path, device: torch.device | str = "cpu") -> LoadedMode
     try:
         missing, unexpected = load_model(model, str(weights), strict=True, device=str(device))
     except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{weights}: unreadable safetensors file ({e}); the checkpoint is truncated or corrupted") from None
+        raise CheckpointError(
+            f"{weights}: unreadable safetensors file ({e}); the checkpoint is truncated or corrupted"
+        ) from None
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         raise CheckpointError(
@@ -242,7 +258,9 @@ def load_model_dir(path: Path, device: torch.device | str = "cpu") -> LoadedMode
     model.to(device)
     bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
-        raise CheckpointError(f"{weights}: non-finite values in {bad[0]}; the checkpoint is poisoned, use an earlier one")
+        raise CheckpointError(
+            f"{weights}: non-finite values in {bad[0]}; the checkpoint is poisoned, use an earlier one"
+        )
     return LoadedModel(model.eval(), config, tokenizers[0], tokenizers[1], path)
 
 
@@ -265,14 +283,20 @@ def check_weights(weights: Path, model_config: ModelConfig) -> None:
             aliases = f.metadata() or {}  # names save_model dropped as duplicates of a shared tensor
             declared = {name: (f.get_slice(name).get_dtype(), list(f.get_slice(name).get_shape())) for name in f.keys()}
     except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{weights}: unreadable safetensors file ({e}); the checkpoint is truncated or corrupted") from None
+        raise CheckpointError(
+            f"{weights}: unreadable safetensors file ({e}); the checkpoint is truncated or corrupted"
+        ) from None
     where = weights.with_name(CONFIG_FILE)
     if model_config.enc_layers + model_config.dec_layers > len(declared):
-        raise CheckpointError(f"{where}: {model_config.enc_layers}+{model_config.dec_layers} layers, but {weights.name} "
-                              f"holds only {len(declared)} tensors; the config does not belong to these weights")
+        raise CheckpointError(
+            f"{where}: {model_config.enc_layers}+{model_config.dec_layers} layers, but {weights.name} "
+            f"holds only {len(declared)} tensors; the config does not belong to these weights"
+        )
     if model_config.max_positions * model_config.d_model > MAX_POSITION_TABLE:
-        raise CheckpointError(f"{where}: max_positions {model_config.max_positions} x d_model {model_config.d_model} "
-                              f"is beyond what nmt builds ({MAX_POSITION_TABLE:,} values); the config is damaged")
+        raise CheckpointError(
+            f"{where}: max_positions {model_config.max_positions} x d_model {model_config.d_model} "
+            f"is beyond what nmt builds ({MAX_POSITION_TABLE:,} values); the config is damaged"
+        )
     try:
         with torch.device("meta"), _ShapesOnly():  # shapes without memory
             expected = build_model(model_config).state_dict()
@@ -281,18 +305,26 @@ def check_weights(weights: Path, model_config: ModelConfig) -> None:
     dtypes = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
     for name, (dtype, shape) in declared.items():
         if name not in expected:
-            raise CheckpointError(f"{weights}: unexpected tensor {name!r}; the weights do not fit the model in {CONFIG_FILE}")
+            raise CheckpointError(
+                f"{weights}: unexpected tensor {name!r}; the weights do not fit the model in {CONFIG_FILE}"
+            )
         want = expected[name]
         if shape != list(want.shape):
-            raise CheckpointError(f"{weights}: {name} has shape {shape}, the model in {CONFIG_FILE} needs "
-                                  f"{list(want.shape)}; the weights do not fit the model")
+            raise CheckpointError(
+                f"{weights}: {name} has shape {shape}, the model in {CONFIG_FILE} needs "
+                f"{list(want.shape)}; the weights do not fit the model"
+            )
         if dtype != dtypes.get(want.dtype, str(want.dtype)):
-            raise CheckpointError(f"{weights}: {name} is {dtype}, the model needs {dtypes.get(want.dtype, want.dtype)}; "
-                                  "the weights file is damaged or not from nmt")
+            raise CheckpointError(
+                f"{weights}: {name} is {dtype}, the model needs {dtypes.get(want.dtype, want.dtype)}; "
+                "the weights file is damaged or not from nmt"
+            )
     missing = [n for n in expected if n not in declared and aliases.get(n) not in declared]
     if missing:
-        raise CheckpointError(f"{weights}: tensor {missing[0]!r} is missing ({len(missing)} in all); "
-                              "the checkpoint is incomplete or belongs to another model")
+        raise CheckpointError(
+            f"{weights}: tensor {missing[0]!r} is missing ({len(missing)} in all); "
+            "the checkpoint is incomplete or belongs to another model"
+        )
 
 
 def spm_files_of(path: Path, config: dict[str, Any]) -> dict[str, bytes]:
@@ -305,14 +337,17 @@ def load_trainer_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     try:
         tensors = load_file(str(tensors_file))
     except FileNotFoundError:
-        raise CheckpointError(f"{tensors_file}: missing; this checkpoint cannot be resumed (it has no trainer state)") from None
+        raise CheckpointError(
+            f"{tensors_file}: missing; this checkpoint cannot be resumed (it has no trainer state)"
+        ) from None
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{tensors_file}: unreadable ({e}); resume from an earlier checkpoint") from None
     return tensors, read_json(path / TRAINER_JSON)
 
 
-def training_tensors(optimizer: torch.optim.Optimizer, group: Group, device: torch.device
-                     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def training_tensors(
+    optimizer: torch.optim.Optimizer, group: Group, device: torch.device
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """What a checkpoint saves besides the weights to resume exactly: the optimizer's moments and the RNG states
     of every process of the run (tensors; a collective when there are several), and the optimizer's parameter
     groups (JSON)."""
@@ -321,8 +356,9 @@ def training_tensors(optimizer: torch.optim.Optimizer, group: Group, device: tor
     return tensors, groups
 
 
-def restore_training(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     device: torch.device, rank: int = 0) -> dict[str, Any]:
+def restore_training(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device, rank: int = 0
+) -> dict[str, Any]:
     """Put a checkpoint's weights, optimizer state and RNG states (those of process `rank`) back into `model`,
     `optimizer` and this process; returns the rest of its trainer state (JSON: step, data position, ...).
     A rank the checkpoint has no RNG state for (the run had fewer processes) keeps the RNG it has."""
@@ -338,7 +374,9 @@ def restore_training(path: Path, model: torch.nn.Module, optimizer: torch.optim.
 
 def non_finite_weight(model: torch.nn.Module) -> str | None:
     """The name of the first floating-point weight holding a NaN or an infinity, if any."""
-    return next((n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    return next(
+        (n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()), None
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,7 +392,9 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
     return tensors, {"param_groups": state["param_groups"]}
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict[str, Any]) -> None:
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict[str, Any]
+) -> None:
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):
@@ -363,7 +403,9 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
     try:
         optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
     except (ValueError, KeyError) as e:
-        raise CheckpointError(f"optimizer state does not fit this model ({e}); the checkpoint belongs to another run") from None
+        raise CheckpointError(
+            f"optimizer state does not fit this model ({e}); the checkpoint belongs to another run"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------

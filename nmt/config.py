@@ -8,9 +8,10 @@ import difflib
 import tomllib
 import types
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Literal
 
 from nmt.errors import ConfigError
 
@@ -55,16 +56,38 @@ class ModelConfig:
     pad_id: int = 0
 
     def __post_init__(self) -> None:
-        _check(self, [
-            (min(self.src_vocab_size, self.tgt_vocab_size, self.d_model, self.n_heads, self.enc_layers,
-                 self.dec_layers, self.ffn_dim, self.max_positions) >= 1,
-             "vocabulary sizes, d_model, n_heads, enc_layers, dec_layers, ffn_dim and max_positions must be >= 1"),
-            (self.d_model % self.n_heads == 0, f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"),
-            (all(0.0 <= p < 1.0 for p in (self.dropout, self.attn_dropout, self.act_dropout)),
-             "dropout, attn_dropout and act_dropout must be in [0, 1)"),
-            (not self.share_all_embeddings or self.src_vocab_size == self.tgt_vocab_size,
-             "share_all_embeddings needs a joint vocabulary (equal source and target sizes)"),
-        ])
+        _check(
+            self,
+            [
+                (
+                    min(
+                        self.src_vocab_size,
+                        self.tgt_vocab_size,
+                        self.d_model,
+                        self.n_heads,
+                        self.enc_layers,
+                        self.dec_layers,
+                        self.ffn_dim,
+                        self.max_positions,
+                    )
+                    >= 1,
+                    "vocabulary sizes, d_model, n_heads, enc_layers, dec_layers, ffn_dim and max_positions must be "
+                    ">= 1",
+                ),
+                (
+                    self.d_model % self.n_heads == 0,
+                    f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})",
+                ),
+                (
+                    all(0.0 <= p < 1.0 for p in (self.dropout, self.attn_dropout, self.act_dropout)),
+                    "dropout, attn_dropout and act_dropout must be in [0, 1)",
+                ),
+                (
+                    not self.share_all_embeddings or self.src_vocab_size == self.tgt_vocab_size,
+                    "share_all_embeddings needs a joint vocabulary (equal source and target sizes)",
+                ),
+            ],
+        )
 
 
 @dataclass(frozen=True)
@@ -100,24 +123,54 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast
 
     def __post_init__(self) -> None:
-        _check(self, [
-            (min(self.batch_tokens, self.accum_steps, self.max_src_len, self.max_tgt_len, self.log_every,
-                 self.valid_every, self.keep_last) >= 1,
-             "batch_tokens, accum_steps, max_src_len, max_tgt_len, log_every, valid_every and keep_last must be >= 1"),
-            (min(self.warmup_steps, self.max_steps, self.max_epochs, self.max_minutes, self.valid_max_sentences,
-                 self.patience, self.weight_decay, self.min_lr, self.clip_norm) >= 0,
-             "warmup_steps, max_steps, max_epochs, max_minutes, valid_max_sentences, patience, weight_decay, "
-             "min_lr and clip_norm must be >= 0"),
-            (0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), not {self.label_smoothing}"),
-            (self.lr > 0 and self.eps > 0, "lr and eps must be > 0"),
-            (all(0.0 <= b < 1.0 for b in self.betas), f"betas must be in [0, 1), not {list(self.betas)}"),
-            (self.schedule == "inverse_sqrt" or self.max_steps > 0,
-             f"schedule = {self.schedule!r} decays over max_steps, which is 0 (no limit); set max_steps "
-             "(--max-steps N) or use schedule = 'inverse_sqrt'"),
-            (self.early_stop_metric != "bleu" or self.valid_bleu,
-             "early_stop_metric = 'bleu' needs valid_bleu = true (BLEU is not measured without it); set "
-             "early_stop_metric = 'loss' (--early-stop-metric loss) or keep valid_bleu on"),
-        ])
+        _check(
+            self,
+            [
+                (
+                    min(
+                        self.batch_tokens,
+                        self.accum_steps,
+                        self.max_src_len,
+                        self.max_tgt_len,
+                        self.log_every,
+                        self.valid_every,
+                        self.keep_last,
+                    )
+                    >= 1,
+                    "batch_tokens, accum_steps, max_src_len, max_tgt_len, log_every, valid_every and keep_last must "
+                    "be >= 1",
+                ),
+                (
+                    min(
+                        self.warmup_steps,
+                        self.max_steps,
+                        self.max_epochs,
+                        self.max_minutes,
+                        self.valid_max_sentences,
+                        self.patience,
+                        self.weight_decay,
+                        self.min_lr,
+                        self.clip_norm,
+                    )
+                    >= 0,
+                    "warmup_steps, max_steps, max_epochs, max_minutes, valid_max_sentences, patience, weight_decay, "
+                    "min_lr and clip_norm must be >= 0",
+                ),
+                (0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), not {self.label_smoothing}"),
+                (self.lr > 0 and self.eps > 0, "lr and eps must be > 0"),
+                (all(0.0 <= b < 1.0 for b in self.betas), f"betas must be in [0, 1), not {list(self.betas)}"),
+                (
+                    self.schedule == "inverse_sqrt" or self.max_steps > 0,
+                    f"schedule = {self.schedule!r} decays over max_steps, which is 0 (no limit); set max_steps "
+                    "(--max-steps N) or use schedule = 'inverse_sqrt'",
+                ),
+                (
+                    self.early_stop_metric != "bleu" or self.valid_bleu,
+                    "early_stop_metric = 'bleu' needs valid_bleu = true (BLEU is not measured without it); set "
+                    "early_stop_metric = 'loss' (--early-stop-metric loss) or keep valid_bleu on",
+                ),
+            ],
+        )
 
 
 @dataclass(frozen=True)
@@ -136,14 +189,28 @@ class DecodeConfig:
     batch_tokens: int = 4096
 
     def __post_init__(self) -> None:
-        _check(self, [
-            (self.beam_size >= 1 and self.batch_tokens >= 1, "beam_size and batch_tokens must be >= 1"),
-            (1 <= self.nbest <= self.beam_size,
-             f"need 1 <= nbest <= beam_size, got nbest={self.nbest}, beam_size={self.beam_size}"),
-            (min(self.max_len_a, self.max_len_b, self.length_penalty, self.no_repeat_ngram, self.unk_penalty,
-                 self.min_len) >= 0,
-             "max_len_a, max_len_b, length_penalty, no_repeat_ngram, unk_penalty and min_len must be >= 0"),
-        ])
+        _check(
+            self,
+            [
+                (self.beam_size >= 1 and self.batch_tokens >= 1, "beam_size and batch_tokens must be >= 1"),
+                (
+                    1 <= self.nbest <= self.beam_size,
+                    f"need 1 <= nbest <= beam_size, got nbest={self.nbest}, beam_size={self.beam_size}",
+                ),
+                (
+                    min(
+                        self.max_len_a,
+                        self.max_len_b,
+                        self.length_penalty,
+                        self.no_repeat_ngram,
+                        self.unk_penalty,
+                        self.min_len,
+                    )
+                    >= 0,
+                    "max_len_a, max_len_b, length_penalty, no_repeat_ngram, unk_penalty and min_len must be >= 0",
+                ),
+            ],
+        )
 
 
 @dataclass(frozen=True)
@@ -156,9 +223,16 @@ class SamplingConfig:
     seed: int = 1
 
     def __post_init__(self) -> None:
-        _check(self, [(self.temperature > 0, f"temperature must be > 0, not {self.temperature}"),
-                      (self.top_k >= 0 and 0.0 < self.top_p <= 1.0,
-                       f"top_k must be >= 0 and top_p in (0, 1], not {self.top_k} and {self.top_p}")])
+        _check(
+            self,
+            [
+                (self.temperature > 0, f"temperature must be > 0, not {self.temperature}"),
+                (
+                    self.top_k >= 0 and 0.0 < self.top_p <= 1.0,
+                    f"top_k must be >= 0 and top_p in (0, 1], not {self.top_k} and {self.top_p}",
+                ),
+            ],
+        )
 
 
 def _coerce(value: Any, annotation: Any, name: str) -> Any:
@@ -253,8 +327,11 @@ def section_of(key: str) -> str:
 def _unknown(key: str, known: list[str], spell: Callable[[str], str], list_known: bool = True) -> str:
     """'unknown option KEY; did you mean CLOSE?' (or the known ones), spelt as the user writes them."""
     close = difflib.get_close_matches(key, known, n=1)
-    hint = f"; did you mean {spell(close[0])}?" if close else (f"; known: {', '.join(sorted(map(spell, known)))}"
-                                                              if list_known else "")
+    hint = (
+        f"; did you mean {spell(close[0])}?"
+        if close
+        else (f"; known: {', '.join(sorted(map(spell, known)))}" if list_known else "")
+    )
     return f"unknown option {spell(key)}{hint}"
 
 

@@ -35,8 +35,18 @@ from nmt.tokenizer import Tokenizer
 from nmt.translate import LineTranslator, max_source_tokens
 
 EOS_PIECE = "</s>"
-COMPUTE_TYPES = ("default", "auto", "float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
-                 "int16", "float16", "bfloat16")
+COMPUTE_TYPES = (
+    "default",
+    "auto",
+    "float32",
+    "int8",
+    "int8_float32",
+    "int8_float16",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+)
 
 
 def ended(tokens: list[str]) -> bool:
@@ -50,10 +60,14 @@ def read_export(path: Path) -> dict[str, Any]:
     file = path / EXPORT_FILE
     if not file.is_file():
         if (path / MODEL_FILE).exists() or (path / "best").exists() or (path / "last").exists():
-            raise CheckpointError(f"{path}: a PyTorch model, not a CTranslate2 export; leave out --engine ctranslate2, "
-                                  f"or export it first: nmt export -m {path} --format ctranslate2 --out DIR")
-        raise CheckpointError(f"{file}: missing; -m with --engine ctranslate2 needs a directory written by "
-                              "`nmt export --format ctranslate2`")
+            raise CheckpointError(
+                f"{path}: a PyTorch model, not a CTranslate2 export; leave out --engine ctranslate2, "
+                f"or export it first: nmt export -m {path} --format ctranslate2 --out DIR"
+            )
+        raise CheckpointError(
+            f"{file}: missing; -m with --engine ctranslate2 needs a directory written by "
+            "`nmt export --format ctranslate2`"
+        )
     desc = read_json(file)
     if desc.get("format") != FORMAT:
         raise CheckpointError(f"{file}: format {desc.get('format')!r}, expected {FORMAT!r}; re-run nmt export")
@@ -62,9 +76,14 @@ def read_export(path: Path) -> dict[str, Any]:
 
 def load_tokenizers(path: Path, desc: dict[str, Any]) -> tuple[Tokenizer, Tokenizer]:
     """The source and target SentencePiece models named in nmt.json, checked against their sha256."""
-    src, tgt = checked_tokenizers(path, desc, path / EXPORT_FILE, fix="re-run nmt export",
-                                  missing="the export is incomplete, re-run nmt export",
-                                  mismatch="does not match the export (sha256 differs); re-run nmt export")
+    src, tgt = checked_tokenizers(
+        path,
+        desc,
+        path / EXPORT_FILE,
+        fix="re-run nmt export",
+        missing="the export is incomplete, re-run nmt export",
+        mismatch="does not match the export (sha256 differs); re-run nmt export",
+    )
     return src, tgt
 
 
@@ -87,8 +106,9 @@ class CT2Translator(LineTranslator):
     """A CTranslate2 export plus decoding settings; the same interface as `nmt.translate.Translator`
     (search only: sampling, --unk-penalty and --min-len are the PyTorch engine's)."""
 
-    def __init__(self, path: Path, engine: Any, src_tok: Tokenizer, tgt_tok: Tokenizer, max_positions: int,
-                 config: DecodeConfig):
+    def __init__(
+        self, path: Path, engine: Any, src_tok: Tokenizer, tgt_tok: Tokenizer, max_positions: int, config: DecodeConfig
+    ):
         for name, flag in (("unk_penalty", "--unk-penalty"), ("min_len", "--min-len")):
             if getattr(config, name):
                 raise ConfigError(f"{flag} is not available with --engine ctranslate2; use the PyTorch engine")
@@ -99,8 +119,14 @@ class CT2Translator(LineTranslator):
         self.max_src_tokens = max_source_tokens(max_positions, config)
 
     @classmethod
-    def load(cls, model_dir: Path, config: DecodeConfig = DecodeConfig(), device: str | None = None,
-             threads: int | None = None, compute_type: str = "default") -> "CT2Translator":
+    def load(
+        cls,
+        model_dir: Path,
+        config: DecodeConfig = DecodeConfig(),
+        device: str | None = None,
+        threads: int | None = None,
+        compute_type: str = "default",
+    ) -> CT2Translator:
         """Open an export directory. `compute_type` "default" computes in the exported precision;
         "int8", "bfloat16", ... convert the weights when loading."""
         ct2 = import_ctranslate2()
@@ -116,19 +142,28 @@ class CT2Translator(LineTranslator):
             raise ConfigError(f"compute type {compute_type!r} is not one of {', '.join(COMPUTE_TYPES)}")
         kind, index = ct2_device(device, ct2)
         try:
-            engine = ct2.Translator(str(path), device=kind, device_index=index, compute_type=compute_type,
-                                    inter_threads=1, intra_threads=threads or len(os.sched_getaffinity(0)))
+            engine = ct2.Translator(
+                str(path),
+                device=kind,
+                device_index=index,
+                compute_type=compute_type,
+                inter_threads=1,
+                intra_threads=threads or len(os.sched_getaffinity(0)),
+            )
         except ValueError as e:  # an unsupported compute type on this device
             raise ConfigError(f"CTranslate2 on {kind}: {e} Leave out --int8/--bf16 here") from None
         except RuntimeError as e:
-            raise CheckpointError(f"{path}: CTranslate2 cannot load it ({str(e).strip()[:300]}); "
-                                  f"the export is damaged or from another version (see {path / CONFIG_FILE}); "
-                                  "re-run nmt export") from None
+            raise CheckpointError(
+                f"{path}: CTranslate2 cannot load it ({str(e).strip()[:300]}); "
+                f"the export is damaged or from another version (see {path / CONFIG_FILE}); "
+                "re-run nmt export"
+            ) from None
         return cls(path, engine, src_tok, tgt_tok, max_positions, config)
 
-    def with_config(self, **changes) -> "CT2Translator":
-        return CT2Translator(self.path, self.engine, self.src_tok, self.tgt_tok, self.max_positions,
-                             replace(self.config, **changes))
+    def with_config(self, **changes) -> CT2Translator:
+        return CT2Translator(
+            self.path, self.engine, self.src_tok, self.tgt_tok, self.max_positions, replace(self.config, **changes)
+        )
 
     def search_ids(self, ids: list[list[int]]) -> list[list[Hypothesis]]:
         """Search every non-empty id sequence with CTranslate2, one call per output length limit
@@ -145,7 +180,9 @@ class CT2Translator(LineTranslator):
         todo = [i for i, seq in enumerate(ids) if seq]
         if not todo:
             return results
-        limits = max_lengths(torch.tensor([len(ids[i]) + 1 for i in todo]), self.config.max_len_a, self.config.max_len_b)
+        limits = max_lengths(
+            torch.tensor([len(ids[i]) + 1 for i in todo]), self.config.max_len_a, self.config.max_len_b
+        )
         groups: dict[int, list[int]] = {}
         for i, limit in zip(todo, limits):
             groups.setdefault(limit, []).append(i)
@@ -176,25 +213,41 @@ class CT2Translator(LineTranslator):
                 max_batch_size=cfg.batch_tokens,
                 batch_type="tokens",
             )
-            found = [[(tokens, score / len(tokens) if beam > 1 else score)  # score = log-prob * length
-                      for tokens, score in zip(r.hypotheses, r.scores)] for r in results]
+            found = [
+                [
+                    (tokens, score / len(tokens) if beam > 1 else score)  # score = log-prob * length
+                    for tokens, score in zip(r.hypotheses, r.scores)
+                ]
+                for r in results
+            ]
         # Scored again by CTranslate2 (teacher forcing, EOS appended): the outputs cut at the limit,
         # which our search ends with EOS there; and with --no-repeat-ngram all of them, since
         # CTranslate2 then renormalises the log-probs over the tokens left allowed, ours do not.
-        rescore = [(s, h) for s, hyps in enumerate(found) for h, (tokens, _) in enumerate(hyps)
-                   if cfg.no_repeat_ngram or not ended(tokens)]
+        rescore = [
+            (s, h)
+            for s, hyps in enumerate(found)
+            for h, (tokens, _) in enumerate(hyps)
+            if cfg.no_repeat_ngram or not ended(tokens)
+        ]
         if rescore:
             bodies = [found[s][h][0][:-1] if ended(found[s][h][0]) else found[s][h][0] for s, h in rescore]
-            scored = self.engine.score_batch([sources[s] for s, _ in rescore], bodies,
-                                             max_input_length=0, max_batch_size=cfg.batch_tokens, batch_type="tokens")
+            scored = self.engine.score_batch(
+                [sources[s] for s, _ in rescore],
+                bodies,
+                max_input_length=0,
+                max_batch_size=cfg.batch_tokens,
+                batch_type="tokens",
+            )
             for (s, h), body, result in zip(rescore, bodies, scored):
                 log_prob = sum(result.log_probs) if cfg.no_repeat_ngram else found[s][h][1] + result.log_probs[-1]
                 found[s][h] = (body + [EOS_PIECE], log_prob)
         scoring = {"length_penalty": cfg.length_penalty, "normalize": cfg.normalize}
         out = []
         for hyps in found:
-            ranked = [Hypothesis([self.tgt_ids[t] for t in tokens[:-1]], normalise(lp, len(tokens), **scoring), lp)
-                      for tokens, lp in hyps]
+            ranked = [
+                Hypothesis([self.tgt_ids[t] for t in tokens[:-1]], normalise(lp, len(tokens), **scoring), lp)
+                for tokens, lp in hyps
+            ]
             ranked.sort(key=lambda h: h.score, reverse=True)
             out.append(ranked[: cfg.nbest])
         return out

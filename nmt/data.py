@@ -11,11 +11,12 @@ import os
 import re
 import unicodedata
 import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice, zip_longest
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -31,8 +32,9 @@ if TYPE_CHECKING:  # torch is imported where batches are built, so reading text 
 
 
 # Control characters (Unicode category Cc) that are not whitespace: `clean` drops them.
-_CONTROLS = re.compile("[" + "".join(re.escape(chr(c)) for c in (*range(0x20), *range(0x7F, 0xA0))
-                                     if not chr(c).isspace()) + "]")
+_CONTROLS = re.compile(
+    "[" + "".join(re.escape(chr(c)) for c in (*range(0x20), *range(0x7F, 0xA0)) if not chr(c).isspace()) + "]"
+)
 BLOCK_BYTES = 1 << 20
 
 
@@ -183,7 +185,8 @@ def misaligned(src_file: Path, tgt_file: Path, src_lines: int, tgt_lines: int) -
     short, long_ = (src_file, tgt_file) if src_lines < tgt_lines else (tgt_file, src_file)
     return DataError(
         f"{long_}:{min(src_lines, tgt_lines) + 1}: misaligned corpus: {src_file} has {src_lines} lines but "
-        f"{tgt_file} has {tgt_lines}; {short} ends before this line. Both files must hold one sentence per line, aligned"
+        f"{tgt_file} has {tgt_lines}; {short} ends before this line. Both files must hold one sentence per line, "
+        "aligned"
     )
 
 
@@ -214,8 +217,12 @@ def iter_parallel(files: tuple[Path, Path] | Path, src: str, tgt: str) -> Iterat
     n = 0
     for n, pair in enumerate(zip_longest(iter_lines(src_file), iter_lines(tgt_file)), start=1):
         if pair[0] is None or pair[1] is None:
-            raise misaligned(src_file, tgt_file, n - 1 if pair[0] is None else count_lines(src_file),
-                             n - 1 if pair[1] is None else count_lines(tgt_file))
+            raise misaligned(
+                src_file,
+                tgt_file,
+                n - 1 if pair[0] is None else count_lines(src_file),
+                n - 1 if pair[1] is None else count_lines(tgt_file),
+            )
         yield clean(pair[0]), clean(pair[1])
 
 
@@ -237,7 +244,9 @@ def read_parallel(prefix: str | Path, src: str, tgt: str) -> ParallelText:
     """Read and clean one corpus whole; raises DataError on any malformed input."""
     files = corpus_files(prefix, src, tgt)
     pairs = list(iter_parallel(files, src, tgt))
-    return ParallelText([s for s, _ in pairs], [t for _, t in pairs], [files] if isinstance(files, Path) else list(files))
+    return ParallelText(
+        [s for s, _ in pairs], [t for _, t in pairs], [files] if isinstance(files, Path) else list(files)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,7 +313,7 @@ class ParallelIds:
     source: io.FileIO | None = None  # the file behind memory-mapped ids: rows are read from it (see `_ids`)
 
     @classmethod
-    def from_lists(cls, src: list[list[int]], tgt: list[list[int]]) -> "ParallelIds":
+    def from_lists(cls, src: list[list[int]], tgt: list[list[int]]) -> ParallelIds:
         def flat(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
             lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
             offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
@@ -317,11 +326,17 @@ class ParallelIds:
     def __len__(self) -> int:
         return len(self.src_offsets) - 1 if self.rows is None else len(self.rows)
 
-    def select(self, rows: np.ndarray) -> "ParallelIds":
+    def select(self, rows: np.ndarray) -> ParallelIds:
         """The sentences at `rows` (positions in this one), sharing the id arrays."""
         rows = np.asarray(rows, dtype=np.int64)
-        return ParallelIds(self.src_ids, self.src_offsets, self.tgt_ids, self.tgt_offsets,
-                           rows if self.rows is None else self.rows[rows], self.source)
+        return ParallelIds(
+            self.src_ids,
+            self.src_offsets,
+            self.tgt_ids,
+            self.tgt_offsets,
+            rows if self.rows is None else self.rows[rows],
+            self.source,
+        )
 
     def _lens(self, offsets: np.ndarray) -> np.ndarray:
         lens = np.diff(offsets)
@@ -363,7 +378,7 @@ class ParallelIds:
         save_file(dict(zip(IDS_TENSORS, (self.src_ids, self.src_offsets, self.tgt_ids, self.tgt_offsets))), str(path))
 
     @classmethod
-    def load(cls, path: Path, mmap: bool = True) -> "ParallelIds":
+    def load(cls, path: Path, mmap: bool = True) -> ParallelIds:
         """Read a prepared split; memory-mapped by default, so that memory does not grow with the corpus
         (only the offsets, 8 bytes a sentence, are read into memory)."""
         from safetensors.numpy import load_file
@@ -374,8 +389,13 @@ class ParallelIds:
                 t = load_file(str(path))
                 return cls(*(t[name] for name in IDS_TENSORS))
             arrays = _map_safetensors(path)
-            return cls(arrays["src_ids"], np.array(arrays["src_offsets"]), arrays["tgt_ids"], np.array(arrays["tgt_offsets"]),
-                       source=io.FileIO(path, "r"))
+            return cls(
+                arrays["src_ids"],
+                np.array(arrays["src_offsets"]),
+                arrays["tgt_ids"],
+                np.array(arrays["tgt_offsets"]),
+                source=io.FileIO(path, "r"),
+            )
         except FileNotFoundError:
             raise DataError(f"{path}: no such prepared split; run `nmt prepare` first") from None
         except Exception as e:  # safetensors raises its own error types for corrupted files
@@ -403,8 +423,11 @@ def _map_safetensors(path: Path) -> dict[str, np.ndarray]:
         count = int(np.prod(info["shape"], dtype=np.int64))
         if len(info["shape"]) != 1 or end - begin != count * dtype.itemsize or 8 + n + end > size:
             raise ValueError(f"tensor {name} does not fit the file")
-        arrays[name] = (np.memmap(path, dtype=dtype, mode="r", offset=8 + n + begin, shape=(count,))
-                        if count else np.zeros(0, dtype=dtype))
+        arrays[name] = (
+            np.memmap(path, dtype=dtype, mode="r", offset=8 + n + begin, shape=(count,))
+            if count
+            else np.zeros(0, dtype=dtype)
+        )
     return arrays
 
 
@@ -416,8 +439,12 @@ def write_ids(path: Path, src_ids: Path, src_lens: np.ndarray, tgt_ids: Path, tg
         offsets[side] = np.zeros(len(lens) + 1, dtype="<i8")
         np.cumsum(lens, out=offsets[side][1:])
     # safetensors' layout: larger dtypes first, then by name; the header padded with spaces to 8 bytes
-    parts = [("src_offsets", "I64", offsets["src"]), ("tgt_offsets", "I64", offsets["tgt"]),
-             ("src_ids", "I32", src_ids), ("tgt_ids", "I32", tgt_ids)]
+    parts = [
+        ("src_offsets", "I64", offsets["src"]),
+        ("tgt_offsets", "I64", offsets["tgt"]),
+        ("src_ids", "I32", src_ids),
+        ("tgt_ids", "I32", tgt_ids),
+    ]
     header, at = {}, 0
     for name, dtype, data in parts:
         count = len(data) if isinstance(data, np.ndarray) else int(offsets[name[:3]][-1])
@@ -449,23 +476,31 @@ def write_ids(path: Path, src_ids: Path, src_lens: np.ndarray, tgt_ids: Path, tg
 class Batch:
     """A padded batch. src ends with EOS; tgt_in starts with BOS and tgt_out ends with EOS."""
 
-    src: "torch.Tensor"  # (batch, src_len) long, right-padded with pad_id
-    src_len: "torch.Tensor"  # (batch,) long
-    tgt_in: "torch.Tensor"  # (batch, tgt_len) long
-    tgt_out: "torch.Tensor"  # (batch, tgt_len) long, pad_id where there is no target
-    index: "torch.Tensor"  # (batch,) long: positions of these pairs in their split
+    src: torch.Tensor  # (batch, src_len) long, right-padded with pad_id
+    src_len: torch.Tensor  # (batch,) long
+    tgt_in: torch.Tensor  # (batch, tgt_len) long
+    tgt_out: torch.Tensor  # (batch, tgt_len) long, pad_id where there is no target
+    index: torch.Tensor  # (batch,) long: positions of these pairs in their split
     n_tokens: int  # real target tokens (EOS included, padding excluded)
-    rows: "torch.Tensor"  # (n_tokens,) long: where tgt_out.flatten() is not padding (found here, not on a GPU)
+    rows: torch.Tensor  # (n_tokens,) long: where tgt_out.flatten() is not padding (found here, not on a GPU)
 
-    def to(self, device: "torch.device") -> "Batch":
+    def to(self, device: torch.device) -> Batch:
         """On `device`; copies from pinned memory (see `pin`) to a GPU do not wait for each other."""
-        return Batch(*(t.to(device, non_blocking=True) for t in (self.src, self.src_len, self.tgt_in, self.tgt_out)),
-                     self.index, self.n_tokens, self.rows.to(device, non_blocking=True))
+        return Batch(
+            *(t.to(device, non_blocking=True) for t in (self.src, self.src_len, self.tgt_in, self.tgt_out)),
+            self.index,
+            self.n_tokens,
+            self.rows.to(device, non_blocking=True),
+        )
 
-    def pin(self) -> "Batch":
+    def pin(self) -> Batch:
         """In page-locked memory, from where a GPU copies it without the host waiting."""
-        return Batch(*(t.pin_memory() for t in (self.src, self.src_len, self.tgt_in, self.tgt_out)), self.index,
-                     self.n_tokens, self.rows.pin_memory())
+        return Batch(
+            *(t.pin_memory() for t in (self.src, self.src_len, self.tgt_in, self.tgt_out)),
+            self.index,
+            self.n_tokens,
+            self.rows.pin_memory(),
+        )
 
 
 def collate(data: ParallelIds, index: np.ndarray, pad_id: int, bos_id: int, eos_id: int) -> Batch:

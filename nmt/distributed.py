@@ -49,8 +49,12 @@ def from_environment() -> Group:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return SINGLE
-    return Group(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")),
-                 int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return Group(
+        int(os.environ["RANK"]),
+        world,
+        int(os.environ.get("LOCAL_RANK", "0")),
+        int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+    )
 
 
 def device_name(group: Group, name: str | None) -> str | None:
@@ -95,8 +99,11 @@ def broadcast_json(value: Any, group: Group, device: torch.device) -> Any:
     data = json.dumps(value).encode() if group.rank == 0 else b""
     size = torch.tensor([len(data)], dtype=torch.int64, device=device)
     dist.broadcast(size, src=0)
-    buffer = (torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device) if group.rank == 0
-              else torch.empty(int(size), dtype=torch.uint8, device=device))
+    buffer = (
+        torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device)
+        if group.rank == 0
+        else torch.empty(int(size), dtype=torch.uint8, device=device)
+    )
     dist.broadcast(buffer, src=0)
     return json.loads(buffer.cpu().numpy().tobytes().decode()) if group.rank else value
 

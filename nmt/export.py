@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,7 +81,9 @@ def transformer_spec(model: Transformer) -> Any:
     """A filled CTranslate2 TransformerSpec holding `model`'s weights (float32, unquantised)."""
     ct2 = import_ctranslate2()
     cfg = model.config
-    activation = {"relu": ct2.specs.Activation.RELU, "gelu": ct2.specs.Activation.GELU}[cfg.activation]  # GELU: erf, like nn.GELU()
+    activation = {"relu": ct2.specs.Activation.RELU, "gelu": ct2.specs.Activation.GELU}[
+        cfg.activation
+    ]  # GELU: erf, like nn.GELU()
     spec = ct2.specs.TransformerSpec(
         ct2.specs.TransformerEncoderSpec(cfg.enc_layers, cfg.n_heads, pre_norm=cfg.pre_norm, activation=activation),
         ct2.specs.TransformerDecoderSpec(cfg.dec_layers, cfg.n_heads, pre_norm=cfg.pre_norm, activation=activation),
@@ -124,7 +127,9 @@ def transformer_spec(model: Transformer) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Writing the directory
 
-SPECS: dict[str, Callable[[Transformer], Any]] = {"transformer": transformer_spec}  # ModelConfig.arch -> CTranslate2 spec
+SPECS: dict[str, Callable[[Transformer], Any]] = {
+    "transformer": transformer_spec
+}  # ModelConfig.arch -> CTranslate2 spec
 
 
 def export_ctranslate2(model_dir: Path, out: Path, quantization: str = "float32", force: bool = False) -> Path:
@@ -139,8 +144,10 @@ def export_ctranslate2(model_dir: Path, out: Path, quantization: str = "float32"
     loaded = load_model_dir(Path(model_dir), "cpu")
     arch = loaded.model.config.arch
     if arch not in SPECS:
-        raise ConfigError(f"{loaded.path}: a {arch!r} model cannot be exported to CTranslate2 (nmt maps "
-                          f"{', '.join(map(repr, SPECS))}); translate it with the PyTorch engine")
+        raise ConfigError(
+            f"{loaded.path}: a {arch!r} model cannot be exported to CTranslate2 (nmt maps "
+            f"{', '.join(map(repr, SPECS))}); translate it with the PyTorch engine"
+        )
     spec = SPECS[arch](loaded.model)
     spec.register_source_vocabulary(loaded.src_tokenizer.pieces())
     spec.register_target_vocabulary(loaded.tgt_tokenizer.pieces())
@@ -162,7 +169,9 @@ def export_ctranslate2(model_dir: Path, out: Path, quantization: str = "float32"
         write_json(tmp / EXPORT_FILE, _description(loaded, quantization, ct2.__version__, tmp))
         commit_dir(tmp, out)
     except OSError as e:
-        raise CheckpointError(f"{out}: could not write it: {e.strerror or e} ({e.filename}); nothing was written there") from None
+        raise CheckpointError(
+            f"{out}: could not write it: {e.strerror or e} ({e.filename}); nothing was written there"
+        ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

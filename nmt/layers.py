@@ -46,13 +46,15 @@ class SinusoidalPositions(nn.Module):
 
 def attention_math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
     """softmax(q k^T / sqrt(head_dim)) v, spelled out: what `Attention` computes with on CPU in eval
-    mode when no gradient is needed (translation, validation). For decoding's shapes (one query position per hypothesis, a few dozen keys)
-    this is 1.5-3x faster than SDPA's fused CPU kernel (0.5 vs 1.5 ms for 1,350 hypotheses, 4 heads,
-    20 keys; 1.1 vs 2.1 ms for 160 sentences of 28 tokens), and about as fast up to ~100 tokens.
+    mode when no gradient is needed (translation, validation). For decoding's shapes (one query position per
+    hypothesis, a few dozen keys) this is 1.5-3x faster than SDPA's fused CPU kernel (0.5 vs 1.5 ms for 1,350
+    hypotheses, 4 heads, 20 keys; 1.1 vs 2.1 ms for 160 sentences of 28 tokens), and about as fast up to ~100 tokens.
     q (batch, n_heads, t_q, head_dim), k and v (batch, n_heads, t_k, head_dim); mask as in `attend`."""
     scores = (q * q.size(-1) ** -0.5) @ k.transpose(-2, -1)  # (batch, n_heads, t_q, t_k)
     if causal:
-        scores = scores.masked_fill(torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+        scores = scores.masked_fill(
+            torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=q.device).triu(1), float("-inf")
+        )
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     return scores.softmax(dim=-1) @ v  # (batch, n_heads, t_q, head_dim)

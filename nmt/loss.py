@@ -29,8 +29,9 @@ def label_smoothed_loss(logits: Tensor, target: Tensor, smoothing: float, pad_id
     return (1.0 - smoothing) * nll + smoothing * uniform, nll.detach()
 
 
-def chunked_loss(states: Tensor, weight: Tensor, target: Tensor, rows: Tensor, smoothing: float,
-                 divisor: float) -> tuple[Tensor, Tensor, Tensor]:
+def chunked_loss(
+    states: Tensor, weight: Tensor, target: Tensor, rows: Tensor, smoothing: float, divisor: float
+) -> tuple[Tensor, Tensor, Tensor]:
     """sum(label_smoothed_loss(states @ weight.T, target)) / divisor, to backpropagate, and its loss and NLL sums.
 
     The logits over the vocabulary are the largest tensors of a training step (tokens x vocabulary, three or
@@ -45,8 +46,9 @@ def chunked_loss(states: Tensor, weight: Tensor, target: Tensor, rows: Tensor, s
 
 class _ChunkedLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, states: Tensor, weight: Tensor, target: Tensor, rows: Tensor, smoothing: float,
-                divisor: float) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        ctx: Any, states: Tensor, weight: Tensor, target: Tensor, rows: Tensor, smoothing: float, divisor: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
         grad_states, grad_weight = torch.zeros_like(states), torch.zeros_like(weight)
         loss_sum, nll_sum = states.new_zeros((), dtype=torch.float32), states.new_zeros((), dtype=torch.float32)
         for chunk in rows.split(LOSS_CHUNK):
@@ -69,6 +71,3 @@ class _ChunkedLoss(torch.autograd.Function):
 
 def token_count(target: Tensor, pad_id: int) -> int:
     return int((target != pad_id).sum())
-
-
-

@@ -4,9 +4,10 @@ Text in, numbers out: knows nothing about models or torch, and never prints."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from sacrebleu.metrics import BLEU, CHRF, TER
 from sacrebleu.metrics.base import Metric
@@ -159,8 +160,9 @@ def score_lines(
                 by_metric[key] = Paired(p_value, float(result.mean), float(result.ci))
 
     rows = [
-        SystemScore(name, *(float(scores[key][i].score) if key in scores else None for key in METRICS),
-                    paired=paired[i])
+        SystemScore(
+            name, *(float(scores[key][i].score) if key in scores else None for key in METRICS), paired=paired[i]
+        )
         for i, name in enumerate(names)
     ]
     return ScoreReport(reference_names, rows, signatures, paired_bs_n)
@@ -198,8 +200,11 @@ def _check_options(
     """Fail on wrong options before any file is read."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
-        raise ConfigError(f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}" if unknown
-                          else f"no metric asked for; choose from {', '.join(METRICS)}")
+        raise ConfigError(
+            f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}"
+            if unknown
+            else f"no metric asked for; choose from {', '.join(METRICS)}"
+        )
     if n_systems == 0:
         raise ConfigError("no hypothesis given; give at least one file of translations to score")
     if n_references == 0:
@@ -254,8 +259,9 @@ def _metrics(
     for key in metrics:
         if key == "bleu":
             try:
-                built[key] = BLEU(lowercase=lowercase, tokenize=tokenize, effective_order=effective_order,
-                                  references=streams)
+                built[key] = BLEU(
+                    lowercase=lowercase, tokenize=tokenize, effective_order=effective_order, references=streams
+                )
             except (ImportError, RuntimeError, OSError) as e:  # ja-mecab, ko-mecab and spm need extras
                 reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
                 raise ConfigError(
@@ -271,5 +277,7 @@ def _metrics(
 def bleu_chrf(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[float, float]:
     """Detokenized, cased sacreBLEU (13a) and chrF2 of one system: what validation tracks during training."""
     refs = [list(r) for r in references]
-    return (float(BLEU().corpus_score(list(hypotheses), refs).score),
-            float(CHRF().corpus_score(list(hypotheses), refs).score))
+    return (
+        float(BLEU().corpus_score(list(hypotheses), refs).score),
+        float(CHRF().corpus_score(list(hypotheses), refs).score),
+    )

@@ -14,8 +14,14 @@ def build_optimizer(params, cfg: TrainConfig, device: torch.device | None = None
     kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]  # TrainConfig checked the name
     # on CUDA one fused kernel does the whole update; elsewhere foreach: one kernel launch per group, not per tensor
     fused = device is not None and device.type == "cuda"
-    return kind(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
-                **({"fused": True} if fused else {"foreach": True}))
+    return kind(
+        params,
+        lr=cfg.lr,
+        betas=tuple(cfg.betas),
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+        **({"fused": True} if fused else {"foreach": True}),
+    )
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

@@ -14,11 +14,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import chain, islice
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -47,7 +47,9 @@ class PrepareConfig:
     max_ratio: float = 0.0  # training pairs whose token-length ratio exceeds this are dropped; 0 keeps all
     drop_empty: bool = True  # drop training pairs with an empty side
     dedup: bool = False  # drop exact duplicate training pairs (the first one stays)
-    spm_sample: int = DEFAULT_SPM_SAMPLE  # SentencePiece learns from at most this many sentences (a fixed random sample); 0: all
+    spm_sample: int = (
+        DEFAULT_SPM_SAMPLE  # SentencePiece learns from at most this many sentences (a fixed random sample); 0: all
+    )
 
 
 @dataclass
@@ -77,8 +79,11 @@ def _keep(src_lens: np.ndarray, tgt_lens: np.ndarray, cfg: PrepareConfig, counts
     empty = (src_lens == 0) | (tgt_lens == 0) if cfg.drop_empty else np.zeros(len(src_lens), dtype=bool)
     longest, shortest = np.maximum(src_lens, tgt_lens), np.minimum(src_lens, tgt_lens)
     too_long = ~empty & (longest > cfg.max_len) if cfg.max_len else np.zeros_like(empty)
-    ratio = (~empty & ~too_long & (longest > cfg.max_ratio * np.maximum(1, shortest)) if cfg.max_ratio
-             else np.zeros_like(empty))
+    ratio = (
+        ~empty & ~too_long & (longest > cfg.max_ratio * np.maximum(1, shortest))
+        if cfg.max_ratio
+        else np.zeros_like(empty)
+    )
     for name, dropped in (("empty", empty), ("too_long", too_long), ("ratio", ratio)):
         counts[name] += int(dropped.sum())
     return ~(empty | too_long | ratio)
@@ -99,8 +104,9 @@ def _lines(path: Path) -> Iterator[str]:
             yield line[:-1]
 
 
-def _clean_side(files: tuple[Path, Path] | Path, side: int, src: str, tgt: str, out: Path,
-                report: Callable[[int], None]) -> int:
+def _clean_side(
+    files: tuple[Path, Path] | Path, side: int, src: str, tgt: str, out: Path, report: Callable[[int], None]
+) -> int:
     """Write one side of a corpus, cleaned, to `out`; its number of lines."""
     n = 0
     with open(out, "w", encoding="utf-8", newline="\n") as f:
@@ -123,22 +129,36 @@ def _clean_side_main() -> None:
         pass
     files = Path(args["files"][0]) if len(args["files"]) == 1 else tuple(map(Path, args["files"]))
     try:
-        n = _clean_side(files, args["side"], args["src"], args["tgt"], Path(args["out"]),
-                        lambda done: print(json.dumps({"done": done}), flush=True))
+        n = _clean_side(
+            files,
+            args["side"],
+            args["src"],
+            args["tgt"],
+            Path(args["out"]),
+            lambda done: print(json.dumps({"done": done}), flush=True),
+        )
         print(json.dumps({"lines": n}), flush=True)
     except DataError as e:
         print(json.dumps({"error": str(e)}), flush=True)
 
 
-def _clean_corpus(files: tuple[Path, Path] | Path, src: str, tgt: str, outs: tuple[Path, Path], threads: int,
-                  report: Callable[[str], None]) -> int:
+def _clean_corpus(
+    files: tuple[Path, Path] | Path,
+    src: str,
+    tgt: str,
+    outs: tuple[Path, Path],
+    threads: int,
+    report: Callable[[str], None],
+) -> int:
     """Clean both sides of a corpus into `outs`; its number of pairs, or DataError for a bad line (one core:
     the source side's first; two: the first found) or for sides of different lengths. A large corpus is
     cleaned on two cores, one side each (`_clean_in_workers`)."""
     paths = [files] if isinstance(files, Path) else list(files)
     if threads < 2 or sum(f.stat().st_size for f in paths) < PARALLEL_BYTES:
-        counts = [_clean_side(files, side, src, tgt, outs[side], lambda n, lang=lang: report(f"{n:,} lines ({lang})"))
-                  for side, lang in enumerate((src, tgt))]
+        counts = [
+            _clean_side(files, side, src, tgt, outs[side], lambda n, lang=lang: report(f"{n:,} lines ({lang})"))
+            for side, lang in enumerate((src, tgt))
+        ]
     else:
         counts = _clean_in_workers(paths, src, tgt, outs, lambda n: report(f"{n:,} pairs"))
     if counts[0] != counts[1]:  # only two files can disagree: a TSV line holds both sides
@@ -146,17 +166,42 @@ def _clean_corpus(files: tuple[Path, Path] | Path, src: str, tgt: str, outs: tup
     return counts[0]
 
 
-def _clean_in_workers(paths: list[Path], src: str, tgt: str, outs: tuple[Path, Path],
-                      report: Callable[[int], None]) -> list[int]:
+def _clean_in_workers(
+    paths: list[Path], src: str, tgt: str, outs: tuple[Path, Path], report: Callable[[int], None]
+) -> list[int]:
     """`_clean_side` for both sides at once, in two fresh Python processes (not multiprocessing: it would
     re-run the caller's script); the lines of each. The first bad line found stops the other side."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(Path(__file__).resolve().parents[1]),
-                                                                     os.environ.get("PYTHONPATH"))))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")))
+        ),
+    }
     code = "from nmt.prepare import _clean_side_main; _clean_side_main()"
-    workers = [subprocess.Popen([sys.executable, "-c", code, json.dumps(
-        {"files": [str(f) for f in paths], "side": side, "src": src, "tgt": tgt, "out": str(outs[side]),
-         "parent": os.getpid()})], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        for side in (0, 1)]
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                code,
+                json.dumps(
+                    {
+                        "files": [str(f) for f in paths],
+                        "side": side,
+                        "src": src,
+                        "tgt": tgt,
+                        "out": str(outs[side]),
+                        "parent": os.getpid(),
+                    }
+                ),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for side in (0, 1)
+    ]
     last: list[dict] = [{}, {}]  # each worker's latest JSON line: progress, then its outcome
     errors: list[str] = ["", ""]
 
@@ -185,8 +230,10 @@ def _clean_in_workers(paths: list[Path], src: str, tgt: str, outs: tuple[Path, P
             raise DataError(state["error"])
     for side, state in enumerate(last):
         if "lines" not in state:
-            raise RuntimeError(f"cleaning {paths[min(side, len(paths) - 1)]} failed in a worker process "
-                               f"(exit code {workers[side].returncode}): {errors[side].strip()[-2000:]}")
+            raise RuntimeError(
+                f"cleaning {paths[min(side, len(paths) - 1)]} failed in a worker process "
+                f"(exit code {workers[side].returncode}): {errors[side].strip()[-2000:]}"
+            )
     return [state["lines"] for state in last]
 
 
@@ -197,10 +244,12 @@ def _text_chunks(src: Path, tgt: Path) -> Iterator[tuple[list[str], list[str]]]:
             yield src_lines, [line[:-1] for line in islice(ft, CHUNK)]
 
 
-def _encode_ahead(texts: Iterator[tuple[list[str], list[str]]], src_tok: Tokenizer, tgt_tok: Tokenizer,
-                  threads: int) -> Iterator[tuple[list[str], list[str], list[list[int]], list[list[int]]]]:
+def _encode_ahead(
+    texts: Iterator[tuple[list[str], list[str]]], src_tok: Tokenizer, tgt_tok: Tokenizer, threads: int
+) -> Iterator[tuple[list[str], list[str], list[list[int]], list[list[int]]]]:
     """Each chunk of texts with its ids. The next chunk is encoded on a background thread while the caller
     works on this one: SentencePiece lets go of the GIL, so Python's share of the work overlaps its own."""
+
     def encode(src_text: list[str], tgt_text: list[str]):
         return src_text, tgt_text, src_tok.encode_batch(src_text, threads), tgt_tok.encode_batch(tgt_text, threads)
 
@@ -241,8 +290,13 @@ def _remove_leftovers(out: Path) -> None:
             pass
 
 
-def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[[str], None] = lambda s: None,
-            threads: int | None = None) -> PrepareResult:
+def prepare(
+    cfg: PrepareConfig,
+    out: Path,
+    force: bool = False,
+    stage: Callable[[str], None] = lambda s: None,
+    threads: int | None = None,
+) -> PrepareResult:
     """Run the whole preparation; reuse `out` when it already holds exactly this preparation.
 
     Streams: memory is bounded by the SentencePiece sample, a chunk of lines and a few bytes a pair,
@@ -293,8 +347,14 @@ def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[
         lines: dict[str, int] = {}
         for name, files in corpora.items():
             prefix = tmp / (".all.train" if name == "train" else name)
-            lines[name] = _clean_corpus(files, cfg.src, cfg.tgt, (Path(f"{prefix}.{cfg.src}"), Path(f"{prefix}.{cfg.tgt}")),
-                                        threads, lambda done, name=name: stage(f"reading {name}: {done}"))
+            lines[name] = _clean_corpus(
+                files,
+                cfg.src,
+                cfg.tgt,
+                (Path(f"{prefix}.{cfg.src}"), Path(f"{prefix}.{cfg.tgt}")),
+                threads,
+                lambda done, name=name: stage(f"reading {name}: {done}"),
+            )
 
         # 2. SentencePiece BPE on the training text (or a deterministic sample of it).
         train_files = {lang: tmp / f".all.train.{lang}" for lang in langs}
@@ -302,15 +362,17 @@ def prepare(cfg: PrepareConfig, out: Path, force: bool = False, stage: Callable[
         models: dict[str, bytes] = {}
         if cfg.joint:
             stage(f"training SentencePiece BPE on {min(2 * n_train, cfg.spm_sample or 2 * n_train):,} sentences")
-            models["spm.model"] = train_bpe(_spm_input([train_files[l] for l in langs], 2 * n_train, cfg.spm_sample),
-                                            cfg.vocab_size)
+            models["spm.model"] = train_bpe(
+                _spm_input([train_files[lang] for lang in langs], 2 * n_train, cfg.spm_sample), cfg.vocab_size
+            )
             spm_names = {"src": "spm.model", "tgt": "spm.model"}
         else:
             spm_names = {"src": f"spm.{cfg.src}.model", "tgt": f"spm.{cfg.tgt}.model"}
             for side, lang in zip(("src", "tgt"), langs):
                 stage(f"training SentencePiece BPE ({lang}) on {min(n_train, cfg.spm_sample or n_train):,} sentences")
-                models[spm_names[side]] = train_bpe(_spm_input([train_files[lang]], n_train, cfg.spm_sample),
-                                                    cfg.vocab_size)
+                models[spm_names[side]] = train_bpe(
+                    _spm_input([train_files[lang]], n_train, cfg.spm_sample), cfg.vocab_size
+                )
         src_tok, tgt_tok = Tokenizer(models[spm_names["src"]]), Tokenizer(models[spm_names["tgt"]])
         for name, proto in models.items():
             (tmp / name).write_bytes(proto)
@@ -426,6 +488,8 @@ def load_summary(data_dir: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError(f"{data_dir}: not a prepared data directory (no {PREPARE_JSON}); run `nmt prepare` first") from None
+        raise DataError(
+            f"{data_dir}: not a prepared data directory (no {PREPARE_JSON}); run `nmt prepare` first"
+        ) from None
     except ValueError as e:
         raise DataError(f"{path}: invalid JSON ({e}); re-run `nmt prepare --force`") from None

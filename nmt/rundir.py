@@ -60,8 +60,9 @@ class RunDir:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise ConfigError(f"{self.path}: another `nmt train` is using this run directory; wait for it or "
-                              "choose another --out") from None
+            raise ConfigError(
+                f"{self.path}: another `nmt train` is using this run directory; wait for it or choose another --out"
+            ) from None
         self._lock_fd = fd
 
     def close(self) -> None:
@@ -88,15 +89,19 @@ class RunDir:
 
     def read_config(self) -> dict[str, Any]:
         if not (self.path / RUN_CONFIG).is_file():
-            raise ConfigError(f"{self.path}: not a run directory (no {RUN_CONFIG}); start a run with DATA_DIR --out {self.path}")
+            raise ConfigError(
+                f"{self.path}: not a run directory (no {RUN_CONFIG}); start a run with DATA_DIR --out {self.path}"
+            )
         return read_json(self.path / RUN_CONFIG)
 
     def last(self) -> Path | None:
         """The checkpoint `last` points at, or None before the first one; a dangling link is an error."""
         last = self.path / "last"
         if last.is_symlink() and not last.exists():
-            raise CheckpointError(f"{last}: points at {os.readlink(last)}, which is missing; "
-                                  "point it at the newest complete checkpoint in checkpoints/ and resume again")
+            raise CheckpointError(
+                f"{last}: points at {os.readlink(last)}, which is missing; "
+                "point it at the newest complete checkpoint in checkpoints/ and resume again"
+            )
         return last.resolve() if last.exists() else None
 
     def remove_leftovers(self) -> None:
@@ -142,7 +147,7 @@ class RunDir:
         if not self.writer:
             return saved
         best = Path(os.readlink(self.path / "best")).name if (self.path / "best").is_symlink() else None
-        keep = set(saved[-max(keep_last, 1):]) | ({best} if best else set())
+        keep = set(saved[-max(keep_last, 1) :]) | ({best} if best else set())
         for name in saved:
             if name not in keep:
                 self.remove_checkpoint(name)
@@ -168,8 +173,9 @@ class RunDir:
             with open(self.path / LOG_FILE, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
         except OSError as e:
-            raise TrainingError(f"{self.path / LOG_FILE}: cannot write ({e.strerror}); free some space, "
-                                "then resume with --resume") from None
+            raise TrainingError(
+                f"{self.path / LOG_FILE}: cannot write ({e.strerror}); free some space, then resume with --resume"
+            ) from None
 
     def truncate_log(self, step: int) -> None:
         """Drop log lines written after the checkpoint we resume from: they will be written again."""

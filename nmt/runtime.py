@@ -65,7 +65,9 @@ def slow_bf16(device: torch.device) -> str | None:
     A CPU without AVX512-BF16 or AMX (oneDNN's own test) emulates them: on an AVX2 EPYC a bf16 matmul
     ran 0.8 GFLOPS against 95 in fp32, and a bf16 training step 13x slower than an fp32 one."""
     if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return "this CPU has no bf16 instructions (AVX512-BF16 or AMX), so bf16 is emulated: many times slower than fp32"
+        return (
+            "this CPU has no bf16 instructions (AVX512-BF16 or AMX), so bf16 is emulated: many times slower than fp32"
+        )
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return f"{torch.cuda.get_device_name(device)} has no native bf16, so bf16 is emulated: slower than fp32"
     return None

@@ -63,15 +63,18 @@ Processor: TypeAlias = Callable[[Tensor, Tensor], Tensor]
 
 def penalise_unk(unk_id: int, penalty: float) -> Processor:
     """Subtract `penalty` from the log-probability of <unk>."""
+
     def apply(history: Tensor, log_probs: Tensor) -> Tensor:
         log_probs = log_probs.clone()
         log_probs[:, unk_id] -= penalty
         return log_probs
+
     return apply
 
 
 def block_repeats(n: int) -> Processor:
     """-inf for every token that would complete an n-gram already in the hypothesis."""
+
     def apply(history: Tensor, log_probs: Tensor) -> Tensor:
         t = history.size(1)
         if t < n:
@@ -81,17 +84,20 @@ def block_repeats(n: int) -> Processor:
         repeats = (grams[:, :, :-1] == tail[:, None, :]).all(dim=-1)  # (rows, t - n + 1)
         banned = torch.zeros_like(log_probs).scatter_add_(1, grams[:, :, -1], repeats.to(log_probs.dtype))
         return log_probs.masked_fill(banned > 0, -math.inf)
+
     return apply
 
 
 def forbid_eos_before(min_len: int, eos_id: int) -> Processor:
     """No end of sentence before `min_len` tokens (an output's length limit still ends it)."""
+
     def apply(history: Tensor, log_probs: Tensor) -> Tensor:
         if history.size(1) >= min_len:
             return log_probs
         log_probs = log_probs.clone()
         log_probs[:, eos_id] = -math.inf
         return log_probs
+
     return apply
 
 
@@ -191,9 +197,17 @@ def greedy(
     Scores are normalised exactly as `beam_search` does, so a beam of one gives the same tokens and
     scores when given the same settings and no processors."""
     return _single_path(
-        model, src, src_len, lambda log_probs: log_probs.argmax(dim=-1),
-        bos_id=bos_id, eos_id=eos_id, max_len_a=max_len_a, max_len_b=max_len_b,
-        length_penalty=length_penalty, normalize=normalize, shape=shape,
+        model,
+        src,
+        src_len,
+        lambda log_probs: log_probs.argmax(dim=-1),
+        bos_id=bos_id,
+        eos_id=eos_id,
+        max_len_a=max_len_a,
+        max_len_b=max_len_b,
+        length_penalty=length_penalty,
+        normalize=normalize,
+        shape=shape,
     )
 
 
@@ -237,14 +251,23 @@ def sample(
 
     `log_prob` and `score` are those of the model itself (temperature 1, nothing cut away), so a
     sample can be compared with the greedy or beam output."""
+
     def draw(log_probs: Tensor) -> Tensor:
         probs = _sampling_probs(log_probs, temperature, top_k, top_p)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
     return _single_path(
-        model, src, src_len, draw,
-        bos_id=bos_id, eos_id=eos_id, max_len_a=max_len_a, max_len_b=max_len_b,
-        length_penalty=length_penalty, normalize=normalize, shape=shape,
+        model,
+        src,
+        src_len,
+        draw,
+        bos_id=bos_id,
+        eos_id=eos_id,
+        max_len_a=max_len_a,
+        max_len_b=max_len_b,
+        length_penalty=length_penalty,
+        normalize=normalize,
+        shape=shape,
     )
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import sentencepiece as spm
 
@@ -67,13 +67,14 @@ def train_bpe(sentences: Iterable[str], vocab_size: int, seed_sentencepiece: int
         limit = re.search(r"Vocabulary size too high.*<= ?(\d+)", message)
         if limit:
             raise ConfigError(
-                f"--vocab-size {vocab_size} is too large for this training text; "
-                f"choose at most {limit.group(1)}"
+                f"--vocab-size {vocab_size} is too large for this training text; choose at most {limit.group(1)}"
             ) from None
         too_small = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", message)
         if too_small:
-            raise ConfigError(f"--vocab-size {vocab_size} is too small for the distinct characters of the training text; "
-                              f"choose at least {too_small.group(2)}") from None
+            raise ConfigError(
+                f"--vocab-size {vocab_size} is too small for the distinct characters of the training text; "
+                f"choose at least {too_small.group(2)}"
+            ) from None
         raise ConfigError(f"SentencePiece training failed: {message}") from None
     return model.getvalue()
 
@@ -110,7 +111,7 @@ class Tokenizer:
             )
 
     @classmethod
-    def load(cls, path: Path) -> "Tokenizer":
+    def load(cls, path: Path) -> Tokenizer:
         try:
             data = Path(path).read_bytes()
         except FileNotFoundError:

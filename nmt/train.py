@@ -7,11 +7,12 @@ import contextlib
 import math
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from inspect import signature
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,12 +35,32 @@ from nmt.validation import EarlyStopping, Validator
 
 # On --resume these may change (how long to go on, how often to report); anything else would make
 # the resumed run a different run.
-RESUMABLE_OVERRIDES = {"max_steps", "max_epochs", "max_minutes", "patience", "log_every", "valid_every", "keep_last",
-                       "skip_nonfinite"}
+RESUMABLE_OVERRIDES = {
+    "max_steps",
+    "max_epochs",
+    "max_minutes",
+    "patience",
+    "log_every",
+    "valid_every",
+    "keep_last",
+    "skip_nonfinite",
+}
 # With skip_nonfinite, this many skipped batches in a row means the weights themselves have diverged.
 MAX_SKIPS_IN_A_ROW = 10
-__all__ = ["MAX_SKIPS_IN_A_ROW", "RunFiles", "Trainer", "TrainState", "TrainingError", "TrainingLoss", "Update", "engine",
-           "model_config_for", "resume", "start", "update"]
+__all__ = [
+    "MAX_SKIPS_IN_A_ROW",
+    "RunFiles",
+    "Trainer",
+    "TrainState",
+    "TrainingError",
+    "TrainingLoss",
+    "Update",
+    "engine",
+    "model_config_for",
+    "resume",
+    "start",
+    "update",
+]
 
 
 @dataclass
@@ -69,8 +90,11 @@ class RunFiles:
 def model_config_for(data_dir: Path, overrides: dict[str, Any]) -> ModelConfig:
     """Vocabulary sizes come from the prepared data; separate vocabularies cannot share embeddings."""
     summary = load_summary(Path(data_dir))
-    values = {"src_vocab_size": summary["vocab_size"]["src"], "tgt_vocab_size": summary["vocab_size"]["tgt"],
-              "pad_id": SPECIAL.pad}
+    values = {
+        "src_vocab_size": summary["vocab_size"]["src"],
+        "tgt_vocab_size": summary["vocab_size"]["tgt"],
+        "pad_id": SPECIAL.pad,
+    }
     if summary["spm"]["src"] != summary["spm"]["tgt"]:
         values["share_all_embeddings"] = False
     for key in ("src_vocab_size", "tgt_vocab_size", "pad_id"):
@@ -95,9 +119,21 @@ class Trainer:
     validator and early-stopping rule, the run directory, and its place among the processes of the run.
     Made by `start` (new run) or `resume`."""
 
-    def __init__(self, cfg: TrainConfig, model: Transformer, optimizer: torch.optim.Optimizer, data: TrainingData,
-                 validator: Validator, early: EarlyStopping, run: RunDir, files: RunFiles, device: torch.device,
-                 threads: int, callback: Callback | None = None, group: Group = SINGLE) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: Transformer,
+        optimizer: torch.optim.Optimizer,
+        data: TrainingData,
+        validator: Validator,
+        early: EarlyStopping,
+        run: RunDir,
+        files: RunFiles,
+        device: torch.device,
+        threads: int,
+        callback: Callback | None = None,
+        group: Group = SINGLE,
+    ) -> None:
         self.cfg, self.model, self.optimizer, self.data = cfg, model, optimizer, data
         self.validator, self.early, self.run, self.files = validator, early, run, files
         self.device, self.threads, self.group = device, threads, group
@@ -124,13 +160,20 @@ class Trainer:
             return path  # already saved at this step (a stop request right after a validation)
         bad = non_finite_weight(self.model)
         if bad:
-            raise TrainingError(f"step {step}: non-finite values in {bad}; the weights have diverged and were not "
-                                "saved. Lower --lr or raise --warmup-steps, then resume from the last checkpoint")
+            raise TrainingError(
+                f"step {step}: non-finite values in {bad}; the weights have diverged and were not "
+                "saved. Lower --lr or raise --warmup-steps, then resume from the last checkpoint"
+            )
         tensors, groups = training_tensors(self.optimizer, self.group, self.device)
         checkpoints = self.state.checkpoints + ([name] if name not in self.state.checkpoints else [])
         state = {**asdict(self.state), **self.early.state_dict(), "checkpoints": checkpoints, "optimizer": groups}
-        meta = {**self.files.meta, "train": to_dict(self.cfg), "step": step, "epoch": self.state.epoch,
-                "valid": self.state.last_valid}
+        meta = {
+            **self.files.meta,
+            "train": to_dict(self.cfg),
+            "step": step,
+            "epoch": self.state.epoch,
+            "valid": self.state.last_valid,
+        }
         try:
             if self.run.writer:
                 save_model_dir(path, self.model, meta, self.files.spm, tensors, state)
@@ -140,8 +183,10 @@ class Trainer:
             reason = e.reason if isinstance(e, CheckpointWriteError) else e.strerror or str(e)
             last = self.run.path / "last"
             kept = f"{last} is intact" if last.exists() else "no checkpoint was saved yet"
-            raise TrainingError(f"step {step}: could not write the checkpoint {path} ({reason}); {kept}. "
-                                "Free some disk space, then resume with --resume") from None
+            raise TrainingError(
+                f"step {step}: could not write the checkpoint {path} ({reason}); {kept}. "
+                "Free some disk space, then resume with --resume"
+            ) from None
         distributed.barrier(self.group)  # no process leaves (or is stopped) while rank 0 is still writing
         self.callback({"kind": "checkpoint", "step": step, "path": str(path)})
         return path
@@ -173,8 +218,15 @@ class Trainer:
         self.callback({"kind": "validating", "step": st.step})
         st.last_valid = self.validate()
         tick()
-        self._log({"kind": "valid", "step": st.step, "epoch": st.epoch + 1, **st.last_valid,
-                   "train_minutes": st.train_seconds / 60})
+        self._log(
+            {
+                "kind": "valid",
+                "step": st.step,
+                "epoch": st.epoch + 1,
+                **st.last_valid,
+                "train_minutes": st.train_seconds / 60,
+            }
+        )
         self._checkpoint(best=self.early.update(st.last_valid, st.step))
         tick()
         return self.early.should_stop
@@ -185,8 +237,10 @@ class Trainer:
         """The update that begins at batch `start` of the epoch: this process's batches (every world-th of
         them), the target tokens of all of them, and how many batches it takes from the epoch."""
         chosen = batches[start : start + self.cfg.accum_steps * self.group.world]
-        mine = [self.data.batch(index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos)
-                for index in chosen[self.group.rank :: self.group.world]]
+        mine = [
+            self.data.batch(index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos)
+            for index in chosen[self.group.rank :: self.group.world]
+        ]
         pinned = [b.pin() for b in mine] if self.device.type == "cuda" else mine
         return pinned, sum(map(self.data.target_tokens, chosen)), len(chosen)
 
@@ -196,20 +250,33 @@ class Trainer:
             return self._train()
         except RuntimeError as e:  # a collective failed (a peer died, or hung past the timeout); in a backward pass
             # DDP's may come as a plain RuntimeError
-            if self.group.distributed and (isinstance(e, torch.distributed.DistError) or re.search("gloo|NCCL", str(e))):
+            if self.group.distributed and (
+                isinstance(e, torch.distributed.DistError) or re.search("gloo|NCCL", str(e))
+            ):
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 first = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0]  # gloo: "[file:line] what. advice"
-                raise TrainingError(f"step {self.state.step + 1}: lost touch with the other processes of the run "
-                                    f"({first}); one of them has probably died. Resume with --resume") from None
+                raise TrainingError(
+                    f"step {self.state.step + 1}: lost touch with the other processes of the run "
+                    f"({first}); one of them has probably died. Resume with --resume"
+                ) from None
             raise
 
     def _train(self) -> str:
         cfg, st, world = self.cfg, self.state, self.group.world
         self.model.train()
-        self.callback({"kind": "start", "step": st.step, "params": sum(p.numel() for p in self.model.parameters()),
-                       "train_pairs": len(self.data), "skipped_long": self.data.skipped_long,
-                       "device": str(self.device), "threads": self.threads, "max_steps": cfg.max_steps,
-                       "processes": world})
+        self.callback(
+            {
+                "kind": "start",
+                "step": st.step,
+                "params": sum(p.numel() for p in self.model.parameters()),
+                "train_pairs": len(self.data),
+                "skipped_long": self.data.skipped_long,
+                "device": str(self.device),
+                "threads": self.threads,
+                "max_steps": cfg.max_steps,
+                "processes": world,
+            }
+        )
         window_tokens, window_loss, window_nll, window_start = 0, 0.0, 0.0, time.perf_counter()
         clock = time.perf_counter()
 
@@ -229,26 +296,45 @@ class Trainer:
                     break
                 batches = self.data.epoch(st.epoch)
             position = (st.epoch, st.batch_in_epoch)
-            mine, tokens, taken = ahead[1].result() if ahead and ahead[0] == position else self._batches(batches, position[1])
+            mine, tokens, taken = (
+                ahead[1].result() if ahead and ahead[0] == position else self._batches(batches, position[1])
+            )
             following = st.batch_in_epoch + taken
-            ahead = ((st.epoch, following), self.ahead.submit(self._batches, batches, following)) if self.ahead else None
+            ahead = (
+                ((st.epoch, following), self.ahead.submit(self._batches, batches, following)) if self.ahead else None
+            )
             update = self._update(mine, tokens)
             st.batch_in_epoch += taken
             if update is None:  # a non-finite loss or gradient, skipped as asked: the data moves on, the step does not
                 skips_in_a_row += 1
                 if skips_in_a_row >= MAX_SKIPS_IN_A_ROW:
-                    raise TrainingError(f"step {st.step + 1}: {skips_in_a_row} batches in a row gave a non-finite loss or "
-                                        "gradient; the weights have diverged. Lower --lr or raise --warmup-steps")
+                    raise TrainingError(
+                        f"step {st.step + 1}: {skips_in_a_row} batches in a row gave a non-finite loss or "
+                        "gradient; the weights have diverged. Lower --lr or raise --warmup-steps"
+                    )
                 continue
             skips_in_a_row = 0
             st.step += 1
             tick()
-            window_tokens, window_loss, window_nll = window_tokens + tokens, window_loss + update.loss, window_nll + update.nll
+            window_tokens, window_loss, window_nll = (
+                window_tokens + tokens,
+                window_loss + update.loss,
+                window_nll + update.nll,
+            )
             if st.step % cfg.log_every == 0:
                 seconds = time.perf_counter() - window_start
-                self._log({"kind": "train", "step": st.step, "epoch": st.epoch + 1, "loss": window_loss / window_tokens,
-                           "ppl": math.exp(min(window_nll / window_tokens, 50.0)), "lr": lr_at(st.step, cfg),
-                           "tokens_per_s": window_tokens / seconds, "train_minutes": st.train_seconds / 60})
+                self._log(
+                    {
+                        "kind": "train",
+                        "step": st.step,
+                        "epoch": st.epoch + 1,
+                        "loss": window_loss / window_tokens,
+                        "ppl": math.exp(min(window_nll / window_tokens, 50.0)),
+                        "lr": lr_at(st.step, cfg),
+                        "tokens_per_s": window_tokens / seconds,
+                        "train_minutes": st.train_seconds / 60,
+                    }
+                )
                 window_tokens, window_loss, window_nll, window_start = 0, 0.0, 0.0, time.perf_counter()
             if st.step % cfg.valid_every == 0:
                 if self._validate_and_save(tick):
@@ -271,46 +357,78 @@ class Trainer:
         """One optimizer update; a non-finite loss or gradient stops training, or with skip_nonfinite skips the
         update (returns None)."""
         step = self.state.step + 1
-        result = update(self.engine, self.optimizer, batches, tokens, self.cfg, self.device, step, self.group,
-                        self.stop_requested)
+        result = update(
+            self.engine, self.optimizer, batches, tokens, self.cfg, self.device, step, self.group, self.stop_requested
+        )
         if result.nonfinite is None:
             return result
         what, value = result.nonfinite
         if self.cfg.skip_nonfinite:
-            self._log({"kind": "skip", "step": step, "epoch": self.state.epoch + 1, "what": what, "value": str(value),
-                       "batch_in_epoch": self.state.batch_in_epoch})
+            self._log(
+                {
+                    "kind": "skip",
+                    "step": step,
+                    "epoch": self.state.epoch + 1,
+                    "what": what,
+                    "value": str(value),
+                    "batch_in_epoch": self.state.batch_in_epoch,
+                }
+            )
             return None
         raise TrainingError(
             f"step {step}: the {what} became {value}; nothing was saved from this step. Lower --lr or raise "
-            "--warmup-steps, then resume from the last checkpoint with --resume (add --skip-nonfinite to skip such batches)"
+            "--warmup-steps, then resume from the last checkpoint with --resume (add --skip-nonfinite to skip such "
+            "batches)"
         )
 
 
 # -- making a Trainer: a new run, or one resumed from its last checkpoint ---------------------------
 
 
-def start(data_dir: Path, run_dir: Path, model_overrides: dict[str, Any], train_cfg: TrainConfig,
-          overwrite: bool = False, device: str | None = None, threads: int | None = None,
-          callback: Callback | None = None, group: Group = SINGLE) -> Trainer:
+def start(
+    data_dir: Path,
+    run_dir: Path,
+    model_overrides: dict[str, Any],
+    train_cfg: TrainConfig,
+    overwrite: bool = False,
+    device: str | None = None,
+    threads: int | None = None,
+    callback: Callback | None = None,
+    group: Group = SINGLE,
+) -> Trainer:
     """A new run in `run_dir` on the prepared data in `data_dir`; --overwrite replaces a run already there.
     With several processes, each calls it; rank 0 writes the run directory once all have joined."""
     run = RunDir(run_dir, writer=group.writer)
     if run.path.exists() and not run.path.is_dir():
         raise ConfigError(f"{run.path}: exists and is not a directory; choose another --out")
     if run.holds_a_run() and not overwrite:
-        raise ConfigError(f"{run.path}: already holds a run; continue it with `nmt train --resume {run.path}`, "
-                          "or add --overwrite to start over")
+        raise ConfigError(
+            f"{run.path}: already holds a run; continue it with `nmt train --resume {run.path}`, "
+            "or add --overwrite to start over"
+        )
     model_cfg = model_config_for(data_dir, model_overrides)
     trainer = _assemble(run, Path(data_dir), model_cfg, train_cfg, device, threads, callback, group)
     run.lock()  # never wipe a directory another trainer is writing to
     run.wipe()
-    run.write_config({"nmt_version": __version__, "data_dir": str(Path(data_dir).resolve()),
-                      "model": to_dict(model_cfg), "train": to_dict(train_cfg)})
+    run.write_config(
+        {
+            "nmt_version": __version__,
+            "data_dir": str(Path(data_dir).resolve()),
+            "model": to_dict(model_cfg),
+            "train": to_dict(train_cfg),
+        }
+    )
     return trainer
 
 
-def resume(run_dir: Path, train_overrides: dict[str, Any] | None = None, device: str | None = None,
-           threads: int | None = None, callback: Callback | None = None, group: Group = SINGLE) -> Trainer:
+def resume(
+    run_dir: Path,
+    train_overrides: dict[str, Any] | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    callback: Callback | None = None,
+    group: Group = SINGLE,
+) -> Trainer:
     """The run in `run_dir`, at its last checkpoint (or from scratch if killed before the first one). With
     several processes, each calls it and all read the same checkpoint."""
     run = RunDir(run_dir, writer=group.writer)
@@ -320,8 +438,10 @@ def resume(run_dir: Path, train_overrides: dict[str, Any] | None = None, device:
         run.remove_leftovers()
         changed = sorted(set(train_overrides or {}) - RESUMABLE_OVERRIDES)
         if changed:
-            raise ConfigError(f"--resume keeps the run's settings; only {', '.join(sorted(RESUMABLE_OVERRIDES))} "
-                              f"may change, not {', '.join(changed)}")
+            raise ConfigError(
+                f"--resume keeps the run's settings; only {', '.join(sorted(RESUMABLE_OVERRIDES))} "
+                f"may change, not {', '.join(changed)}"
+            )
         where = str(run.path / "config.json")
         train_cfg = from_dict(TrainConfig, {**config["train"], **(train_overrides or {})}, where=where)
         model_cfg = from_dict(ModelConfig, config["model"], where=where)
@@ -339,8 +459,16 @@ def resume(run_dir: Path, train_overrides: dict[str, Any] | None = None, device:
     return trainer
 
 
-def _assemble(run: RunDir, data_dir: Path, model_cfg: ModelConfig, cfg: TrainConfig, device_name: str | None,
-              threads: int | None, callback: Callback | None, group: Group) -> Trainer:
+def _assemble(
+    run: RunDir,
+    data_dir: Path,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    device_name: str | None,
+    threads: int | None,
+    callback: Callback | None,
+    group: Group,
+) -> Trainer:
     """Load the data and tokenizers, build the model and optimizer (seeded), join the other processes of the run
     if any, and hand it all to a Trainer."""
     device = pick_device(distributed.device_name(group, device_name))
@@ -352,20 +480,43 @@ def _assemble(run: RunDir, data_dir: Path, model_cfg: ModelConfig, cfg: TrainCon
     spm = {name: (data_dir / name).read_bytes() for name in set(spm_names.values())}
     tgt_tokenizer = Tokenizer(spm[spm_names["tgt"]], str(data_dir / spm_names["tgt"]))
     limit = model_cfg.max_positions - 1  # pairs beyond max_src_len/max_tgt_len or the positions are left out
-    data = TrainingData(data_dir / "train.ids.safetensors", cfg.batch_tokens, cfg.seed,
-                        min(cfg.max_src_len, limit), min(cfg.max_tgt_len, limit))
-    validator = Validator(ParallelIds.load(data_dir / "valid.ids.safetensors"), read_lines(data_dir / f"valid.{tgt_lang}"),
-                          tgt_tokenizer, cfg, device)
+    data = TrainingData(
+        data_dir / "train.ids.safetensors",
+        cfg.batch_tokens,
+        cfg.seed,
+        min(cfg.max_src_len, limit),
+        min(cfg.max_tgt_len, limit),
+    )
+    validator = Validator(
+        ParallelIds.load(data_dir / "valid.ids.safetensors"),
+        read_lines(data_dir / f"valid.{tgt_lang}"),
+        tgt_tokenizer,
+        cfg,
+        device,
+    )
     seed_everything(cfg.seed)
     model = build_model(model_cfg).to(device)
     optimizer = build_optimizer(model.parameters(), cfg, device)
     if group.rank:
         seed_everything(cfg.seed + group.rank)  # the same weights (DDP copies rank 0's anyway), other dropout draws
     distributed.start(group, device)
-    files = RunFiles(spm, {"spm": spm_names, "src_lang": src_lang, "tgt_lang": tgt_lang,
-                           "data_dir": str(data_dir.resolve())})
-    return Trainer(cfg, model, optimizer, data, validator, EarlyStopping(cfg.early_stop_metric, cfg.patience), run,
-                   files, device, threads, callback, group)
+    files = RunFiles(
+        spm, {"spm": spm_names, "src_lang": src_lang, "tgt_lang": tgt_lang, "data_dir": str(data_dir.resolve())}
+    )
+    return Trainer(
+        cfg,
+        model,
+        optimizer,
+        data,
+        validator,
+        EarlyStopping(cfg.early_stop_metric, cfg.patience),
+        run,
+        files,
+        device,
+        threads,
+        callback,
+        group,
+    )
 
 
 @dataclass
@@ -395,7 +546,9 @@ class TrainingLoss(torch.nn.Module):
     def forward(self, batch: Batch, divisor: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         with autocast(self.device, self.precision):
             states = self.model.decode_states(batch.tgt_in, self.model.encode(batch.src, batch.src_len))
-            return chunked_loss(states, self.model.output_proj.weight, batch.tgt_out, batch.rows, self.smoothing, divisor)
+            return chunked_loss(
+                states, self.model.output_proj.weight, batch.tgt_out, batch.rows, self.smoothing, divisor
+            )
 
 
 def engine(model: Transformer, cfg: TrainConfig, device: torch.device, group: Group = SINGLE) -> torch.nn.Module:
@@ -405,14 +558,30 @@ def engine(model: Transformer, cfg: TrainConfig, device: torch.device, group: Gr
     if not group.distributed:
         return loss
     # the only buffer is the constant table of positions: no need to send it with every forward
-    no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in signature(DistributedDataParallel).parameters
-                      else {"broadcast_buffers": False})  # older torch
-    return DistributedDataParallel(loss, device_ids=[device.index] if device.type == "cuda" else None,
-                                   gradient_as_bucket_view=True, **no_buffer_sync)
+    no_buffer_sync = (
+        {"forward_sync_buffers": False}
+        if "forward_sync_buffers" in signature(DistributedDataParallel).parameters
+        else {"broadcast_buffers": False}
+    )  # older torch
+    return DistributedDataParallel(
+        loss,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        gradient_as_bucket_view=True,
+        **no_buffer_sync,
+    )
 
 
-def update(engine: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: list[Batch], tokens: int,
-           cfg: TrainConfig, device: torch.device, step: int, group: Group = SINGLE, stop: str | None = None) -> Update:
+def update(
+    engine: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: list[Batch],
+    tokens: int,
+    cfg: TrainConfig,
+    device: torch.device,
+    step: int,
+    group: Group = SINGLE,
+    stop: str | None = None,
+) -> Update:
     """Update number `step`: this process's `batches` (gradient accumulation), the loss normalised by the target
     `tokens` of the batches of all processes, gradients averaged over the processes and clipped; the weights are
     left as they were if the loss or the gradient is not finite. `stop` (a signal name) is shared with the other

@@ -8,9 +8,9 @@ the Linear layers); nmt/ct2.py holds the CTranslate2 engine."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -71,13 +71,16 @@ class LineTranslator:
         ids = self.src_tok.encode_batch([clean(line) for line in lines])
         for i, seq in enumerate(ids):
             if len(seq) > self.max_src_tokens:
-                warn(f"{where}{first_line + i}: {len(seq)} tokens, longer than the model takes; "
-                     f"translating its first {self.max_src_tokens}")
+                warn(
+                    f"{where}{first_line + i}: {len(seq)} tokens, longer than the model takes; "
+                    f"translating its first {self.max_src_tokens}"
+                )
                 ids[i] = seq[: self.max_src_tokens]
         return ids
 
-    def translate_batch(self, lines: list[str], warn: Warn = lambda s: None, first_line: int = 1,
-                        where: str = "line ") -> list[Translation]:
+    def translate_batch(
+        self, lines: list[str], warn: Warn = lambda s: None, first_line: int = 1, where: str = "line "
+    ) -> list[Translation]:
         """Translate a list of lines; an empty or whitespace-only line gives an empty translation."""
         hyps = self.search_ids(self.encode(lines, warn, first_line, where))
         out = []
@@ -89,11 +92,14 @@ class LineTranslator:
             # a translation is one line: the model can emit a newline only through byte fallback
             texts = [" ".join(t.split()) for t in texts]
             pieces = tuple(self.tgt_tok.to_pieces(found[0].tokens))
-            out.append(Translation(texts[0], found[0].score, [(t, h.score, h.log_prob) for t, h in zip(texts, found)], pieces))
+            out.append(
+                Translation(texts[0], found[0].score, [(t, h.score, h.log_prob) for t, h in zip(texts, found)], pieces)
+            )
         return out
 
-    def translate_lines(self, lines: Iterable[str], chunk: int = 256, warn: Warn = lambda s: None,
-                        where: str = "line ") -> Iterator[Translation]:
+    def translate_lines(
+        self, lines: Iterable[str], chunk: int = 256, warn: Warn = lambda s: None, where: str = "line "
+    ) -> Iterator[Translation]:
         """Stream translations in input order, `chunk` lines at a time (1 for interactive use)."""
         buffer: list[str] = []
         first = 1
@@ -116,23 +122,31 @@ def prepare_model(model: torch.nn.Module, precision: str, device: torch.device) 
         if device.type not in ("cpu", "cuda"):
             raise ConfigError(f"--bf16 runs on cpu or cuda, not {device.type}")
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ConfigError(f"--bf16: {torch.cuda.get_device_name(device)} cannot compute in bfloat16; leave --bf16 out")
+            raise ConfigError(
+                f"--bf16: {torch.cuda.get_device_name(device)} cannot compute in bfloat16; leave --bf16 out"
+            )
     if precision != "int8":
         return model
     # dynamic quantisation: int8 Linear weights (one scale per output row, which keeps small models
     # closer to float32 than one scale per matrix), activations quantised per batch as they come;
     # embeddings, LayerNorms and the attention arithmetic stay float32
     if device.type != "cpu":
-        raise ConfigError(f"--int8 runs on the CPU only (PyTorch has no dynamic int8 kernels for {device.type}); "
-                          "add --device cpu, or use --bf16 on a GPU")
+        raise ConfigError(
+            f"--int8 runs on the CPU only (PyTorch has no dynamic int8 kernels for {device.type}); "
+            "add --device cpu, or use --bf16 on a GPU"
+        )
     quantize_dynamic = getattr(torch.ao.quantization, "quantize_dynamic", None)
     per_row = getattr(torch.ao.quantization, "per_channel_dynamic_qconfig", None)
     if quantize_dynamic is None or per_row is None or torch.backends.quantized.engine == "none":
-        raise ConfigError(f"--int8: PyTorch {torch.__version__} has no dynamic int8 quantisation for this CPU; leave --int8 out")
+        raise ConfigError(
+            f"--int8: PyTorch {torch.__version__} has no dynamic int8 quantisation for this CPU; leave --int8 out"
+        )
     with warnings.catch_warnings():
         # torch.ao.quantization is deprecated in favour of torchao, but still works; a user cannot act on the notice
         warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*deprecated", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message=".*quantized tensor creation functions.*deprecated", category=UserWarning
+        )
         return quantize_dynamic(model, {torch.nn.Linear: per_row})
 
 
@@ -141,9 +155,15 @@ class Translator(LineTranslator):
     when `sampling` is given. `precision` is "fp32", "bf16" (matmuls under bf16 autocast; log-probs
     and scores stay float32) or "int8" (CPU only; see `prepare_model`)."""
 
-    def __init__(self, loaded: LoadedModel, config: DecodeConfig, device: torch.device,
-                 sampling: SamplingConfig | None = None, precision: str = "fp32",
-                 model: torch.nn.Module | None = None):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        config: DecodeConfig,
+        device: torch.device,
+        sampling: SamplingConfig | None = None,
+        precision: str = "fp32",
+        model: torch.nn.Module | None = None,
+    ):
         self.loaded, self.config, self.device, self.sampling = loaded, config, device, sampling
         self.precision = precision
         self.generator = None
@@ -156,15 +176,24 @@ class Translator(LineTranslator):
         self.max_src_tokens = max_source_tokens(loaded.model.config.max_positions, config)
 
     @classmethod
-    def load(cls, model_dir: Path, config: DecodeConfig = DecodeConfig(), device: str | None = None,
-             threads: int | None = None, sampling: SamplingConfig | None = None, precision: str = "fp32") -> "Translator":
+    def load(
+        cls,
+        model_dir: Path,
+        config: DecodeConfig = DecodeConfig(),
+        device: str | None = None,
+        threads: int | None = None,
+        sampling: SamplingConfig | None = None,
+        precision: str = "fp32",
+    ) -> Translator:
         set_threads(threads)
         keep_freed_memory()
         dev = pick_device(device)
         return cls(load_model_dir(model_dir, dev), config, dev, sampling, precision)
 
-    def with_config(self, **changes) -> "Translator":
-        return Translator(self.loaded, replace(self.config, **changes), self.device, self.sampling, self.precision, self.model)
+    def with_config(self, **changes) -> Translator:
+        return Translator(
+            self.loaded, replace(self.config, **changes), self.device, self.sampling, self.precision, self.model
+        )
 
     @torch.inference_mode()
     def search_ids(self, ids: list[list[int]]) -> list[list[Hypothesis]]:
@@ -189,12 +218,37 @@ class Translator(LineTranslator):
         shape = processors(cfg, eos_id=SPECIAL.eos, unk_id=SPECIAL.unk)
         if self.sampling is not None:
             s = self.sampling
-            return [[h] for h in sample(self.model, src, src_len, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos,
-                                        temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                                        generator=self.generator, max_len_a=cfg.max_len_a, max_len_b=cfg.max_len_b,
-                                        shape=shape)]
+            return [
+                [h]
+                for h in sample(
+                    self.model,
+                    src,
+                    src_len,
+                    bos_id=SPECIAL.bos,
+                    eos_id=SPECIAL.eos,
+                    temperature=s.temperature,
+                    top_k=s.top_k,
+                    top_p=s.top_p,
+                    generator=self.generator,
+                    max_len_a=cfg.max_len_a,
+                    max_len_b=cfg.max_len_b,
+                    shape=shape,
+                )
+            ]
         if cfg.beam_size == 1 and cfg.nbest == 1:
-            return [[h] for h in greedy(self.model, src, src_len, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos,
-                                        max_len_a=cfg.max_len_a, max_len_b=cfg.max_len_b,
-                                        length_penalty=cfg.length_penalty, normalize=cfg.normalize, shape=shape)]
+            return [
+                [h]
+                for h in greedy(
+                    self.model,
+                    src,
+                    src_len,
+                    bos_id=SPECIAL.bos,
+                    eos_id=SPECIAL.eos,
+                    max_len_a=cfg.max_len_a,
+                    max_len_b=cfg.max_len_b,
+                    length_penalty=cfg.length_penalty,
+                    normalize=cfg.normalize,
+                    shape=shape,
+                )
+            ]
         return beam_search(self.model, src, src_len, cfg, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos, shape=shape)

@@ -21,8 +21,9 @@ METRIC_KEYS = {"bleu": "valid_bleu", "loss": "valid_loss", "ppl": "valid_ppl"}
 class Validator:
     """Measures a model on one validation split; holds no state between calls."""
 
-    def __init__(self, data: ParallelIds, refs: list[str], tgt_tokenizer: Tokenizer, cfg: TrainConfig,
-                 device: torch.device) -> None:
+    def __init__(
+        self, data: ParallelIds, refs: list[str], tgt_tokenizer: Tokenizer, cfg: TrainConfig, device: torch.device
+    ) -> None:
         self.data, self.refs, self.tgt_tokenizer, self.cfg, self.device = data, refs, tgt_tokenizer, cfg, device
 
     @torch.inference_mode()
@@ -39,8 +40,11 @@ class Validator:
                 logits = model(batch.src, batch.src_len, batch.tgt_in)
             loss, nll = label_smoothed_loss(logits, batch.tgt_out, cfg.label_smoothing, SPECIAL.pad)
             loss_sum, nll_sum, tokens = loss_sum + float(loss), nll_sum + float(nll), tokens + batch.n_tokens
-        result = {"valid_loss": loss_sum / tokens, "valid_nll": nll_sum / tokens,
-                  "valid_ppl": math.exp(min(nll_sum / tokens, 50.0))}
+        result = {
+            "valid_loss": loss_sum / tokens,
+            "valid_nll": nll_sum / tokens,
+            "valid_ppl": math.exp(min(nll_sum / tokens, 50.0)),
+        }
         if cfg.valid_bleu:
             n = len(self.data) if not cfg.valid_max_sentences else min(cfg.valid_max_sentences, len(self.data))
             subset = ParallelIds.from_lists([self.data.src(i).tolist() for i in range(n)], [[] for _ in range(n)])
@@ -72,8 +76,10 @@ class EarlyStopping:
         """Take one validation's result at `step`; True when it is the best so far."""
         value = result[METRIC_KEYS[self.metric]]  # TrainConfig made sure it is measured
         # a NaN metric is never the best: it would compare false against everything after it
-        better = math.isfinite(value) and (self.best_metric is None or (
-            value > self.best_metric if self.metric == "bleu" else value < self.best_metric))
+        better = math.isfinite(value) and (
+            self.best_metric is None
+            or (value > self.best_metric if self.metric == "bleu" else value < self.best_metric)
+        )
         if better:
             self.best_metric, self.best_step, self.bad_validations = value, step, 0
         else:

@@ -29,7 +29,7 @@ import time
 import tomllib
 import urllib.request
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 MULTI30K_URL = "https://github.com/multi30k/dataset/raw/master/data/task1/raw/{split}.{lang}.gz"
@@ -154,11 +154,21 @@ class Pipeline:
                 tmp.replace(path)
                 produced[path.name] = sha256_file(path)
         groups = {name: len({fold(corpus.src[i]) for i in index}) for name, index in parts.items()}
-        self.carved = {"files": [str(f) for f in corpus.files], "inputs": {f.name: sha256_file(f) for f in corpus.files},
-                       "pairs": len(corpus), "sizes": {n: len(i) for n, i in parts.items()}, "groups": groups,
-                       "seed": seed, "sha256": produced}
-        print(f"carved {len(corpus):,} pairs into " + ", ".join(f"{n} {len(i):,}" for n, i in parts.items())
-              + f" (grouped by source sentence, seed {seed}) in {out}", flush=True)
+        self.carved = {
+            "files": [str(f) for f in corpus.files],
+            "inputs": {f.name: sha256_file(f) for f in corpus.files},
+            "pairs": len(corpus),
+            "sizes": {n: len(i) for n, i in parts.items()},
+            "groups": groups,
+            "seed": seed,
+            "sha256": produced,
+        }
+        print(
+            f"carved {len(corpus):,} pairs into "
+            + ", ".join(f"{n} {len(i):,}" for n, i in parts.items())
+            + f" (grouped by source sentence, seed {seed}) in {out}",
+            flush=True,
+        )
         self.data = out
 
     def split_file(self, split: str, lang: str) -> Path | None:
@@ -173,8 +183,19 @@ class Pipeline:
 
     def prepare(self) -> Path:
         out = self.work / "data"
-        args = ["prepare", "--src", self.src, "--tgt", self.tgt, "--train", str(self.data / "train"),
-                "--valid", str(self.data / self.valid), "--out", str(out)]
+        args = [
+            "prepare",
+            "--src",
+            self.src,
+            "--tgt",
+            self.tgt,
+            "--train",
+            str(self.data / "train"),
+            "--valid",
+            str(self.data / self.valid),
+            "--out",
+            str(out),
+        ]
         for split in self.test_splits():
             args += ["--test", str(self.data / split)]
         args += ["--vocab-size", str(self.config["recipe"].get("vocab_size", 8000))]
@@ -189,14 +210,31 @@ class Pipeline:
         if (run_dir / "config.json").exists() and (run_dir / "last").exists():  # a run to go on with
             self.run("train", "--resume", str(run_dir), *threads, stage="train")
         else:
-            self.run("train", str(data_dir), "--out", str(run_dir), "--config", str(self.recipe_dir / "config.toml"), "--overwrite",
-                     *threads, stage="train")
+            self.run(
+                "train",
+                str(data_dir),
+                "--out",
+                str(run_dir),
+                "--config",
+                str(self.recipe_dir / "config.toml"),
+                "--overwrite",
+                *threads,
+                stage="train",
+            )
         return run_dir
 
     def average(self, run_dir: Path) -> Path:
         out = self.work / "averaged"
-        self.run("average", str(run_dir), "--last", str(self.config["recipe"].get("average_last", 5)), "--out", str(out), "--force",
-                 stage="average")
+        self.run(
+            "average",
+            str(run_dir),
+            "--last",
+            str(self.config["recipe"].get("average_last", 5)),
+            "--out",
+            str(out),
+            "--force",
+            stage="average",
+        )
         return out
 
     def translate_and_score(self, models: dict[str, Path], data_dir: Path) -> dict:
@@ -217,12 +255,26 @@ class Pipeline:
             for label, model in models.items():
                 hyp = self.work / "hyp" / f"{split}.{label}.{self.tgt}"
                 hyp.parent.mkdir(parents=True, exist_ok=True)
-                self.run("translate", "-m", str(model), "--input", str(data_dir / f"{split}.{self.src}"),
-                         "--output", str(hyp), *options, *threads, stage="translate")
+                self.run(
+                    "translate",
+                    "-m",
+                    str(model),
+                    "--input",
+                    str(data_dir / f"{split}.{self.src}"),
+                    "--output",
+                    str(hyp),
+                    *options,
+                    *threads,
+                    stage="translate",
+                )
                 hyps.append(hyp)
             as_json = ["--json", "-w", "16"]  # full precision: RESULTS.md rounds once
-            cased = json.loads(self.run("score", "-r", str(ref), *map(str, hyps), *as_json, stage="score", capture=True))
-            lower = json.loads(self.run("score", "-r", str(ref), *map(str, hyps), *as_json, "-lc", stage="score", capture=True))
+            cased = json.loads(
+                self.run("score", "-r", str(ref), *map(str, hyps), *as_json, stage="score", capture=True)
+            )
+            lower = json.loads(
+                self.run("score", "-r", str(ref), *map(str, hyps), *as_json, "-lc", stage="score", capture=True)
+            )
             scores[split] = {"cased": cased, "lowercased": lower, "labels": list(models)}
         return scores
 
@@ -241,8 +293,20 @@ class Pipeline:
             seen.update(fold(clean(s)) for s in read_lines(self.split_file(split, self.src)))
         decode = self.config.get("decode", {})
         threads = ["--threads", str(self.threads)] if self.threads else []
-        output = self.run("translate", "-m", str(model), "--input", str(source), "--beam", str(decode.get("beam_size", 5)),
-                          "--lenpen", str(decode.get("length_penalty", 1.0)), *threads, stage="translate", capture=True)
+        output = self.run(
+            "translate",
+            "-m",
+            str(model),
+            "--input",
+            str(source),
+            "--beam",
+            str(decode.get("beam_size", 5)),
+            "--lenpen",
+            str(decode.get("length_penalty", 1.0)),
+            *threads,
+            stage="translate",
+            capture=True,
+        )
         translations = output.splitlines()
         if len(translations) != len(sentences):
             sys.exit(f"pipeline: {source}: {len(sentences)} sentences but {len(translations)} translations")
@@ -250,7 +314,9 @@ class Pipeline:
 
     # -- report ---------------------------------------------------------------------------------
 
-    def write_results(self, run_dir: Path, scores: dict, wall: float, samples: list[tuple[str, str, bool]] | None = None) -> None:
+    def write_results(
+        self, run_dir: Path, scores: dict, wall: float, samples: list[tuple[str, str, bool]] | None = None
+    ) -> None:
         import sacrebleu
         import sentencepiece
         import torch
@@ -261,12 +327,15 @@ class Pipeline:
         valid = [r for r in log if r["kind"] == "valid"]
         trained = max((r.get("train_minutes", 0.0) for r in log), default=0.0)
         steps = max((r["step"] for r in log), default=0)
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        shown_dir = self.recipe_dir.relative_to(ROOT) if self.recipe_dir.is_relative_to(ROOT) else self.recipe_dir
         lines = [
             f"# {self.name}: results",
             "",
-            f"Written by `recipes/pipeline.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
-            f"reproduce with `{self.recipe_dir.relative_to(ROOT) if self.recipe_dir.is_relative_to(ROOT) else self.recipe_dir}/run.sh` "
+            f"Written by `recipes/pipeline.py` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
+            f"reproduce with `{shown_dir}/run.sh` "
             "(see the README). Detokenized, cased sacreBLEU (default 13a tokenizer) unless marked lowercased (`-lc`, "
             "what most Multi30k papers report, on tokenized text, so not directly comparable).",
             "",
@@ -275,54 +344,100 @@ class Pipeline:
         ]
         signatures: dict[str, str] = {}
         for split, result in scores.items():
-            for label, system, low in zip(result["labels"], result["cased"]["systems"], result["lowercased"]["systems"]):
-                lines.append(f"| {split} | {label} | {system['bleu']:.1f} | {system['chrf']:.1f} | {system['ter']:.1f} | {low['bleu']:.1f} |")
+            for label, system, low in zip(
+                result["labels"], result["cased"]["systems"], result["lowercased"]["systems"]
+            ):
+                lines.append(
+                    f"| {split} | {label} | {system['bleu']:.1f} | {system['chrf']:.1f} | {system['ter']:.1f} | "
+                    f"{low['bleu']:.1f} |"
+                )
             signatures.update(result["cased"]["signatures"])
             signatures["bleu -lc"] = result["lowercased"]["signatures"]["bleu"]
         lines += ["", "sacreBLEU signatures:", ""]
         lines += [f"- {name}: `{sig}`" for name, sig in signatures.items()]
         if samples:
             unseen = sum(not s for _, _, s in samples)
-            lines += ["", "## Sentences not in the corpus", "",
-                      f"`{self.config['recipe']['samples']}`, translated by the averaged model (beam "
-                      f"{self.config.get('decode', {}).get('beam_size', 5)}). Checked by the pipeline: {unseen} of "
-                      f"{len(samples)} do not occur on the source side of the corpus (training, validation or test), "
-                      "compared after folding case, punctuation and spacing.", "",
-                      f"| {self.src} | {self.tgt} (nmt) | in the corpus? |", "|---|---|---|"]
+            lines += [
+                "",
+                "## Sentences not in the corpus",
+                "",
+                f"`{self.config['recipe']['samples']}`, translated by the averaged model (beam "
+                f"{self.config.get('decode', {}).get('beam_size', 5)}). Checked by the pipeline: {unseen} of "
+                f"{len(samples)} do not occur on the source side of the corpus (training, validation or test), "
+                "compared after folding case, punctuation and spacing.",
+                "",
+                f"| {self.src} | {self.tgt} (nmt) | in the corpus? |",
+                "|---|---|---|",
+            ]
             lines += [f"| {s} | {t} | {'**yes**' if seen else 'no'} |" for s, t, seen in samples]
         if self.carved:
             c = self.carved
-            sizes = ", ".join(f"{name} {n:,} pairs ({c['groups'][name]:,} distinct source sentences)" for name, n in c["sizes"].items())
-            lines += ["", "## Data split", "",
-                      f"The corpus has no official split; the pipeline carved one out of its {c['pairs']:,} pairs: {sizes}. "
-                      "Rule (`nmt.data.grouped_split`): pairs are grouped by source sentence after folding case, punctuation "
-                      "and spacing (`nmt.data.fold`), so all translations of one sentence fall on the same side; groups "
-                      f"are taken in the order of sha256(seed, key) with seed {c['seed']}, each going whole into the first "
-                      "held-out set with room left, the rest into training. Same corpus and seed, same split. The split files "
-                      "are written through nmt's text cleaning (NFC; every whitespace run, including the no-break spaces "
-                      "U+00A0 and U+202F before French `! ? :`, becomes one plain space), so training text, references and "
-                      "the model's output all use plain spaces.", "",
-                      "| file | sha256 |", "|---|---|"]
+            sizes = ", ".join(
+                f"{name} {n:,} pairs ({c['groups'][name]:,} distinct source sentences)"
+                for name, n in c["sizes"].items()
+            )
+            lines += [
+                "",
+                "## Data split",
+                "",
+                f"The corpus has no official split; the pipeline carved one out of its {c['pairs']:,} pairs: {sizes}. "
+                "Rule (`nmt.data.grouped_split`): pairs are grouped by source sentence after folding case, punctuation "
+                "and spacing (`nmt.data.fold`), so all translations of one sentence fall on the same side; groups "
+                f"are taken in the order of sha256(seed, key) with seed {c['seed']}, each going whole into the first "
+                "held-out set with room left, the rest into training. Same corpus and seed, same split. The split "
+                "files "
+                "are written through nmt's text cleaning (NFC; every whitespace run, including the no-break spaces "
+                "U+00A0 and U+202F before French `! ? :`, becomes one plain space), so training text, references and "
+                "the model's output all use plain spaces.",
+                "",
+                "| file | sha256 |",
+                "|---|---|",
+            ]
             lines += [f"| {name} (input) | `{digest}` |" for name, digest in c["inputs"].items()]
             lines += [f"| {name} | `{digest}` |" for name, digest in c["sha256"].items()]
-        lines += ["", "## Training", "",
-                  f"- {steps} updates in {trained:.1f} training minutes (validation included: "
-                  f"{self.timings.get('train', 0) / 60:.1f} minutes for the whole `nmt train` call); "
-                  f"whole pipeline {wall / 60:.1f} minutes of wall-clock.",
-                  "- Validation BLEU and chrF (greedy, on the validation set) against training minutes, from `train_log.jsonl`:", "",
-                  "| step | training minutes | valid loss | valid BLEU | valid chrF2 |", "|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## Training",
+            "",
+            f"- {steps} updates in {trained:.1f} training minutes (validation included: "
+            f"{self.timings.get('train', 0) / 60:.1f} minutes for the whole `nmt train` call); "
+            f"whole pipeline {wall / 60:.1f} minutes of wall-clock.",
+            "- Validation BLEU and chrF (greedy, on the validation set) against training minutes, from "
+            "`train_log.jsonl`:",
+            "",
+            "| step | training minutes | valid loss | valid BLEU | valid chrF2 |",
+            "|---:|---:|---:|---:|---:|",
+        ]
         for r in valid:
-            lines.append(f"| {r['step']} | {r['train_minutes']:.1f} | {r['valid_loss']:.3f} | "
-                         f"{r.get('valid_bleu', float('nan')):.1f} | {r.get('valid_chrf', float('nan')):.1f} |")
+            lines.append(
+                f"| {r['step']} | {r['train_minutes']:.1f} | {r['valid_loss']:.3f} | "
+                f"{r.get('valid_bleu', float('nan')):.1f} | {r.get('valid_chrf', float('nan')):.1f} |"
+            )
         stage_times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in self.timings.items())
-        lines += ["", "## Set-up", "",
-                  f"- nmt {nmt.__version__} (commit {commit or 'unknown'}), torch {torch.__version__}, "
-                  f"sentencepiece {sentencepiece.__version__}, sacrebleu {sacrebleu.__version__}, Python {platform.python_version()}",
-                  f"- machine: {_cpu_name()}, {len(os.sched_getaffinity(0))} cores available, {platform.system()} {platform.machine()}",
-                  f"- stage wall times: {stage_times}",
-                  "", "Configuration (`config.toml`):", "", "```toml",
-                  (self.recipe_dir / "config.toml").read_text(encoding="utf-8").strip(), "```", "",
-                  "Commands run:", "", "```sh", *self.commands, "```", ""]
+        lines += [
+            "",
+            "## Set-up",
+            "",
+            f"- nmt {nmt.__version__} (commit {commit or 'unknown'}), torch {torch.__version__}, "
+            f"sentencepiece {sentencepiece.__version__}, sacrebleu {sacrebleu.__version__}, Python "
+            f"{platform.python_version()}",
+            f"- machine: {_cpu_name()}, {len(os.sched_getaffinity(0))} cores available, {platform.system()} "
+            f"{platform.machine()}",
+            f"- stage wall times: {stage_times}",
+            "",
+            "Configuration (`config.toml`):",
+            "",
+            "```toml",
+            (self.recipe_dir / "config.toml").read_text(encoding="utf-8").strip(),
+            "```",
+            "",
+            "Commands run:",
+            "",
+            "```sh",
+            *self.commands,
+            "```",
+            "",
+        ]
         self.results_path.write_text("\n".join(lines), encoding="utf-8")
         print(f"\nwrote {self.results_path}")
 
@@ -334,8 +449,10 @@ def read_zipped_tsv(archive: Path) -> list[list[str]]:
         with zipfile.ZipFile(archive) as z:
             members = [m for m in z.namelist() if m.endswith(".txt") and not Path(m).name.startswith("_")]
             if len(members) != 1:
-                sys.exit(f"pipeline: {archive}: expected one tab-separated .txt file inside, found {members or 'none'}; "
-                         "give a local copy of the corpus with --data")
+                sys.exit(
+                    f"pipeline: {archive}: expected one tab-separated .txt file inside, found {members or 'none'}; "
+                    "give a local copy of the corpus with --data"
+                )
             raw = z.read(members[0])
     except zipfile.BadZipFile as e:
         sys.exit(f"pipeline: {archive}: not a zip file ({e}); delete it and run again, or give --data")
@@ -350,8 +467,10 @@ def read_zipped_tsv(archive: Path) -> list[list[str]]:
         except UnicodeDecodeError:
             sys.exit(f"pipeline: {where}: invalid UTF-8; delete the download and run again, or give --data")
         if len(fields) not in (2, 3):
-            sys.exit(f"pipeline: {where}: expected 2 or 3 tab-separated columns, found {len(fields)}; "
-                     "give a corrected local copy with --data")
+            sys.exit(
+                f"pipeline: {where}: expected 2 or 3 tab-separated columns, found {len(fields)}; "
+                "give a corrected local copy with --data"
+            )
         rows.append(fields[:2])
     return rows
 
@@ -369,11 +488,19 @@ def _cpu_name() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", type=Path, required=True, help="recipe directory with config.toml")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="local data directory (default: $NMT_DATA, else download the public files)")
-    parser.add_argument("--work", type=Path, default=None, help="where data, runs and outputs go (default: work/RECIPE)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="local data directory (default: $NMT_DATA, else download the public files)",
+    )
+    parser.add_argument(
+        "--work", type=Path, default=None, help="where data, runs and outputs go (default: work/RECIPE)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    parser.add_argument("--results", type=Path, default=None, help="where to write RESULTS.md (default: the recipe directory)")
+    parser.add_argument(
+        "--results", type=Path, default=None, help="where to write RESULTS.md (default: the recipe directory)"
+    )
     args = parser.parse_args()
     recipe = args.recipe.resolve()
     work = (args.work or ROOT / "work" / recipe.name).resolve()
