@@ -8,7 +8,7 @@ NMT := $(VENV)/bin/nmt
 STAMP := $(VENV)/.nmt-installed
 DEMO := work/demo
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup demo test lint test-slow clean
 
 setup: $(STAMP)
 
@@ -29,8 +29,14 @@ demo: setup
 	$(NMT) translate -m $(DEMO)/run --input data/sample/test.en --output $(DEMO)/test.fr
 	$(NMT) score -r data/sample/test.fr $(DEMO)/test.fr
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q
+
+# The gates CI enforces with the tests: ruff (lint and format, settings in pyproject.toml) and mypy on nmt/.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
