@@ -10,6 +10,10 @@ import pytest
 
 from nmt.data import ParallelIds, clean, collate, fold, grouped_split, read_lines, read_parallel, token_batches
 from nmt.errors import DataError
+from nmt.tokenizer import SPECIAL
+
+P, B, E = SPECIAL.pad, SPECIAL.bos, SPECIAL.eos
+FIRST_WORD = max(SPECIAL.pad, SPECIAL.unk, SPECIAL.bos, SPECIAL.eos) + 1  # ids from here on are words
 
 
 def write(path, text: str | bytes) -> None:
@@ -89,12 +93,13 @@ def test_oversized_sentence_gets_its_own_batch():
 
 
 def test_collate_adds_bos_eos_and_pads():
-    ids = ParallelIds.from_lists([[5, 6], [7]], [[8], [9, 10, 11]])
-    batch = collate(ids, np.array([0, 1]), pad_id=0, bos_id=2, eos_id=3)
-    assert batch.src.tolist() == [[5, 6, 3], [7, 3, 0]]
+    w = [FIRST_WORD + i for i in range(7)]
+    ids = ParallelIds.from_lists([[w[0], w[1]], [w[2]]], [[w[3]], [w[4], w[5], w[6]]])
+    batch = collate(ids, np.array([0, 1]), pad_id=P, bos_id=B, eos_id=E)
+    assert batch.src.tolist() == [[w[0], w[1], E], [w[2], E, P]]
     assert batch.src_len.tolist() == [3, 2]
-    assert batch.tgt_in.tolist() == [[2, 8, 0, 0], [2, 9, 10, 11]]
-    assert batch.tgt_out.tolist() == [[8, 3, 0, 0], [9, 10, 11, 3]]
+    assert batch.tgt_in.tolist() == [[B, w[3], P, P], [B, w[4], w[5], w[6]]]
+    assert batch.tgt_out.tolist() == [[w[3], E, P, P], [w[4], w[5], w[6], E]]
     assert batch.n_tokens == 6
 
 
@@ -102,17 +107,17 @@ def test_collate_of_random_batches_row_by_row():
     """collate gathers the whole batch at once; each row must still be its own sentence, in the
     order of `index`, with empty sentences (translation's empty targets) and a single row."""
     rng = np.random.default_rng(5)
-    src = [rng.integers(4, 50, rng.integers(1, 9)).tolist() for _ in range(40)]
-    tgt = [rng.integers(4, 50, rng.integers(0, 9)).tolist() for _ in range(40)]
+    src = [rng.integers(FIRST_WORD, 50, rng.integers(1, 9)).tolist() for _ in range(40)]
+    tgt = [rng.integers(FIRST_WORD, 50, rng.integers(0, 9)).tolist() for _ in range(40)]
     for data, tgt_of in ((ParallelIds.from_lists(src, tgt), tgt), (ParallelIds.from_lists(src, [[] for _ in src]), None)):
         for index in (rng.permutation(40)[:13], np.array([7])):
-            batch = collate(data, index, pad_id=0, bos_id=2, eos_id=3)
+            batch = collate(data, index, pad_id=P, bos_id=B, eos_id=E)
             for row, i in enumerate(index):
                 s, t = src[i], tgt_of[i] if tgt_of else []
                 pad_s, pad_t = batch.src.size(1) - len(s) - 1, batch.tgt_in.size(1) - len(t) - 1
-                assert batch.src[row].tolist() == s + [3] + [0] * pad_s
-                assert batch.tgt_in[row].tolist() == [2] + t + [0] * pad_t
-                assert batch.tgt_out[row].tolist() == t + [3] + [0] * pad_t
+                assert batch.src[row].tolist() == s + [E] + [P] * pad_s
+                assert batch.tgt_in[row].tolist() == [B] + t + [P] * pad_t
+                assert batch.tgt_out[row].tolist() == t + [E] + [P] * pad_t
             assert batch.index.tolist() == index.tolist()
             assert batch.n_tokens == sum(len(tgt_of[i]) + 1 if tgt_of else 1 for i in index)
 

@@ -20,7 +20,7 @@ from nmt.config import DecodeConfig, ModelConfig
 from nmt.errors import ConfigError
 from nmt.model import Transformer
 from nmt.runtime import autocast
-from nmt.tokenizer import Tokenizer
+from nmt.tokenizer import SPECIAL, Tokenizer
 from nmt.translate import Translator
 from nmt_cli.main import app
 
@@ -144,10 +144,10 @@ def test_export_writes_every_weight_exactly(tiny_model_dir, ct2_dir):
 
 def teacher_forced(model: Transformer, tokenizer, src: str, tgt: str, precision: str = "fp32") -> torch.Tensor:
     """Our log-prob of each reference token, EOS included."""
-    s, t = tokenizer.encode(src) + [3], tokenizer.encode(tgt)
+    s, t = tokenizer.encode(src) + [SPECIAL.eos], tokenizer.encode(tgt)
     with torch.inference_mode(), autocast(torch.device("cpu"), precision):
-        logits = model(torch.tensor([s]), torch.tensor([len(s)]), torch.tensor([[2] + t]))
-    return F.log_softmax(logits.float(), dim=-1)[0].gather(1, torch.tensor(t + [3])[:, None]).squeeze(1)
+        logits = model(torch.tensor([s]), torch.tensor([len(s)]), torch.tensor([[SPECIAL.bos] + t]))
+    return F.log_softmax(logits.float(), dim=-1)[0].gather(1, torch.tensor(t + [SPECIAL.eos])[:, None]).squeeze(1)
 
 
 def random_model_dir(path: Path, prepared_sample: Path, **shape) -> Path:

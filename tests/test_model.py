@@ -14,8 +14,10 @@ from safetensors.torch import load_model, save_model
 from nmt.config import ModelConfig
 from nmt.layers import sinusoid_table
 from nmt.model import KVCache, Memory, Transformer
+from nmt.tokenizer import SPECIAL
 
-PAD, BOS, EOS = 0, 1, 2
+PAD, BOS, EOS = SPECIAL.pad, SPECIAL.bos, SPECIAL.eos
+FIRST_WORD = max(PAD, SPECIAL.unk, BOS, EOS) + 1  # random words never collide with a special id
 VOCAB = 50
 TINY = ModelConfig(
     src_vocab_size=VOCAB,
@@ -27,6 +29,7 @@ TINY = ModelConfig(
     ffn_dim=64,
     dropout=0.0,
     max_positions=64,
+    pad_id=PAD,
 )
 ATOL = 1e-5
 
@@ -46,7 +49,7 @@ def padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def random_rows(generator: torch.Generator, lengths: list[int]) -> list[list[int]]:
-    return [torch.randint(3, VOCAB, (n,), generator=generator).tolist() for n in lengths]
+    return [torch.randint(FIRST_WORD, VOCAB, (n,), generator=generator).tolist() for n in lengths]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nmt.data import ParallelIds, read_lines
-from nmt.tokenizer import Tokenizer
+from nmt.tokenizer import SPECIAL, Tokenizer
 from nmt_cli.main import app
 
 runner = CliRunner()
@@ -45,7 +45,11 @@ def test_every_encoded_sample_line_decodes_to_the_cleaned_text(prepared_sample):
 
 def test_special_ids_are_fixed(prepared_sample):
     sp = Tokenizer.load(prepared_sample / "spm.model").sp
-    assert [sp.id_to_piece(i) for i in range(4)] == ["<pad>", "<unk>", "<s>", "</s>"]
+    ids = [SPECIAL.pad, SPECIAL.unk, SPECIAL.bos, SPECIAL.eos]
+    assert [sp.id_to_piece(i) for i in ids] == ["<pad>", "<unk>", "<s>", "</s>"]
+    assert [sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id()] == ids
+    assert json.loads((prepared_sample / "prepare.json").read_text())["special_ids"] == {
+        "pad": SPECIAL.pad, "unk": SPECIAL.unk, "bos": SPECIAL.bos, "eos": SPECIAL.eos}
 
 
 def test_prepare_is_deterministic_and_reuses_its_output(tmp_path, tiny_corpus):

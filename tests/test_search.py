@@ -12,8 +12,11 @@ import torch
 from nmt.config import DecodeConfig, ModelConfig, SamplingConfig
 from nmt.errors import ConfigError
 from nmt.search import Hypothesis, beam_search, greedy, normalise, sample
+from nmt.tokenizer import SPECIAL
 
-PAD, UNK, BOS, EOS, A, B, C = range(7)  # the ids of nmt.tokenizer.SpecialIds, then three words
+PAD, UNK, BOS, EOS = SPECIAL.pad, SPECIAL.unk, SPECIAL.bos, SPECIAL.eos
+FIRST_WORD = max(PAD, UNK, BOS, EOS) + 1  # ids from here on are words
+A, B, C = FIRST_WORD, FIRST_WORD + 1, FIRST_WORD + 2  # the scripted model's three words
 IDS = dict(bos_id=BOS, eos_id=EOS)
 
 
@@ -39,7 +42,7 @@ class ScriptedModel:
     def decode_step(self, tokens, memory, cache):
         cache = tokens[:, None] if cache is None else torch.cat([cache, tokens[:, None]], dim=1)
         self.batch_sizes.append(len(tokens))
-        probs = torch.zeros(len(tokens), 7)
+        probs = torch.zeros(len(tokens), C + 1)
         for i, (script, prefix) in enumerate(zip(memory.tolist(), cache[:, 1:].tolist())):
             for token, p in self.scripts[script].get(tuple(prefix), self.default).items():
                 probs[i, token] = p
@@ -228,7 +231,7 @@ def step_model(request):
 def src_batch():
     g = torch.Generator().manual_seed(1)
     src_len = torch.tensor([3, 7, 1, 5, 9, 4])
-    src = torch.randint(4, 40, (len(src_len), int(src_len.max())), generator=g)
+    src = torch.randint(FIRST_WORD, 40, (len(src_len), int(src_len.max())), generator=g)
     src[torch.arange(src.size(1)) >= src_len[:, None]] = PAD
     return src, src_len
 
