@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import shutil
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,10 +270,17 @@ class _ShapesOnly(TorchFunctionMode):
     no values: torch's meta `normal_` imports torch._dynamo on first use, 0.8 s of `nmt translate`'s
     start-up."""
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Collection[type],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
         if func in (torch.nn.init.normal_, torch.Tensor.normal_):
             return args[0] if args else kwargs["tensor"]  # the tensor, left as it is
-        return func(*args, **(kwargs or {}))
+        return func(*args, **kwargs)
 
 
 def check_weights(weights: Path, model_config: ModelConfig) -> None:

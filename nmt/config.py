@@ -11,9 +11,14 @@ import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from nmt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+ConfigT = TypeVar("ConfigT", bound="DataclassInstance")  # a config dataclass
 
 
 def _check(config: Any, rules: Iterable[tuple[bool, str]] = ()) -> None:
@@ -272,7 +277,7 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
     return value
 
 
-def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
+def from_dict(cls: type[ConfigT], data: dict[str, Any], where: str = "config") -> ConfigT:
     """Build a config dataclass from a dict, rejecting unknown keys and wrong types."""
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}

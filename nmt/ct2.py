@@ -160,7 +160,7 @@ class CT2Translator(LineTranslator):
             ) from None
         return cls(path, engine, src_tok, tgt_tok, max_positions, config)
 
-    def with_config(self, **changes) -> CT2Translator:
+    def with_config(self, **changes: Any) -> CT2Translator:
         return CT2Translator(
             self.path, self.engine, self.src_tok, self.tgt_tok, self.max_positions, replace(self.config, **changes)
         )
@@ -196,6 +196,7 @@ class CT2Translator(LineTranslator):
         """n-best lists for sources that share one output length limit."""
         cfg = self.config
         beam = cfg.beam_size
+        found: list[list[tuple[list[str], float]]]  # per source, each hypothesis: (its pieces, its log-prob)
         if limit == 0:  # CTranslate2 needs one step at least; our search ends every output at once
             found = [[([], 0.0)] for _ in sources]
         else:
@@ -241,11 +242,14 @@ class CT2Translator(LineTranslator):
             for (s, h), body, result in zip(rescore, bodies, scored):
                 log_prob = sum(result.log_probs) if cfg.no_repeat_ngram else found[s][h][1] + result.log_probs[-1]
                 found[s][h] = (body + [EOS_PIECE], log_prob)
-        scoring = {"length_penalty": cfg.length_penalty, "normalize": cfg.normalize}
         out = []
         for hyps in found:
             ranked = [
-                Hypothesis([self.tgt_ids[t] for t in tokens[:-1]], normalise(lp, len(tokens), **scoring), lp)
+                Hypothesis(
+                    [self.tgt_ids[t] for t in tokens[:-1]],
+                    normalise(lp, len(tokens), length_penalty=cfg.length_penalty, normalize=cfg.normalize),
+                    lp,
+                )
                 for tokens, lp in hyps
             ]
             ranked.sort(key=lambda h: h.score, reverse=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice, zip_longest
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -107,7 +107,7 @@ def iter_line_blocks(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[lis
         raise DataError(f"{path}: file is empty; give a corpus with at least one sentence")
 
 
-def _open_binary(path: Path):
+def _open_binary(path: Path) -> io.BufferedIOBase:
     """A text file (gzip-compressed when it ends in .gz) opened for reading bytes, or a clear error."""
     try:
         return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
@@ -387,7 +387,8 @@ class ParallelIds:
         try:
             if not mmap:
                 t = load_file(str(path))
-                return cls(*(t[name] for name in IDS_TENSORS))
+                src_ids, src_offsets, tgt_ids, tgt_offsets = (t[name] for name in IDS_TENSORS)
+                return cls(src_ids, src_offsets, tgt_ids, tgt_offsets)
             arrays = _map_safetensors(path)
             return cls(
                 arrays["src_ids"],
@@ -405,7 +406,7 @@ class ParallelIds:
 # safetensors keeps its data uncompressed after a JSON header, so numpy can map it where it lies. The
 # safetensors package reads whole tensors into memory and writes them from memory; these two functions
 # read and write the same bytes in place (a test checks them against safetensors itself).
-_DTYPES = {"I32": np.dtype("<i4"), "I64": np.dtype("<i8")}
+_DTYPES: dict[str, np.dtype[np.signedinteger[Any]]] = {"I32": np.dtype("<i4"), "I64": np.dtype("<i8")}
 
 
 def _map_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -439,13 +440,14 @@ def write_ids(path: Path, src_ids: Path, src_lens: np.ndarray, tgt_ids: Path, tg
         offsets[side] = np.zeros(len(lens) + 1, dtype="<i8")
         np.cumsum(lens, out=offsets[side][1:])
     # safetensors' layout: larger dtypes first, then by name; the header padded with spaces to 8 bytes
-    parts = [
+    parts: list[tuple[str, str, np.ndarray | Path]] = [  # (name, dtype, the ids or the raw file holding them)
         ("src_offsets", "I64", offsets["src"]),
         ("tgt_offsets", "I64", offsets["tgt"]),
         ("src_ids", "I32", src_ids),
         ("tgt_ids", "I32", tgt_ids),
     ]
-    header, at = {}, 0
+    header: dict[str, dict[str, Any]] = {}  # JSON
+    at = 0
     for name, dtype, data in parts:
         count = len(data) if isinstance(data, np.ndarray) else int(offsets[name[:3]][-1])
         header[name] = {"dtype": dtype, "shape": [count], "data_offsets": [at, at + count * _DTYPES[dtype].itemsize]}
@@ -486,8 +488,14 @@ class Batch:
 
     def to(self, device: torch.device) -> Batch:
         """On `device`; copies from pinned memory (see `pin`) to a GPU do not wait for each other."""
+        src, src_len, tgt_in, tgt_out = (
+            t.to(device, non_blocking=True) for t in (self.src, self.src_len, self.tgt_in, self.tgt_out)
+        )
         return Batch(
-            *(t.to(device, non_blocking=True) for t in (self.src, self.src_len, self.tgt_in, self.tgt_out)),
+            src,
+            src_len,
+            tgt_in,
+            tgt_out,
             self.index,
             self.n_tokens,
             self.rows.to(device, non_blocking=True),
@@ -495,8 +503,12 @@ class Batch:
 
     def pin(self) -> Batch:
         """In page-locked memory, from where a GPU copies it without the host waiting."""
+        src, src_len, tgt_in, tgt_out = (t.pin_memory() for t in (self.src, self.src_len, self.tgt_in, self.tgt_out))
         return Batch(
-            *(t.pin_memory() for t in (self.src, self.src_len, self.tgt_in, self.tgt_out)),
+            src,
+            src_len,
+            tgt_in,
+            tgt_out,
             self.index,
             self.n_tokens,
             self.rows.pin_memory(),

@@ -91,25 +91,27 @@ def transformer_spec(model: Transformer) -> Any:
     enc, dec = spec.encoder, spec.decoder
     _inputs(enc, model.src_embed, model)
     _inputs(dec, model.tgt_embed, model)
-    for layer_spec, layer in zip(enc.layer, model.encoder):
-        _linear(layer_spec.self_attention.linear[0], layer.self_attn.qkv_proj)  # fused [q; k; v]
-        _linear(layer_spec.self_attention.linear[1], layer.self_attn.out_proj)
-        _norm(layer_spec.self_attention.layer_norm, layer.self_attn_norm)
-        _linear(layer_spec.ffn.linear_0, layer.ffn.fc1)
-        _linear(layer_spec.ffn.linear_1, layer.ffn.fc2)
-        _norm(layer_spec.ffn.layer_norm, layer.ffn_norm)
-    for layer_spec, layer in zip(dec.layer, model.decoder):
-        _linear(layer_spec.self_attention.linear[0], layer.self_attn.qkv_proj)
-        _linear(layer_spec.self_attention.linear[1], layer.self_attn.out_proj)
-        _norm(layer_spec.self_attention.layer_norm, layer.self_attn_norm)
-        _linear(layer_spec.attention.linear[0], layer.cross_attn.q_proj)
-        _linear(layer_spec.attention.linear[1], layer.cross_attn.kv_proj)  # fused [k; v]
-        _linear(layer_spec.attention.linear[2], layer.cross_attn.out_proj)
-        _norm(layer_spec.attention.layer_norm, layer.cross_attn_norm)
-        _linear(layer_spec.ffn.linear_0, layer.ffn.fc1)
-        _linear(layer_spec.ffn.linear_1, layer.ffn.fc2)
-        _norm(layer_spec.ffn.layer_norm, layer.ffn_norm)
+    for layer_spec, enc_layer in zip(enc.layer, model.encoder_layers()):
+        _linear(layer_spec.self_attention.linear[0], enc_layer.self_attn.qkv_proj)  # fused [q; k; v]
+        _linear(layer_spec.self_attention.linear[1], enc_layer.self_attn.out_proj)
+        _norm(layer_spec.self_attention.layer_norm, enc_layer.self_attn_norm)
+        _linear(layer_spec.ffn.linear_0, enc_layer.ffn.fc1)
+        _linear(layer_spec.ffn.linear_1, enc_layer.ffn.fc2)
+        _norm(layer_spec.ffn.layer_norm, enc_layer.ffn_norm)
+    for layer_spec, dec_layer in zip(dec.layer, model.decoder_layers()):
+        _linear(layer_spec.self_attention.linear[0], dec_layer.self_attn.qkv_proj)
+        _linear(layer_spec.self_attention.linear[1], dec_layer.self_attn.out_proj)
+        _norm(layer_spec.self_attention.layer_norm, dec_layer.self_attn_norm)
+        _linear(layer_spec.attention.linear[0], dec_layer.cross_attn.q_proj)
+        _linear(layer_spec.attention.linear[1], dec_layer.cross_attn.kv_proj)  # fused [k; v]
+        _linear(layer_spec.attention.linear[2], dec_layer.cross_attn.out_proj)
+        _norm(layer_spec.attention.layer_norm, dec_layer.cross_attn_norm)
+        _linear(layer_spec.ffn.linear_0, dec_layer.ffn.fc1)
+        _linear(layer_spec.ffn.linear_1, dec_layer.ffn.fc2)
+        _norm(layer_spec.ffn.layer_norm, dec_layer.ffn_norm)
     if cfg.pre_norm:
+        # pre-norm stacks end with a LayerNorm (post-norm ones with nn.Identity): see Transformer.__init__
+        assert isinstance(model.encoder_norm, torch.nn.LayerNorm) and isinstance(model.decoder_norm, torch.nn.LayerNorm)
         _norm(enc.layer_norm, model.encoder_norm)
         _norm(dec.layer_norm, model.decoder_norm)
     _linear(dec.projection, model.output_proj)  # no bias

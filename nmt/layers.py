@@ -5,6 +5,8 @@ Owns the arithmetic of a single layer; embeddings, stacks and decoding caches li
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -29,6 +31,8 @@ def sinusoid_table(max_positions: int, d_model: int) -> Tensor:
 class SinusoidalPositions(nn.Module):
     """The fixed positional encoding, precomputed once as a buffer."""
 
+    table: Tensor  # the buffer registered in __init__ (declared so that a type checker knows it)
+
     def __init__(self, max_positions: int, d_model: int) -> None:
         super().__init__()
         # non-persistent: a function of the config, so it stays out of the saved weights
@@ -50,7 +54,7 @@ def attention_math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, 
     hypothesis, a few dozen keys) this is 1.5-3x faster than SDPA's fused CPU kernel (0.5 vs 1.5 ms for 1,350
     hypotheses, 4 heads, 20 keys; 1.1 vs 2.1 ms for 160 sentences of 28 tokens), and about as fast up to ~100 tokens.
     q (batch, n_heads, t_q, head_dim), k and v (batch, n_heads, t_k, head_dim); mask as in `attend`."""
-    scores = (q * q.size(-1) ** -0.5) @ k.transpose(-2, -1)  # (batch, n_heads, t_q, t_k)
+    scores: Tensor = (q * q.size(-1) ** -0.5) @ k.transpose(-2, -1)  # (batch, n_heads, t_q, t_k)
     if causal:
         scores = scores.masked_fill(
             torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=q.device).triu(1), float("-inf")
@@ -88,7 +92,7 @@ class Attention(nn.Module):
         # SDPA's fused kernels store the output as (batch, t_q, n_heads, head_dim), so this reshape
         # copies nothing there (it does copy attention_math's output)
         out = out.transpose(1, 2).reshape(batch, t_q, self.n_heads * self.head_dim)
-        return self.out_proj(out)  # (batch, t_q, d_model)
+        return cast(Tensor, self.out_proj(out))  # (batch, t_q, d_model)
 
 
 class SelfAttention(Attention):
@@ -150,7 +154,7 @@ class FeedForward(nn.Module):
         self.fc2 = nn.Linear(config.ffn_dim, config.d_model)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.dropout(self.act(self.fc1(x))))  # (batch, t, d_model)
+        return cast(Tensor, self.fc2(self.dropout(self.act(self.fc1(x)))))  # (batch, t, d_model)
 
 
 class Sublayers(nn.Module):

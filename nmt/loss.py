@@ -3,7 +3,7 @@ Knows nothing about data or search: logits and targets in, summed losses out."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,10 @@ def chunked_loss(
     gradients are computed as soon as its loss is, so the result is one node of the autograd graph and one
     backward pass covers the whole step, as DistributedDataParallel requires; the gradients are those of the
     whole batch's loss at once, summed in another order."""
-    return _ChunkedLoss.apply(states.flatten(0, 1), weight, target.flatten(), rows, smoothing, divisor)
+    return cast(  # autograd.Function.apply is untyped: it returns what `forward` does
+        tuple[Tensor, Tensor, Tensor],
+        _ChunkedLoss.apply(states.flatten(0, 1), weight, target.flatten(), rows, smoothing, divisor),
+    )
 
 
 class _ChunkedLoss(torch.autograd.Function):

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sacrebleu.metrics import BLEU, CHRF, TER
 from sacrebleu.metrics.base import Metric
-from sacrebleu.significance import PairedTest
+from sacrebleu.significance import PairedTest, Result
 
 from nmt.errors import ConfigError, DataError
 
@@ -59,7 +59,7 @@ class ScoreReport:
                 return round(value, decimals + 2 if key == "p_value" else decimals)
             return value
 
-        return tidy(asdict(self))
+        return cast(dict[str, Any], tidy(asdict(self)))  # tidy keeps a dict a dict
 
 
 def read_segments(path: str | Path) -> list[str]:
@@ -143,26 +143,30 @@ def score_lines(
     _check_aligned(hypotheses, references, names, reference_names)
 
     # One metric object per kind, built once: sacreBLEU caches the reference statistics for all systems.
-    metrics = _metrics(references, lowercase, tokenize, metrics)
+    scorers = _metrics(references, lowercase, tokenize, metrics)
     systems = [list(lines) for lines in hypotheses]
-    scores = {key: [metric.corpus_score(lines, None) for lines in systems] for key, metric in metrics.items()}
-    signatures = {key: metric.get_signature().format() for key, metric in metrics.items()}
+    scores = {key: [metric.corpus_score(lines, None) for lines in systems] for key, metric in scorers.items()}
+    signatures = {key: metric.get_signature().format() for key, metric in scorers.items()}
 
     paired: list[dict[str, Paired]] = [{} for _ in systems]
     if paired_bs_n is not None:
-        test = PairedTest(list(zip(names, systems)), metrics, None, test_type="bs", n_samples=paired_bs_n)
+        test = PairedTest(list(zip(names, systems)), scorers, None, test_type="bs", n_samples=paired_bs_n)
         test_signatures, results = test()
-        for key in metrics:
+        for key in scorers:
             label = scores[key][0].name  # PairedTest keys its results by sacreBLEU's label: BLEU, chrF2, TER
             signatures[key] = test_signatures[label].format()  # now with the seed and number of resamples
             for by_metric, result in zip(paired, results[label]):
+                # a metric's column holds Results (only the "System" column holds names), and the bootstrap
+                # test sets every system's mean and ci (the baseline's too, since paired_bs_n >= 1)
+                assert isinstance(result, Result) and result.mean is not None and result.ci is not None
                 p_value = None if result.p_value is None else float(result.p_value)
                 by_metric[key] = Paired(p_value, float(result.mean), float(result.ci))
 
+    def score(key: str, i: int) -> float | None:
+        return float(scores[key][i].score) if key in scores else None
+
     rows = [
-        SystemScore(
-            name, *(float(scores[key][i].score) if key in scores else None for key in METRICS), paired=paired[i]
-        )
+        SystemScore(name, bleu=score("bleu", i), chrf=score("chrf", i), ter=score("ter", i), paired=paired[i])
         for i, name in enumerate(names)
     ]
     return ScoreReport(reference_names, rows, signatures, paired_bs_n)

@@ -6,7 +6,9 @@ Owns parameters, their initialisation and the decoding state; one layer's arithm
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -84,33 +86,41 @@ class Transformer(nn.Module):
             with torch.no_grad():
                 embedding.weight[self.config.pad_id].zero_()
 
+    def encoder_layers(self) -> Iterable[EncoderLayer]:
+        """`self.encoder`, typed: nn.ModuleList is not generic, so a type checker sees only Modules in it."""
+        return cast("Iterable[EncoderLayer]", self.encoder)
+
+    def decoder_layers(self) -> Iterable[DecoderLayer]:
+        """`self.decoder`, typed (see `encoder_layers`)."""
+        return cast("Iterable[DecoderLayer]", self.decoder)
+
     def embed(self, tokens: Tensor, table: nn.Embedding, offset: int = 0) -> Tensor:
         """Scaled token embeddings plus positions offset.., then dropout: (batch, t) -> (batch, t, d_model)."""
         positions = self.positions(tokens.size(1), offset)  # (t, d_model)
         # one fused op for positions + sqrt(d_model) * embeddings
-        return self.dropout(torch.add(positions, table(tokens), alpha=self.embed_scale))
+        return cast(Tensor, self.dropout(torch.add(positions, table(tokens), alpha=self.embed_scale)))
 
     def encode(self, src: Tensor, src_len: Tensor) -> Memory:
         """src (batch, src_len) right-padded; src_len (batch,) >= 1. Positions >= src_len are padding."""
         pad_mask = torch.arange(src.size(1), device=src.device) >= src_len[:, None]  # (batch, src_len)
         mask = attend_mask(pad_mask)  # (batch, 1, 1, src_len)
         x = self.embed(src, self.src_embed)  # (batch, src_len, d_model)
-        for layer in self.encoder:
+        for layer in self.encoder_layers():
             x = layer(x, mask)
         return Memory(states=self.encoder_norm(x), pad_mask=pad_mask)
 
     def decode(self, tgt_in: Tensor, memory: Memory) -> Tensor:
         """Teacher forcing: tgt_in (batch, tgt_len) -> logits (batch, tgt_len, tgt_vocab_size)."""
-        return self.output_proj(self.decode_states(tgt_in, memory))
+        return cast(Tensor, self.output_proj(self.decode_states(tgt_in, memory)))
 
     def decode_states(self, tgt_in: Tensor, memory: Memory) -> Tensor:
         """The decoder's output states (batch, tgt_len, d_model), which `output_proj` turns into logits."""
         mask = attend_mask(memory.pad_mask)  # (batch, 1, 1, src_len)
         x = self.embed(tgt_in, self.tgt_embed)  # (batch, tgt_len, d_model)
-        for layer in self.decoder:
+        for layer in self.decoder_layers():
             memory_k, memory_v = layer.cross_attn.project_memory(memory.states)
             x, _, _ = layer(x, memory_k, memory_v, mask)
-        return self.decoder_norm(x)
+        return cast(Tensor, self.decoder_norm(x))
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
         """Logits (batch, tgt_len, tgt_vocab_size) of the next target token at every position."""
@@ -118,7 +128,7 @@ class Transformer(nn.Module):
 
     def init_cache(self, memory: Memory) -> KVCache:
         """Cross-attention keys/values once per sentence; an empty self-attention cache."""
-        cross = [layer.cross_attn.project_memory(memory.states) for layer in self.decoder]
+        cross = [layer.cross_attn.project_memory(memory.states) for layer in self.decoder_layers()]
         batch = memory.states.size(0)
         head_dim = self.config.d_model // self.config.n_heads
         empty = memory.states.new_empty(batch, self.config.n_heads, 0, head_dim)  # (sentences, n_heads, 0, head_dim)
@@ -141,7 +151,7 @@ class Transformer(nn.Module):
         mask = attend_mask(memory.pad_mask)  # (sentences, 1, 1, src_len)
         x = self.embed(tokens[:, None], self.tgt_embed, offset=cache.length)  # (rows, 1, d_model)
         self_k, self_v = [], []
-        for i, layer in enumerate(self.decoder):
+        for i, layer in enumerate(self.decoder_layers()):
             past = (cache.self_k[i], cache.self_v[i])  # (rows, n_heads, length, head_dim) each
             x, k, v = layer(x, cache.cross_k[i], cache.cross_v[i], mask, past=past)
             self_k.append(k)  # (rows, n_heads, length + 1, head_dim)

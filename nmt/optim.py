@@ -4,20 +4,28 @@ linear or cosine decay. The schedule is a pure function of the step, so resuming
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, cast
 
 import torch
 
 from nmt.config import TrainConfig
 
+if TYPE_CHECKING:
+    from torch.optim.optimizer import ParamsT
 
-def build_optimizer(params, cfg: TrainConfig, device: torch.device | None = None) -> torch.optim.Optimizer:
-    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]  # TrainConfig checked the name
+
+def build_optimizer(params: ParamsT, cfg: TrainConfig, device: torch.device | None = None) -> torch.optim.Optimizer:
+    kinds: dict[str, type[torch.optim.Adam] | type[torch.optim.AdamW]] = {
+        "adam": torch.optim.Adam,
+        "adamw": torch.optim.AdamW,
+    }
+    kind = kinds[cfg.optimizer]  # TrainConfig checked the name
     # on CUDA one fused kernel does the whole update; elsewhere foreach: one kernel launch per group, not per tensor
     fused = device is not None and device.type == "cuda"
     return kind(
         params,
         lr=cfg.lr,
-        betas=tuple(cfg.betas),
+        betas=cast("tuple[float, float]", tuple(cfg.betas)),  # tuple(): a hand-made config may hold a list
         eps=cfg.eps,
         weight_decay=cfg.weight_decay,
         **({"fused": True} if fused else {"foreach": True}),

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import chain, islice
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class PrepareConfig:
 class PrepareResult:
     out: Path
     reused: bool
-    summary: dict = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
 
 
 def _split_names(tests: tuple[str, ...]) -> list[str]:
@@ -127,7 +128,8 @@ def _clean_side_main() -> None:
             return
     except (OSError, AttributeError):
         pass
-    files = Path(args["files"][0]) if len(args["files"]) == 1 else tuple(map(Path, args["files"]))
+    names = args["files"]  # one TSV file or the two sides (see `_clean_in_workers`)
+    files = Path(names[0]) if len(names) == 1 else (Path(names[0]), Path(names[1]))
     try:
         n = _clean_side(
             files,
@@ -154,10 +156,13 @@ def _clean_corpus(
     the source side's first; two: the first found) or for sides of different lengths. A large corpus is
     cleaned on two cores, one side each (`_clean_in_workers`)."""
     paths = [files] if isinstance(files, Path) else list(files)
+
+    def lines_of(lang: str) -> Callable[[int], None]:
+        return lambda n: report(f"{n:,} lines ({lang})")
+
     if threads < 2 or sum(f.stat().st_size for f in paths) < PARALLEL_BYTES:
         counts = [
-            _clean_side(files, side, src, tgt, outs[side], lambda n, lang=lang: report(f"{n:,} lines ({lang})"))
-            for side, lang in enumerate((src, tgt))
+            _clean_side(files, side, src, tgt, outs[side], lines_of(lang)) for side, lang in enumerate((src, tgt))
         ]
     else:
         counts = _clean_in_workers(paths, src, tgt, outs, lambda n: report(f"{n:,} pairs"))
@@ -206,9 +211,11 @@ def _clean_in_workers(
     errors: list[str] = ["", ""]
 
     def follow(side: int) -> None:
-        for line in workers[side].stdout:
+        stdout, stderr = workers[side].stdout, workers[side].stderr
+        assert stdout is not None and stderr is not None  # both are PIPEs
+        for line in stdout:
             last[side] = json.loads(line)
-        errors[side] = workers[side].stderr.read()
+        errors[side] = stderr.read()
 
     def failed() -> bool:
         return any("error" in state for state in last)
@@ -250,7 +257,9 @@ def _encode_ahead(
     """Each chunk of texts with its ids. The next chunk is encoded on a background thread while the caller
     works on this one: SentencePiece lets go of the GIL, so Python's share of the work overlaps its own."""
 
-    def encode(src_text: list[str], tgt_text: list[str]):
+    def encode(
+        src_text: list[str], tgt_text: list[str]
+    ) -> tuple[list[str], list[str], list[list[int]], list[list[int]]]:
         return src_text, tgt_text, src_tok.encode_batch(src_text, threads), tgt_tok.encode_batch(tgt_text, threads)
 
     with ThreadPoolExecutor(1) as pool:
@@ -345,25 +354,29 @@ def prepare(
         #    corpus is large): a bad line stops everything here, before any SentencePiece training.
         #    Training text waits in hidden files for its filters.
         lines: dict[str, int] = {}
+
+        def reading(name: str) -> Callable[[str], None]:
+            return lambda done: stage(f"reading {name}: {done}")
+
         for name, files in corpora.items():
-            prefix = tmp / (".all.train" if name == "train" else name)
+            clean_prefix = tmp / (".all.train" if name == "train" else name)
             lines[name] = _clean_corpus(
                 files,
                 cfg.src,
                 cfg.tgt,
-                (Path(f"{prefix}.{cfg.src}"), Path(f"{prefix}.{cfg.tgt}")),
+                (Path(f"{clean_prefix}.{cfg.src}"), Path(f"{clean_prefix}.{cfg.tgt}")),
                 threads,
-                lambda done, name=name: stage(f"reading {name}: {done}"),
+                reading(name),
             )
 
         # 2. SentencePiece BPE on the training text (or a deterministic sample of it).
-        train_files = {lang: tmp / f".all.train.{lang}" for lang in langs}
+        train_text = {lang: tmp / f".all.train.{lang}" for lang in langs}
         n_train = lines["train"]
         models: dict[str, bytes] = {}
         if cfg.joint:
             stage(f"training SentencePiece BPE on {min(2 * n_train, cfg.spm_sample or 2 * n_train):,} sentences")
             models["spm.model"] = train_bpe(
-                _spm_input([train_files[lang] for lang in langs], 2 * n_train, cfg.spm_sample), cfg.vocab_size
+                _spm_input([train_text[lang] for lang in langs], 2 * n_train, cfg.spm_sample), cfg.vocab_size
             )
             spm_names = {"src": "spm.model", "tgt": "spm.model"}
         else:
@@ -371,7 +384,7 @@ def prepare(
             for side, lang in zip(("src", "tgt"), langs):
                 stage(f"training SentencePiece BPE ({lang}) on {min(n_train, cfg.spm_sample or n_train):,} sentences")
                 models[spm_names[side]] = train_bpe(
-                    _spm_input([train_files[lang]], n_train, cfg.spm_sample), cfg.vocab_size
+                    _spm_input([train_text[lang]], n_train, cfg.spm_sample), cfg.vocab_size
                 )
         src_tok, tgt_tok = Tokenizer(models[spm_names["src"]]), Tokenizer(models[spm_names["tgt"]])
         for name, proto in models.items():
@@ -381,8 +394,8 @@ def prepare(
 
         # 3. Encode every split in chunks on all cores; ids go to raw files, then into safetensors.
         splits = {}
-        for name, files in file_lists.items():
-            entry: dict = {"lines": lines[name], "files": [str(f) for f in files]}
+        for name, split_files in file_lists.items():
+            entry: dict[str, Any] = {"lines": lines[name], "files": [str(f) for f in split_files]}
             text = {lang: tmp / (f".all.train.{lang}" if name == "train" else f"{name}.{lang}") for lang in langs}
             raw = {lang: tmp / f".{name}.{lang}.ids" for lang in langs}
             lens: dict[str, list[np.ndarray]] = {lang: [] for lang in langs}
@@ -424,14 +437,14 @@ def prepare(
                         rate = done / max(time.perf_counter() - started, 1e-9)
                         stage(f"encoding {name}: {done:,} of {lines[name]:,} pairs ({rate:,.0f} pairs/s)")
             finally:
-                for handle in (kept_text or {}).values():
-                    handle.close()
+                for kept in (kept_text or {}).values():
+                    kept.close()
             sl, tl = (np.concatenate(lens[lang]) if lens[lang] else np.zeros(0, dtype=np.int64) for lang in langs)
             if name == "train":
                 entry["filtered"] = counts
                 entry["kept"] = len(sl)
                 if not len(sl):
-                    raise DataError(f"{files[0]}: every training pair was filtered out; relax the filters")
+                    raise DataError(f"{split_files[0]}: every training pair was filtered out; relax the filters")
                 for lang in langs:
                     text[lang].unlink()
             stage(f"writing {name}")
@@ -477,16 +490,16 @@ def hash_pair(src: str, tgt: str) -> int:
 
 def _read_fingerprint(out: Path) -> str | None:
     try:
-        return json.loads((out / PREPARE_JSON).read_text()).get("fingerprint")
+        return cast("str | None", json.loads((out / PREPARE_JSON).read_text()).get("fingerprint"))
     except (OSError, ValueError, AttributeError):
         return None
 
 
-def load_summary(data_dir: Path) -> dict:
+def load_summary(data_dir: Path) -> dict[str, Any]:
     """prepare.json of a prepared data directory, or a clear error."""
     path = Path(data_dir) / PREPARE_JSON
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return cast(dict[str, Any], json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         raise DataError(
             f"{data_dir}: not a prepared data directory (no {PREPARE_JSON}); run `nmt prepare` first"

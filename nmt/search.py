@@ -46,7 +46,8 @@ def normalise(log_prob: float, length: int, *, length_penalty: float = 1.0, norm
     "length": log_prob / length, the average log-prob per token."""
     if normalize == "length":
         return log_prob / length
-    return log_prob / ((5 + length) / 6) ** length_penalty
+    divisor: float = ((5 + length) / 6) ** length_penalty  # a positive base: never complex
+    return log_prob / divisor
 
 
 def max_lengths(src_len: Tensor, max_len_a: float, max_len_b: int) -> list[int]:
@@ -371,11 +372,12 @@ def beam_search(
             min_limit = int(limit.min())
 
     ids, lengths, log_prob, count = fin_tokens.tolist(), fin_len.tolist(), fin_log_prob.tolist(), fin_count.tolist()
-    scoring = dict(length_penalty=config.length_penalty, normalize=config.normalize)
     results = []
     for i in range(batch):
         hyps = [
-            Hypothesis(path[: n - 1], normalise(lp, n, **scoring), lp)
+            Hypothesis(
+                path[: n - 1], normalise(lp, n, length_penalty=config.length_penalty, normalize=config.normalize), lp
+            )
             for path, n, lp in zip(ids[i][: count[i]], lengths[i], log_prob[i])
         ]
         hyps.sort(key=lambda h: h.score, reverse=True)

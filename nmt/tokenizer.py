@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import sentencepiece as spm
 
@@ -123,20 +124,20 @@ class Tokenizer:
         return sha256_bytes(self.proto)
 
     def __len__(self) -> int:
-        return self.sp.get_piece_size()
+        return cast(int, self.sp.get_piece_size())
 
     def encode(self, text: str) -> list[int]:
-        return self.sp.encode(text, out_type=int)
+        return cast(list[int], self.sp.encode(text, out_type=int))
 
     def encode_batch(self, texts: list[str], threads: int | None = None) -> list[list[int]]:
         """Ids of each text; `threads` > 1 encodes on that many threads (same ids)."""
-        return self.sp.encode(texts, out_type=int, num_threads=threads or 1)
+        return cast(list[list[int]], self.sp.encode(texts, out_type=int, num_threads=threads or 1))
 
     def decode(self, ids: list[int]) -> str:
-        return self.sp.decode(ids)
+        return cast(str, self.sp.decode(ids))
 
     def decode_batch(self, batch: list[list[int]]) -> list[str]:
-        return self.sp.decode(batch)
+        return cast(list[str], self.sp.decode(batch))
 
     def to_pieces(self, ids: list[int]) -> list[str]:
         """The subword pieces of ids, e.g. ['▁Comment', '▁ça', '▁va', '▁?']."""

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from inspect import signature
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -210,7 +210,7 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Rank 0 validates; every process gets its result, so that all decide alike on the best and on stopping."""
         result = self.validator(self.model) if self.group.writer else None
-        return distributed.broadcast_json(result, self.group, self.device)
+        return cast(dict[str, float], distributed.broadcast_json(result, self.group, self.device))  # JSON: untyped
 
     def _validate_and_save(self, tick: Callable[[], None]) -> bool:
         """Validate, log, checkpoint, track the best, and decide on early stopping; True means stop."""
@@ -551,14 +551,16 @@ class TrainingLoss(torch.nn.Module):
             )
 
 
-def engine(model: Transformer, cfg: TrainConfig, device: torch.device, group: Group = SINGLE) -> torch.nn.Module:
+def engine(
+    model: Transformer, cfg: TrainConfig, device: torch.device, group: Group = SINGLE
+) -> TrainingLoss | DistributedDataParallel:
     """What `update` runs: the training loss of `model`, wrapped in DistributedDataParallel on several processes
     (which makes every process start from rank 0's weights)."""
     loss = TrainingLoss(model, cfg, device)
     if not group.distributed:
         return loss
     # the only buffer is the constant table of positions: no need to send it with every forward
-    no_buffer_sync = (
+    no_buffer_sync: dict[str, Any] = (
         {"forward_sync_buffers": False}
         if "forward_sync_buffers" in signature(DistributedDataParallel).parameters
         else {"broadcast_buffers": False}
@@ -572,7 +574,7 @@ def engine(model: Transformer, cfg: TrainConfig, device: torch.device, group: Gr
 
 
 def update(
-    engine: torch.nn.Module,
+    engine: TrainingLoss | DistributedDataParallel,
     optimizer: torch.optim.Optimizer,
     batches: list[Batch],
     tokens: int,
@@ -586,12 +588,16 @@ def update(
     `tokens` of the batches of all processes, gradients averaged over the processes and clipped; the weights are
     left as they were if the loss or the gradient is not finite. `stop` (a signal name) is shared with the other
     processes; one sync with the device, for the sums and the clipping norm."""
-    model = engine.module.model if isinstance(engine, DistributedDataParallel) else engine.model
+    model: Transformer = engine.module.model if isinstance(engine, DistributedDataParallel) else engine.model
     divisor = tokens / group.world  # DDP averages gradients over the processes: N x (sum / (tokens / N)) / N
     sums = torch.zeros(2 + len(STOP_SIGNALS), dtype=torch.float64, device=device)
     for i, batch in enumerate(batches):
         accumulate = group.distributed and i < len(batches) - 1  # gradients are averaged once, after the last batch
-        with engine.no_sync() if accumulate else contextlib.nullcontext():
+        sync: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+        if accumulate:
+            assert isinstance(engine, DistributedDataParallel)  # what `engine` builds for a distributed group
+            sync = engine.no_sync()
+        with sync:
             loss, loss_sum, nll_sum = engine(batch.to(device), divisor)
             loss.backward()
         sums[0] += loss_sum

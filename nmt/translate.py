@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from nmt.checkpoint import LoadedModel, load_model_dir
 from nmt.config import DecodeConfig, SamplingConfig
 from nmt.data import ParallelIds, clean, collate, token_batches
 from nmt.errors import ConfigError
+from nmt.model import Transformer
 from nmt.runtime import autocast, keep_freed_memory, pick_device, set_threads
 from nmt.search import Hypothesis, beam_search, greedy, processors, sample
 from nmt.tokenizer import SPECIAL, Tokenizer
@@ -113,7 +115,7 @@ class LineTranslator:
             yield from self.translate_batch(buffer, warn, first, where)
 
 
-def prepare_model(model: torch.nn.Module, precision: str, device: torch.device) -> torch.nn.Module:
+def prepare_model(model: Transformer, precision: str, device: torch.device) -> Transformer:
     """The model to search with at `precision`: itself for "fp32" and "bf16" (autocast does the
     casting, in `Translator.search_ids`), an int8 copy for "int8"."""
     if precision not in PRECISIONS:
@@ -147,7 +149,8 @@ def prepare_model(model: torch.nn.Module, precision: str, device: torch.device) 
         warnings.filterwarnings(
             "ignore", message=".*quantized tensor creation functions.*deprecated", category=UserWarning
         )
-        return quantize_dynamic(model, {torch.nn.Linear: per_row})
+        # a copy of the Transformer with its Linear layers swapped for int8 ones (found by getattr: untyped)
+        return cast(Transformer, quantize_dynamic(model, {torch.nn.Linear: per_row}))
 
 
 class Translator(LineTranslator):
@@ -162,7 +165,7 @@ class Translator(LineTranslator):
         device: torch.device,
         sampling: SamplingConfig | None = None,
         precision: str = "fp32",
-        model: torch.nn.Module | None = None,
+        model: Transformer | None = None,
     ):
         self.loaded, self.config, self.device, self.sampling = loaded, config, device, sampling
         self.precision = precision
@@ -190,7 +193,7 @@ class Translator(LineTranslator):
         dev = pick_device(device)
         return cls(load_model_dir(model_dir, dev), config, dev, sampling, precision)
 
-    def with_config(self, **changes) -> Translator:
+    def with_config(self, **changes: Any) -> Translator:
         return Translator(
             self.loaded, replace(self.config, **changes), self.device, self.sampling, self.precision, self.model
         )

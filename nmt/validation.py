@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -14,6 +14,9 @@ from nmt.data import ParallelIds, collate, iterate_batches, token_batches
 from nmt.loss import label_smoothed_loss
 from nmt.runtime import autocast
 from nmt.tokenizer import SPECIAL, Tokenizer
+
+if TYPE_CHECKING:
+    from nmt.model import Transformer
 
 METRIC_KEYS = {"bleu": "valid_bleu", "loss": "valid_loss", "ppl": "valid_ppl"}
 
@@ -27,7 +30,7 @@ class Validator:
         self.data, self.refs, self.tgt_tokenizer, self.cfg, self.device = data, refs, tgt_tokenizer, cfg, device
 
     @torch.inference_mode()
-    def __call__(self, model: torch.nn.Module) -> dict[str, float]:
+    def __call__(self, model: Transformer) -> dict[str, float]:
         from nmt.metrics import bleu_chrf
         from nmt.search import greedy
 
