@@ -29,8 +29,13 @@ def random_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def torch_reference(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
-    return F.cross_entropy(logits.reshape(-1, VOCAB), target.reshape(-1), label_smoothing=smoothing,
-                           ignore_index=SPECIAL.pad, reduction="sum")
+    return F.cross_entropy(
+        logits.reshape(-1, VOCAB),
+        target.reshape(-1),
+        label_smoothing=smoothing,
+        ignore_index=SPECIAL.pad,
+        reduction="sum",
+    )
 
 
 def test_the_batch_has_padding_and_every_special_id():

@@ -12,20 +12,37 @@ from pathlib import Path
 import pytest
 import sacrebleu
 
+import nmt.train as training
 from nmt.config import DecodeConfig, TrainConfig
 from nmt.prepare import PrepareConfig, prepare
 from nmt.translate import Translator
-import nmt.train as training
 
 WORDS = 30
 MIN_WORDS, MAX_WORDS = 3, 8
 TRAIN_PAIRS, VALID_PAIRS, TEST_PAIRS = 4000, 200, 200
 BLEU_THRESHOLD = 80.0
 
-MODEL = {"d_model": 64, "n_heads": 4, "enc_layers": 2, "dec_layers": 2, "ffn_dim": 256, "dropout": 0.1,
-         "max_positions": 64}
-TRAIN = TrainConfig(batch_tokens=1200, max_steps=600, warmup_steps=150, lr=3e-3, label_smoothing=0.1,
-                    log_every=100, valid_every=200, valid_max_sentences=50, keep_last=1, seed=1)
+MODEL = {
+    "d_model": 64,
+    "n_heads": 4,
+    "enc_layers": 2,
+    "dec_layers": 2,
+    "ffn_dim": 256,
+    "dropout": 0.1,
+    "max_positions": 64,
+}
+TRAIN = TrainConfig(
+    batch_tokens=1200,
+    max_steps=600,
+    warmup_steps=150,
+    lr=3e-3,
+    label_smoothing=0.1,
+    log_every=100,
+    valid_every=200,
+    valid_max_sentences=50,
+    keep_last=1,
+    seed=1,
+)
 
 
 def made_up_words(rng: random.Random, n: int) -> list[str]:
@@ -71,8 +88,17 @@ def test_a_small_model_learns_to_reverse_sentences(tmp_path):
     splits = reversal_task(tmp_path)
     data = tmp_path / "prepared"
     # 450 pieces: 260 bytes and specials, the letters, and enough merges to make every word one piece
-    prepare(PrepareConfig(src="src", tgt="tgt", train=str(tmp_path / "train"), valid=str(tmp_path / "valid"),
-                          tests=(str(tmp_path / "test"),), vocab_size=450), data)
+    prepare(
+        PrepareConfig(
+            src="src",
+            tgt="tgt",
+            train=str(tmp_path / "train"),
+            valid=str(tmp_path / "valid"),
+            tests=(str(tmp_path / "test"),),
+            vocab_size=450,
+        ),
+        data,
+    )
     trainer = training.start(data, tmp_path / "run", MODEL, TRAIN, threads=2)
     trainer.train()
     trainer.close()
@@ -84,7 +110,8 @@ def test_a_small_model_learns_to_reverse_sentences(tmp_path):
     hypotheses = [t.text for t in translator.translate_lines(sources)]
     bleu = sacrebleu.corpus_bleu(hypotheses, [references]).score
     exact = sum(h == r for h, r in zip(hypotheses, references)) / len(references)
-    print(f"BLEU {bleu:.1f}, {exact:.0%} exact, training {trained - began:.0f} s, "
-          f"all {time.perf_counter() - began:.0f} s")
+    print(
+        f"BLEU {bleu:.1f}, {exact:.0%} exact, training {trained - began:.0f} s, all {time.perf_counter() - began:.0f} s"
+    )
     assert len(hypotheses) == len(references)
     assert bleu >= BLEU_THRESHOLD, f"BLEU {bleu:.1f} < {BLEU_THRESHOLD} on reversing made-up sentences"
