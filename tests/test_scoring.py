@@ -25,6 +25,9 @@ SEARCHES = {
     "beam 4, 4-best, alpha 0.6": DecodeConfig(beam_size=4, nbest=4, length_penalty=0.6),
     "beam 4, 4-best, average per token": DecodeConfig(beam_size=4, nbest=4, normalize="length"),
     "beam 4, 2-best, no repeated bigram": DecodeConfig(beam_size=4, nbest=2, no_repeat_ngram=2, length_penalty=0.0),
+    # processors that only forbid tokens leave the chosen tokens' log-probs the model's own
+    "greedy, no repeated bigram, at least 12 tokens": DecodeConfig(beam_size=1, no_repeat_ngram=2, min_len=12),
+    "beam 4, 2-best, at least 12 tokens": DecodeConfig(beam_size=4, nbest=2, min_len=12),
 }
 
 
@@ -52,8 +55,13 @@ def forced_log_probs(model: torch.nn.Module, src_ids: list[int], outputs: list[l
     return picked.masked_fill(~real, 0.0).sum(dim=1).tolist()
 
 
-def check_own_scores(translator: Translator, source: list[str], config: DecodeConfig | None,
-                     found: list[list[Hypothesis]], ids: list[list[int]]) -> float:
+def check_own_scores(
+    translator: Translator,
+    source: list[str],
+    config: DecodeConfig | None,
+    found: list[list[Hypothesis]],
+    ids: list[list[int]],
+) -> float:
     """Assert every hypothesis' log_prob equals its forced log-prob (and its score the normalised one);
     returns the largest difference seen."""
     worst = 0.0
@@ -64,8 +72,9 @@ def check_own_scores(translator: Translator, source: list[str], config: DecodeCo
             assert SPECIAL.eos not in h.tokens and SPECIAL.bos not in h.tokens
             assert h.log_prob == pytest.approx(lp, abs=ATOL), (line, h.tokens)
             if config is not None:
-                expected = normalise(lp, len(h.tokens) + 1, length_penalty=config.length_penalty,
-                                     normalize=config.normalize)
+                expected = normalise(
+                    lp, len(h.tokens) + 1, length_penalty=config.length_penalty, normalize=config.normalize
+                )
                 assert h.score == pytest.approx(expected, abs=ATOL), (line, h.tokens)
             worst = max(worst, abs(h.log_prob - lp))
     return worst
@@ -83,6 +92,8 @@ def test_search_reports_the_log_prob_the_model_gives_its_output(translator, sour
         # an n-best list of distinct outputs, best first by score
         assert all(len({tuple(h.tokens) for h in hyps}) == len(hyps) for hyps in found)
         assert all([h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True) for hyps in found)
+    # every length limit here is at least 12 (1.2 * (tokens + EOS) + 10), so min_len always holds
+    assert all(len(h.tokens) >= config.min_len for hyps in found for h in hyps)
     worst = check_own_scores(translator, source, config, found, ids)
     print(f"{name}: largest |reported - forced| log-prob {worst:.2e}")
 
@@ -90,8 +101,13 @@ def test_search_reports_the_log_prob_the_model_gives_its_output(translator, sour
 def test_sampling_reports_the_models_own_log_prob(tiny_model_dir, source):
     """Sampled at temperature 0.7 from the 10 most probable words, but reported at temperature 1 with
     nothing cut away: the model's own log-prob of the sample."""
-    sampler = Translator.load(tiny_model_dir, DecodeConfig(), device="cpu", threads=1,
-                              sampling=SamplingConfig(temperature=0.7, top_k=10, seed=3))
+    sampler = Translator.load(
+        tiny_model_dir,
+        DecodeConfig(),
+        device="cpu",
+        threads=1,
+        sampling=SamplingConfig(temperature=0.7, top_k=10, seed=3),
+    )
     ids = sampler.encode(source, warn=lambda s: None)
     found = sampler.search_ids(ids)
     worst = check_own_scores(sampler, source, None, found, ids)
