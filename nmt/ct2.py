@@ -30,9 +30,9 @@ from nmt.config import DecodeConfig, ModelConfig, from_dict
 from nmt.errors import CheckpointError, ConfigError
 from nmt.export import EXPORT_FILE, FORMAT, import_ctranslate2
 from nmt.runtime import keep_freed_memory
-from nmt.search import Hypothesis, max_lengths, normalise
+from nmt.search import Hypothesis, max_lengths, max_source_tokens, normalise
 from nmt.tokenizer import Tokenizer
-from nmt.translate import LineTranslator, max_source_tokens
+from nmt.translate import LineTranslator
 
 EOS_PIECE = "</s>"
 COMPUTE_TYPES = (

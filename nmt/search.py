@@ -50,6 +50,17 @@ def normalise(log_prob: float, length: int, *, length_penalty: float = 1.0, norm
     return log_prob / divisor
 
 
+def max_source_tokens(max_positions: int, config: DecodeConfig) -> int:
+    """Most source tokens (EOS not counted) a model with `max_positions` positions can translate.
+
+    The encoder needs room for EOS; the decoder feeds BOS plus up to a * (n + 1) + b tokens (the
+    search's limit for n source tokens and EOS), each at its own position."""
+    longest = max_positions - 1
+    if config.max_len_a > 0:
+        longest = min(longest, int((max_positions - 1 - config.max_len_b) / config.max_len_a) - 1)
+    return max(longest, 1)
+
+
 def max_lengths(src_len: Tensor, max_len_a: float, max_len_b: int) -> list[int]:
     """Most tokens (EOS not counted) each output may have: int(a * src_len + b), src_len without padding."""
     return [max(0, int(max_len_a * n + max_len_b)) for n in src_len.tolist()]

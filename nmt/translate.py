@@ -22,7 +22,7 @@ from nmt.data import ParallelIds, clean, collate, token_batches
 from nmt.errors import ConfigError
 from nmt.model import Transformer
 from nmt.runtime import autocast, keep_freed_memory, pick_device, set_threads
-from nmt.search import Hypothesis, beam_search, greedy, processors, sample
+from nmt.search import Hypothesis, beam_search, greedy, max_source_tokens, processors, sample
 from nmt.tokenizer import SPECIAL, Tokenizer
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -41,17 +41,6 @@ class Translation:
 
 
 Warn = Callable[[str], None]
-
-
-def max_source_tokens(max_positions: int, config: DecodeConfig) -> int:
-    """Most source tokens (EOS not counted) a model with `max_positions` positions can translate.
-
-    The encoder needs room for EOS; the decoder feeds BOS plus up to a * (n + 1) + b tokens (the
-    search's limit for n source tokens and EOS), each at its own position."""
-    longest = max_positions - 1
-    if config.max_len_a > 0:
-        longest = min(longest, int((max_positions - 1 - config.max_len_b) / config.max_len_a) - 1)
-    return max(longest, 1)
 
 
 class LineTranslator:

@@ -7,9 +7,10 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
-from nmt.config import TrainConfig
+from nmt.config import DecodeConfig, TrainConfig
 from nmt.data import ParallelIds, collate, iterate_batches, token_batches
 from nmt.loss import label_smoothed_loss
 from nmt.runtime import autocast
@@ -32,25 +33,34 @@ class Validator:
     @torch.inference_mode()
     def __call__(self, model: Transformer) -> dict[str, float]:
         from nmt.metrics import bleu_chrf
-        from nmt.search import greedy
+        from nmt.search import greedy, max_source_tokens
 
         cfg, was_training = self.cfg, model.training
         model.eval()
+        # as in training, the loss leaves out pairs longer than the model's positions; BLEU truncates such a
+        # source as `nmt translate` does (and counts the translation against the whole reference)
+        positions = model.config.max_positions - 1
+        fits = np.flatnonzero((self.data.src_lens <= positions) & (self.data.tgt_lens <= positions))
+        scored = self.data if len(fits) == len(self.data) else self.data.select(fits)
         loss_sum, nll_sum, tokens = 0.0, 0.0, 0
-        for batch in iterate_batches(self.data, cfg.batch_tokens, None, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos):
+        for batch in iterate_batches(scored, cfg.batch_tokens, None, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos):
             batch = batch.to(self.device)
             with autocast(self.device, cfg.precision):
                 logits = model(batch.src, batch.src_len, batch.tgt_in)
             loss, nll = label_smoothed_loss(logits, batch.tgt_out, cfg.label_smoothing, SPECIAL.pad)
             loss_sum, nll_sum, tokens = loss_sum + float(loss), nll_sum + float(nll), tokens + batch.n_tokens
+        tokens_or_nan = tokens or math.nan  # no pair fits: NaN, which early stopping never takes for the best
         result = {
-            "valid_loss": loss_sum / tokens,
-            "valid_nll": nll_sum / tokens,
-            "valid_ppl": math.exp(min(nll_sum / tokens, 50.0)),
+            "valid_loss": loss_sum / tokens_or_nan,
+            "valid_nll": nll_sum / tokens_or_nan,
+            "valid_ppl": math.exp(min(nll_sum / tokens_or_nan, 50.0)),
         }
         if cfg.valid_bleu:
             n = len(self.data) if not cfg.valid_max_sentences else min(cfg.valid_max_sentences, len(self.data))
-            subset = ParallelIds.from_lists([self.data.src(i).tolist() for i in range(n)], [[] for _ in range(n)])
+            longest = max_source_tokens(model.config.max_positions, DecodeConfig())  # greedy's default length limit
+            subset = ParallelIds.from_lists(
+                [self.data.src(i)[:longest].tolist() for i in range(n)], [[] for _ in range(n)]
+            )
             hyps: list[str] = [""] * n
             for index in token_batches(subset.src_lens, subset.tgt_lens, cfg.batch_tokens, None):
                 batch = collate(subset, index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos).to(self.device)
