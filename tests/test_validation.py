@@ -46,3 +46,46 @@ def test_a_metric_that_would_not_be_measured_is_refused_by_the_config():
     with pytest.raises(ConfigError, match="early_stop_metric = 'bleu' needs valid_bleu = true"):
         TrainConfig(valid_bleu=False)
     assert TrainConfig(valid_bleu=False, early_stop_metric="loss").early_stop_metric == "loss"
+
+
+def test_validation_of_a_model_with_few_positions_does_not_crash(prepared_sample):
+    """A model whose max_positions is short of the validation set (an untrained one never ends by itself, so greedy
+    runs to its length limit): the loss leaves out pairs that do not fit, as training does, and BLEU truncates
+    their sources as `nmt translate` does. It used to die at the first validation: position N past max_positions."""
+    import torch
+
+    from nmt.config import ModelConfig, TrainConfig
+    from nmt.data import ParallelIds, read_lines
+    from nmt.model import build_model
+    from nmt.prepare import load_summary
+    from nmt.tokenizer import Tokenizer
+    from nmt.validation import Validator
+
+    summary = load_summary(prepared_sample)
+    vocab = summary["vocab_size"]["src"]
+    data = ParallelIds.load(prepared_sample / "valid.ids.safetensors")
+    positions = 24  # greedy's default limit, 1.2 n + 10, leaves room for sources of 9 tokens
+    assert (data.src_lens > 9).any() and (data.tgt_lens > positions - 1).any()  # some to truncate, some to leave out
+    torch.manual_seed(0)
+    model = build_model(
+        ModelConfig(
+            src_vocab_size=vocab,
+            tgt_vocab_size=vocab,
+            d_model=16,
+            n_heads=2,
+            enc_layers=1,
+            dec_layers=1,
+            ffn_dim=32,
+            max_positions=positions,
+        )
+    )
+    spm = prepared_sample / summary["spm"]["tgt"]
+    validator = Validator(
+        data,
+        read_lines(prepared_sample / "valid.fr"),
+        Tokenizer(spm.read_bytes(), str(spm)),
+        TrainConfig(valid_max_sentences=20),
+        torch.device("cpu"),
+    )
+    result = validator(model)
+    assert math.isfinite(result["valid_loss"]) and math.isfinite(result["valid_bleu"])
