@@ -22,8 +22,12 @@ def prepared_sample(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("prepared") / "sample"
     cfg = PrepareConfig(
-        src="en", tgt="fr", train=str(SAMPLE / "train"), valid=str(SAMPLE / "val"),
-        tests=(str(SAMPLE / "test"),), vocab_size=1000,
+        src="en",
+        tgt="fr",
+        train=str(SAMPLE / "train"),
+        valid=str(SAMPLE / "val"),
+        tests=(str(SAMPLE / "test"),),
+        vocab_size=1000,
     )
     prepare(cfg, out)
     return out
@@ -32,12 +36,20 @@ def prepared_sample(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(prepared_sample, tmp_path_factory) -> Path:
     """A tiny model trained for a few dozen steps on the sample: enough to emit real tokens."""
-    from nmt.config import TrainConfig
     import nmt.train as training
+    from nmt.config import TrainConfig
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    cfg = TrainConfig(batch_tokens=1500, max_steps=40, warmup_steps=10, lr=3e-3, log_every=20, valid_every=40,
-                      valid_max_sentences=10, seed=1)
+    cfg = TrainConfig(
+        batch_tokens=1500,
+        max_steps=40,
+        warmup_steps=10,
+        lr=3e-3,
+        log_every=20,
+        valid_every=40,
+        valid_max_sentences=10,
+        seed=1,
+    )
     model = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 64, "max_positions": 256}
     trainer = training.start(prepared_sample, run_dir, model, cfg, threads=1)
     trainer.train()

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
-
 from nmt_cli.main import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -27,44 +26,63 @@ def one_error_line(result, *words: str) -> None:
 
 def test_translate_output_into_a_missing_directory_creates_it(tiny_model_dir, tmp_path):
     out = tmp_path / "new" / "sub" / "x.fr"
-    result = runner.invoke(app, ["translate", "-m", str(tiny_model_dir), "-o", str(out), "--threads", "1"], input=b"Hello.\n\n")
+    result = runner.invoke(
+        app, ["translate", "-m", str(tiny_model_dir), "-o", str(out), "--threads", "1"], input=b"Hello.\n\n"
+    )
     assert result.exit_code == 0, result.output
     assert out.read_text(encoding="utf-8").count("\n") == 2
     assert [p.name for p in out.parent.iterdir()] == ["x.fr"]  # no temp or probe file left
 
 
-@pytest.mark.parametrize("command", [
-    ["translate", "-m", "MODEL", "-o", "/proc/nmt-test/x.fr"],
-    ["prepare", "--src", "en", "--tgt", "fr", "--train", "T", "--valid", "V", "--out", "/proc/nmt-test/x"],
-    ["train", "DATA", "--out", "/proc/nmt-test/x"],
-    ["export", "-m", "MODEL", "--out", "/proc/nmt-test/x"],
-    ["average", "MODEL", "--out", "/proc/nmt-test/x"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["translate", "-m", "MODEL", "-o", "/proc/nmt-test/x.fr"],
+        ["prepare", "--src", "en", "--tgt", "fr", "--train", "T", "--valid", "V", "--out", "/proc/nmt-test/x"],
+        ["train", "DATA", "--out", "/proc/nmt-test/x"],
+        ["export", "-m", "MODEL", "--out", "/proc/nmt-test/x"],
+        ["average", "MODEL", "--out", "/proc/nmt-test/x"],
+    ],
+)
 def test_an_unwritable_output_is_one_line_before_any_work(command, tiny_model_dir, prepared_sample, sample_dir):
-    swap = {"MODEL": str(tiny_model_dir.parent), "DATA": str(prepared_sample), "T": str(sample_dir / "train"),
-            "V": str(sample_dir / "val")}
+    swap = {
+        "MODEL": str(tiny_model_dir.parent),
+        "DATA": str(prepared_sample),
+        "T": str(sample_dir / "train"),
+        "V": str(sample_dir / "val"),
+    }
     result = runner.invoke(app, [swap.get(a, a) for a in command], input=b"Hello.\n")
     one_error_line(result, "/proc/nmt-test", "choose another")
     assert "disk space" not in result.stderr
 
 
 def test_usage_errors_are_one_line_with_did_you_mean():
-    one_error_line(runner.invoke(app, ["translate", "-m", "x", "--bem", "3"]), "no such option: --bem", "did you mean --beam")
+    one_error_line(
+        runner.invoke(app, ["translate", "-m", "x", "--bem", "3"]), "no such option: --bem", "did you mean --beam"
+    )
     one_error_line(runner.invoke(app, ["prepare", "--tgt", "fr"]), "missing option", "--src")
     one_error_line(runner.invoke(app, ["frobnicate"]), "no such command")
-    one_error_line(runner.invoke(app, ["train", "DATA", "--out", "x", "--d-modle", "64"]), "--d-modle", "did you mean --d-model?")
+    one_error_line(
+        runner.invoke(app, ["train", "DATA", "--out", "x", "--d-modle", "64"]), "--d-modle", "did you mean --d-model?"
+    )
 
 
 def test_a_wrong_value_names_the_flag_or_the_file(tmp_path):
-    one_error_line(runner.invoke(app, ["train", "DATA", "--out", str(tmp_path / "r"), "--d-model", "abc"]),
-                   "--d-model must be an integer, got 'abc'")
+    one_error_line(
+        runner.invoke(app, ["train", "DATA", "--out", str(tmp_path / "r"), "--d-model", "abc"]),
+        "--d-model must be an integer, got 'abc'",
+    )
     config = tmp_path / "bad.toml"
     config.write_text("[model]\nd_modle = 64\n", encoding="utf-8")
-    one_error_line(runner.invoke(app, ["train", "DATA", "--out", str(tmp_path / "r"), "--config", str(config)]),
-                   f"{config} [model]: unknown option d_modle; did you mean d_model?")
-    config.write_text("[train]\nlr = \"fast\"\n", encoding="utf-8")
-    one_error_line(runner.invoke(app, ["train", "DATA", "--out", str(tmp_path / "r"), "--config", str(config)]),
-                   f"{config} [train]: lr must be a number")
+    one_error_line(
+        runner.invoke(app, ["train", "DATA", "--out", str(tmp_path / "r"), "--config", str(config)]),
+        f"{config} [model]: unknown option d_modle; did you mean d_model?",
+    )
+    config.write_text('[train]\nlr = "fast"\n', encoding="utf-8")
+    one_error_line(
+        runner.invoke(app, ["train", "DATA", "--out", str(tmp_path / "r"), "--config", str(config)]),
+        f"{config} [train]: lr must be a number",
+    )
     for flag in ("--beam", "--nbest", "--batch-tokens"):
         one_error_line(runner.invoke(app, ["translate", "-m", "x", flag, "0"]), f"{flag} 0: must be at least 1")
 
@@ -108,9 +126,12 @@ def test_help_prints_brackets_and_plain_metavars(command):
     assert result.exit_code == 0
     for odd in ("<bool>", "<int>", "<path>", "<str>", "<list", "{", "\\["):
         assert odd not in result.stdout, (command, odd)
-    expected = {"train": ["[model] and [train] tables", "Usage: nmt train DATA_DIR"],
-                "translate": ["'nmt[ct2]'", "--beam INTEGER"], "average": ["Usage: nmt average [OPTIONS] RUN_DIR"],
-                "score": ["[default: off"]}
+    expected = {
+        "train": ["[model] and [train] tables", "Usage: nmt train DATA_DIR"],
+        "translate": ["'nmt[ct2]'", "--beam INTEGER"],
+        "average": ["Usage: nmt average [OPTIONS] RUN_DIR"],
+        "score": ["[default: off"],
+    }
     for words in expected.get(command, []):
         assert words in result.stdout, (command, words)
 
@@ -126,15 +147,30 @@ def test_commands_are_listed_in_workflow_order_with_completion():
 
 
 def test_translate_reports_lines_and_rate_at_the_end(tiny_model_dir, sample_dir, tmp_path):
-    result = runner.invoke(app, ["translate", "-m", str(tiny_model_dir), "-i", str(sample_dir / "test.en"),
-                                 "-o", str(tmp_path / "t.fr"), "--threads", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "translate",
+            "-m",
+            str(tiny_model_dir),
+            "-i",
+            str(sample_dir / "test.en"),
+            "-o",
+            str(tmp_path / "t.fr"),
+            "--threads",
+            "1",
+        ],
+    )
     assert result.exit_code == 0
     assert result.stderr.splitlines()[-1].startswith("200 lines in ") and "sent/s" in result.stderr
 
 
 def test_jsonl_format_and_moses_nbest(tiny_model_dir):
-    result = runner.invoke(app, ["translate", "-m", str(tiny_model_dir), "--format", "jsonl", "--beam", "3", "--nbest", "2",
-                                 "--threads", "1"], input=b"Good morning!\n\n")
+    result = runner.invoke(
+        app,
+        ["translate", "-m", str(tiny_model_dir), "--format", "jsonl", "--beam", "3", "--nbest", "2", "--threads", "1"],
+        input=b"Good morning!\n\n",
+    )
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["line"] for r in records] == [0, 1] and records[1]["text"] == ""
@@ -152,16 +188,40 @@ def test_translate_reads_decode_settings_from_a_config_and_flags_win(tiny_model_
     one = runner.invoke(app, [*args, "--nbest", "1"], input=b"Good morning!\n")
     assert one.exit_code == 0 and len(one.stdout.splitlines()) == 1
     config.write_text("[decode]\nbeam = 3\n", encoding="utf-8")
-    one_error_line(runner.invoke(app, args, input=b"x\n"), f"{config} [decode]: unknown option beam; did you mean beam_size?")
+    one_error_line(
+        runner.invoke(app, args, input=b"x\n"), f"{config} [decode]: unknown option beam; did you mean beam_size?"
+    )
 
 
 def test_train_progress_goes_to_stderr(prepared_sample, tmp_path):
     config = tmp_path / "c.toml"
-    config.write_text("[model]\nd_model = 32\nn_heads = 2\nenc_layers = 1\ndec_layers = 1\nffn_dim = 64\n"
-                      "[decode]\nbeam_size = 2\n", encoding="utf-8")
-    result = runner.invoke(app, ["train", str(prepared_sample), "--out", str(tmp_path / "run"), "--config", str(config),
-                                 "--max-steps", "4", "--log-every", "2", "--valid-every", "4", "--valid-max-sentences", "4",
-                                 "--batch-tokens", "600", "--threads", "1"])
+    config.write_text(
+        "[model]\nd_model = 32\nn_heads = 2\nenc_layers = 1\ndec_layers = 1\nffn_dim = 64\n[decode]\nbeam_size = 2\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(prepared_sample),
+            "--out",
+            str(tmp_path / "run"),
+            "--config",
+            str(config),
+            "--max-steps",
+            "4",
+            "--log-every",
+            "2",
+            "--valid-every",
+            "4",
+            "--valid-max-sentences",
+            "4",
+            "--batch-tokens",
+            "600",
+            "--threads",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("done: ") and len(result.stdout.splitlines()) == 1
     assert "(cpu, 1 thread)" in result.stderr and "valid step" in result.stderr
@@ -185,8 +245,9 @@ def on_terminal(args: list[str], typed: list[bytes] = (), timeout: float = 120.0
     master, slave = pty.openpty()
     env = {**os.environ, "TERM": "xterm", "COLUMNS": "120"}
     env.pop("NO_COLOR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "nmt_cli.main", *args], stdin=slave, stdout=slave, stderr=slave,
-                            env=env, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nmt_cli.main", *args], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True
+    )
     os.close(slave)
     shown, pending, deadline = b"", list(typed), time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -213,7 +274,7 @@ def test_interactive_translate_says_how_to_use_it(tiny_model_dir):
     assert code == 0, shown
     assert "loading" in shown and "type a sentence, Ctrl-D to end" in shown
     lines = [line.strip() for line in shown.replace("\r", "\n").split("\n") if line.strip()]
-    after = lines[lines.index("Good morning!") + 1:]  # the typed line echoed, then its translation
+    after = lines[lines.index("Good morning!") + 1 :]  # the typed line echoed, then its translation
     assert after and after[0] and "error" not in shown
 
 
@@ -221,9 +282,19 @@ def test_interactive_translate_says_how_to_use_it(tiny_model_dir):
 def test_long_steps_say_what_they_do_on_a_terminal(what, tiny_model_dir, sample_dir, tmp_path):
     if what == "export":
         pytest.importorskip("ctranslate2")
-    args = {"average": ["average", str(tiny_model_dir.parent), "--out", str(tmp_path / "avg")],
-            "score -m": ["score", "-m", str(tiny_model_dir), "--src", str(sample_dir / "test.en"), "-r", str(sample_dir / "test.fr")],
-            "export": ["export", "-m", str(tiny_model_dir), "--format", "ctranslate2", "--out", str(tmp_path / "ct2")]}[what]
+    args = {
+        "average": ["average", str(tiny_model_dir.parent), "--out", str(tmp_path / "avg")],
+        "score -m": [
+            "score",
+            "-m",
+            str(tiny_model_dir),
+            "--src",
+            str(sample_dir / "test.en"),
+            "-r",
+            str(sample_dir / "test.fr"),
+        ],
+        "export": ["export", "-m", str(tiny_model_dir), "--format", "ctranslate2", "--out", str(tmp_path / "ct2")],
+    }[what]
     code, shown = on_terminal(args)
     assert code == 0, shown
     assert {"average": "averaging", "score -m": "loading", "export": "exporting"}[what] in shown
@@ -232,10 +303,31 @@ def test_long_steps_say_what_they_do_on_a_terminal(what, tiny_model_dir, sample_
 def test_train_live_display_on_a_terminal(prepared_sample, tmp_path):
     """Start-up said, no 'nan' before the first log, a 'validating' state, '1 thread'; stdout's 'done:' line."""
     config = tmp_path / "c.toml"
-    config.write_text("[model]\nd_model = 32\nn_heads = 2\nenc_layers = 1\ndec_layers = 1\nffn_dim = 64\n", encoding="utf-8")
-    code, shown = on_terminal(["train", str(prepared_sample), "--out", str(tmp_path / "run"), "--config", str(config),
-                               "--max-steps", "6", "--log-every", "3", "--valid-every", "6", "--valid-max-sentences", "4",
-                               "--batch-tokens", "600", "--threads", "1"])
+    config.write_text(
+        "[model]\nd_model = 32\nn_heads = 2\nenc_layers = 1\ndec_layers = 1\nffn_dim = 64\n", encoding="utf-8"
+    )
+    code, shown = on_terminal(
+        [
+            "train",
+            str(prepared_sample),
+            "--out",
+            str(tmp_path / "run"),
+            "--config",
+            str(config),
+            "--max-steps",
+            "6",
+            "--log-every",
+            "3",
+            "--valid-every",
+            "6",
+            "--valid-max-sentences",
+            "4",
+            "--batch-tokens",
+            "600",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0, shown
     assert "loading" in shown and "1 thread" in shown and "1 threads" not in shown
     assert "validating" in shown and "nan" not in shown and "done: " in shown and "ETA" in shown

@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import pytest
+from nmt_cli.main import app
+from nmt_cli.train import parse_overrides
 from typer.testing import CliRunner
 
 from nmt.config import ModelConfig, TrainConfig, from_dict, load_toml
 from nmt.errors import ConfigError
 from nmt.optim import lr_at
-from nmt_cli.main import app
-from nmt_cli.train import parse_overrides
 
 
 def test_overrides_are_typed_and_sorted_into_tables():
-    positional, flags = parse_overrides(["--d-model", "512", "--no-pre-norm", "--lr=5e-4", "--valid-bleu", "data",
-                                         "--max-steps", "10", "--betas", "[0.9, 0.99]", "--activation", "gelu",
-                                         "--tie-output", "false"])
+    positional, flags = parse_overrides(
+        [
+            "--d-model",
+            "512",
+            "--no-pre-norm",
+            "--lr=5e-4",
+            "--valid-bleu",
+            "data",
+            "--max-steps",
+            "10",
+            "--betas",
+            "[0.9, 0.99]",
+            "--activation",
+            "gelu",
+            "--tie-output",
+            "false",
+        ]
+    )
     assert positional == ["data"]
     assert flags["model"] == {"d_model": 512, "pre_norm": False, "activation": "gelu", "tie_output": False}
     assert flags["train"] == {"lr": 5e-4, "valid_bleu": True, "max_steps": 10, "betas": [0.9, 0.99]}

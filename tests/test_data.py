@@ -109,7 +109,10 @@ def test_collate_of_random_batches_row_by_row():
     rng = np.random.default_rng(5)
     src = [rng.integers(FIRST_WORD, 50, rng.integers(1, 9)).tolist() for _ in range(40)]
     tgt = [rng.integers(FIRST_WORD, 50, rng.integers(0, 9)).tolist() for _ in range(40)]
-    for data, tgt_of in ((ParallelIds.from_lists(src, tgt), tgt), (ParallelIds.from_lists(src, [[] for _ in src]), None)):
+    for data, tgt_of in (
+        (ParallelIds.from_lists(src, tgt), tgt),
+        (ParallelIds.from_lists(src, [[] for _ in src]), None),
+    ):
         for index in (rng.permutation(40)[:13], np.array([7])):
             batch = collate(data, index, pad_id=P, bos_id=B, eos_id=E)
             for row, i in enumerate(index):
@@ -148,7 +151,11 @@ def test_grouped_split_never_puts_one_source_on_two_sides():
     assert {name: len(idx) for name, idx in split.items()} == {"train": len(sources) - 210, "valid": 60, "test": 150}
     assert sorted(i for idx in split.values() for i in idx) == list(range(len(sources)))  # each pair once
     sides = {name: {keys[i] for i in idx} for name, idx in split.items()}
-    assert not sides["train"] & sides["valid"] and not sides["train"] & sides["test"] and not sides["valid"] & sides["test"]
+    assert (
+        not sides["train"] & sides["valid"]
+        and not sides["train"] & sides["test"]
+        and not sides["valid"] & sides["test"]
+    )
     # the corpus has groups of several pairs, and some of them were held out whole
     held_out_groups = [k for k in sides["test"] if keys.count(k) > 1]
     assert held_out_groups

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from nmt_cli.main import app
 from typer.testing import CliRunner
 
 from nmt.checkpoint import load_model_dir, save_model_dir
@@ -22,12 +23,11 @@ from nmt.model import Transformer
 from nmt.runtime import autocast
 from nmt.tokenizer import SPECIAL, Tokenizer
 from nmt.translate import Translator
-from nmt_cli.main import app
 
 ct2 = pytest.importorskip("ctranslate2")
 
-from nmt.ct2 import CT2Translator  # after the skip: these need ctranslate2
-from nmt.export import export_ctranslate2
+from nmt.ct2 import CT2Translator  # noqa: E402 (after the skip: these need ctranslate2)
+from nmt.export import export_ctranslate2  # noqa: E402
 
 runner = CliRunner()
 
@@ -78,7 +78,9 @@ def read_model_bin(path: Path) -> dict[str, np.ndarray]:
         (rank,) = take("B")
         shape = take("I" * rank)
         dtype, nbytes = take("BI")
-        variables[name] = np.frombuffer(data, dtypes[dtype], nbytes // np.dtype(dtypes[dtype]).itemsize, pos).reshape(shape)
+        variables[name] = np.frombuffer(data, dtypes[dtype], nbytes // np.dtype(dtypes[dtype]).itemsize, pos).reshape(
+            shape
+        )
         pos += nbytes
     for _ in range(take("I")[0]):
         alias, target = string(), string()
@@ -90,8 +92,11 @@ def read_model_bin(path: Path) -> dict[str, np.ndarray]:
 def expected_variables(model: Transformer) -> dict[str, torch.Tensor]:
     """Our tensor for each CTranslate2 variable name, written out independently of nmt/export.py."""
     sd, cfg = model.state_dict(), model.config
-    names = {"encoder/embeddings_0/weight": "src_embed.weight", "decoder/embeddings/weight": "tgt_embed.weight",
-             "decoder/projection/weight": "output_proj.weight"}
+    names = {
+        "encoder/embeddings_0/weight": "src_embed.weight",
+        "decoder/embeddings/weight": "tgt_embed.weight",
+        "decoder/projection/weight": "output_proj.weight",
+    }
 
     def linear(ct: str, ours: str) -> None:
         names.update({f"{ct}/weight": f"{ours}.weight", f"{ct}/bias": f"{ours}.bias"})
@@ -135,7 +140,11 @@ def test_export_writes_every_weight_exactly(tiny_model_dir, ct2_dir):
     tokenizer = load_model_dir(tiny_model_dir).src_tokenizer
     assert json.loads((ct2_dir / "shared_vocabulary.json").read_text(encoding="utf-8")) == tokenizer.pieces()
     config = json.loads((ct2_dir / "config.json").read_text(encoding="utf-8"))
-    assert (config["decoder_start_token"], config["add_source_eos"], config["layer_norm_epsilon"]) == ("<s>", True, 1e-5)
+    assert (config["decoder_start_token"], config["add_source_eos"], config["layer_norm_epsilon"]) == (
+        "<s>",
+        True,
+        1e-5,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,8 +164,17 @@ def random_model_dir(path: Path, prepared_sample: Path, **shape) -> Path:
     weight put in the wrong place changes the log-probs."""
     spm = (prepared_sample / "spm.model").read_bytes()
     vocab = len(Tokenizer(spm))
-    config = ModelConfig(src_vocab_size=vocab, tgt_vocab_size=vocab, d_model=32, n_heads=4, enc_layers=2,
-                         dec_layers=2, ffn_dim=48, max_positions=128, **shape)
+    config = ModelConfig(
+        src_vocab_size=vocab,
+        tgt_vocab_size=vocab,
+        d_model=32,
+        n_heads=4,
+        enc_layers=2,
+        dec_layers=2,
+        ffn_dim=48,
+        max_positions=128,
+        **shape,
+    )
     torch.manual_seed(0)
     model = Transformer(config)
     with torch.no_grad():
@@ -166,7 +184,9 @@ def random_model_dir(path: Path, prepared_sample: Path, **shape) -> Path:
 
 
 VARIANTS = {
-    "post-norm, gelu, separate embeddings": dict(pre_norm=False, activation="gelu", share_all_embeddings=False, tie_output=False),
+    "post-norm, gelu, separate embeddings": dict(
+        pre_norm=False, activation="gelu", share_all_embeddings=False, tie_output=False
+    ),
     "pre-norm, relu, tied output only": dict(pre_norm=True, share_all_embeddings=False, tie_output=True),
     "post-norm, relu, shared": dict(pre_norm=False),
 }
@@ -176,14 +196,21 @@ VARIANTS = {
 def test_ctranslate2_log_probs_equal_ours(variant, tiny_model_dir, prepared_sample, sentences, tmp_path):
     """Teacher-forced log-probs of reference translations, through CTranslate2's score_batch and
     through our model: equal within 1e-4 (float32 arithmetic in a different order)."""
-    model_dir = tiny_model_dir if variant == "trained tiny" else random_model_dir(tmp_path / "m", prepared_sample, **VARIANTS[variant])
+    model_dir = (
+        tiny_model_dir
+        if variant == "trained tiny"
+        else random_model_dir(tmp_path / "m", prepared_sample, **VARIANTS[variant])
+    )
     out = export_ctranslate2(model_dir, tmp_path / "ct2")
     loaded = load_model_dir(model_dir)
     tok, pieces = loaded.src_tokenizer, loaded.src_tokenizer.pieces()
     engine = ct2.Translator(str(out), intra_threads=1)
     pairs = list(zip(sentences["val.en"], sentences["val.fr"]))[:12]
-    scored = engine.score_batch([[pieces[i] for i in tok.encode(s)] for s, _ in pairs],
-                                [[pieces[i] for i in tok.encode(t)] for _, t in pairs], max_input_length=0)
+    scored = engine.score_batch(
+        [[pieces[i] for i in tok.encode(s)] for s, _ in pairs],
+        [[pieces[i] for i in tok.encode(t)] for _, t in pairs],
+        max_input_length=0,
+    )
     for (src, tgt), result in zip(pairs, scored):
         ours = teacher_forced(loaded.model, tok, src, tgt)
         torch.testing.assert_close(torch.tensor(result.log_probs), ours, atol=1e-4, rtol=0)
@@ -210,7 +237,11 @@ def test_ctranslate2_engine_translates_as_ours(tiny_model_dir, ct2_dir, sentence
     ct = CT2Translator.load(ct2_dir, DecodeConfig(), threads=1)
     ids = pt.encode(sentences["test"], warn=lambda message: None)
     n = len(ids)
-    for settings in (dict(beam_size=1), dict(beam_size=1, max_len_a=0.0, max_len_b=4), dict(beam_size=1, no_repeat_ngram=2)):
+    for settings in (
+        dict(beam_size=1),
+        dict(beam_size=1, max_len_a=0.0, max_len_b=4),
+        dict(beam_size=1, no_repeat_ngram=2),
+    ):
         same, diff = compare(pt.with_config(**settings).search_ids(ids), ct.with_config(**settings).search_ids(ids))
         assert same == n and diff < 1e-4, settings
     for settings in (dict(beam_size=4), dict(beam_size=5, length_penalty=0.0), dict(beam_size=3, normalize="length")):
@@ -218,16 +249,27 @@ def test_ctranslate2_engine_translates_as_ours(tiny_model_dir, ct2_dir, sentence
         assert same >= 0.95 * n and diff < 1e-4, (settings, same)
 
 
-HOSTILE = ["How was your day?", "", "  \t ", "word " * 3000, "control\x00chars\x07", "日本語の文です。",
-           "emoji 😀 and e\u0301", "\u2028separators\x0binside", "", "no newline at the end"]
+HOSTILE = [
+    "How was your day?",
+    "",
+    "  \t ",
+    "word " * 3000,
+    "control\x00chars\x07",
+    "日本語の文です。",
+    "emoji 😀 and e\u0301",
+    "\u2028separators\x0binside",
+    "",
+    "no newline at the end",
+]
 
 
 @pytest.mark.parametrize("beam", ["1", "3"])
 def test_ctranslate2_engine_keeps_one_line_per_line(ct2_dir, tmp_path, beam):
     moved = shutil.copytree(ct2_dir, tmp_path / "elsewhere")  # the export directory alone is enough
     data = "\n".join(HOSTILE).encode("utf-8") + b"\n\xff\xfeinvalid utf-8\r\nwindows line\r\n"
-    result = runner.invoke(app, ["translate", "--engine", "ctranslate2", "-m", str(moved), "--threads", "1", "--beam", beam],
-                           input=data)
+    result = runner.invoke(
+        app, ["translate", "--engine", "ctranslate2", "-m", str(moved), "--threads", "1", "--beam", beam], input=data
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.split("\n")
     assert lines[-1] == "" and len(lines) - 1 == len(HOSTILE) + 2
@@ -254,8 +296,12 @@ def test_int8_and_bf16_stay_close_to_float32(tiny_model_dir, sentences):
     greedy = base.search_ids(ids)
     for precision, max_diff, mean_diff in (("bf16", 0.1, 0.015), ("int8", 0.25, 0.04)):
         other = Translator.load(tiny_model_dir, DecodeConfig(beam_size=1), threads=1, precision=precision)
-        log_probs = torch.cat([teacher_forced(other.model, base.src_tok, s, t, "bf16" if precision == "bf16" else "fp32")
-                               for s, t in pairs])
+        log_probs = torch.cat(
+            [
+                teacher_forced(other.model, base.src_tok, s, t, "bf16" if precision == "bf16" else "fp32")
+                for s, t in pairs
+            ]
+        )
         diff = (log_probs - reference).abs()
         assert diff.max() < max_diff and diff.mean() < mean_diff, (precision, diff.max(), diff.mean())
         found = other.search_ids(ids)
@@ -276,7 +322,9 @@ def test_int8_export_stays_close_to_float32(tiny_model_dir, ct2_dir, sentences, 
     ids = fp32.encode(sentences["test"][:100], warn=lambda message: None)
     a, b = fp32.search_ids(ids), int8.search_ids(ids)
     assert sum(x[0].tokens == y[0].tokens for x, y in zip(a, b)) >= 0.9 * len(ids)
-    same = [(abs(x[0].log_prob - y[0].log_prob), len(x[0].tokens) + 1) for x, y in zip(a, b) if x[0].tokens == y[0].tokens]
+    same = [
+        (abs(x[0].log_prob - y[0].log_prob), len(x[0].tokens) + 1) for x, y in zip(a, b) if x[0].tokens == y[0].tokens
+    ]
     assert max(diff / n for diff, n in same) < 0.25
     assert sum(diff for diff, _ in same) / sum(n for _, n in same) < 0.04
 
@@ -297,13 +345,21 @@ def test_export_command(tiny_model_dir, tmp_path):
     out = tmp_path / "ct2"
     result = runner.invoke(app, ["export", "-m", str(tiny_model_dir), "--format", "ctranslate2", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"model.bin", "config.json", "shared_vocabulary.json", "spm.model", "nmt.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "model.bin",
+        "config.json",
+        "shared_vocabulary.json",
+        "spm.model",
+        "nmt.json",
+    }
     described = json.loads((out / "nmt.json").read_text(encoding="utf-8"))
     assert described["format"] == "ctranslate2" and described["spm"] == {"src": "spm.model", "tgt": "spm.model"}
     assert len(described["source"]["model_sha256"]) == 64
     again = runner.invoke(app, ["export", "-m", str(tiny_model_dir), "--out", str(out)])
     assert again.exit_code == 2 and "already exists" in again.output
-    forced = runner.invoke(app, ["export", "-m", str(tiny_model_dir), "--out", str(out), "--force", "--quantization", "int8"])
+    forced = runner.invoke(
+        app, ["export", "-m", str(tiny_model_dir), "--out", str(out), "--force", "--quantization", "int8"]
+    )
     assert forced.exit_code == 0 and json.loads((out / "nmt.json").read_text())["quantization"] == "int8"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary directory left
 
@@ -354,10 +410,14 @@ def test_help_imports_neither_torch_nor_ctranslate2():
     import subprocess
     import sys
 
-    code = ("import sys; from nmt_cli.main import app; from typer.testing import CliRunner; "
-            "CliRunner().invoke(app, ['export', '--help']); CliRunner().invoke(app, ['translate', '--help']); "
-            "print(sorted({'torch', 'ctranslate2'} & set(sys.modules)))")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    code = (
+        "import sys; from nmt_cli.main import app; from typer.testing import CliRunner; "
+        "CliRunner().invoke(app, ['export', '--help']); CliRunner().invoke(app, ['translate', '--help']); "
+        "print(sorted({'torch', 'ctranslate2'} & set(sys.modules)))"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -370,8 +430,32 @@ def test_bf16_where_it_is_emulated_gets_a_warning(tiny_model_dir, prepared_sampl
     result = runner.invoke(app, ["translate", "-m", str(tiny_model_dir), "--bf16"], input=b"Hello\n")
     assert result.exit_code == 0
     assert ("warning: no bf16 instructions here; leave out --bf16" in result.output) == (not native)
-    result = runner.invoke(app, ["train", str(prepared_sample), "--out", str(tmp_path / "run"), "--precision", "bf16",
-                                 "--max-steps", "1", "--d-model", "16", "--n-heads", "2", "--enc-layers", "1",
-                                 "--dec-layers", "1", "--ffn-dim", "16", "--valid-max-sentences", "2", "--threads", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(prepared_sample),
+            "--out",
+            str(tmp_path / "run"),
+            "--precision",
+            "bf16",
+            "--max-steps",
+            "1",
+            "--d-model",
+            "16",
+            "--n-heads",
+            "2",
+            "--enc-layers",
+            "1",
+            "--dec-layers",
+            "1",
+            "--ffn-dim",
+            "16",
+            "--valid-max-sentences",
+            "2",
+            "--threads",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert ("warning: no bf16 instructions here; use --precision fp32 here" in result.output) == (not native)

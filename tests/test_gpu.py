@@ -3,13 +3,10 @@ deterministic algorithms, and translation that matches the CPU's."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 MODEL = {"d_model": 64, "n_heads": 4, "enc_layers": 2, "dec_layers": 2, "ffn_dim": 128, "max_positions": 256}
 
@@ -17,8 +14,16 @@ MODEL = {"d_model": 64, "n_heads": 4, "enc_layers": 2, "dec_layers": 2, "ffn_dim
 def train_cfg(**changes):
     from nmt.config import TrainConfig
 
-    values = dict(batch_tokens=1500, warmup_steps=10, lr=2e-3, log_every=10, valid_every=25, valid_max_sentences=20,
-                  seed=1, max_steps=50)
+    values = dict(
+        batch_tokens=1500,
+        warmup_steps=10,
+        lr=2e-3,
+        log_every=10,
+        valid_every=25,
+        valid_max_sentences=20,
+        seed=1,
+        max_steps=50,
+    )
     return TrainConfig(**{**values, **changes})
 
 
@@ -32,8 +37,9 @@ def deterministic(monkeypatch):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_fifty_steps_on_cuda(prepared_sample, tmp_path, precision):
-    import nmt.train as training
     from faults.procs import log_records
+
+    import nmt.train as training
 
     trainer = training.start(prepared_sample, tmp_path / "r", MODEL, train_cfg(precision=precision), device="cuda")
     assert trainer.device.type == "cuda" and trainer.ahead is not None  # pinned, collated ahead
@@ -45,8 +51,9 @@ def test_fifty_steps_on_cuda(prepared_sample, tmp_path, precision):
 
 
 def test_resume_on_cuda_is_exact(prepared_sample, tmp_path, deterministic):
-    import nmt.train as training
     from faults.procs import assert_same_run
+
+    import nmt.train as training
 
     whole = training.start(prepared_sample, tmp_path / "whole", MODEL, train_cfg(), device="cuda")
     whole.train()

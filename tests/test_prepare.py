@@ -5,18 +5,32 @@ from __future__ import annotations
 import json
 
 import pytest
+from nmt_cli.main import app
 from typer.testing import CliRunner
 
 from nmt.data import ParallelIds, read_lines
 from nmt.tokenizer import SPECIAL, Tokenizer
-from nmt_cli.main import app
 
 runner = CliRunner()
 
 
 def run_prepare(tmp_path, train, valid, out="out", *extra):
-    args = ["prepare", "--src", "en", "--tgt", "fr", "--train", str(train), "--valid", str(valid),
-            "--out", str(tmp_path / out), "--vocab-size", "400", *extra]
+    args = [
+        "prepare",
+        "--src",
+        "en",
+        "--tgt",
+        "fr",
+        "--train",
+        str(train),
+        "--valid",
+        str(valid),
+        "--out",
+        str(tmp_path / out),
+        "--vocab-size",
+        "400",
+        *extra,
+    ]
     return runner.invoke(app, args)
 
 
@@ -36,7 +50,9 @@ def test_every_encoded_sample_line_decodes_to_the_cleaned_text(prepared_sample):
     for split in ("train", "valid", "test"):
         ids = ParallelIds.load(prepared_sample / f"{split}.ids.safetensors")
         src, tgt = read_lines(prepared_sample / f"{split}.en"), read_lines(prepared_sample / f"{split}.fr")
-        assert len(ids) == len(src) == len(tgt) == summary["splits"][split].get("kept", summary["splits"][split]["lines"])
+        assert (
+            len(ids) == len(src) == len(tgt) == summary["splits"][split].get("kept", summary["splits"][split]["lines"])
+        )
         for i in range(len(ids)):
             assert tok.decode(ids.src(i).tolist()) == src[i]
             assert tok.decode(ids.tgt(i).tolist()) == tgt[i]
@@ -49,7 +65,11 @@ def test_special_ids_are_fixed(prepared_sample):
     assert [sp.id_to_piece(i) for i in ids] == ["<pad>", "<unk>", "<s>", "</s>"]
     assert [sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id()] == ids
     assert json.loads((prepared_sample / "prepare.json").read_text())["special_ids"] == {
-        "pad": SPECIAL.pad, "unk": SPECIAL.unk, "bos": SPECIAL.bos, "eos": SPECIAL.eos}
+        "pad": SPECIAL.pad,
+        "unk": SPECIAL.unk,
+        "bos": SPECIAL.bos,
+        "eos": SPECIAL.eos,
+    }
 
 
 def test_prepare_is_deterministic_and_reuses_its_output(tmp_path, tiny_corpus):
@@ -78,8 +98,9 @@ def test_separate_vocabularies(tmp_path, tiny_corpus):
 def test_filters_are_counted(tmp_path):
     (tmp_path / "c.en").write_text("a b c\n\nsame\nsame\n" + "w " * 60 + "\n", encoding="utf-8")
     (tmp_path / "c.fr").write_text("x y z\nvide\npareil\npareil\nmot\n", encoding="utf-8")
-    result = run_prepare(tmp_path, tmp_path / "c", tmp_path / "c", "out", "--vocab-size", "300",
-                         "--dedup", "--max-ratio", "5")
+    result = run_prepare(
+        tmp_path, tmp_path / "c", tmp_path / "c", "out", "--vocab-size", "300", "--dedup", "--max-ratio", "5"
+    )
     assert result.exit_code == 0, result.output
     train = json.loads((tmp_path / "out" / "prepare.json").read_text())["splits"]["train"]
     assert train["filtered"] == {"empty": 1, "too_long": 0, "ratio": 1, "duplicate": 1}

@@ -7,13 +7,13 @@ import math
 
 import pytest
 import torch
+from nmt_cli.main import app
+from test_search import EOS, IDS, UNK, A, B, ScriptedModel, has_repeat, scripted_src
 from typer.testing import CliRunner
 
 from nmt.config import DecodeConfig
 from nmt.search import beam_search, block_repeats, forbid_eos_before, greedy, penalise_unk, processors, sample
 from nmt.tokenizer import SPECIAL
-from nmt_cli.main import app
-from test_search import A, B, EOS, IDS, UNK, ScriptedModel, has_repeat, scripted_src
 
 # Ends at once unless stopped: EOS 0.7, A 0.2, UNK 0.1 at every step.
 EAGER = {(): {EOS: 0.7, A: 0.2, UNK: 0.1}}
@@ -39,9 +39,11 @@ def test_min_len_holds_in_greedy_sampling_and_beam(min_len):
     shape = processors(config, eos_id=EOS, unk_id=UNK)
     model = ScriptedModel(EAGER, default=EAGER[()])
     assert all(len(h.tokens) == 0 for h in greedy(model, src, src_len, **IDS))  # unshaped: ends at once
-    outputs = [*greedy(model, src, src_len, **IDS, shape=shape),
-               *sample(model, src, src_len, **IDS, shape=shape, generator=torch.Generator().manual_seed(0)),
-               *(h for nbest in beam_search(model, src, src_len, config, **IDS) for h in nbest)]
+    outputs = [
+        *greedy(model, src, src_len, **IDS, shape=shape),
+        *sample(model, src, src_len, **IDS, shape=shape, generator=torch.Generator().manual_seed(0)),
+        *(h for nbest in beam_search(model, src, src_len, config, **IDS) for h in nbest),
+    ]
     assert len(outputs) == 2 + 2 + 4 and all(len(h.tokens) >= min_len for h in outputs)
 
 
@@ -79,11 +81,19 @@ def test_beam_one_with_processors_gives_greedy_tokens(tiny_model_dir, sample_dir
     config = DecodeConfig(beam_size=1, no_repeat_ngram=2, unk_penalty=1.0, min_len=2)
     translator = Translator.load(tiny_model_dir, config, threads=1)
     ids = translator.src_tok.encode_batch(lines)
-    batch = collate(ParallelIds.from_lists(ids, [[] for _ in ids]), list(range(len(ids))), SPECIAL.pad, SPECIAL.bos,
-                    SPECIAL.eos)
+    batch = collate(
+        ParallelIds.from_lists(ids, [[] for _ in ids]), list(range(len(ids))), SPECIAL.pad, SPECIAL.bos, SPECIAL.eos
+    )
     with torch.inference_mode():
-        beam = beam_search(translator.model, batch.src, batch.src_len, config, bos_id=SPECIAL.bos,
-                           eos_id=SPECIAL.eos, unk_id=SPECIAL.unk)
+        beam = beam_search(
+            translator.model,
+            batch.src,
+            batch.src_len,
+            config,
+            bos_id=SPECIAL.bos,
+            eos_id=SPECIAL.eos,
+            unk_id=SPECIAL.unk,
+        )
     greedy_found = translator.search_ids(ids)  # beam_size 1, nbest 1: the greedy path
     assert [g[0].tokens for g in greedy_found] == [b[0].tokens for b in beam]
     assert all(len(g[0].tokens) >= 2 and not has_repeat(g[0].tokens, 2) for g in greedy_found)
@@ -92,8 +102,9 @@ def test_beam_one_with_processors_gives_greedy_tokens(tiny_model_dir, sample_dir
 def test_no_valid_bleu_with_bleu_early_stopping_fails_before_training(prepared_sample, tmp_path):
     """The bug: `nmt train DATA --out RUN --no-valid-bleu` used to train valid_every steps and then fail before
     its first checkpoint, with a run --resume could not mend. Now it is one error line, before anything starts."""
-    result = CliRunner().invoke(app, ["train", str(prepared_sample), "--out", str(tmp_path / "run"), "--no-valid-bleu",
-                                      "--threads", "1"])
+    result = CliRunner().invoke(
+        app, ["train", str(prepared_sample), "--out", str(tmp_path / "run"), "--no-valid-bleu", "--threads", "1"]
+    )
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -125,9 +136,13 @@ def test_every_model_is_built_by_the_factory(monkeypatch, prepared_sample, tmp_p
 
     monkeypatch.setitem(nmt.model.ARCHITECTURES, "transformer", Recorded)
     assert type(load_model_dir(tiny_model_dir).model) is Recorded
-    trainer = training.start(prepared_sample, tmp_path / "r", {"d_model": 32, "n_heads": 2, "enc_layers": 1,
-                                                               "dec_layers": 1, "ffn_dim": 64},
-                             TrainConfig(max_steps=1), threads=1)
+    trainer = training.start(
+        prepared_sample,
+        tmp_path / "r",
+        {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 64},
+        TrainConfig(max_steps=1),
+        threads=1,
+    )
     trainer.close()
     assert type(trainer.model) is Recorded and built[-1] == "transformer" and len(built) >= 3  # + shape check
 
@@ -149,8 +164,9 @@ def test_nmt_debug_shows_the_traceback_before_the_error_line(tmp_path):
 
     args = [sys.executable, "-m", "nmt_cli.main", "translate", "-m", str(tmp_path / "missing")]
     plain = subprocess.run(args, capture_output=True, text=True, input="x\n")
-    debug = subprocess.run(args, capture_output=True, text=True, input="x\n", env={**__import__("os").environ,
-                                                                                  "NMT_DEBUG": "1"})
+    debug = subprocess.run(
+        args, capture_output=True, text=True, input="x\n", env={**__import__("os").environ, "NMT_DEBUG": "1"}
+    )
     assert plain.returncode == debug.returncode == 2
     assert "Traceback" not in plain.stderr and plain.stderr.strip().startswith("error: ")
     assert "Traceback (most recent call last)" in debug.stderr

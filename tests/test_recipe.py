@@ -38,7 +38,8 @@ valid_max_sentences = 20
 beam_size = 2
 """
 
-TINY_RECIPE = """
+TINY_RECIPE = (
+    """
 [recipe]
 name = "sample tiny"
 src = "en"
@@ -48,7 +49,9 @@ tests = ["test"]
 optional_tests = ["test_2099_absent"]
 vocab_size = 500
 average_last = 2
-""" + TINY_TABLES
+"""
+    + TINY_TABLES
+)
 
 
 def test_recipe_pipeline_runs_end_to_end_on_the_sample(tmp_path, sample_dir):
@@ -57,9 +60,21 @@ def test_recipe_pipeline_runs_end_to_end_on_the_sample(tmp_path, sample_dir):
     (recipe / "config.toml").write_text(TINY_RECIPE, encoding="utf-8")
     work = tmp_path / "work"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "recipes" / "pipeline.py"), "--recipe", str(recipe), "--data", str(sample_dir),
-         "--work", str(work), "--threads", "1"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(ROOT / "recipes" / "pipeline.py"),
+            "--recipe",
+            str(recipe),
+            "--data",
+            str(sample_dir),
+            "--work",
+            str(work),
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = (recipe / "RESULTS.md").read_text(encoding="utf-8")
@@ -82,7 +97,8 @@ def test_recipe_pipeline_runs_end_to_end_on_the_sample(tmp_path, sample_dir):
 sys.path.insert(0, str(ROOT / "recipes"))
 import pipeline  # noqa: E402  (recipes/ is not a package)
 
-CARVED_RECIPE = """
+CARVED_RECIPE = (
+    """
 [recipe]
 name = "carved tiny"
 src = "en"
@@ -94,7 +110,9 @@ carve = {{ valid = 60, test = 100, seed = 7 }}
 samples = "samples.en"
 vocab_size = 500
 average_last = 2
-""" + TINY_TABLES
+"""
+    + TINY_TABLES
+)
 
 
 def _sample_pairs(sample_dir: Path) -> list[tuple[str, str]]:
@@ -110,8 +128,10 @@ def _sample_pairs(sample_dir: Path) -> list[tuple[str, str]]:
 def _zip_corpus(path: Path, pairs: list[tuple[str, str]], attribution: bool) -> str:
     """A zip shaped like manythings.org's: one tab-separated file (2 columns, or 3 with attribution)
     beside an _about.txt."""
-    rows = [f"{en}\t{fr}\tCC-BY 2.0 (France) Attribution: tatoeba.org #{i}" if attribution else f"{en}\t{fr}"
-            for i, (en, fr) in enumerate(pairs)]
+    rows = [
+        f"{en}\t{fr}\tCC-BY 2.0 (France) Attribution: tatoeba.org #{i}" if attribution else f"{en}\t{fr}"
+        for i, (en, fr) in enumerate(pairs)
+    ]
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("_about.txt", "About this file.\tNot data.\n")
         z.writestr("fra.txt", "\r\n".join(rows) + "\r\n")
@@ -141,8 +161,10 @@ def test_download_reads_both_zip_formats_and_carves_the_same_split(tmp_path, sam
         p.carve()
         assert p.carved["sizes"] == {"train": len(pairs) - 160, "valid": 60, "test": 100}
         carved.append(p.carved["sha256"])
-        sides = {s: {fold(line) for line in (work / "split" / f"{s}.en").read_text(encoding="utf-8").splitlines()}
-                 for s in ("train", "valid", "test")}
+        sides = {
+            s: {fold(line) for line in (work / "split" / f"{s}.en").read_text(encoding="utf-8").splitlines()}
+            for s in ("train", "valid", "test")
+        }
         assert not sides["train"] & (sides["valid"] | sides["test"]) and not sides["valid"] & sides["test"]
     assert carved[0] == carved[1]  # the same split, file for file
 
@@ -150,7 +172,9 @@ def test_download_reads_both_zip_formats_and_carves_the_same_split(tmp_path, sam
 def test_download_refuses_a_malformed_zip_line(tmp_path):
     with zipfile.ZipFile(tmp_path / "bad.zip", "w") as z:
         z.writestr("fra.txt", "Hello.\tBonjour.\nno tab on this line\n")
-    p = pipeline.Pipeline(_recipe(tmp_path, (tmp_path / "bad.zip").as_uri()), None, tmp_path / "work", threads=1, results=None)
+    p = pipeline.Pipeline(
+        _recipe(tmp_path, (tmp_path / "bad.zip").as_uri()), None, tmp_path / "work", threads=1, results=None
+    )
     with pytest.raises(SystemExit, match=r"bad.zip:fra.txt:2: expected 2 or 3 tab-separated columns, found 1"):
         p.get_data()
 
@@ -162,13 +186,26 @@ def test_carved_recipe_runs_end_to_end_with_its_samples(tmp_path, sample_dir):
     (recipe / "samples.en").write_text(f"A sentence that is in no corpus at all.\n{seen}\n", encoding="utf-8")
     work = tmp_path / "work"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "recipes" / "pipeline.py"), "--recipe", str(recipe), "--work", str(work), "--threads", "1"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(ROOT / "recipes" / "pipeline.py"),
+            "--recipe",
+            str(recipe),
+            "--work",
+            str(work),
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = (recipe / "RESULTS.md").read_text(encoding="utf-8")
     assert "| test | averaged |" in results and "## Data split" in results
-    assert f"train {len(pairs) - 160:,} pairs" in results and "valid 60 pairs" in results and "test 100 pairs" in results
+    assert (
+        f"train {len(pairs) - 160:,} pairs" in results and "valid 60 pairs" in results and "test 100 pairs" in results
+    )
     for name in ("train.en", "valid.fr", "test.fr"):
         assert f"| {name} | `{sha256_file(work / 'split' / name)}` |" in results
     assert "1 of 2 do not occur" in results

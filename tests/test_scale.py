@@ -14,16 +14,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nmt.data import (ParallelIds, clean, clean_lines, collate, iter_line_blocks, iter_parallel, read_parallel,
-                      token_batches, write_ids)
+from nmt.data import (
+    ParallelIds,
+    clean,
+    clean_lines,
+    collate,
+    iter_line_blocks,
+    iter_parallel,
+    read_parallel,
+    token_batches,
+    write_ids,
+)
 from nmt.errors import DataError
 from nmt.prepare import PrepareConfig, prepare
 from nmt.tokenizer import Tokenizer, train_bpe
 
 
 def _config(corpus: Path, **extra) -> PrepareConfig:
-    return PrepareConfig(src="en", tgt="fr", train=str(corpus / "train"), valid=str(corpus / "val"),
-                         tests=(str(corpus / "test"),), vocab_size=1000, **extra)
+    return PrepareConfig(
+        src="en",
+        tgt="fr",
+        train=str(corpus / "train"),
+        valid=str(corpus / "val"),
+        tests=(str(corpus / "test"),),
+        vocab_size=1000,
+        **extra,
+    )
 
 
 def test_streaming_prepare_writes_what_the_in_memory_way_writes(sample_dir, tmp_path):
@@ -81,8 +97,9 @@ def test_sampled_sentencepiece_is_deterministic(sample_dir, tmp_path):
     assert models["a"] != models["all"]
     assert json.loads((tmp_path / "a" / "prepare.json").read_text())["settings"]["spm_sample"] == 1000
     for name in ("big", "default"):
-        assert {p.name: p.read_bytes() for p in (tmp_path / name).iterdir()} == \
-               {p.name: p.read_bytes() for p in (tmp_path / "all").iterdir()}
+        assert {p.name: p.read_bytes() for p in (tmp_path / name).iterdir()} == {
+            p.name: p.read_bytes() for p in (tmp_path / "all").iterdir()
+        }
 
 
 def test_memory_mapped_split_gives_the_same_batches(prepared_sample):
@@ -92,15 +109,22 @@ def test_memory_mapped_split_gives_the_same_batches(prepared_sample):
     row = mapped.select(np.array([5])).tgt(0)  # read from the file, not a view of its mapped pages
     assert np.array_equal(row, loaded.tgt(5)) and not isinstance(row, np.memmap) and not isinstance(row.base, np.memmap)
     keep = np.flatnonzero(loaded.src_lens <= 12)  # a filter: an index, and the copy it replaces
-    copied = ParallelIds.from_lists([loaded.src(int(i)).tolist() for i in keep], [loaded.tgt(int(i)).tolist() for i in keep])
+    copied = ParallelIds.from_lists(
+        [loaded.src(int(i)).tolist() for i in keep], [loaded.tgt(int(i)).tolist() for i in keep]
+    )
     for data in (mapped, mapped.select(keep)):
         reference = loaded if data.rows is None else copied
         assert np.array_equal(data.src_lens, reference.src_lens) and np.array_equal(data.tgt_lens, reference.tgt_lens)
         batches = token_batches(data.src_lens, data.tgt_lens, 300, seed=3)
-        assert [b.tolist() for b in batches] == [b.tolist() for b in token_batches(reference.src_lens, reference.tgt_lens, 300, seed=3)]
+        assert [b.tolist() for b in batches] == [
+            b.tolist() for b in token_batches(reference.src_lens, reference.tgt_lens, 300, seed=3)
+        ]
         for index in batches[:20]:
             a, b = collate(data, index, 0, 2, 3), collate(reference, index, 0, 2, 3)
-            assert all(np.array_equal(getattr(a, f).numpy(), getattr(b, f).numpy()) for f in ("src", "src_len", "tgt_in", "tgt_out"))
+            assert all(
+                np.array_equal(getattr(a, f).numpy(), getattr(b, f).numpy())
+                for f in ("src", "src_len", "tgt_in", "tgt_out")
+            )
 
 
 def _big_corpus(folder: Path, n: int, bad_line: int | None = None) -> Path:
@@ -128,9 +152,28 @@ def test_a_bad_line_deep_in_a_corpus_is_found_as_it_streams(tmp_path):
         for _ in pairs:
             pass
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "nmt_cli.main", "prepare", "--src", "en", "--tgt", "fr",
-                             "--train", str(train), "--valid", str(tmp_path / "c" / "val"), "--out", str(out),
-                             "--vocab-size", "300"], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nmt_cli.main",
+            "prepare",
+            "--src",
+            "en",
+            "--tgt",
+            "fr",
+            "--train",
+            str(train),
+            "--valid",
+            str(tmp_path / "c" / "val"),
+            "--out",
+            str(out),
+            "--vocab-size",
+            "300",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert f"train.fr:{bad}: invalid UTF-8" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
@@ -140,8 +183,24 @@ def test_a_bad_line_deep_in_a_corpus_is_found_as_it_streams(tmp_path):
 def test_a_killed_prepare_leaves_nothing_half_written(tmp_path, how):
     train = _big_corpus(tmp_path / "c", 200_000)
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "nmt_cli.main", "prepare", "--src", "en", "--tgt", "fr", "--train", str(train),
-            "--valid", str(tmp_path / "c" / "val"), "--out", str(out), "--vocab-size", "300"]
+    args = [
+        sys.executable,
+        "-m",
+        "nmt_cli.main",
+        "prepare",
+        "--src",
+        "en",
+        "--tgt",
+        "fr",
+        "--train",
+        str(train),
+        "--valid",
+        str(tmp_path / "c" / "val"),
+        "--out",
+        str(out),
+        "--vocab-size",
+        "300",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = tmp_path / f".out.tmp-{proc.pid}" / ".all.train.en"
     deadline = time.monotonic() + 60
@@ -162,8 +221,9 @@ def test_a_killed_prepare_leaves_nothing_half_written(tmp_path, how):
 
 
 def test_cli_default_sample_is_the_library_default():
-    from nmt.prepare import DEFAULT_SPM_SAMPLE
     from nmt_cli.prepare import DEFAULT_SPM_SAMPLE as CLI_DEFAULT
+
+    from nmt.prepare import DEFAULT_SPM_SAMPLE
 
     assert CLI_DEFAULT == DEFAULT_SPM_SAMPLE
 
@@ -213,12 +273,20 @@ def test_cleaning_on_two_cores_writes_what_one_core_writes(sample_dir, tmp_path,
     for split in ("train", "val", "test"):
         text = read_parallel(sample_dir / split, "en", "fr")
         if tsv:
-            (corpus / f"{split}.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in zip(text.src, text.tgt)), encoding="utf-8")
+            (corpus / f"{split}.tsv").write_text(
+                "".join(f"{s}\t{t}\n" for s, t in zip(text.src, text.tgt)), encoding="utf-8"
+            )
         else:
             for lang, side in (("en", text.src), ("fr", text.tgt)):
                 (corpus / f"{split}.{lang}").write_text("".join(f"{s}\n" for s in side), encoding="utf-8")
-    cfg = PrepareConfig(src="en", tgt="fr", train=str(corpus / ("train.tsv" if tsv else "train")),
-                        valid=str(corpus / ("val.tsv" if tsv else "val")), vocab_size=1000, dedup=True)
+    cfg = PrepareConfig(
+        src="en",
+        tgt="fr",
+        train=str(corpus / ("train.tsv" if tsv else "train")),
+        valid=str(corpus / ("val.tsv" if tsv else "val")),
+        vocab_size=1000,
+        dedup=True,
+    )
     prepare(cfg, tmp_path / "one", threads=1)
     monkeypatch.setattr("nmt.prepare.PARALLEL_BYTES", 0)
     prepare(cfg, tmp_path / "two", threads=2)
@@ -248,8 +316,26 @@ def test_killing_prepare_kills_its_cleaning_workers(tmp_path):
 
     train = _big_corpus(tmp_path / "c", 800_000)
     assert sum((tmp_path / "c" / f"train.{lang}").stat().st_size for lang in ("en", "fr")) > PARALLEL_BYTES
-    args = [sys.executable, "-m", "nmt_cli.main", "prepare", "--src", "en", "--tgt", "fr", "--train", str(train),
-            "--valid", str(tmp_path / "c" / "val"), "--out", str(tmp_path / "out"), "--vocab-size", "300", "--threads", "2"]
+    args = [
+        sys.executable,
+        "-m",
+        "nmt_cli.main",
+        "prepare",
+        "--src",
+        "en",
+        "--tgt",
+        "fr",
+        "--train",
+        str(train),
+        "--valid",
+        str(tmp_path / "c" / "val"),
+        "--out",
+        str(tmp_path / "out"),
+        "--vocab-size",
+        "300",
+        "--threads",
+        "2",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def workers() -> list[int]:

@@ -12,10 +12,9 @@ import sys
 
 import pytest
 import typer
-from typer.testing import CliRunner
-
 from nmt_cli import score
 from nmt_cli.main import Command
+from typer.testing import CliRunner
 
 WORDS = (
     "the a cat dog house river garden Paris London green small old new big quickly slowly walked saw "
@@ -228,14 +227,18 @@ def test_score_only_and_metrics_in_order(app, files):
     expected = {name: bare(name) for name in SYSTEMS}  # BLEU chrF2 TER
     assert result.stdout.splitlines() == [f"{expected[n][2]}\t{expected[n][0]}" for n in SYSTEMS]
 
-    repeated = CliRunner().invoke(app, ["score", "-r", "ref.txt", "--metrics", "ter", "--metrics", "bleu", "-b", *SYSTEMS])
+    repeated = CliRunner().invoke(
+        app, ["score", "-r", "ref.txt", "--metrics", "ter", "--metrics", "bleu", "-b", *SYSTEMS]
+    )
     assert repeated.stdout == result.stdout
 
     table = CliRunner().invoke(app, ["score", "-r", "ref.txt", "--metrics", "chrf", *SYSTEMS])
     assert table.exit_code == 0, table.output
     assert table_rows(table.stdout) == {n: [expected[n][1]] for n in SYSTEMS}
     assert "BLEU|" not in table.stdout and "chrF2|" in table.stdout
-    as_json = json.loads(CliRunner().invoke(app, ["score", "-r", "ref.txt", "--metrics", "chrf", "--json", *SYSTEMS]).stdout)
+    as_json = json.loads(
+        CliRunner().invoke(app, ["score", "-r", "ref.txt", "--metrics", "chrf", "--json", *SYSTEMS]).stdout
+    )
     assert set(as_json["systems"][0]) == {"name", "chrf", "paired"} and set(as_json["signatures"]) == {"chrf"}
 
 
@@ -244,8 +247,25 @@ def test_sentence_level_matches_sacrebleu(app, files, metric, label):
     lines = (files / "sys_a.txt").read_text(encoding="utf-8").splitlines()
     lines[5] = "Cat."  # a short line: sentence BLEU needs effective order not to be 0
     (files / "sys_a.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    theirs = subprocess.run([sys.executable, "-m", "sacrebleu", "ref.txt", "-i", "sys_a.txt", "--sentence-level",
-                             "-m", metric, "-b", "-w", "4"], capture_output=True, text=True, check=True).stdout
+    theirs = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sacrebleu",
+            "ref.txt",
+            "-i",
+            "sys_a.txt",
+            "--sentence-level",
+            "-m",
+            metric,
+            "-b",
+            "-w",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     result = CliRunner().invoke(app, ["score", "-r", "ref.txt", "sys_a.txt", "--sentence-level", "-b", "-w", "4"])
     assert result.exit_code == 0, result.output
     ours = [line.split("\t") for line in result.stdout.splitlines()]
@@ -257,12 +277,15 @@ def test_sentence_level_matches_sacrebleu(app, files, metric, label):
     assert header == f"line\t{label}" and rows[0].split("\t")[0] == "1" and rows[40].startswith(f"{label}|")
 
 
-@pytest.mark.parametrize("args, words", [
-    (["sys_a.txt", "sys_b.txt", "--sentence-level"], "one hypothesis"),
-    (["sys_a.txt", "--sentence-level", "--paired-bs"], "--paired-bs"),
-    (["sys_a.txt", "-b", "--json"], "choose one"),
-    (["sys_a.txt", "-", "-"], "stdin"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["sys_a.txt", "sys_b.txt", "--sentence-level"], "one hypothesis"),
+        (["sys_a.txt", "--sentence-level", "--paired-bs"], "--paired-bs"),
+        (["sys_a.txt", "-b", "--json"], "choose one"),
+        (["sys_a.txt", "-", "-"], "stdin"),
+    ],
+)
 def test_option_conflicts_exit_2_in_one_line(app, files, args, words):
     result = CliRunner().invoke(app, ["score", "-r", "ref.txt", *args], input=b"x\n")
     assert result.exit_code == 2 and result.stdout == ""

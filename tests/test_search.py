@@ -221,8 +221,16 @@ def step_model(request):
     model_module = pytest.importorskip("nmt.model")
     torch.manual_seed(1)
     config = ModelConfig(
-        src_vocab_size=40, tgt_vocab_size=40, d_model=32, n_heads=2, enc_layers=2, dec_layers=2, ffn_dim=64,
-        dropout=0.0, share_all_embeddings=False, tie_output=False,  # tied and random, it echoes its input
+        src_vocab_size=40,
+        tgt_vocab_size=40,
+        d_model=32,
+        n_heads=2,
+        enc_layers=2,
+        dec_layers=2,
+        ffn_dim=64,
+        dropout=0.0,
+        share_all_embeddings=False,
+        tie_output=False,  # tied and random, it echoes its input
     )
     return EosBias(model_module.Transformer(config).eval(), 1.0)
 

@@ -13,18 +13,27 @@ import time
 import pytest
 import torch
 
+import nmt.train as training
 from nmt.checkpoint import average_checkpoints, load_model_dir, save_model_dir
 from nmt.config import TrainConfig
 from nmt.errors import CheckpointError, ConfigError
-import nmt.train as training
 from nmt.train import Trainer, TrainingError
 
 TINY = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 64, "dropout": 0.1}
 
 
 def tiny_train(**changes) -> TrainConfig:
-    base = dict(batch_tokens=600, max_steps=8, warmup_steps=4, log_every=1, valid_every=4,
-                valid_max_sentences=8, keep_last=2, seed=3, lr=2e-3)
+    base = dict(
+        batch_tokens=600,
+        max_steps=8,
+        warmup_steps=4,
+        log_every=1,
+        valid_every=4,
+        valid_max_sentences=8,
+        keep_last=2,
+        seed=3,
+        lr=2e-3,
+    )
     return TrainConfig(**{**base, **changes})
 
 
@@ -54,7 +63,9 @@ def test_resumed_training_equals_uninterrupted(prepared_sample, tmp_path):
 
 def test_run_dir_is_never_overwritten_silently(prepared_sample, tmp_path):
     run(prepared_sample, tmp_path / "r", max_steps=2, valid_every=2)
-    with pytest.raises(ConfigError, match="already holds a run; continue it with `nmt train --resume .*`, or add --overwrite"):
+    with pytest.raises(
+        ConfigError, match="already holds a run; continue it with `nmt train --resume .*`, or add --overwrite"
+    ):
         training.start(prepared_sample, tmp_path / "r", TINY, tiny_train(), threads=1)
     trainer = training.start(prepared_sample, tmp_path / "r", TINY, tiny_train(max_steps=1), overwrite=True, threads=1)
     trainer.close()
@@ -99,7 +110,9 @@ def checkpoint(prepared_sample, tmp_path):
 def test_truncated_weights_are_a_clear_error(checkpoint):
     weights = checkpoint / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match="model.safetensors: unreadable safetensors file .* truncated or corrupted"):
+    with pytest.raises(
+        CheckpointError, match="model.safetensors: unreadable safetensors file .* truncated or corrupted"
+    ):
         load_model_dir(checkpoint)
 
 
@@ -170,15 +183,42 @@ def test_save_model_dir_leaves_no_partial_directory_on_failure(prepared_sample, 
 
     monkeypatch.setattr(nmt.checkpoint, "save_file", full_disk)
     with pytest.raises(OSError):
-        save_model_dir(tmp_path / "r" / "checkpoints" / "step_000099", trainer.model, {"spm": {}}, {}, {"x": torch.zeros(1)}, {})
+        save_model_dir(
+            tmp_path / "r" / "checkpoints" / "step_000099", trainer.model, {"spm": {}}, {}, {"x": torch.zeros(1)}, {}
+        )
     assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["step_000002"]
 
 
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(prepared_sample, tmp_path):
-    args = [sys.executable, "-m", "nmt_cli.main", "train", str(prepared_sample), "--out", str(tmp_path / "r"),
-            "--d-model", "32", "--n-heads", "2", "--enc-layers", "1", "--dec-layers", "1", "--ffn-dim", "64",
-            "--batch-tokens", "400", "--max-steps", "100000", "--valid-every", "100000", "--log-every", "1",
-            "--threads", "1"]
+    args = [
+        sys.executable,
+        "-m",
+        "nmt_cli.main",
+        "train",
+        str(prepared_sample),
+        "--out",
+        str(tmp_path / "r"),
+        "--d-model",
+        "32",
+        "--n-heads",
+        "2",
+        "--enc-layers",
+        "1",
+        "--dec-layers",
+        "1",
+        "--ffn-dim",
+        "64",
+        "--batch-tokens",
+        "400",
+        "--max-steps",
+        "100000",
+        "--valid-every",
+        "100000",
+        "--log-every",
+        "1",
+        "--threads",
+        "1",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:  # progress lines are on stderr
         if line.startswith("step"):
@@ -233,13 +273,15 @@ def test_loss_in_chunks_gives_the_whole_batch_gradients(prepared_sample, tmp_pat
     model.zero_grad(set_to_none=True)
     monkeypatch.setattr(nmt.loss, "LOSS_CHUNK", 7)  # many chunks, the last one short
     states = model.decode_states(batch.tgt_in, model.encode(batch.src, batch.src_len))
-    scaled, loss_sum, nll_sum = nmt.loss.chunked_loss(states, model.output_proj.weight, batch.tgt_out, batch.rows,
-                                                      0.1, batch.n_tokens)
+    scaled, loss_sum, nll_sum = nmt.loss.chunked_loss(
+        states, model.output_proj.weight, batch.tgt_out, batch.rows, 0.1, batch.n_tokens
+    )
     scaled.backward()  # one backward pass (what DistributedDataParallel needs)
     trainer.close()
     assert len(batch.rows) == batch.n_tokens
     assert (float(scaled.detach()) * batch.n_tokens, float(loss_sum), float(nll_sum)) == pytest.approx(
-        (float(loss.detach()), float(loss.detach()), float(nll)), rel=1e-5)
+        (float(loss.detach()), float(loss.detach()), float(nll)), rel=1e-5
+    )
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, whole[name], rtol=1e-4, atol=1e-6, msg=name)
 
@@ -250,8 +292,9 @@ def test_batches_collated_ahead_on_a_thread_give_the_same_run(prepared_sample, t
     from concurrent.futures import ThreadPoolExecutor
 
     plain = run(prepared_sample, tmp_path / "plain", max_steps=8, accum_steps=2)
-    trainer = training.start(prepared_sample, tmp_path / "ahead", TINY, tiny_train(max_steps=8, accum_steps=2),
-                             threads=1)
+    trainer = training.start(
+        prepared_sample, tmp_path / "ahead", TINY, tiny_train(max_steps=8, accum_steps=2), threads=1
+    )
     assert trainer.ahead is None  # on the CPU it is off by default
     trainer.ahead = ThreadPoolExecutor(1)
     trainer.train()

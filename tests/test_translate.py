@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from nmt_cli.main import app
 from typer.testing import CliRunner
 
 from nmt.config import DecodeConfig
 from nmt.translate import Translator
-from nmt_cli.main import app
 
 runner = CliRunner()
 
@@ -97,8 +97,23 @@ def test_score_with_model_equals_translate_then_score(tiny_model_dir, sample_dir
     translated = invoke(tiny_model_dir, b"", "--input", str(src), "--output", str(hyp), "--beam", "2")
     assert translated.exit_code == 0
     by_file = runner.invoke(app, ["score", "-r", str(ref), str(hyp), "--json"])
-    by_model = runner.invoke(app, ["score", "-r", str(ref), "-m", str(tiny_model_dir), "--src", str(src),
-                                   "--beam", "2", "--json", "--output", str(tmp_path / "kept.txt")])
+    by_model = runner.invoke(
+        app,
+        [
+            "score",
+            "-r",
+            str(ref),
+            "-m",
+            str(tiny_model_dir),
+            "--src",
+            str(src),
+            "--beam",
+            "2",
+            "--json",
+            "--output",
+            str(tmp_path / "kept.txt"),
+        ],
+    )
     assert by_model.exit_code == 0, by_model.output
     a, b = json.loads(by_file.stdout)["systems"][0], json.loads(by_model.stdout)["systems"][0]
     assert (a["bleu"], a["chrf"], a["ter"]) == (b["bleu"], b["chrf"], b["ter"])

@@ -7,8 +7,9 @@ import hashlib
 import os
 import sys
 
-import nmt.train
 from nmt_cli.main import main
+
+import nmt.train
 
 real_update = nmt.train.update
 

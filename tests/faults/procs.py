@@ -13,10 +13,39 @@ from pathlib import Path
 
 # A tiny model that checkpoints every second step. Validation by loss only (greedy BLEU costs time and
 # proves nothing here); dropout stays on, so the RNG state has to survive every interruption too.
-TINY_ARGS = ["--d-model", "32", "--n-heads", "2", "--enc-layers", "1", "--dec-layers", "1", "--ffn-dim", "64",
-             "--batch-tokens", "600", "--warmup-steps", "4", "--lr", "0.002", "--log-every", "1", "--valid-every", "2",
-             "--valid-max-sentences", "8", "--no-valid-bleu", "--early-stop-metric", "loss", "--keep-last", "2",
-             "--seed", "3", "--threads", "1"]
+TINY_ARGS = [
+    "--d-model",
+    "32",
+    "--n-heads",
+    "2",
+    "--enc-layers",
+    "1",
+    "--dec-layers",
+    "1",
+    "--ffn-dim",
+    "64",
+    "--batch-tokens",
+    "600",
+    "--warmup-steps",
+    "4",
+    "--lr",
+    "0.002",
+    "--log-every",
+    "1",
+    "--valid-every",
+    "2",
+    "--valid-max-sentences",
+    "8",
+    "--no-valid-bleu",
+    "--early-stop-metric",
+    "loss",
+    "--keep-last",
+    "2",
+    "--seed",
+    "3",
+    "--threads",
+    "1",
+]
 MAX_STEPS = 24
 CHECKPOINT = re.compile(r"step_\d{6}")
 CHECKPOINT_FILES = {"model.safetensors", "config.json", "spm.model", "trainer.safetensors", "trainer.json"}
@@ -30,8 +59,13 @@ class Train:
         n = len(list(log_dir.glob("*.out")))
         self.stdout_path, self.stderr_path = log_dir / f"{n:03d}.out", log_dir / f"{n:03d}.err"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "nmt_cli.main", "train", *args], stdout=out,
-                                         stderr=err, stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "nmt_cli.main", "train", *args],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=preexec_fn,
+            )
         self.started = time.monotonic()
 
     @property
@@ -98,8 +132,11 @@ def check_run_dir(run_dir: Path) -> None:
 def tensors_of(checkpoint: Path) -> dict:
     from safetensors.torch import load_file
 
-    return {f"{name}:{key}": value for name in ("model.safetensors", "trainer.safetensors")
-            for key, value in load_file(str(checkpoint / name)).items()}
+    return {
+        f"{name}:{key}": value
+        for name in ("model.safetensors", "trainer.safetensors")
+        for key, value in load_file(str(checkpoint / name)).items()
+    }
 
 
 def log_records(run_dir: Path) -> list[dict]:

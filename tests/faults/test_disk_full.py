@@ -27,12 +27,16 @@ def file_size_limit(limit: int):
     return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
-@pytest.mark.parametrize("limit, failing", [
-    (100_000, "model.safetensors"),
-    pytest.param(300_000, "trainer.safetensors", marks=pytest.mark.slow),
-])
-def test_full_disk_during_a_checkpoint_is_a_clear_error_and_resumable(limit, failing, train, prepared_sample,
-                                                                      reference_runs, tmp_path, figures):
+@pytest.mark.parametrize(
+    "limit, failing",
+    [
+        (100_000, "model.safetensors"),
+        pytest.param(300_000, "trainer.safetensors", marks=pytest.mark.slow),
+    ],
+)
+def test_full_disk_during_a_checkpoint_is_a_clear_error_and_resumable(
+    limit, failing, train, prepared_sample, reference_runs, tmp_path, figures
+):
     run_dir = tmp_path / "run"
     first = train(start_args(prepared_sample, run_dir, max_steps=6))
     assert first.wait() == 0, first.stderr
@@ -45,8 +49,11 @@ def test_full_disk_during_a_checkpoint_is_a_clear_error_and_resumable(limit, fai
     assert starved.wait() == 2, starved.stderr
     error = starved.stderr.splitlines()[-1]
     assert "Traceback" not in starved.stderr and error.startswith("error: "), starved.stderr
-    assert re.fullmatch(r"error: step 8: could not write the checkpoint \S+step_000008 \(File too large.*\); "
-                        r"\S+ is intact\. Free some disk space, then resume with --resume", error), error
+    assert re.fullmatch(
+        r"error: step 8: could not write the checkpoint \S+step_000008 \(File too large.*\); "
+        r"\S+ is intact\. Free some disk space, then resume with --resume",
+        error,
+    ), error
     assert f"{run_dir / 'last'} is intact" in error
     assert (run_dir / "last").resolve() == previous  # still the previous checkpoint, and it loads
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == kept  # no half-written step_000008

@@ -29,7 +29,9 @@ def workers(launcher: subprocess.Popen) -> dict[int, int]:
     found: dict[int, int] = {}
     for task in Path(f"/proc/{launcher.pid}/task").iterdir():
         for pid in (task / "children").read_text().split():
-            env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+            env = dict(
+                item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item
+            )
             if "RANK" in env:
                 found[int(env["RANK"])] = int(pid)
     return found
@@ -43,16 +45,44 @@ def test_two_processes_make_the_updates_of_one_accumulating_their_batches(prepar
     """torchrun, two ranks of one batch each = one process with --accum-steps 2 over the same two batches; after
     every update both ranks hold the same weights, bit for bit."""
     steps = ["--max-steps", "6", "--valid-every", "3"]
-    one = subprocess.run([sys.executable, "-m", "nmt_cli.main", "train",
-                          *start_args(prepared_sample, tmp_path / "one"), *NO_DROPOUT, *steps, "--accum-steps", "2"],
-                         capture_output=True, text=True, timeout=600)
+    one = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nmt_cli.main",
+            "train",
+            *start_args(prepared_sample, tmp_path / "one"),
+            *NO_DROPOUT,
+            *steps,
+            "--accum-steps",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert one.returncode == 0, one.stderr
     digests = tmp_path / "digests"
     digests.mkdir()
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          str(Path(__file__).with_name("dist_worker.py")), "train",
-                          *start_args(prepared_sample, tmp_path / "two"), *NO_DROPOUT, *steps],
-                         capture_output=True, text=True, timeout=600, env={**os.environ, "DIGESTS": str(digests)})
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(Path(__file__).with_name("dist_worker.py")),
+            "train",
+            *start_args(prepared_sample, tmp_path / "two"),
+            *NO_DROPOUT,
+            *steps,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "DIGESTS": str(digests)},
+    )
     assert two.returncode == 0, two.stderr
     assert "2 processes x 1 thread" in two.stderr
 
@@ -65,7 +95,10 @@ def test_two_processes_make_the_updates_of_one_accumulating_their_batches(prepar
         for key in ("loss", "ppl", "valid_loss", "valid_ppl"):
             if key in w:
                 assert g[key] == pytest.approx(w[key], rel=RTOL), (g, w)
-    weights_two, weights_one = tensors_of((tmp_path / "two" / "last").resolve()), tensors_of((tmp_path / "one" / "last").resolve())
+    weights_two, weights_one = (
+        tensors_of((tmp_path / "two" / "last").resolve()),
+        tensors_of((tmp_path / "one" / "last").resolve()),
+    )
     assert set(weights_two) - set(weights_one) == {"trainer.safetensors:rng.cpu.rank1"}  # each rank's RNG is saved
     for name, value in weights_one.items():
         if not name.startswith("trainer.safetensors:rng"):
@@ -76,8 +109,12 @@ def test_two_processes_make_the_updates_of_one_accumulating_their_batches(prepar
 def reference_two(prepared_sample, tmp_path_factory) -> Path:
     """An uninterrupted `nmt train --nproc 2` (dropout on) of MAX_STEPS steps."""
     run_dir = tmp_path_factory.mktemp("reference-two") / "run"
-    done = subprocess.run([sys.executable, "-m", "nmt_cli.main", "train", *start_args(prepared_sample, run_dir),
-                           "--nproc", "2"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "nmt_cli.main", "train", *start_args(prepared_sample, run_dir), "--nproc", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     return run_dir
 
@@ -95,8 +132,9 @@ def test_resume_after_all_processes_are_killed_continues_exactly(train, prepared
     assert_same_run(run_dir, reference_two)
 
 
-def test_sigterm_to_one_process_stops_all_at_one_step_with_one_checkpoint(train, prepared_sample, reference_two,
-                                                                            tmp_path):
+def test_sigterm_to_one_process_stops_all_at_one_step_with_one_checkpoint(
+    train, prepared_sample, reference_two, tmp_path
+):
     run_dir = tmp_path / "run"
     proc = train([*start_args(prepared_sample, run_dir), "--nproc", "2"])
     assert proc.wait_for(lambda: steps_done(proc) >= 3, poll=0.005), proc.stderr
@@ -124,7 +162,10 @@ def test_a_process_that_dies_stops_the_others_with_one_line(train, prepared_samp
     assert proc.wait() != 0
     assert time.monotonic() - killed < EXIT_WITHIN_S
     assert "error: rank 1 was killed (SIGKILL); the other processes stopped" in proc.stderr, proc.stderr
-    assert re.search(r"error: rank 0: step \d+: lost touch with the other processes of the run \(.+\); one of them "
-                     r"has probably died\. Resume with --resume\n", proc.stderr), proc.stderr
+    assert re.search(
+        r"error: rank 0: step \d+: lost touch with the other processes of the run \(.+\); one of them "
+        r"has probably died\. Resume with --resume\n",
+        proc.stderr,
+    ), proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     check_run_dir(run_dir)

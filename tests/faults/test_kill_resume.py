@@ -79,7 +79,9 @@ def kill_and_resume(train, data_dir: Path, run_dir: Path, max_steps: int, kills:
 def run_with_kills(train, prepared_sample, reference_runs, tmp_path, figures, max_steps: int, kills: int, seed: int):
     run_dir = tmp_path / "run"
     done = kill_and_resume(train, prepared_sample, run_dir, max_steps, kills, seed)
-    assert sum(done.values()) == kills, f"the run ended after {sum(done.values())} kills ({dict(done)}); give it more steps"
+    assert sum(done.values()) == kills, (
+        f"the run ended after {sum(done.values())} kills ({dict(done)}); give it more steps"
+    )
     assert not [p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith(".")], "leftovers were not removed"
     check_run_dir(run_dir)
     assert_same_run(run_dir, reference_runs(max_steps))

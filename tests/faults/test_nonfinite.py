@@ -9,18 +9,29 @@ import os
 import pytest
 import torch
 
+import nmt.train as training
 from faults.procs import start_args
 from nmt.checkpoint import load_model_dir
 from nmt.config import TrainConfig
-import nmt.train as training
 from nmt.train import MAX_SKIPS_IN_A_ROW, Trainer, TrainingError
 
 TINY = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 64}
 
 
 def tiny_train(**changes) -> TrainConfig:
-    base = dict(batch_tokens=600, max_steps=8, warmup_steps=4, log_every=1, valid_every=2, valid_max_sentences=8,
-                valid_bleu=False, early_stop_metric="loss", keep_last=10, seed=3, lr=2e-3)
+    base = dict(
+        batch_tokens=600,
+        max_steps=8,
+        warmup_steps=4,
+        log_every=1,
+        valid_every=2,
+        valid_max_sentences=8,
+        valid_bleu=False,
+        early_stop_metric="loss",
+        keep_last=10,
+        seed=3,
+        lr=2e-3,
+    )
     return TrainConfig(**{**base, **changes})
 
 
@@ -124,8 +135,15 @@ def test_skipping_gives_up_when_every_batch_is_nonfinite(train, prepared_sample,
     run_dir = tmp_path / "run"
     proc = train([*start_args(prepared_sample, run_dir), "--lr", "1e30", "--warmup-steps", "1", "--skip-nonfinite"])
     assert proc.wait() == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith(("warning:", "error:"))]  # progress is there too
-    assert lines[-1] == (f"error: step 2: {MAX_SKIPS_IN_A_ROW} batches in a row gave a non-finite loss or gradient; "
-                         "the weights have diverged. Lower --lr or raise --warmup-steps")
-    assert lines[:-1] == ["warning: step 2: the loss became nan; skipped this batch (--skip-nonfinite)"] * MAX_SKIPS_IN_A_ROW
+    lines = [
+        line for line in proc.stderr.splitlines() if line.startswith(("warning:", "error:"))
+    ]  # progress is there too
+    assert lines[-1] == (
+        f"error: step 2: {MAX_SKIPS_IN_A_ROW} batches in a row gave a non-finite loss or gradient; "
+        "the weights have diverged. Lower --lr or raise --warmup-steps"
+    )
+    assert (
+        lines[:-1]
+        == ["warning: step 2: the loss became nan; skipped this batch (--skip-nonfinite)"] * MAX_SKIPS_IN_A_ROW
+    )
     assert not (run_dir / "last").exists()

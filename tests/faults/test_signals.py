@@ -21,8 +21,9 @@ def steps_done(proc) -> int:
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
-def test_signal_saves_a_checkpoint_and_exits_within_seconds(sig, code, train, prepared_sample, reference_runs,
-                                                            tmp_path, figures):
+def test_signal_saves_a_checkpoint_and_exits_within_seconds(
+    sig, code, train, prepared_sample, reference_runs, tmp_path, figures
+):
     run_dir = tmp_path / "run"
     proc = train(start_args(prepared_sample, run_dir))
     assert proc.wait_for(lambda: steps_done(proc) >= 3, poll=0.005), proc.stderr
@@ -41,8 +42,10 @@ def test_signal_saves_a_checkpoint_and_exits_within_seconds(sig, code, train, pr
 
     resumed = train(resume_args(run_dir))
     assert resumed.wait() == 0, resumed.stderr
-    assert any(line.startswith("resumed from") and line.endswith(f"(step {step})")  # "resumed from RUN/... (step N)"
-               for line in resumed.stderr.splitlines()), resumed.stderr
+    assert any(
+        line.startswith("resumed from") and line.endswith(f"(step {step})")  # "resumed from RUN/... (step N)"
+        for line in resumed.stderr.splitlines()
+    ), resumed.stderr
     assert_same_run(run_dir, reference_runs())
     figures[f"{sig.name}: checkpoint saved and exited, resumed exactly"] += 1
     figures[f"{sig.name}: slowest exit (s)"] = max(figures[f"{sig.name}: slowest exit (s)"], round(seconds, 2))

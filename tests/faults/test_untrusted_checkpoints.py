@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from nmt_cli.main import app
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from nmt.checkpoint import load_model_dir
 from nmt.errors import CheckpointError
-from nmt_cli.main import app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,18 +63,28 @@ def assert_refused(model_dir: Path, pattern: str, figures) -> None:
 
 
 WEIGHTS = {
-    "wrong shape": (lambda t: t.__setitem__("encoder.0.ffn.fc1.weight", torch.zeros(7, 3)),
-                    r"encoder\.0\.ffn\.fc1\.weight has shape \[7, 3\], the model .* needs \[64, 32\]"),
-    "wrong dtype float64": (lambda t: t.__setitem__("encoder_norm.weight", t["encoder_norm.weight"].double()),
-                            r"encoder_norm\.weight is F64, the model needs F32"),
-    "wrong dtype int64": (lambda t: t.__setitem__("encoder_norm.weight", t["encoder_norm.weight"].long()),
-                          r"encoder_norm\.weight is I64, the model needs F32"),
-    "wrong dtype bfloat16": (lambda t: t.__setitem__("encoder_norm.weight", t["encoder_norm.weight"].bfloat16()),
-                             r"encoder_norm\.weight is BF16"),
+    "wrong shape": (
+        lambda t: t.__setitem__("encoder.0.ffn.fc1.weight", torch.zeros(7, 3)),
+        r"encoder\.0\.ffn\.fc1\.weight has shape \[7, 3\], the model .* needs \[64, 32\]",
+    ),
+    "wrong dtype float64": (
+        lambda t: t.__setitem__("encoder_norm.weight", t["encoder_norm.weight"].double()),
+        r"encoder_norm\.weight is F64, the model needs F32",
+    ),
+    "wrong dtype int64": (
+        lambda t: t.__setitem__("encoder_norm.weight", t["encoder_norm.weight"].long()),
+        r"encoder_norm\.weight is I64, the model needs F32",
+    ),
+    "wrong dtype bfloat16": (
+        lambda t: t.__setitem__("encoder_norm.weight", t["encoder_norm.weight"].bfloat16()),
+        r"encoder_norm\.weight is BF16",
+    ),
     "missing tensor": (lambda t: t.pop("decoder_norm.bias"), r"tensor 'decoder_norm\.bias' is missing"),
     "extra tensor": (lambda t: t.__setitem__("payload", torch.zeros(3)), r"unexpected tensor 'payload'"),
-    "non-finite weight": (lambda t: t["encoder_norm.weight"].__setitem__(0, float("nan")),
-                          r"non-finite values in encoder_norm\.weight"),
+    "non-finite weight": (
+        lambda t: t["encoder_norm.weight"].__setitem__(0, float("nan")),
+        r"non-finite values in encoder_norm\.weight",
+    ),
 }
 
 
@@ -98,7 +108,8 @@ HEADERS = {
     "header not json": header_of_size(9, b"not json!"),
     "tensor past the end": header_of_size(
         len(b'{"x":{"dtype":"F32","shape":[1000000],"data_offsets":[0,4000000]}}'),
-        b'{"x":{"dtype":"F32","shape":[1000000],"data_offsets":[0,4000000]}}'),
+        b'{"x":{"dtype":"F32","shape":[1000000],"data_offsets":[0,4000000]}}',
+    ),
     "empty file": b"",
     "seven bytes": b"\x00" * 7,
 }
@@ -130,7 +141,10 @@ CONFIGS = {
     "huge max_positions": (set_model("max_positions", 10**12), "beyond what nmt builds"),
     "a million layers": (set_model("enc_layers", 10**6), "holds only"),
     "spm is a string": (lambda c: c.__setitem__("spm", "spm.model"), "no SentencePiece model names"),
-    "spm escapes the directory": (lambda c: c["spm"].__setitem__("src", "../../etc/passwd"), "invalid SentencePiece file"),
+    "spm escapes the directory": (
+        lambda c: c["spm"].__setitem__("src", "../../etc/passwd"),
+        "invalid SentencePiece file",
+    ),
     "spm_sha256 is a list": (lambda c: c.__setitem__("spm_sha256", []), "no SentencePiece model names"),
 }
 
@@ -184,8 +198,9 @@ def test_loading_and_translating_never_unpickle(model_dir, monkeypatch):
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, forbidden)
     monkeypatch.setattr(torch, "load", forbidden)
-    result = CliRunner().invoke(app, ["translate", "-m", str(model_dir), "--threads", "1", "--beam", "2"],
-                                input=b"Hello.\n")
+    result = CliRunner().invoke(
+        app, ["translate", "-m", str(model_dir), "--threads", "1", "--beam", "2"], input=b"Hello.\n"
+    )
     assert result.exit_code == 0, result.output
     load_model_dir(model_dir)
 
@@ -201,13 +216,21 @@ def unsafe_calls(source: str) -> list[str]:
             found += [f"import {a.name}" for a in node.names if a.name.split(".")[0] in UNSAFE_MODULES]
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in UNSAFE_MODULES:
             found.append(f"from {node.module} import ...")
-        elif isinstance(node, ast.ImportFrom) and node.module == "torch" and any(a.name in ("load", "save") for a in node.names):
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "torch"
+            and any(a.name in ("load", "save") for a in node.names)
+        ):
             found.append("from torch import load/save")
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             name, keywords = node.func.attr, {k.arg: k.value for k in node.keywords}
             owner = ast.unparse(node.func.value)
             weights_only = keywords.get("weights_only")
-            if owner == "torch" and name == "load" and not (isinstance(weights_only, ast.Constant) and weights_only.value is True):
+            if (
+                owner == "torch"
+                and name == "load"
+                and not (isinstance(weights_only, ast.Constant) and weights_only.value is True)
+            ):
                 found.append(f"line {node.lineno}: torch.load without weights_only=True")
             if owner == "torch" and name == "save":
                 found.append(f"line {node.lineno}: torch.save (a pickle)")
