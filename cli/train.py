@@ -216,6 +216,8 @@ def train(
         if nproc < 1 or group.distributed:
             raise ConfigError(f"--nproc {nproc}: " + ("give 1 or more" if nproc < 1 else "already started by torchrun"))
         raise typer.Exit(launch(nproc))
+    if group.distributed:
+        distributed.stop_with_launcher()
     try:
         _train(ctx, out_dir, config, resume, overwrite, device, threads, group)
     except NmtError as e:

@@ -7,8 +7,10 @@ collectives the trainer makes itself (a sum, a JSON broadcast, the RNG states of
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -62,6 +64,18 @@ def device_name(group: Group, name: str | None) -> str | None:
     if group.distributed and (name in (None, "auto", "cuda")) and torch.cuda.is_available():
         return f"cuda:{group.local_rank}"
     return name
+
+
+def stop_with_launcher() -> None:
+    """Linux: SIGTERM this process when its parent (torchrun's agent) dies, however it dies. torchrun starts each
+    process in a session of its own, so killing the launcher alone would leave them training; with this, they
+    all stop at the next step with a checkpoint, as for any SIGTERM."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() == 1:  # the launcher died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def start(group: Group, device: torch.device) -> None:

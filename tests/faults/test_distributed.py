@@ -37,6 +37,13 @@ def workers(launcher: subprocess.Popen) -> dict[int, int]:
     return found
 
 
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def steps_done(proc) -> int:
     return sum(line.startswith("step") for line in proc.stderr.splitlines())
 
@@ -123,8 +130,13 @@ def test_resume_after_all_processes_are_killed_continues_exactly(train, prepared
     run_dir = tmp_path / "run"
     proc = train([*start_args(prepared_sample, run_dir), "--nproc", "2"], preexec_fn=os.setsid)
     assert proc.wait_for(lambda: steps_done(proc) >= 5, poll=0.005), proc.stderr
-    os.killpg(proc.proc.pid, signal.SIGKILL)  # the launcher and both ranks at once
+    ranks = workers(proc.proc).values()  # torchrun starts each in a session of its own
+    for pid in ranks:
+        os.kill(pid, signal.SIGKILL)
+    os.killpg(proc.proc.pid, signal.SIGKILL)  # and the launcher
     proc.wait()
+    while any(map(alive, ranks)):
+        time.sleep(0.01)
     check_run_dir(run_dir)
     resumed = train([*resume_args(run_dir), "--nproc", "2"])
     assert resumed.wait() == 0, resumed.stderr
@@ -168,4 +180,21 @@ def test_a_process_that_dies_stops_the_others_with_one_line(train, prepared_samp
         proc.stderr,
     ), proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
+    check_run_dir(run_dir)
+
+
+def test_killing_the_launcher_alone_stops_the_processes_with_a_checkpoint(train, prepared_sample, tmp_path):
+    """torchrun puts each process in a session of its own: without PR_SET_PDEATHSIG they would train on, orphaned."""
+    run_dir = tmp_path / "run"
+    proc = train([*start_args(prepared_sample, run_dir, max_steps=10_000), "--nproc", "2"])
+    assert proc.wait_for(lambda: steps_done(proc) >= 3, poll=0.005), proc.stderr
+    ranks = workers(proc.proc).values()
+    proc.proc.kill()
+    proc.wait()
+    killed = time.monotonic()
+    while any(map(alive, ranks)):
+        assert time.monotonic() - killed < EXIT_WITHIN_S, "the processes outlived their launcher"
+        time.sleep(0.05)
+    step = max(r["step"] for r in log_records(run_dir))
+    assert os.readlink(run_dir / "last") == f"checkpoints/step_{step:06d}"  # stopped at a step, with its checkpoint
     check_run_dir(run_dir)
