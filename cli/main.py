@@ -142,7 +142,7 @@ def _root(
 
 def _register() -> None:
     """The commands in the order of the work: prepare, train, average, translate, score, export."""
-    from nmt_cli import export, prepare, score, train, translate
+    from nmt_cli import attention, export, prepare, score, train, translate
 
     extra_args = {"allow_extra_args": True, "ignore_unknown_options": True}
     app.command("prepare", cls=Command, short_help="Train BPE on parallel text and write a prepared data directory.")(
@@ -162,6 +162,7 @@ def _register() -> None:
     )
     app.command("score", cls=Command, short_help="BLEU, chrF and TER (sacreBLEU) of hypothesis files.")(score.score)
     app.command("export", cls=Command, short_help="Write a model for CTranslate2.")(export.export)
+    app.command("attention", cls=Command, short_help="Draw the attention behind a translation.")(attention.attention)
 
 
 _register()

@@ -236,7 +236,8 @@ def formatter(fmt: str, nbest: int, scores: bool) -> Callable[..., str]:
     def text(index: int, result, seconds: float) -> str:
         if nbest > 1:  # Moses: i ||| text ||| features ||| total (F0: the model's log-probability)
             return "".join(f"{index} ||| {t} ||| F0= {lp:.4f} ||| {s:.4f}\n" for t, s, lp in result.nbest)
-        return f"{result.score:.4f}\t{result.text}\n" if scores else f"{result.text}\n"
+        line = f"{result.text} ||| {result.alignment}" if result.alignment else result.text  # Marian's --alignment
+        return f"{result.score:.4f}\t{line}\n" if scores else f"{line}\n"
 
     def jsonl(index: int, result, seconds: float) -> str:
         record = {
@@ -247,6 +248,8 @@ def formatter(fmt: str, nbest: int, scores: bool) -> Callable[..., str]:
             "tokens": list(result.tokens),
             "time": round(seconds, 4),
         }
+        if result.alignment is not None:
+            record["alignment"] = result.alignment
         if nbest > 1:
             record["nbest"] = [{"text": t, "score": round(s, 4), "log_prob": round(lp, 4)} for t, s, lp in result.nbest]
         return json.dumps(record, ensure_ascii=False) + "\n"
@@ -338,6 +341,14 @@ def translate(
     bf16: Annotated[
         bool, typer.Option("--bf16", help="Compute in bfloat16 (log-probs and scores stay float32).")
     ] = False,
+    align: Annotated[
+        bool,
+        typer.Option(
+            "--align",
+            help="Add the source-target word alignment from cross-attention: 'translation ||| 0-0 1-2 ...' "
+            "(Pharaoh, 0-based words; the penultimate decoder layer, heads averaged).",
+        ),
+    ] = False,
 ) -> None:
     """Translate lines from stdin (or --input) to stdout (or --output): exactly one output line per input line.
 
@@ -390,6 +401,16 @@ def translate(
         err.print("type a sentence, Ctrl-D to end", markup=False)
     where = f"{input_file}:" if input_file is not None else "<stdin>:"
     source = lines if lines is not None else read_text_lines(sys.stdin.buffer, "<stdin>", say)
+    if align:
+        from nmt.translate import Translator
+
+        if not isinstance(translator, Translator):
+            raise ConfigError(
+                "--align needs the model's attention, which CTranslate2 does not give; use --engine pytorch"
+            )
+        if config.nbest > 1:
+            raise ConfigError("--align gives the best translation's alignment; leave out --nbest")
+        translator.align = True
     write = formatter(fmt, config.nbest, scores)
     report = not quiet and (input_file is not None or output_file is not None)
     with Output(output_file) as output, Progress(len(lines) if lines is not None else None, report, report) as progress:

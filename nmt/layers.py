@@ -5,6 +5,9 @@ Owns the arithmetic of a single layer; embeddings, stacks and decoding caches li
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import cast
 
 import torch
@@ -48,12 +51,25 @@ class SinusoidalPositions(nn.Module):
         return self.table[offset : offset + length]  # (length, d_model)
 
 
-def attention_math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
-    """softmax(q k^T / sqrt(head_dim)) v, spelled out: what `Attention` computes with on CPU in eval
-    mode when no gradient is needed (translation, validation). For decoding's shapes (one query position per
-    hypothesis, a few dozen keys) this is 1.5-3x faster than SDPA's fused CPU kernel (0.5 vs 1.5 ms for 1,350
-    hypotheses, 4 heads, 20 keys; 1.1 vs 2.1 ms for 160 sentences of 28 tokens), and about as fast up to ~100 tokens.
-    q (batch, n_heads, t_q, head_dim), k and v (batch, n_heads, t_k, head_dim); mask as in `attend`."""
+# (name, weights) of every attention computed inside `recording_attention`; None (the default): nothing is kept
+_RECORDS: ContextVar[list[tuple[str, Tensor]] | None] = ContextVar("nmt_attention_records", default=None)
+
+
+@contextmanager
+def recording_attention() -> Iterator[list[tuple[str, Tensor]]]:
+    """Opt-in: within this block every attention appends (its name, e.g. "decoder.1.cross", and its softmax
+    weights (batch, n_heads, t_q, t_k)) to the list it yields, computed by `attention_weights`; outside it,
+    attention keeps its fast path and nothing is recorded. No hooks are registered, so nothing is left behind."""
+    records: list[tuple[str, Tensor]] = []
+    token = _RECORDS.set(records)
+    try:
+        yield records
+    finally:
+        _RECORDS.reset(token)
+
+
+def attention_weights(q: Tensor, k: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
+    """softmax(q k^T / sqrt(head_dim)) (batch, n_heads, t_q, t_k): every row sums to 1 over the keys."""
     scores: Tensor = (q * q.size(-1) ** -0.5) @ k.transpose(-2, -1)  # (batch, n_heads, t_q, t_k)
     if causal:
         scores = scores.masked_fill(
@@ -61,7 +77,16 @@ def attention_math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, 
         )
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    return scores.softmax(dim=-1) @ v  # (batch, n_heads, t_q, head_dim)
+    return scores.softmax(dim=-1)
+
+
+def attention_math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
+    """softmax(q k^T / sqrt(head_dim)) v, spelled out: what `Attention` computes with on CPU in eval
+    mode when no gradient is needed (translation, validation). For decoding's shapes (one query position per
+    hypothesis, a few dozen keys) this is 1.5-3x faster than SDPA's fused CPU kernel (0.5 vs 1.5 ms for 1,350
+    hypotheses, 4 heads, 20 keys; 1.1 vs 2.1 ms for 160 sentences of 28 tokens), and about as fast up to ~100 tokens.
+    q (batch, n_heads, t_q, head_dim), k and v (batch, n_heads, t_k, head_dim); mask as in `attend`."""
+    return attention_weights(q, k, mask, causal) @ v  # (batch, n_heads, t_q, head_dim)
 
 
 class Attention(nn.Module):
@@ -73,6 +98,7 @@ class Attention(nn.Module):
         self.head_dim = d_model // n_heads
         self.attn_dropout = attn_dropout
         self.out_proj = nn.Linear(d_model, d_model)
+        self.name = "attention"  # where it sits ("encoder.0.self", ...), set by the model; names recorded weights
 
     def split_heads(self, x: Tensor) -> Tensor:
         """(batch, t, d_model) -> (batch, n_heads, t, head_dim), a view: SDPA takes strided inputs."""
@@ -83,7 +109,12 @@ class Attention(nn.Module):
         """softmax(q k^T / sqrt(head_dim)) v over all heads, merged and projected back to d_model.
         q (batch, n_heads, t_q, head_dim), k and v (batch, n_heads, t_k, head_dim),
         mask (batch, 1, 1, t_k) bool with True where a key may be attended to."""
-        if q.device.type == "cpu" and not self.training and not torch.is_grad_enabled():
+        records = _RECORDS.get()
+        if records is not None:  # asked for the weights (recording_attention): spelled out, and kept
+            weights = attention_weights(q, k, mask, causal)
+            records.append((self.name, weights.detach()))
+            out = weights @ v
+        elif q.device.type == "cpu" and not self.training and not torch.is_grad_enabled():
             out = attention_math(q, k, v, mask, causal)
         else:
             dropout_p = self.attn_dropout if self.training else 0.0

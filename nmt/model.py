@@ -66,6 +66,10 @@ class Transformer(nn.Module):
         # pre-norm leaves the residual stream un-normalised, so each stack ends with one LayerNorm
         self.encoder_norm = nn.LayerNorm(d_model) if config.pre_norm else nn.Identity()
         self.decoder_norm = nn.LayerNorm(d_model) if config.pre_norm else nn.Identity()
+        for i, enc in enumerate(self.encoder_layers()):
+            enc.self_attn.name = f"encoder.{i}.self"
+        for i, dec in enumerate(self.decoder_layers()):
+            dec.self_attn.name, dec.cross_attn.name = f"decoder.{i}.self", f"decoder.{i}.cross"
         self.reset_parameters()
         if config.share_all_embeddings or config.tie_output:
             # one Parameter under two names; safetensors save_model/load_model keeps it shared

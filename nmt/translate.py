@@ -32,12 +32,14 @@ PRECISIONS = ("fp32", "bf16", "int8")
 class Translation:
     """The n-best translations of one input line, best first (one empty entry for an empty line).
     Each n-best entry is (text, score, log_prob): the search score (length-normalised as configured)
-    and the total log-probability; `tokens` are the best translation's subword pieces."""
+    and the total log-probability; `tokens` are the best translation's subword pieces; `alignment` its
+    source-target word alignment (Pharaoh `i-j`), when asked for."""
 
     text: str
     score: float
     nbest: list[tuple[str, float, float]]
     tokens: tuple[str, ...] = ()
+    alignment: str | None = None
 
 
 Warn = Callable[[str], None]
@@ -48,6 +50,7 @@ class LineTranslator:
     An engine sets `config`, `src_tok`, `tgt_tok` and `max_src_tokens`, and implements `search_ids`."""
 
     config: DecodeConfig
+    align = False  # add each translation's word alignment (Translation.alignment)
     src_tok: Tokenizer
     tgt_tok: Tokenizer
     max_src_tokens: int
@@ -73,20 +76,25 @@ class LineTranslator:
         self, lines: list[str], warn: Warn = lambda s: None, first_line: int = 1, where: str = "line "
     ) -> list[Translation]:
         """Translate a list of lines; an empty or whitespace-only line gives an empty translation."""
-        hyps = self.search_ids(self.encode(lines, warn, first_line, where))
+        ids = self.encode(lines, warn, first_line, where)
+        hyps = self.search_ids(ids)
         out = []
-        for found in hyps:
+        for src_ids, found in zip(ids, hyps):
             if not found:
-                out.append(Translation("", 0.0, [("", 0.0, 0.0)]))
+                out.append(Translation("", 0.0, [("", 0.0, 0.0)], alignment="" if self.align else None))
                 continue
             texts = self.tgt_tok.decode_batch([h.tokens for h in found])
             # a translation is one line: the model can emit a newline only through byte fallback
             texts = [" ".join(t.split()) for t in texts]
             pieces = tuple(self.tgt_tok.to_pieces(found[0].tokens))
-            out.append(
-                Translation(texts[0], found[0].score, [(t, h.score, h.log_prob) for t, h in zip(texts, found)], pieces)
-            )
+            alignment = self.alignment(src_ids, found[0].tokens) if self.align else None
+            nbest = [(t, h.score, h.log_prob) for t, h in zip(texts, found)]
+            out.append(Translation(texts[0], found[0].score, nbest, pieces, alignment))
         return out
+
+    def alignment(self, src_ids: list[int], tokens: list[int]) -> str:
+        """The word alignment of a translation (see nmt.attention.word_alignment)."""
+        raise ConfigError("word alignment needs the model's attention: use the PyTorch engine")
 
     def translate_lines(
         self, lines: Iterable[str], chunk: int = 256, warn: Warn = lambda s: None, where: str = "line "
@@ -166,6 +174,22 @@ class Translator(LineTranslator):
         self.model = model if model is not None else prepare_model(loaded.model, precision, device)
         self.src_tok, self.tgt_tok = loaded.src_tokenizer, loaded.tgt_tokenizer
         self.max_src_tokens = max_source_tokens(loaded.model.config.max_positions, config)
+
+    def alignment(self, src_ids: list[int], tokens: list[int]) -> str:
+        """Source-target word alignment of one translation, from the model's cross-attention
+        (nmt.attention.word_alignment: the penultimate decoder layer, heads averaged)."""
+        from nmt.attention import attention_maps, pharaoh, word_alignment
+
+        maps = attention_maps(
+            self.model,
+            src_ids,
+            tokens,
+            self.src_tok.to_pieces(src_ids),
+            self.tgt_tok.to_pieces(tokens),
+            bos_id=SPECIAL.bos,
+            eos_id=SPECIAL.eos,
+        )
+        return pharaoh(word_alignment(maps))
 
     @classmethod
     def load(
