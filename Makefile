@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The main job on the bundled sample: prepare, train a small model for a few minutes (fixed seed),
-# translate a handful of everyday sentences, score the held-out test set.
+# translate a handful of everyday sentences, score the held-out test set, draw its attention and learning curves.
 demo: setup
 	$(NMT) prepare --src en --tgt fr --train data/sample/train --valid data/sample/val \
 		--test data/sample/test --vocab-size 2000 --out $(DEMO)/data
@@ -28,6 +28,9 @@ demo: setup
 	@echo; paste -d '\t' data/demo.en $(DEMO)/demo.fr | awk -F '\t' '{ printf "  %-42s → %s\n", $$1, $$2 }'; echo
 	$(NMT) translate -m $(DEMO)/run --input data/sample/test.en --output $(DEMO)/test.fr
 	$(NMT) score -r data/sample/test.fr $(DEMO)/test.fr
+	$(NMT) attention -m $(DEMO)/run "How was your day?" -o $(DEMO)/attention.png
+	$(NMT) plot $(DEMO)/run -o $(DEMO)/curves.png
+	@echo; echo "pictures: $(DEMO)/attention.png (what the model looked at), $(DEMO)/curves.png (its training)"
 
 test: setup lint
 	$(PY) -m pytest -q
