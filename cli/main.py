@@ -162,6 +162,9 @@ def _register() -> None:
     )
     app.command("score", cls=Command, short_help="BLEU, chrF and TER (sacreBLEU) of hypothesis files.")(score.score)
     app.command("export", cls=Command, short_help="Write a model for CTranslate2.")(export.export)
+    from nmt_cli import info
+
+    app.command("info", cls=Command, short_help="Say what a model, run, data or export directory holds.")(info.info)
     from nmt_cli import plot
 
     app.command("plot", cls=Command, short_help="Plot the training curves of runs (PNG and/or CSV).")(plot.plot)
