@@ -35,8 +35,9 @@ class Command(TyperCommand):
             if isinstance(param, TyperArgument):
                 param.metavar = param.metavar or (param.name or "").upper()
                 param.display_type_rich = lambda ctx: None  # the name says it all: no '<list[Path]>' after it
-                if param.required and param.nargs == 1:  # usage `nmt average RUN_DIR`, not `{RUN_DIR}`
-                    param._usage_display_name = lambda name=param.metavar: name
+                if param.required and param.nargs in (1, -1):  # `nmt average RUN_DIR`, `nmt plot RUN_DIR...`
+                    dots = "..." if param.nargs == -1 else ""
+                    param._usage_display_name = lambda name=param.metavar, dots=dots: name + dots
             elif param.metavar is None and not getattr(param, "is_flag", False):
                 param.metavar = METAVARS.get(_element(hints.get(param.name or "")))
 
