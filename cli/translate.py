@@ -384,6 +384,8 @@ def translate(
         writable(output_file, "--output")
     lines = read_file(input_file, say) if input_file is not None else None  # a bad file fails before the model loads
     sampler = SamplingConfig(temperature, top_k, top_p, seed) if sampling else None
+    from nmt.api import load_translator
+
     with err.status(f"loading {model}…"):
         translator = load_translator(
             model, config, engine, precision(int8, bf16), device=device, threads=threads, sampling=sampler
@@ -427,40 +429,6 @@ def precision(int8: bool, bf16: bool) -> str:
     if int8 and bf16:
         raise ConfigError("--int8 and --bf16 exclude each other; choose one")
     return "int8" if int8 else "bf16" if bf16 else "fp32"
-
-
-def load_translator(
-    model: Path,
-    config,
-    engine: str,
-    precision: str,
-    device: str | None = None,
-    threads: int | None = None,
-    sampling=None,
-):
-    """The engine's translator: PyTorch on a model or run directory, CTranslate2 on an `nmt export`
-    directory ('auto' tells them apart)."""
-    from nmt.checkpoint import MODEL_FILE
-    from nmt.errors import ConfigError
-    from nmt.export import EXPORT_FILE
-
-    if engine not in ("auto", "pytorch", "ctranslate2"):
-        raise ConfigError(f"--engine {engine!r}: choose auto, pytorch or ctranslate2")
-    exported = (model / EXPORT_FILE).is_file() and not (model / MODEL_FILE).exists()
-    if engine == "auto":
-        engine = "ctranslate2" if exported else "pytorch"
-    if engine == "ctranslate2":
-        if sampling is not None:
-            raise ConfigError("--sampling is not available with --engine ctranslate2; use the PyTorch engine")
-        from nmt.ct2 import CT2Translator
-
-        compute_type = {"fp32": "default", "int8": "int8", "bf16": "bfloat16"}[precision]
-        return CT2Translator.load(model, config, device=device, threads=threads, compute_type=compute_type)
-    from nmt.translate import Translator
-
-    if exported:
-        raise ConfigError(f"{model}: a CTranslate2 export; translate it with --engine ctranslate2 (or auto)")
-    return Translator.load(model, config, device=device, threads=threads, sampling=sampling, precision=precision)
 
 
 def translate_file(model: Path, src: Path, config, output: Path | None = None) -> list[str]:

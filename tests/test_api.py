@@ -1,0 +1,51 @@
+"""The Python API: `nmt.load(MODEL, ...)` translates as `nmt translate` does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from nmt_cli.main import app
+from typer.testing import CliRunner
+
+import nmt
+from nmt.errors import ConfigError
+
+LINES = ["How was your day?", "", "The cat sleeps on the red sofa.", "Where is the station, please?"]
+
+
+def test_load_translates_line_for_line_as_the_command_does(tiny_model_dir):
+    translator = nmt.load(tiny_model_dir, beam=4, threads=1)
+    texts = translator.translate(LINES)
+    command = CliRunner().invoke(
+        app, ["translate", "-m", str(tiny_model_dir), "--beam", "4", "--threads", "1"], input="\n".join(LINES) + "\n"
+    )
+    assert command.exit_code == 0, command.output
+    assert texts == command.stdout.split("\n")[:-1] and texts[1] == ""
+    assert translator.translate(LINES[0]) == texts[:1]  # a string is one line
+
+
+def test_results_carry_nbest_scores_and_alignment(tiny_model_dir):
+    translator = nmt.load(tiny_model_dir, beam=4, nbest=2, threads=1)
+    [result] = translator.translate([LINES[0]], results=True)
+    assert len(result.nbest) == 2 and result.nbest[0][0] == result.text and result.nbest[0][1] == result.score
+    [aligned] = nmt.load(tiny_model_dir, beam=2, align=True, threads=1).translate([LINES[0]], results=True)
+    assert aligned.alignment and all("-" in pair for pair in aligned.alignment.split())
+    assert nmt.load(tiny_model_dir, threads=1).info["kind"] == "model"
+
+
+def test_bad_options_and_input_are_config_errors(tiny_model_dir):
+    with pytest.raises(ConfigError, match="nmt.load: unknown option"):
+        nmt.load(tiny_model_dir, beam_width=3)
+    with pytest.raises(ConfigError, match="nbest"):
+        nmt.load(tiny_model_dir, beam=2, nbest=3)
+    with pytest.raises(ConfigError, match="engine 'onnx'"):
+        nmt.load(tiny_model_dir, engine="onnx")
+    with pytest.raises(ConfigError, match="newline"):
+        nmt.load(tiny_model_dir, threads=1).translate(["two\nlines"])
+
+
+def test_import_nmt_stays_light():
+    code = "import sys, nmt; assert 'torch' not in sys.modules, 'torch imported'; print(nmt.__version__)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
