@@ -170,6 +170,9 @@ def _register() -> None:
 
     app.command("plot", cls=Command, short_help="Plot the training curves of runs (PNG and/or CSV).")(plot.plot)
     app.command("attention", cls=Command, short_help="Draw the attention behind a translation.")(attention.attention)
+    from nmt_cli import serve
+
+    app.command("serve", cls=Command, short_help="Serve a model over HTTP (a JSON API with batching).")(serve.serve)
 
 
 _register()

@@ -1,0 +1,86 @@
+"""`nmt serve -m MODEL`: translate over HTTP (a JSON API, see nmt/serve.py), with concurrent requests
+batched together. Needs Starlette and uvicorn: pip install 'nmt[serve]'."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from nmt_cli.common import err, fail, handle_errors
+
+ModelOpt = Annotated[
+    Path, typer.Option("--model", "-m", help="Model directory, or a run directory (meaning its best checkpoint).")
+]
+
+
+@handle_errors
+def serve(
+    model: ModelOpt,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 0.0.0.0 exposes the server to the network (put a proxy first).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    max_lines: Annotated[int, typer.Option(help="Lines per request (more: 413); also the lines of one batch.")] = 256,
+    max_body_bytes: Annotated[int, typer.Option(help="Request body size in bytes (more: 413).")] = 1_000_000,
+    max_wait_ms: Annotated[
+        float, typer.Option(help="Milliseconds to wait for more requests to batch with the first.")
+    ] = 10.0,
+    batch_tokens: Annotated[int, typer.Option(help="Source tokens per batch (times the beam).")] = 4096,
+    beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy search. A request's nbest is at most this.")] = 5,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for the model. [default: all cores]", show_default=False)
+    ] = None,
+) -> None:
+    """Serve a model over HTTP: POST /translate {"text": ["line", ...]}, GET /health, /info, /openapi.json.
+
+    Concurrent requests are translated together in batches; answers are those of `nmt translate` with the
+    same --beam. SIGTERM or Ctrl-C stops taking requests, answers those in flight and exits 0. Listens on
+    127.0.0.1: for the open internet, put a reverse proxy with TLS, authentication and rate limits in front.
+    """
+    try:
+        import starlette  # noqa: F401
+        import uvicorn
+    except ImportError:
+        raise fail("nmt serve needs Starlette and uvicorn: pip install 'nmt[serve]'") from None
+    from nmt.api import load
+    from nmt.errors import ConfigError
+    from nmt.serve import Limits, create_app
+
+    for flag, value in (
+        ("--max-lines", max_lines),
+        ("--max-body-bytes", max_body_bytes),
+        ("--batch-tokens", batch_tokens),
+        ("--beam", beam),
+    ):
+        if value < 1:
+            raise ConfigError(f"{flag} {value}: must be at least 1")
+    if max_wait_ms < 0:
+        raise ConfigError(f"--max-wait-ms {max_wait_ms}: must be 0 or more")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port}: must be from 0 to 65535")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads {threads}: must be at least 1")
+    try:  # before loading the model: a port in use is said at once, in one line
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family)
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise ConfigError(f"cannot listen on {host}:{port} ({reason}); choose another --port or --host") from None
+    loaded = load(model, beam=beam, nbest=beam, threads=threads, batch_tokens=batch_tokens)
+    limits = Limits(
+        max_lines=max_lines, max_body_bytes=max_body_bytes, max_wait_ms=max_wait_ms, batch_tokens=batch_tokens
+    )
+    app = create_app(loaded, limits)
+    # uvicorn handles SIGINT/SIGTERM (stop listening, answer the requests in flight, drain the batcher) and then
+    # raises the signal again under the handlers found before it: these make that a clean exit 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    port = sock.getsockname()[1]  # the one given, or the one chosen for --port 0
+    err.print(f"serving {model} on http://{host}:{port} (POST /translate, GET /health; Ctrl-C to stop)", markup=False)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=None)
+    uvicorn.Server(config).run(sockets=[sock])
+    err.print("stopped", markup=False)

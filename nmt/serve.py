@@ -1,0 +1,433 @@
+"""`nmt serve`: a loaded model behind a small HTTP JSON API (Starlette), with micro-batching.
+
+    POST /translate     {"text": "one line"} or {"text": ["line", ...], "nbest": 2}
+                        → {"translations": [{"text", "score", "nbest": [{"text", "score", "log_prob"}]}, ...]}
+    GET  /health        → {"status": "ok"}
+    GET  /info          → the model's description (nmt.info.describe)
+    GET  /openapi.json  → an OpenAPI 3 description of the above
+
+One background thread owns the model (`Batcher`): requests are checked first (a malformed one never reaches
+the queue), then put on a queue as (lines, future); the thread takes the first, waits up to `max_wait_ms` for
+more within a line and token budget, translates all their lines in one `translate_batch` call and gives each
+request its own slice. If that call fails, each request of the batch is translated alone, so only the one
+whose lines fail gets the error (a 500); the others get their answers. Errors are JSON: {"error": "..."}.
+
+Nothing here prints; `create_app` needs Starlette (pip install 'nmt[serve]')."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import Future, InvalidStateError
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from nmt.translate import LineTranslator, Translation
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from nmt.api import Loaded
+
+FIELDS = ("text", "nbest")  # the fields of a /translate request
+DRAIN_FACTOR = 16  # an over-large body declared up to this many times the limit is read and dropped before the 413
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may hold and how requests are batched."""
+
+    max_lines: int = 256  # lines per request (more: 413); also the most lines of one batch, unless one request
+    max_body_bytes: int = 1_000_000  # request body size (more: 413)
+    max_wait_ms: float = 10.0  # how long the worker waits for more requests after the first of a batch
+    batch_tokens: int = 4096  # source tokens of one batch (estimated: 1 + characters / 4 per line)
+
+
+class RequestError(Exception):
+    """A request the server refuses: an HTTP status and a message for the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class ShuttingDown(RuntimeError):
+    """The batcher is closed: no more requests are taken."""
+
+
+@dataclass
+class _Job:
+    lines: list[str]
+    tokens: int
+    future: Future[list[Translation]]
+
+
+def _resolve(future: Future[list[Translation]], result: list[Translation] | BaseException) -> None:
+    """Set a future's result or exception, unless its client went away (the future was cancelled)."""
+    if future.done():
+        return
+    try:
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+    except InvalidStateError:  # cancelled between the check and the set
+        pass
+
+
+class Batcher:
+    """One worker thread that owns the translator and translates queued requests in batches."""
+
+    def __init__(self, translator: LineTranslator, limits: Limits) -> None:
+        self.translator, self.limits = translator, limits
+        self.max_src_tokens = int(getattr(translator, "max_src_tokens", 1 << 30))
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="nmt-serve-batcher", daemon=True)
+        self.batches = 0  # translate_batch calls made (for tests and monitoring)
+        self._thread.start()
+
+    def tokens(self, line: str) -> int:
+        """A cheap estimate of a line's source tokens (BPE pieces run about four characters)."""
+        return min(1 + len(line) // 4, self.max_src_tokens)
+
+    def submit(self, lines: list[str]) -> Future[list[Translation]]:
+        """Queue lines for translation; the future gives one Translation per line, in order."""
+        future: Future[list[Translation]] = Future()
+        with self._lock:
+            if self._closed:
+                raise ShuttingDown("the server is shutting down")
+            self._queue.put(_Job(lines, sum(self.tokens(line) for line in lines), future))
+        return future
+
+    def close(self, timeout: float | None = None) -> None:
+        """Take no more requests, translate those queued, and stop the worker."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(None)  # after every job: the worker drains the queue first
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        limits = self.limits
+        carried: _Job | None = None
+        stopping = False
+        while not stopping or carried is not None:
+            job = carried if carried is not None else self._queue.get()
+            carried = None
+            if job is None:
+                break
+            batch, lines, tokens = [job], len(job.lines), job.tokens
+            deadline = time.monotonic() + limits.max_wait_ms / 1000
+            while not stopping and lines < limits.max_lines and tokens < limits.batch_tokens:
+                remaining = deadline - time.monotonic()
+                try:
+                    following = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if following is None:
+                    stopping = True
+                elif lines + len(following.lines) > limits.max_lines or tokens + following.tokens > limits.batch_tokens:
+                    carried = following  # the first of the next batch
+                    break
+                else:
+                    batch.append(following)
+                    lines += len(following.lines)
+                    tokens += following.tokens
+            self._translate(batch)
+
+    def _translate(self, batch: list[_Job]) -> None:
+        lines = [line for job in batch for line in job.lines]
+        try:
+            self.batches += 1
+            found = self.translator.translate_batch(lines)
+        except Exception as e:
+            if len(batch) == 1:
+                _resolve(batch[0].future, e)
+                return
+            for job in batch:  # find the request at fault: each alone
+                try:
+                    self.batches += 1
+                    _resolve(job.future, self.translator.translate_batch(job.lines))
+                except Exception as alone:
+                    _resolve(job.future, alone)
+            return
+        start = 0
+        for job in batch:
+            _resolve(job.future, found[start : start + len(job.lines)])
+            start += len(job.lines)
+
+
+def parse_request(body: bytes, max_lines: int, max_nbest: int) -> tuple[list[str], int]:
+    """The lines and n-best size of a /translate body, or a RequestError (400, or 413 for too many lines)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RequestError(400, f"the body is not valid UTF-8 (byte {e.start}); send UTF-8 JSON") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise RequestError(400, f"the body is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise RequestError(400, 'the body must be a JSON object: {"text": "a line"} or {"text": ["line", ...]}')
+    fields = cast(dict[str, Any], data)
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        raise RequestError(400, f"unknown field {', '.join(map(repr, unknown))}; the fields are 'text' and 'nbest'")
+    if "text" not in fields:
+        raise RequestError(400, "'text' is missing: give a string (one line) or a list of strings")
+    value = fields["text"]
+    if isinstance(value, str):
+        lines = [value]
+    elif isinstance(value, list):
+        items = cast(list[Any], value)
+        if not items:
+            raise RequestError(400, "'text' is an empty list: give at least one line")
+        if len(items) > max_lines:
+            raise RequestError(413, f"{len(items):,} lines: at most {max_lines:,} per request; split them")
+        bad = next((i for i, item in enumerate(items) if not isinstance(item, str)), None)
+        if bad is not None:
+            raise RequestError(400, f"'text'[{bad}] is {type(items[bad]).__name__}: every line must be a string")
+        lines = cast(list[str], items)
+    else:
+        raise RequestError(400, f"'text' is {type(value).__name__}: give a string or a list of strings")
+    for i, line in enumerate(lines):
+        if "\n" in line or "\r" in line:
+            where = "'text'" if isinstance(value, str) else f"'text'[{i}]"
+            raise RequestError(400, f"{where} holds a line break: send one line per list item")
+    nbest = fields.get("nbest", 1)
+    if not isinstance(nbest, int) or isinstance(nbest, bool):
+        raise RequestError(400, f"'nbest' is {type(nbest).__name__}: give an integer")
+    if not 1 <= nbest <= max_nbest:
+        raise RequestError(400, f"'nbest' {nbest}: must be from 1 to the beam size, {max_nbest}")
+    return lines, nbest
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: non-finite floats become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in cast(dict[Any, Any], value).items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in cast(list[Any], value)]
+    return value
+
+
+def answer(translations: list[Translation], nbest: int) -> dict[str, Any]:
+    """The /translate response body."""
+    return {
+        "translations": [
+            {
+                "text": t.text,
+                "score": _finite(t.score),
+                "nbest": [
+                    {"text": text, "score": _finite(score), "log_prob": _finite(log_prob)}
+                    for text, score, log_prob in t.nbest[:nbest]
+                ],
+            }
+            for t in translations
+        ]
+    }
+
+
+def openapi(limits: Limits, beam: int) -> dict[str, Any]:
+    """A hand-written OpenAPI 3 description of the server."""
+    error = {"$ref": "#/components/schemas/Error"}
+
+    def reply(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+    errors = {
+        "400": reply("Invalid JSON or UTF-8, wrong types, unknown fields, an empty list", error),
+        "413": reply(f"More than {limits.max_lines} lines, or a body over {limits.max_body_bytes} bytes", error),
+        "500": reply("The translation failed", error),
+        "503": reply("The server is shutting down", error),
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "nmt serve", "version": "1", "description": "Translate lines with an nmt model."},
+        "paths": {
+            "/translate": {
+                "post": {
+                    "summary": "Translate one line or a list of lines; one translation per line, in order.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Request"}}},
+                    },
+                    "responses": {
+                        "200": reply("The translations", {"$ref": "#/components/schemas/Translations"}),
+                        **errors,
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Liveness",
+                    "responses": {
+                        "200": reply("Serving", {"type": "object", "properties": {"status": {"type": "string"}}})
+                    },
+                }
+            },
+            "/info": {
+                "get": {
+                    "summary": "The model's description (as `nmt info --json`)",
+                    "responses": {"200": reply("The description", {"type": "object"})},
+                }
+            },
+            "/openapi.json": {
+                "get": {"summary": "This document", "responses": {"200": reply("OpenAPI 3", {"type": "object"})}}
+            },
+        },
+        "components": {
+            "schemas": {
+                "Request": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["text"],
+                    "properties": {
+                        "text": {
+                            "oneOf": [
+                                {"type": "string"},
+                                {
+                                    "type": "array",
+                                    "items": {"type": "string"},
+                                    "minItems": 1,
+                                    "maxItems": limits.max_lines,
+                                },
+                            ],
+                            "description": "One line, or a list of lines (no line breaks inside a line).",
+                        },
+                        "nbest": {"type": "integer", "minimum": 1, "maximum": beam, "default": 1},
+                    },
+                },
+                "Hypothesis": {
+                    "type": "object",
+                    "properties": {
+                        "text": {"type": "string"},
+                        "score": {"type": "number", "description": "The search score (length-normalised)"},
+                        "log_prob": {"type": "number"},
+                    },
+                },
+                "Translations": {
+                    "type": "object",
+                    "properties": {
+                        "translations": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "text": {"type": "string"},
+                                    "score": {"type": "number"},
+                                    "nbest": {"type": "array", "items": {"$ref": "#/components/schemas/Hypothesis"}},
+                                },
+                            },
+                        }
+                    },
+                },
+                "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
+            }
+        },
+    }
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, or a RequestError 413 if it is over max_bytes (by Content-Length or by what came)."""
+    declared = request.headers.get("content-length")
+    too_large = RequestError(413, f"the body is over {max_bytes:,} bytes; send fewer or shorter lines")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise RequestError(400, f"Content-Length {declared!r} is not a number") from None
+        if size > max_bytes:
+            if size <= DRAIN_FACTOR * max_bytes:  # read and drop it, so the client reads the 413 on a live socket
+                async for _ in request.stream():
+                    pass
+            raise too_large
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > DRAIN_FACTOR * max_bytes:
+            raise too_large
+        if total <= max_bytes:
+            chunks.append(chunk)
+    if total > max_bytes:  # read to its end (within reason) and dropped, as above
+        raise too_large
+    return b"".join(chunks)
+
+
+def create_app(loaded: Loaded, limits: Limits) -> Starlette:
+    """The server's ASGI app. Its worker thread starts now; the app's shutdown (lifespan) drains it."""
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    translator = loaded.translator
+    max_nbest = max(1, translator.config.nbest)
+    info = _finite(loaded.info)
+    spec = openapi(limits, max_nbest)
+    batcher = Batcher(translator, limits)
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    async def translate(request: Request) -> Response:
+        try:
+            body = await read_body(request, limits.max_body_bytes)
+            lines, nbest = parse_request(body, limits.max_lines, max_nbest)
+        except RequestError as e:
+            return error(e.status, e.message)
+        try:
+            future = batcher.submit(lines)
+        except ShuttingDown as e:
+            return error(503, str(e))
+        try:
+            found = await asyncio.wrap_future(future)
+        except Exception as e:
+            return error(500, f"the translation failed: {type(e).__name__}: {e}")
+        return JSONResponse(answer(found, nbest))
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def describe(request: Request) -> Response:
+        return JSONResponse(info)
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(spec)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        e = cast(HTTPException, exc)
+        return error(e.status_code, f"{request.method} {request.url.path}: {e.detail}")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(batcher.close)
+
+    app = Starlette(
+        routes=[
+            Route("/translate", translate, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/info", describe, methods=["GET"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )
+    app.state.batcher = batcher
+    return app

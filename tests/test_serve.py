@@ -1,0 +1,302 @@
+"""`nmt serve`: a real server in a subprocess on a free port of 127.0.0.1, spoken to with the standard library."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+from nmt.serve import Batcher, Limits  # noqa: E402
+from nmt.translate import LineTranslator, Translation  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = (ROOT / "data" / "sample" / "test.en").read_text(encoding="utf-8").splitlines()[:60]
+LINES = [
+    "How are you?",
+    "",
+    "The cat is on the table.",
+    "I like green apples.",
+    "Where is the station?",
+    "Thank you very much.",
+    "She reads a book.",
+    "We are going home now.",
+    "  ",
+    "Good morning!",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, model: Path, *extra: str) -> None:
+        self.port = free_port()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nmt_cli.main", "serve", "-m", str(model), "--port", str(self.port)]
+            + ["--threads", "1", *extra],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the server exited: {self.proc.communicate()[1].decode()}")
+            try:
+                status, body = self.request("GET", "/health")
+                if status == 200 and body == {"status": "ok"}:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise AssertionError("the server did not answer /health within 60 s")
+            time.sleep(0.1)
+
+    def request(
+        self, method: str, path: str, body: Any = None, raw: bytes | None = None, timeout: float = 30
+    ) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+            headers = {"Content-Type": "application/json"} if data is not None else {}
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            conn.close()
+
+    def translate(self, text: Any, **fields: Any) -> tuple[int, Any]:
+        return self.request("POST", "/translate", {"text": text, **fields})
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def expected(tiny_model_dir: Path) -> dict[str, str]:
+    """What `nmt translate --beam 5` says of each line (and of the lines the load test sends)."""
+    lines = LINES + [f"The dog number {i} runs." for i in range(20)] + SAMPLE
+    run = subprocess.run(
+        [sys.executable, "-m", "nmt_cli.main", "translate", "-m", str(tiny_model_dir), "--beam", "5", "--threads", "1"],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    out = run.stdout.split("\n")[: len(lines)]
+    assert len(out) == len(lines)
+    return dict(zip(lines, out))
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir: Path) -> Iterator[Server]:
+    s = Server(tiny_model_dir)
+    yield s
+    assert s.stop() == 0
+
+
+def test_answers_equal_nmt_translate(server: Server, expected: dict[str, str]) -> None:
+    status, body = server.translate(LINES)
+    assert status == 200
+    assert [t["text"] for t in body["translations"]] == [expected[line] for line in LINES]
+    assert body["translations"][1] == {"text": "", "score": 0.0, "nbest": [{"text": "", "score": 0.0, "log_prob": 0.0}]}
+    status, body = server.translate(LINES[0])  # a string is one line
+    assert status == 200 and [t["text"] for t in body["translations"]] == [expected[LINES[0]]]
+    status, body = server.translate(LINES[2], nbest=3)
+    assert status == 200
+    best = body["translations"][0]
+    assert best["text"] == expected[LINES[2]] and best["nbest"][0]["text"] == best["text"]
+    assert 1 <= len(best["nbest"]) <= 3 and all(set(h) == {"text", "score", "log_prob"} for h in best["nbest"])
+
+
+def test_health_info_openapi(server: Server) -> None:
+    assert server.request("GET", "/health") == (200, {"status": "ok"})
+    status, info = server.request("GET", "/info")
+    assert status == 200 and info["kind"] == "model"
+    status, spec = server.request("GET", "/openapi.json")
+    assert status == 200 and spec["openapi"].startswith("3.") and set(spec["paths"]) >= {"/translate", "/health"}
+    status, body = server.request("GET", "/nowhere")
+    assert status == 404 and "error" in body
+    status, body = server.request("GET", "/translate")
+    assert status == 405 and "error" in body
+
+
+def test_concurrent_requests_batched_and_in_order(server: Server, expected: dict[str, str]) -> None:
+    """200 requests from 20 threads: each gets the translation of its own lines, none lost or mixed up."""
+    # lines whose translations differ from every other's, so that a mix-up shows (the tiny model repeats itself)
+    counts = Counter(expected[line] for line in SAMPLE)
+    pool = [line for line in SAMPLE if counts[expected[line]] == 1]
+    assert len(pool) >= 10
+
+    def one(k: int) -> tuple[list[str], int, Any]:
+        lines = [pool[(k * 7 + j) % len(pool)] for j in range(1 + k % 3)]
+        status, body = server.translate(lines)
+        return lines, status, body
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(20) as ex:
+        results = list(ex.map(one, range(200)))
+    elapsed = time.monotonic() - start
+    print(f"200 requests from 20 threads: {elapsed:.2f} s")
+    assert len(results) == 200
+    for lines, status, body in results:
+        assert status == 200, body
+        assert [t["text"] for t in body["translations"]] == [expected[line] for line in lines]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "says"),
+    [
+        (b'{"text": ["a"', 400, "not valid JSON"),
+        (b'{"text": "caf\xe9"}', 400, "UTF-8"),
+        (json.dumps({"text": 3}).encode(), 400, "'text' is int"),
+        (json.dumps({"text": ["a", 3]}).encode(), 400, "'text'[1] is int"),
+        (json.dumps({"text": []}).encode(), 400, "empty list"),
+        (json.dumps({"text": "a", "lang": "fr"}).encode(), 400, "unknown field 'lang'"),
+        (json.dumps({"txt": "a"}).encode(), 400, "unknown field 'txt'"),
+        (json.dumps({"nbest": 2}).encode(), 400, "'text' is missing"),
+        (json.dumps(["a"]).encode(), 400, "JSON object"),
+        (json.dumps({"text": "a", "nbest": 6}).encode(), 400, "'nbest' 6"),
+        (json.dumps({"text": "a", "nbest": "2"}).encode(), 400, "'nbest' is str"),
+        (json.dumps({"text": "a\nb"}).encode(), 400, "line break"),
+        (json.dumps({"text": ["hello"] * 10_000}).encode(), 413, "10,000 lines"),
+        (json.dumps({"text": "a" * 1_000_000}).encode(), 413, "over 1,000,000 bytes"),  # a 1 MB line: body too large
+    ],
+)
+def test_hostile_input_gets_its_status_and_the_server_keeps_serving(
+    server: Server, expected: dict[str, str], raw: bytes, status: int, says: str
+) -> None:
+    got, body = server.request("POST", "/translate", raw=raw)
+    assert got == status and says in body["error"], body
+    got, body = server.translate(LINES[0])
+    assert got == 200 and body["translations"][0]["text"] == expected[LINES[0]]
+
+
+def test_body_larger_than_its_content_length_is_refused(server: Server) -> None:
+    """The limit holds for what comes, not only for what Content-Length says (chunked bodies)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    body = json.dumps({"text": "b" * 1_100_000}).encode()
+    conn.request("POST", "/translate", body=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]))
+    response = conn.getresponse()
+    assert response.status == 413 and "bytes" in json.loads(response.read())["error"]
+    conn.close()
+    assert server.request("GET", "/health") == (200, {"status": "ok"})
+
+
+def test_sigterm_answers_the_requests_in_flight_and_exits_0(tiny_model_dir: Path, expected: dict[str, str]) -> None:
+    # a long wait keeps the first batch open, so all 20 requests are in flight when SIGTERM comes
+    server = Server(tiny_model_dir, "--max-wait-ms", "1500")
+    sent = threading.Barrier(21)
+    lines = [f"The dog number {i} runs." for i in range(20)]
+
+    def one(i: int) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        try:
+            conn.request("POST", "/translate", body=json.dumps({"text": [lines[i], LINES[0]]}).encode())
+            sent.wait()
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(20) as ex:
+        futures = [ex.submit(one, i) for i in range(20)]
+        sent.wait()
+        time.sleep(0.3)  # let the server read them
+        server.proc.send_signal(signal.SIGTERM)
+        results = [f.result() for f in futures]
+    assert server.stop() == 0
+    for i, (status, body) in enumerate(results):
+        assert status == 200, body
+        assert [t["text"] for t in body["translations"]] == [expected[lines[i]], expected[LINES[0]]]
+
+
+class FakeTranslator(LineTranslator):
+    """Upper-cases lines; a line 'boom' raises."""
+
+    max_src_tokens = 100
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def translate_batch(self, lines: list[str], warn: Any = None, first_line: int = 1, where: str = "") -> list[Any]:
+        self.calls.append(list(lines))
+        if "boom" in lines:
+            raise ValueError("boom")
+        return [Translation(line.upper(), 0.0, [(line.upper(), 0.0, 0.0)]) for line in lines]
+
+
+def test_batcher_batches_and_isolates_a_failing_request() -> None:
+    fake = FakeTranslator()
+    batcher = Batcher(fake, Limits(max_lines=8, max_wait_ms=200))
+    futures = [batcher.submit(lines) for lines in (["a", "b"], ["boom"], ["c"], ["d", "e", "f", "g", "h"])]
+    assert [t.text for t in futures[0].result(5)] == ["A", "B"]
+    with pytest.raises(ValueError, match="boom"):
+        futures[1].result(5)
+    assert [t.text for t in futures[2].result(5)] == ["C"]
+    assert [t.text for t in futures[3].result(5)] == ["D", "E", "F", "G", "H"]
+    # one batch of the first three (the fourth is over the line budget), then each alone, then the fourth
+    assert fake.calls[0] == ["a", "b", "boom", "c"]
+    assert fake.calls[-1] == ["d", "e", "f", "g", "h"]
+    late = batcher.submit(["z"])
+    batcher.close(5)
+    assert [t.text for t in late.result(0)] == ["Z"]  # closing drains the queue
+    with pytest.raises(RuntimeError, match="shutting down"):
+        batcher.submit(["y"])
+
+
+def test_without_starlette_it_says_what_to_install(tiny_model_dir: Path) -> None:
+    code = (
+        "import sys; sys.modules['uvicorn'] = None; from nmt_cli.main import main; "
+        f"sys.argv = ['nmt', 'serve', '-m', {str(tiny_model_dir)!r}]; main()"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode != 0 and "pip install 'nmt[serve]'" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_a_port_in_use_is_one_error_line(tiny_model_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = subprocess.run(
+            [sys.executable, "-m", "nmt_cli.main", "serve", "-m", str(tiny_model_dir), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+    assert run.returncode == 2
+    message = f"error: cannot listen on 127.0.0.1:{port} (Address already in use); choose another --port or --host"
+    assert run.stderr.strip() == message
