@@ -70,11 +70,11 @@ def serve(
     except OSError as e:
         reason = os.strerror(e.errno) if e.errno else str(e)
         raise ConfigError(f"cannot listen on {host}:{port} ({reason}); choose another --port or --host") from None
-    loaded = load(model, beam=beam, nbest=beam, threads=threads, batch_tokens=batch_tokens)
     limits = Limits(
         max_lines=max_lines, max_body_bytes=max_body_bytes, max_wait_ms=max_wait_ms, batch_tokens=batch_tokens
     )
-    app = create_app(loaded, limits)
+    # loaded on the batcher's own thread, which then runs it (see nmt.serve.Batcher)
+    app = create_app(lambda: load(model, beam=beam, nbest=beam, threads=threads, batch_tokens=batch_tokens), limits)
     # uvicorn handles SIGINT/SIGTERM (stop listening, answer the requests in flight, drain the batcher) and then
     # raises the signal again under the handlers found before it: these make that a clean exit 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
