@@ -234,37 +234,33 @@ class Translator(LineTranslator):
         shape = processors(cfg, eos_id=SPECIAL.eos, unk_id=SPECIAL.unk)
         if self.sampling is not None:
             s = self.sampling
-            return [
-                [h]
-                for h in sample(
-                    self.model,
-                    src,
-                    src_len,
-                    bos_id=SPECIAL.bos,
-                    eos_id=SPECIAL.eos,
-                    temperature=s.temperature,
-                    top_k=s.top_k,
-                    top_p=s.top_p,
-                    generator=self.generator,
-                    max_len_a=cfg.max_len_a,
-                    max_len_b=cfg.max_len_b,
-                    shape=shape,
-                )
-            ]
+            drawn = sample(
+                self.model,
+                src,
+                src_len,
+                bos_id=SPECIAL.bos,
+                eos_id=SPECIAL.eos,
+                temperature=s.temperature,
+                top_k=s.top_k,
+                top_p=s.top_p,
+                generator=self.generator,
+                shape=shape,
+                max_len_a=cfg.max_len_a,
+                max_len_b=cfg.max_len_b,
+            )
+            return [[h] for h in drawn]
         if cfg.beam_size == 1 and cfg.nbest == 1:
-            return [
-                [h]
-                for h in greedy(
-                    self.model,
-                    src,
-                    src_len,
-                    bos_id=SPECIAL.bos,
-                    eos_id=SPECIAL.eos,
-                    max_len_a=cfg.max_len_a,
-                    max_len_b=cfg.max_len_b,
-                    length_penalty=cfg.length_penalty,
-                    normalize=cfg.normalize,
-                    shape=shape,
-                )
-            ]
+            found = greedy(
+                self.model,
+                src,
+                src_len,
+                bos_id=SPECIAL.bos,
+                eos_id=SPECIAL.eos,
+                length_penalty=cfg.length_penalty,
+                normalize=cfg.normalize,
+                shape=shape,
+                max_len_a=cfg.max_len_a,
+                max_len_b=cfg.max_len_b,
+            )
+            return [[h] for h in found]
         return beam_search(self.model, src, src_len, cfg, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos, shape=shape)

@@ -4,6 +4,7 @@ and settings checked when they are made."""
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -164,9 +165,7 @@ def test_nmt_debug_shows_the_traceback_before_the_error_line(tmp_path):
 
     args = [sys.executable, "-m", "nmt_cli.main", "translate", "-m", str(tmp_path / "missing")]
     plain = subprocess.run(args, capture_output=True, text=True, input="x\n")
-    debug = subprocess.run(
-        args, capture_output=True, text=True, input="x\n", env={**__import__("os").environ, "NMT_DEBUG": "1"}
-    )
+    debug = subprocess.run(args, capture_output=True, text=True, input="x\n", env={**os.environ, "NMT_DEBUG": "1"})
     assert plain.returncode == debug.returncode == 2
     assert "Traceback" not in plain.stderr and plain.stderr.strip().startswith("error: ")
     assert "Traceback (most recent call last)" in debug.stderr
