@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated
 
 import typer
 from nmt_cli.common import count, err, handle_errors, writable
@@ -34,54 +33,8 @@ CHUNK = 512  # lines translated (and written, and counted) at a time from a file
 REPORT_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
 
 
-def read_text_lines(stream: BinaryIO, name: str, warn: Callable[[str], None]) -> Iterator[str]:
-    """Lines split on '\\n' only ('\\r\\n' accepted); invalid UTF-8 is replaced, with a warning, never fatal."""
-    for number, raw in enumerate(stream, start=1):  # binary iteration splits on b'\n' alone
-        raw = raw[:-1] if raw.endswith(b"\n") else raw
-        raw = raw[:-1] if raw.endswith(b"\r") else raw
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            warn(f"{name}:{number}: invalid UTF-8 at column {e.start + 1}; replaced with U+FFFD")
-            yield raw.decode("utf-8", errors="replace")
-
-
 def warn(message: str) -> None:
     err.print(f"warning: {message}", markup=False)
-
-
-def looks_binary(raw: bytes) -> tuple[int, int]:
-    """(lines with NUL bytes or invalid UTF-8, lines) in the first MiB: a text file with a stray bad
-    byte has few, an executable or a compressed file has most."""
-    lines = raw[: 1 << 20].split(b"\n")
-    bad = 0
-    for line in lines:
-        try:
-            line.decode("utf-8")
-            bad += b"\0" in line
-        except UnicodeDecodeError:
-            bad += 1
-    return bad, len(lines)
-
-
-def read_file(path: Path, warn: Callable[[str], None]) -> list[str]:
-    import io
-
-    from nmt.errors import DataError
-
-    try:
-        raw = path.read_bytes()
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory; give a text file with one sentence per line") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror}); check the path") from None
-    bad, lines = looks_binary(raw)
-    if raw[:2] == b"\x1f\x8b" or bad > 0.3 * lines:
-        raise DataError(
-            f"{path}: not a text file ({bad} of the first {lines} lines hold NUL bytes or invalid UTF-8); "
-            "give UTF-8 text, one sentence per line (gunzip or `iconv -t utf-8` it first)"
-        )
-    return list(read_text_lines(io.BytesIO(raw), str(path), warn))
 
 
 def decode_options(
@@ -133,38 +86,6 @@ def config_decode(ctx: typer.Context, path: Path, values: dict) -> dict:
     return values
 
 
-class Output:
-    """Where translations go: stdout as they come, or a file written as batches finish and put in
-    place (atomically) only when every line is there; a failed run leaves no partial file."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        if path is None:
-            self.stream: BinaryIO = sys.stdout.buffer
-        else:
-            self.tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            self.stream = open(self.tmp, "wb")
-
-    def write(self, text: str) -> None:
-        self.stream.write(text.encode("utf-8"))
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-    def __enter__(self) -> Output:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self.path is None:
-            self.stream.flush()
-            return
-        self.stream.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-
-
 class Progress:
     """Lines done, on stderr: a bar on a terminal, else a line every few seconds; the total at the end."""
 
@@ -196,7 +117,7 @@ class Progress:
         self.done += n
         now = time.monotonic()
         if self.bar:
-            self.bar.update(self.task, completed=self.done)
+            self.bar.update(self.task, completed=self.done, total=self.total)
         elif self.lines and now - self.reported >= REPORT_EVERY:
             self.reported = now
             of = f"/{self.total:,}" if self.total is not None else ""
@@ -382,14 +303,23 @@ def translate(
         raise ConfigError("--sampling draws one output per line; --nbest needs search")
     if output_file is not None:
         writable(output_file, "--output")
-    lines = read_file(input_file, say) if input_file is not None else None  # a bad file fails before the model loads
+    from nmt.textio import Output, read_lines, read_text_lines
+
+    lines = read_lines(input_file, say) if input_file is not None else None  # a bad file fails before the model loads
     sampler = SamplingConfig(temperature, top_k, top_p, seed) if sampling else None
-    from nmt.api import load_translator
+    from nmt.api import load
 
     with err.status(f"loading {model}…"):
-        translator = load_translator(
-            model, config, engine, precision(int8, bf16), device=device, threads=threads, sampling=sampler
-        )
+        translator = load(
+            model,
+            config=config,
+            engine=engine,
+            precision=precision(int8, bf16),
+            device=device,
+            threads=threads,
+            sampling=sampler,
+            align=align,
+        ).translator
     from nmt.translate import Translator
 
     if bf16 and isinstance(translator, Translator):
@@ -403,16 +333,6 @@ def translate(
         err.print("type a sentence, Ctrl-D to end", markup=False)
     where = f"{input_file}:" if input_file is not None else "<stdin>:"
     source = lines if lines is not None else read_text_lines(sys.stdin.buffer, "<stdin>", say)
-    if align:
-        from nmt.translate import Translator
-
-        if not isinstance(translator, Translator):
-            raise ConfigError(
-                "--align needs the model's attention, which CTranslate2 does not give; use --engine pytorch"
-            )
-        if config.nbest > 1:
-            raise ConfigError("--align gives the best translation's alignment; leave out --nbest")
-        translator.align = True
     write = formatter(fmt, config.nbest, scores)
     report = not quiet and (input_file is not None or output_file is not None)
     with Output(output_file) as output, Progress(len(lines) if lines is not None else None, report, report) as progress:
@@ -433,16 +353,14 @@ def precision(int8: bool, bf16: bool) -> str:
 
 def translate_file(model: Path, src: Path, config, output: Path | None = None) -> list[str]:
     """Translate a whole file (for `nmt score -m`); returns the translations, optionally also written."""
-    from nmt.translate import Translator
+    from nmt.api import load
 
-    lines = read_file(src, warn)
     with err.status(f"loading {model}…"):
-        translator = Translator.load(model, config)
-    with Progress(len(lines), True, False) as progress:
-        texts = [
-            r.text for _, results, _ in translated(translator, lines, CHUNK, warn, f"{src}:", progress) for r in results
-        ]
-    if output is not None:
-        with Output(output) as sink:
-            sink.write("".join(f"{t}\n" for t in texts))
-    return texts
+        loaded = load(model, config=config)
+    with Progress(None, True, False) as progress:
+
+        def advance(done: int, total: int) -> None:
+            progress.total = total
+            progress.advance(done - progress.done)
+
+        return loaded.translate_file(src, output, warn=warn, progress=advance)

@@ -5,12 +5,15 @@
     t.translate(["How was your day?"])            # ["Comment s'est passée ta journée ?"]
     t.translate(["How was your day?"], results=True)[0].nbest   # [(text, score, log_prob), ...]
     t.info["parameters"]
+    t.translate_file("notes.en", "notes.fr")    # what `nmt translate -i notes.en -o notes.fr` does
 
 The engine is chosen here (PyTorch for a model or run directory, CTranslate2 for an `nmt export` directory),
 not in the command line."""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -57,6 +60,10 @@ def load_translator(
     return Translator.load(model, config, device=device, threads=threads, sampling=sampling, precision=precision)
 
 
+def _python_warning(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
 class Loaded:
     """A loaded model with its decoding settings: `translate` lines, read `info`."""
 
@@ -78,6 +85,35 @@ class Loaded:
             raise ConfigError("a line to translate holds a newline; split the text into lines first")
         found = list(self.translator.translate_lines(batch))
         return found if results else [t.text for t in found]
+
+    def translate_file(
+        self,
+        src: str | Path,
+        dest: str | Path | None = None,
+        *,
+        warn: Callable[[str], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        chunk: int = 512,
+    ) -> list[str]:
+        """Translate a UTF-8 text file, one sentence per line: one translation per line, in order, returned and,
+        given `dest`, written there (the file appears whole when every line is done, never half-written).
+        Invalid UTF-8 is replaced and over-long lines are truncated, each with a warning naming `src:LINE`
+        (given to `warn`, by default Python's warnings); a file that is not text raises a DataError.
+        `progress(done, total)` is called with the lines done and the file's lines after each `chunk` lines."""
+        from nmt.textio import Output, read_lines
+
+        src = Path(src)
+        say = warn if warn is not None else _python_warning
+        lines = read_lines(src, say)
+        texts: list[str] = []
+        for result in self.translator.translate_lines(lines, chunk, say, f"{src}:"):
+            texts.append(result.text)
+            if progress is not None and (len(texts) % chunk == 0 or len(texts) == len(lines)):
+                progress(len(texts), len(lines))
+        if dest is not None:
+            with Output(Path(dest)) as sink:
+                sink.write("".join(f"{text}\n" for text in texts))
+        return texts
 
     @property
     def info(self) -> dict[str, Any]:
@@ -101,20 +137,28 @@ def load(
     length_penalty: float = 1.0,
     align: bool = False,
     sampling: SamplingConfig | None = None,
+    config: DecodeConfig | None = None,
     **decode: Any,
 ) -> Loaded:
     """Load a model directory, run directory (its best checkpoint) or `nmt export` directory for translating.
     Other keyword arguments are DecodeConfig fields (max_len_a, no_repeat_ngram, min_len, ...), checked as the
-    command line's are."""
-    values = {"beam_size": beam, "nbest": nbest, "length_penalty": length_penalty, **decode}
-    config = from_dict(DecodeConfig, values, where="nmt.load")
+    command line's are; or give a whole DecodeConfig as `config` (then beam, nbest, length_penalty and those
+    are not taken)."""
+    if config is None:
+        values = {"beam_size": beam, "nbest": nbest, "length_penalty": length_penalty, **decode}
+        config = from_dict(DecodeConfig, values, where="nmt.load")
+    elif decode:
+        raise ConfigError(f"nmt.load: give DecodeConfig fields in `config`, not as {', '.join(sorted(decode))}")
+    if align and config.nbest > 1:
+        raise ConfigError("align gives the best translation's alignment (--align); leave out nbest (--nbest)")
     translator = load_translator(Path(model), config, engine, precision, device, threads, sampling)
     if align:
         from nmt.translate import Translator
 
         if not isinstance(translator, Translator):
             raise ConfigError(
-                "align needs the model's attention, which CTranslate2 does not give; use engine='pytorch'"
+                "word alignment (--align) needs the model's attention, which CTranslate2 does not give; "
+                "use the PyTorch engine"
             )
         translator.align = True
     return Loaded(Path(model), translator)

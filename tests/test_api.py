@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ from nmt_cli.main import app
 from typer.testing import CliRunner
 
 import nmt
-from nmt.errors import ConfigError
+from nmt.errors import ConfigError, DataError
 
 LINES = ["How was your day?", "", "The cat sleeps on the red sofa.", "Where is the station, please?"]
 
@@ -49,3 +50,44 @@ def test_bad_options_and_input_are_config_errors(tiny_model_dir):
 def test_import_nmt_stays_light():
     code = "import sys, nmt; assert 'torch' not in sys.modules, 'torch imported'; print(nmt.__version__)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
+
+
+def test_translate_file_matches_the_command_and_says_where(tiny_model_dir, tmp_path):
+    src = tmp_path / "notes.en"
+    src.write_bytes("\n".join(LINES).encode() + b"\nbad \xff byte\n")
+    command = CliRunner().invoke(
+        app,
+        [
+            "translate",
+            "-m",
+            str(tiny_model_dir),
+            "--beam",
+            "3",
+            "--threads",
+            "1",
+            "-i",
+            str(src),
+            "-o",
+            str(tmp_path / "cli.fr"),
+        ],
+    )
+    assert command.exit_code == 0, command.output
+    said: list[str] = []
+    seen: list[tuple[int, int]] = []
+    loaded = nmt.load(tiny_model_dir, beam=3, threads=1)
+    texts = loaded.translate_file(src, tmp_path / "api.fr", warn=said.append, progress=lambda *p: seen.append(p))
+    assert len(texts) == len(LINES) + 1
+    assert (tmp_path / "api.fr").read_text(encoding="utf-8") == "".join(f"{t}\n" for t in texts)
+    assert (tmp_path / "api.fr").read_bytes() == (tmp_path / "cli.fr").read_bytes()
+    assert said == [f"{src}:5: invalid UTF-8 at column 5; replaced with U+FFFD"]
+    assert seen[-1] == (5, 5)
+    with pytest.warns(UserWarning, match="notes.en:5: invalid UTF-8"):
+        assert loaded.translate_file(src) == texts  # without dest: returned only
+
+
+def test_translate_file_refuses_what_is_not_text(tiny_model_dir, tmp_path):
+    src = tmp_path / "notes.en.gz"
+    src.write_bytes(gzip.compress(b"How was your day?\n"))
+    with pytest.raises(DataError, match="notes.en.gz: not a text file"):
+        nmt.load(tiny_model_dir, threads=1).translate_file(src, tmp_path / "out.fr")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.en.gz"]  # nothing written, not even a part

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nmt_cli.main import app
-from nmt_cli.translate import looks_binary
 from typer.testing import CliRunner
 
 from nmt.data import clean, read_parallel
 from nmt.errors import DataError
+from nmt.textio import looks_binary
 
 runner = CliRunner()
 SETTINGS = dict(
