@@ -1,16 +1,18 @@
 """`nmt serve`: a loaded model behind a small HTTP JSON API (Starlette), with micro-batching.
 
-    POST /translate     {"text": "one line"} or {"text": ["line", ...], "nbest": 2}
-                        → {"translations": [{"text", "score", "nbest": [{"text", "score", "log_prob"}]}, ...]}
+    POST /translate     {"text": "one line"} or {"text": ["line", ...], "beam": 5, "nbest": 2, "align": true}
+                        → {"translations": [{"text", "score", "nbest": [{"text", "score", "log_prob"}],
+                                             "alignment": "0-0 1-2 ..." (when asked)}, ...]}
     GET  /health        → {"status": "ok"}
     GET  /info          → the model's description (nmt.info.describe)
     GET  /openapi.json  → an OpenAPI 3 description of the above
 
 One background thread owns the model (`Batcher`): requests are checked first (a malformed one never reaches
-the queue), then put on a queue as (lines, future); the thread takes the first, waits up to `max_wait_ms` for
-more within a line and token budget, translates all their lines in one `translate_batch` call and gives each
-request its own slice. If that call fails, each request of the batch is translated alone, so only the one
-whose lines fail gets the error (a 500); the others get their answers. Errors are JSON: {"error": "..."}.
+the queue), then put on a queue as (lines, options, future); the thread takes the first, waits up to
+`max_wait_ms` for more with the same options (beam, alignment) within a line and token budget, translates all
+their lines in one `translate_batch` call and gives each request its own slice. If that call fails, each
+request of the batch is translated alone, so only the one whose lines fail gets the error (a 500); the others
+get their answers. Errors are JSON: {"error": "..."}.
 
 Nothing here prints; `create_app` needs Starlette (pip install 'nmt[serve]')."""
 
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 
     from nmt.api import Loaded
 
-FIELDS = ("text", "nbest")  # the fields of a /translate request
+FIELDS = ("text", "beam", "nbest", "align")  # the fields of a /translate request
 DRAIN_FACTOR = 16  # an over-large body declared up to this many times the limit is read and dropped before the 413
 
 
@@ -63,11 +65,30 @@ class ShuttingDown(RuntimeError):
     """The batcher is closed: no more requests are taken."""
 
 
+@dataclass(frozen=True)
+class Options:
+    """How a request's lines are searched: the beam size (the n-best list holds up to that many) and whether
+    each translation carries its word alignment. Requests batch together only with the same options."""
+
+    beam: int
+    align: bool = False
+
+
 @dataclass
 class _Job:
     lines: list[str]
     tokens: int
     future: Future[list[Translation]]
+    options: Options | None  # None: the translator's own settings
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A checked /translate request."""
+
+    lines: list[str]
+    nbest: int
+    options: Options
 
 
 def _resolve(future: Future[list[Translation]], result: list[Translation] | BaseException) -> None:
@@ -101,6 +122,7 @@ class Batcher:
         self._load_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="nmt-serve-batcher", daemon=True)
         self.batches = 0  # translate_batch calls made (for tests and monitoring)
+        self._variants: dict[Options, LineTranslator] = {}  # the translator for other options (worker only)
         self._thread.start()
         self._ready.wait()
         if self._load_error is not None:
@@ -111,14 +133,26 @@ class Batcher:
         """A cheap estimate of a line's source tokens (BPE pieces run about four characters)."""
         return min(1 + len(line) // 4, self.max_src_tokens)
 
-    def submit(self, lines: list[str]) -> Future[list[Translation]]:
-        """Queue lines for translation; the future gives one Translation per line, in order."""
+    def submit(self, lines: list[str], options: Options | None = None) -> Future[list[Translation]]:
+        """Queue lines for translation (with `options`, else the translator's own settings); the future gives
+        one Translation per line, in order."""
         future: Future[list[Translation]] = Future()
         with self._lock:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
-            self._queue.put(_Job(lines, sum(self.tokens(line) for line in lines), future))
+            self._queue.put(_Job(lines, sum(self.tokens(line) for line in lines), future, options))
         return future
+
+    def _translator(self, options: Options | None) -> LineTranslator:
+        """The translator for `options`: the loaded one with another beam, or with alignments (made once)."""
+        base = self.translator
+        if options is None or (options.beam == base.config.beam_size and options.align == base.align):
+            return base
+        if options not in self._variants:
+            variant = base.with_config(beam_size=options.beam, nbest=options.beam)
+            variant.align = options.align
+            self._variants[options] = variant
+        return self._variants[options]
 
     def close(self, timeout: float | None = None) -> None:
         """Take no more requests, translate those queued, and stop the worker."""
@@ -155,7 +189,11 @@ class Batcher:
                     break
                 if following is None:
                     stopping = True
-                elif lines + len(following.lines) > limits.max_lines or tokens + following.tokens > limits.batch_tokens:
+                elif (
+                    following.options != job.options
+                    or lines + len(following.lines) > limits.max_lines
+                    or tokens + following.tokens > limits.batch_tokens
+                ):
                     carried = following  # the first of the next batch
                     break
                 else:
@@ -167,8 +205,14 @@ class Batcher:
     def _translate(self, batch: list[_Job]) -> None:
         lines = [line for job in batch for line in job.lines]
         try:
+            translator = self._translator(batch[0].options)
+        except Exception as e:
+            for job in batch:
+                _resolve(job.future, e)
+            return
+        try:
             self.batches += 1
-            found = self.translator.translate_batch(lines)
+            found = translator.translate_batch(lines)
         except Exception as e:
             if len(batch) == 1:
                 _resolve(batch[0].future, e)
@@ -176,7 +220,7 @@ class Batcher:
             for job in batch:  # find the request at fault: each alone
                 try:
                     self.batches += 1
-                    _resolve(job.future, self.translator.translate_batch(job.lines))
+                    _resolve(job.future, translator.translate_batch(job.lines))
                 except Exception as alone:
                     _resolve(job.future, alone)
             return
@@ -186,8 +230,9 @@ class Batcher:
             start += len(job.lines)
 
 
-def parse_request(body: bytes, max_lines: int, max_nbest: int) -> tuple[list[str], int]:
-    """The lines and n-best size of a /translate body, or a RequestError (400, or 413 for too many lines)."""
+def parse_request(body: bytes, max_lines: int, max_beam: int, can_align: bool = True) -> Asked:
+    """The lines and options of a /translate body, or a RequestError (400, or 413 for too many lines).
+    The beam is the server's (`max_beam`) unless the request asks for a smaller one."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -201,7 +246,9 @@ def parse_request(body: bytes, max_lines: int, max_nbest: int) -> tuple[list[str
     fields = cast(dict[str, Any], data)
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
-        raise RequestError(400, f"unknown field {', '.join(map(repr, unknown))}; the fields are 'text' and 'nbest'")
+        raise RequestError(
+            400, f"unknown field {', '.join(map(repr, unknown))}; the fields are {', '.join(map(repr, FIELDS))}"
+        )
     if "text" not in fields:
         raise RequestError(400, "'text' is missing: give a string (one line) or a list of strings")
     value = fields["text"]
@@ -223,12 +270,25 @@ def parse_request(body: bytes, max_lines: int, max_nbest: int) -> tuple[list[str
         if "\n" in line or "\r" in line:
             where = "'text'" if isinstance(value, str) else f"'text'[{i}]"
             raise RequestError(400, f"{where} holds a line break: send one line per list item")
-    nbest = fields.get("nbest", 1)
-    if not isinstance(nbest, int) or isinstance(nbest, bool):
-        raise RequestError(400, f"'nbest' is {type(nbest).__name__}: give an integer")
-    if not 1 <= nbest <= max_nbest:
-        raise RequestError(400, f"'nbest' {nbest}: must be from 1 to the beam size, {max_nbest}")
-    return lines, nbest
+    beam = _integer(fields, "beam", max_beam)
+    if not 1 <= beam <= max_beam:
+        raise RequestError(400, f"'beam' {beam}: must be from 1 to the server's --beam, {max_beam}")
+    nbest = _integer(fields, "nbest", 1)
+    if not 1 <= nbest <= beam:
+        raise RequestError(400, f"'nbest' {nbest}: must be from 1 to the beam size, {beam}")
+    align = fields.get("align", False)
+    if not isinstance(align, bool):
+        raise RequestError(400, f"'align' is {type(align).__name__}: give true or false")
+    if align and not can_align:
+        raise RequestError(400, "'align': this server's engine (CTranslate2) gives no attention to align with")
+    return Asked(lines, nbest, Options(beam, align))
+
+
+def _integer(fields: dict[str, Any], name: str, default: int) -> int:
+    value = fields.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RequestError(400, f"'{name}' is {type(value).__name__}: give an integer")
+    return value
 
 
 def _finite(value: Any) -> Any:
@@ -244,19 +304,21 @@ def _finite(value: Any) -> Any:
 
 def answer(translations: list[Translation], nbest: int) -> dict[str, Any]:
     """The /translate response body."""
-    return {
-        "translations": [
-            {
-                "text": t.text,
-                "score": _finite(t.score),
-                "nbest": [
-                    {"text": text, "score": _finite(score), "log_prob": _finite(log_prob)}
-                    for text, score, log_prob in t.nbest[:nbest]
-                ],
-            }
-            for t in translations
-        ]
-    }
+
+    def one(t: Translation) -> dict[str, Any]:
+        found: dict[str, Any] = {
+            "text": t.text,
+            "score": _finite(t.score),
+            "nbest": [
+                {"text": text, "score": _finite(score), "log_prob": _finite(log_prob)}
+                for text, score, log_prob in t.nbest[:nbest]
+            ],
+        }
+        if t.alignment is not None:
+            found["alignment"] = t.alignment
+        return found
+
+    return {"translations": [one(t) for t in translations]}
 
 
 def openapi(limits: Limits, beam: int) -> dict[str, Any]:
@@ -326,7 +388,26 @@ def openapi(limits: Limits, beam: int) -> dict[str, Any]:
                             ],
                             "description": "One line, or a list of lines (no line breaks inside a line).",
                         },
-                        "nbest": {"type": "integer", "minimum": 1, "maximum": beam, "default": 1},
+                        "beam": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": beam,
+                            "default": beam,
+                            "description": "Beam size (1: greedy search); at most the server's --beam.",
+                        },
+                        "nbest": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": beam,
+                            "default": 1,
+                            "description": "How many of the best translations to list; at most the beam.",
+                        },
+                        "align": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": "Add the source-target word alignment (Pharaoh 'i-j', 0-based words) "
+                            "of the best translation; PyTorch engine only.",
+                        },
                     },
                 },
                 "Hypothesis": {
@@ -348,6 +429,7 @@ def openapi(limits: Limits, beam: int) -> dict[str, Any]:
                                     "text": {"type": "string"},
                                     "score": {"type": "number"},
                                     "nbest": {"type": "array", "items": {"$ref": "#/components/schemas/Hypothesis"}},
+                                    "alignment": {"type": "string", "description": "When asked: 'i-j' pairs"},
                                 },
                             },
                         }
@@ -357,6 +439,11 @@ def openapi(limits: Limits, beam: int) -> dict[str, Any]:
             }
         },
     }
+
+
+def _can_align(translator: LineTranslator) -> bool:
+    """Whether the engine gives word alignments (the PyTorch engine does; CTranslate2 does not)."""
+    return type(translator).alignment is not LineTranslator.alignment
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -402,9 +489,10 @@ def create_app(loaded: Loaded | Callable[[], Loaded], limits: Limits) -> Starlet
 
     batcher = Batcher(make, limits)
     translator = made[0].translator
-    max_nbest = max(1, translator.config.nbest)
+    max_beam = translator.config.beam_size
+    can_align = _can_align(translator)
     info = _finite(made[0].info)
-    spec = openapi(limits, max_nbest)
+    spec = openapi(limits, max_beam)
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -412,18 +500,18 @@ def create_app(loaded: Loaded | Callable[[], Loaded], limits: Limits) -> Starlet
     async def translate(request: Request) -> Response:
         try:
             body = await read_body(request, limits.max_body_bytes)
-            lines, nbest = parse_request(body, limits.max_lines, max_nbest)
+            asked = parse_request(body, limits.max_lines, max_beam, can_align)
         except RequestError as e:
             return error(e.status, e.message)
         try:
-            future = batcher.submit(lines)
+            future = batcher.submit(asked.lines, asked.options)
         except ShuttingDown as e:
             return error(503, str(e))
         try:
             found = await asyncio.wrap_future(future)
         except Exception as e:
             return error(500, f"the translation failed: {type(e).__name__}: {e}")
-        return JSONResponse(answer(found, nbest))
+        return JSONResponse(answer(found, asked.nbest))
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -59,6 +59,10 @@ class LineTranslator:
         """The n-best hypotheses of every id sequence, in input order; [] for an empty one."""
         raise NotImplementedError
 
+    def with_config(self, **changes: Any) -> LineTranslator:
+        """The same loaded model with other DecodeConfig values (beam_size=3, ...); nothing is loaded again."""
+        raise NotImplementedError
+
     def encode(self, lines: list[str], warn: Warn, first_line: int = 1, where: str = "line ") -> list[list[int]]:
         """Clean and encode; over-long lines are truncated (never dropped) with a warning that names
         `where` and the line: "line 12: ...", or with where="notes.txt:", "notes.txt:12: ..."."""

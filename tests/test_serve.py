@@ -22,7 +22,7 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-from nmt.serve import Batcher, Limits  # noqa: E402
+from nmt.serve import Batcher, Limits, Options, RequestError, parse_request  # noqa: E402
 from nmt.translate import LineTranslator, Translation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,6 +139,46 @@ def test_answers_equal_nmt_translate(server: Server, expected: dict[str, str]) -
     assert 1 <= len(best["nbest"]) <= 3 and all(set(h) == {"text", "score", "log_prob"} for h in best["nbest"])
 
 
+@pytest.fixture(scope="module")
+def other_options(tiny_model_dir: Path) -> dict[str, list[str]]:
+    """What `nmt translate` says of LINES with --beam 1, and with --beam 3 --align."""
+    found = {}
+    for name, flags in (("greedy", ["--beam", "1"]), ("aligned", ["--beam", "3", "--align"])):
+        run = subprocess.run(
+            [sys.executable, "-m", "nmt_cli.main", "translate", "-m", str(tiny_model_dir), "--threads", "1", *flags],
+            input="\n".join(LINES) + "\n",
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        )
+        found[name] = run.stdout.split("\n")[: len(LINES)]
+    return found
+
+
+def test_beam_and_alignment_per_request_equal_nmt_translate(
+    server: Server, expected: dict[str, str], other_options: dict[str, list[str]]
+) -> None:
+    def ask(**fields: Any) -> Any:
+        return ThreadPoolExecutor(1).submit(server.translate, LINES, **fields)
+
+    # sent together, so the batcher sees requests with different options side by side
+    asked = [ask(beam=1), ask(beam=3, align=True), ask(), ask(beam=1, nbest=1)]
+    (s1, greedy), (s2, aligned), (s3, default), (s4, greedy_again) = [f.result(60) for f in asked]
+    assert s1 == s2 == s3 == s4 == 200
+    assert (
+        [t["text"] for t in greedy["translations"]]
+        == other_options["greedy"]
+        == [t["text"] for t in greedy_again["translations"]]
+    )
+    assert [t["text"] for t in default["translations"]] == [expected[line] for line in LINES]
+    assert all("alignment" not in t for t in default["translations"])
+    with_alignment = [
+        f"{t['text']} ||| {t['alignment']}" if t["alignment"] else t["text"] for t in aligned["translations"]
+    ]
+    assert with_alignment == other_options["aligned"]
+
+
 def test_health_info_openapi(server: Server) -> None:
     assert server.request("GET", "/health") == (200, {"status": "ok"})
     status, info = server.request("GET", "/info")
@@ -188,6 +228,15 @@ def test_concurrent_requests_batched_and_in_order(server: Server, expected: dict
         (json.dumps(["a"]).encode(), 400, "JSON object"),
         (json.dumps({"text": "a", "nbest": 6}).encode(), 400, "'nbest' 6"),
         (json.dumps({"text": "a", "nbest": "2"}).encode(), 400, "'nbest' is str"),
+        (json.dumps({"text": "a", "beam": 6}).encode(), 400, "'beam' 6: must be from 1 to the server's --beam, 5"),
+        (json.dumps({"text": "a", "beam": 0}).encode(), 400, "'beam' 0"),
+        (json.dumps({"text": "a", "beam": True}).encode(), 400, "'beam' is bool"),
+        (
+            json.dumps({"text": "a", "beam": 2, "nbest": 3}).encode(),
+            400,
+            "'nbest' 3: must be from 1 to the beam size, 2",
+        ),
+        (json.dumps({"text": "a", "align": "yes"}).encode(), 400, "'align' is str"),
         (json.dumps({"text": "a\nb"}).encode(), 400, "line break"),
         (json.dumps({"text": ["hello"] * 10_000}).encode(), 413, "10,000 lines"),
         (json.dumps({"text": "a" * 1_000_000}).encode(), 413, "over 1,000,000 bytes"),  # a 1 MB line: body too large
@@ -300,3 +349,11 @@ def test_a_port_in_use_is_one_error_line(tiny_model_dir: Path) -> None:
     assert run.returncode == 2
     message = f"error: cannot listen on 127.0.0.1:{port} (Address already in use); choose another --port or --host"
     assert run.stderr.strip() == message
+
+
+def test_alignment_is_refused_where_the_engine_gives_none() -> None:
+    with pytest.raises(RequestError) as refused:
+        parse_request(b'{"text": "a", "align": true}', max_lines=8, max_beam=5, can_align=False)
+    assert refused.value.status == 400 and "CTranslate2" in refused.value.message
+    asked = parse_request(b'{"text": ["a", "b"], "beam": 2, "nbest": 2}', max_lines=8, max_beam=5, can_align=False)
+    assert asked.lines == ["a", "b"] and asked.nbest == 2 and asked.options == Options(2, False)
