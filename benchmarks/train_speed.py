@@ -15,6 +15,32 @@ logits 1,024 target tokens at a time). Ratios are to the fp32 baseline. An engin
 nmt's on 2 processes (torch.distributed, gloo; DistributedDataParallel as `nmt train --nproc 2` runs
 it), the cores shared among them, each taking every other batch: its tokens/s count both processes'
 tokens, its peak memory is rank 0's.
+
+Model FLOP utilisation (MFU) puts the speed against the machine's own limit, its matrix-multiply rate. In
+each round, before the engines, a process of its own (same threads, same allocator setting) times large
+square matmuls (--peak-size, 2048 x 2048 @ 2048 x 2048: 2 n^3 FLOPs each) in fp32 and in bf16, 2 untimed
+and 5 timed each; the peak of a precision is the median of all its timed matmuls over the rounds. An
+engine's MFU is its achieved FLOP/s (target tokens/s x training FLOPs per target token) over the peak of its
+own precision (bf16 autocast runs its matmuls in bf16, so its bar is the bf16 peak).
+
+FLOPs per target token are counted from the model's shapes on the batches that engine timed, with each
+sentence's own lengths (s source tokens with EOS, t target tokens with BOS/EOS; padding is not counted,
+it is not useful work). Forward, a matmul of (m x k) @ (k x n) counts 2 m k n:
+  encoder, per layer and source token:  2 (3d^2 + d^2)   qkv and output projections
+                                        + 2 (2 d f)        feed-forward (d -> f -> d)
+            per layer and sentence:     4 d s^2           scores q k^T and weights @ v (all heads: d)
+  decoder, per layer and target token:  2 (3d^2 + d^2)   self-attention projections
+                                        + 2 (2d^2)        cross-attention query and output projections
+                                        + 2 (2 d f)       feed-forward
+           per layer and source token:  2 (2d^2)          cross-attention keys and values of the memory
+           per layer and sentence:      4 d t(t+1)/2      causal self-attention (the keys a query may see)
+                                        + 4 d t s         cross-attention
+  output projection, per target token:  2 d V
+summed over the batches, divided by their target tokens, times 3 for training (the backward pass takes
+twice the forward's FLOPs: gradients of inputs and of weights). Not counted: embeddings, positions,
+biases, LayerNorm, softmax, dropout, activations, the loss and the optimizer step (elementwise work, no
+matmul; well under 1% of the FLOPs here, though not of the time). nmt's model and the baseline are counted
+alike (same shapes), so MFU ranks engines as tokens/s does.
 """
 
 from __future__ import annotations
@@ -228,6 +254,62 @@ def run_engine(
         torch.distributed.destroy_process_group()
 
 
+def measure_peak(args: argparse.Namespace, rank: int, world: int, port: int, queue) -> None:
+    """The matmul rate the engines are measured against: GFLOP/s of (n x n) @ (n x n), n = args.peak_size,
+    in fp32 and bf16, on the engines' threads and allocator setting; puts {precision: [timed GFLOP/s]}."""
+    import torch
+
+    from nmt.runtime import keep_freed_memory, pick_device, set_threads
+
+    set_threads(args.threads)
+    keep_freed_memory()
+    device = pick_device(args.device)
+    n = args.peak_size
+    rates: dict[str, list[float]] = {}
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        rates[precision] = []
+        for i in range(2 + 5):  # 2 untimed
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            torch.mm(a, b)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= 2:
+                rates[precision].append(2 * n**3 / (time.perf_counter() - start) / 1e9)
+    queue.put(rates)
+
+
+def timed_batches(n_batches: int, args: argparse.Namespace, world: int) -> list[int]:
+    """The indices into token_batches of the batches an engine on `world` processes trains on in its timed
+    updates (run_engine's choice)."""
+    return [(i * world + r) % n_batches for i in range(args.warmup, args.warmup + args.steps) for r in range(world)]
+
+
+def flops_per_token(args: argparse.Namespace, vocab: int, src_lens, tgt_lens) -> dict[str, float]:
+    """Training FLOPs per target token of the model `args` describes (d_model, layers, ffn) over the sentence
+    pairs with these lengths (without EOS/BOS; they are added here), counted as the module docstring says.
+    Returns the forward FLOPs per target token by part and "train", 3x their sum."""
+    import numpy as np
+
+    s = np.asarray(src_lens, dtype=np.float64) + 1  # + EOS
+    t = np.asarray(tgt_lens, dtype=np.float64) + 1  # + BOS (in) / EOS (out)
+    d, f, n_layers, target = args.d_model, args.ffn, args.layers, t.sum()
+    parts = {
+        "encoder matmuls": n_layers * s.sum() * 2 * (4 * d * d + 2 * d * f),
+        "encoder attention": n_layers * 4 * d * (s * s).sum(),
+        "decoder matmuls": n_layers * (t.sum() * 2 * (6 * d * d + 2 * d * f) + s.sum() * 2 * 2 * d * d),
+        "decoder attention": n_layers * 4 * d * (t * (t + 1) / 2 + t * s).sum(),
+        "output projection": target * 2 * d * vocab,
+    }
+    per_token = {name: float(flops / target) for name, flops in parts.items()}
+    per_token["train"] = 3 * sum(per_token.values())
+    per_token["src/tgt"] = float(s.sum() / target)
+    return per_token
+
+
 def model_arguments(description: str) -> argparse.ArgumentParser:
     """The options the training benchmarks share: data, model size and batch size."""
     parser = argparse.ArgumentParser(description=description)
@@ -259,6 +341,12 @@ def main() -> None:
         "xN: N processes (nmt only, DistributedDataParallel over gloo, the cores shared)",
     )
     parser.add_argument(
+        "--peak-size",
+        type=int,
+        default=2048,
+        help="n of the n x n @ n x n matmuls that measure the fp32 and bf16 peak (default 2048)",
+    )
+    parser.add_argument(
         "--nproc",
         type=int,
         default=1,
@@ -281,26 +369,64 @@ def main() -> None:
         ):
             parser.error(f"--engines: {engine!r} is not MODEL:PRECISION[:xN] (nmt or baseline, fp32 or bf16)")
     results: dict[str, list[dict]] = {e: [] for e in engines}
+    peaks: dict[str, list[float]] = {"fp32": [], "bf16": []}
     for _ in range(args.repeats):
+        for precision, rates in in_processes(1, measure_peak, args).items():  # each round: load may drift
+            peaks[precision] += rates
         for engine in engines:  # alternate, so drifting machine load hits all alike
             model, precision, *procs = engine.split(":")
             world = int(procs[0][1:]) if procs else 1
             results[engine].append(in_processes(world, run_engine, model, precision, data_dir, args))
+    import numpy as np
+
+    from nmt.data import ParallelIds, token_batches
+
+    data = ParallelIds.load(Path(data_dir) / "train.ids.safetensors")
+    vocab = json.loads((Path(data_dir) / "prepare.json").read_text())["vocab_size"]["src"]
+    batches = token_batches(data.src_lens, data.tgt_lens, args.batch_tokens, seed=1)  # run_engine's
+
+    def counted(engine: str) -> dict[str, float]:
+        procs = engine.split(":")[2:]
+        chosen = np.concatenate(
+            [batches[i] for i in timed_batches(len(batches), args, int(procs[0][1:]) if procs else 1)]
+        )
+        return flops_per_token(args, vocab, data.src_lens[chosen], data.tgt_lens[chosen])
+
+    flops = {engine: counted(engine) for engine in engines}
+    peak = {precision: statistics.median(rates) for precision, rates in peaks.items()}
     print(
         f"Multi30k en-fr, d_model {args.d_model}, {args.layers}+{args.layers} layers, {args.heads} heads, "
-        f"ffn {args.ffn}, batches of {args.batch_tokens} tokens, "
+        f"ffn {args.ffn}, vocab {vocab}, batches of {args.batch_tokens} tokens, "
         f"median of {args.repeats} runs x {args.steps} updates, torch {__import__('torch').__version__}, "
-        f"{os.cpu_count()} cpus"
+        f"{os.cpu_count()} cpus, {args.threads or len(os.sched_getaffinity(0))} threads"
     )
-    print(f"{'engine':<14} {'params':>11} {'tgt tok/s':>10} {'runs':>26} {'peak MB':>8} {'vs baseline fp32':>16}")
+    print(
+        f"matmul peak ({args.peak_size}^3, median of {len(peaks['fp32'])}): "
+        + ", ".join(f"{p} {peak[p]:,.0f} GFLOP/s" for p in ("fp32", "bf16"))
+    )
+    first = flops[engines[0]]
+    print(
+        f"training FLOPs per target token (3x forward; {engines[0]}'s batches, source/target tokens "
+        f"{first['src/tgt']:.2f}): {first['train'] / 1e6:.1f} M; forward: "
+        + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in first.items() if k not in ("train", "src/tgt"))
+    )
+    print(
+        f"{'engine':<14} {'params':>11} {'tgt tok/s':>10} {'runs':>26} {'peak MB':>8} {'vs baseline fp32':>16} "
+        f"{'GFLOP/s':>8} {'MFU':>6}"
+    )
     base_runs = results.get("baseline:fp32")
     base = statistics.median(r["tokens_per_s"] for r in base_runs) if base_runs else None
     for engine, runs in results.items():
         tps = statistics.median(r["tokens_per_s"] for r in runs)
-        peak = statistics.median(r["peak_mb"] for r in runs)
+        mem = statistics.median(r["peak_mb"] for r in runs)
         ratio = f"{tps / base:.2f}x" if base else "-"
         spread = " ".join(f"{r['tokens_per_s']:.0f}" for r in runs)
-        print(f"{engine:<14} {runs[0]['params']:>11,} {tps:>10,.0f} {spread:>26} {peak:>8,.0f} {ratio:>16}")
+        achieved = tps * flops[engine]["train"] / 1e9
+        mfu = achieved / peak[engine.split(":")[1]]
+        print(
+            f"{engine:<14} {runs[0]['params']:>11,} {tps:>10,.0f} {spread:>26} {mem:>8,.0f} {ratio:>16} "
+            f"{achieved:>8,.0f} {mfu:>6.1%}"
+        )
     sys.stdout.flush()
 
 
