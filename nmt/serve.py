@@ -3,8 +3,9 @@
     POST /translate     {"text": "one line"} or {"text": ["line", ...], "beam": 5, "nbest": 2, "align": true}
                         → {"translations": [{"text", "score", "nbest": [{"text", "score", "log_prob"}],
                                              "alignment": "0-0 1-2 ..." (when asked)}, ...]}
+    GET  /              → a small web page: type, see the translation (nmt/serve_page.html, no external assets)
     GET  /health        → {"status": "ok"}
-    GET  /info          → the model's description (nmt.info.describe)
+    GET  /info          → the model's description (nmt.info.describe), and "server": its beam and limits
     GET  /openapi.json  → an OpenAPI 3 description of the above
 
 One background thread owns the model (`Batcher`): requests are checked first (a malformed one never reaches
@@ -28,6 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, InvalidStateError
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 
 from nmt.translate import LineTranslator, Translation
@@ -351,6 +353,12 @@ def openapi(limits: Limits, beam: int) -> dict[str, Any]:
                     },
                 }
             },
+            "/": {
+                "get": {
+                    "summary": "A web page to translate with (HTML)",
+                    "responses": {"200": {"description": "The page", "content": {"text/html": {}}}},
+                }
+            },
             "/health": {
                 "get": {
                     "summary": "Liveness",
@@ -478,7 +486,7 @@ def create_app(loaded: Loaded | Callable[[], Loaded], limits: Limits) -> Starlet
     `Batcher`); the app's shutdown (lifespan) drains it."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.responses import JSONResponse
+    from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route
 
     made: list[Loaded] = []
@@ -491,8 +499,22 @@ def create_app(loaded: Loaded | Callable[[], Loaded], limits: Limits) -> Starlet
     translator = made[0].translator
     max_beam = translator.config.beam_size
     can_align = _can_align(translator)
-    info = _finite(made[0].info)
+    info = {
+        **_finite(made[0].info),
+        "server": {
+            "beam": max_beam,
+            "align": can_align,
+            "max_lines": limits.max_lines,
+            "max_body_bytes": limits.max_body_bytes,
+        },
+    }
     spec = openapi(limits, max_beam)
+    page = (resources.files("nmt") / "serve_page.html").read_text(encoding="utf-8")
+    # the page's own inline script and style, and requests to this server: nothing else
+    page_headers = {
+        "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    }
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -512,6 +534,9 @@ def create_app(loaded: Loaded | Callable[[], Loaded], limits: Limits) -> Starlet
         except Exception as e:
             return error(500, f"the translation failed: {type(e).__name__}: {e}")
         return JSONResponse(answer(found, asked.nbest))
+
+    async def home(request: Request) -> Response:
+        return HTMLResponse(page, headers=page_headers)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -535,6 +560,7 @@ def create_app(loaded: Loaded | Callable[[], Loaded], limits: Limits) -> Starlet
 
     app = Starlette(
         routes=[
+            Route("/", home, methods=["GET"]),
             Route("/translate", translate, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             Route("/info", describe, methods=["GET"]),
