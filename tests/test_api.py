@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from nmt_cli.main import app
@@ -91,3 +92,14 @@ def test_translate_file_refuses_what_is_not_text(tiny_model_dir, tmp_path):
     with pytest.raises(DataError, match="notes.en.gz: not a text file"):
         nmt.load(tiny_model_dir, threads=1).translate_file(src, tmp_path / "out.fr")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.en.gz"]  # nothing written, not even a part
+
+
+def test_the_readme_example_runs(tiny_model_dir, tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### From Python: `nmt.load`", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "nmt.load(" in code and "translate_file(" in code
+    (tmp_path / "notes.en").write_text("How was your day?\nThe cat sleeps.\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code.replace('"work/demo/run"', repr(str(tiny_model_dir))), "README.md", "exec"), {})
+    assert len((tmp_path / "notes.fr").read_text(encoding="utf-8").splitlines()) == 2
