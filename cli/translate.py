@@ -320,13 +320,14 @@ def translate(
             sampling=sampler,
             align=align,
         ).translator
-    from nmt.translate import Translator
+    if bf16:
+        from nmt.translate import Translator  # only here: the CTranslate2 engine runs without torch
 
-    if bf16 and isinstance(translator, Translator):
-        from nmt.runtime import slow_bf16
+        if isinstance(translator, Translator):
+            from nmt.runtime import slow_bf16
 
-        if why := slow_bf16(translator.device):
-            say(f"{why}; leave out --bf16 here (or try --int8)")
+            if why := slow_bf16(translator.device):
+                say(f"{why}; leave out --bf16 here (or try --int8)")
 
     interactive = lines is None and sys.stdin.isatty()
     if interactive and not quiet:

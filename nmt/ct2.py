@@ -23,16 +23,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from nmt.checkpoint import CONFIG_FILE, MODEL_FILE, checked_tokenizers, read_json
 from nmt.config import DecodeConfig, ModelConfig, from_dict
 from nmt.errors import CheckpointError, ConfigError
-from nmt.export import EXPORT_FILE, FORMAT, import_ctranslate2
+from nmt.files import CONFIG_FILE, EXPORT_FILE, MODEL_FILE, checked_tokenizers, read_json
+from nmt.lines import Hypothesis, LineTranslator, max_lengths, max_source_tokens, normalise
 from nmt.runtime import keep_freed_memory
-from nmt.search import Hypothesis, max_lengths, max_source_tokens, normalise
 from nmt.tokenizer import Tokenizer
-from nmt.translate import LineTranslator
 
 EOS_PIECE = "</s>"
 COMPUTE_TYPES = (
@@ -47,6 +43,17 @@ COMPUTE_TYPES = (
     "float16",
     "bfloat16",
 )
+
+FORMAT = "ctranslate2"  # an export's "format" in nmt.json
+
+
+def import_ctranslate2() -> Any:
+    """The ctranslate2 module, imported on first use: it is an optional dependency."""
+    try:
+        import ctranslate2
+    except ImportError:
+        raise ConfigError("ctranslate2 is not installed; install it with: pip install 'nmt[ct2]'") from None
+    return ctranslate2
 
 
 def ended(tokens: list[str]) -> bool:
@@ -180,9 +187,7 @@ class CT2Translator(LineTranslator):
         todo = [i for i, seq in enumerate(ids) if seq]
         if not todo:
             return results
-        limits = max_lengths(
-            torch.tensor([len(ids[i]) + 1 for i in todo]), self.config.max_len_a, self.config.max_len_b
-        )
+        limits = max_lengths([len(ids[i]) + 1 for i in todo], self.config.max_len_a, self.config.max_len_b)
         groups: dict[int, list[int]] = {}
         for i, limit in zip(todo, limits):
             groups.setdefault(limit, []).append(i)

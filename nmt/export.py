@@ -32,22 +32,13 @@ import torch
 from nmt import __version__
 from nmt.checkpoint import CONFIG_FILE, MODEL_FILE, LoadedModel, commit_dir, load_model_dir, spm_files_of, write_json
 from nmt.config import to_dict
+from nmt.ct2 import FORMAT, import_ctranslate2
 from nmt.errors import CheckpointError, ConfigError
+from nmt.files import EXPORT_FILE
 from nmt.model import Transformer
 from nmt.tokenizer import sha256_file
 
-EXPORT_FILE = "nmt.json"  # config.json is CTranslate2's own
-FORMAT = "ctranslate2"
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16")
-
-
-def import_ctranslate2() -> Any:
-    """The ctranslate2 module, imported on first use: it is an optional dependency."""
-    try:
-        import ctranslate2
-    except ImportError:
-        raise ConfigError("ctranslate2 is not installed; install it with: pip install 'nmt[ct2]'") from None
-    return ctranslate2
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Where and how tensors are computed: seeding, device choice, threads, autocast.
-Knows nothing about the rest of nmt."""
+"""Where and how tensors are computed: seeding, device choice, threads, autocast, the allocator.
+Knows nothing about the rest of nmt. torch is imported by the functions that use it, so that the CTranslate2
+engine (which calls `keep_freed_memory`) starts without it."""
 
 from __future__ import annotations
 
@@ -8,20 +9,25 @@ import ctypes
 import os
 import platform
 import random
-
-import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from typing import TYPE_CHECKING
 
 from nmt.errors import ConfigError
 
+if TYPE_CHECKING:
+    import torch
+
 
 def seed_everything(seed: int) -> None:
+    import torch
+
     random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
 def pick_device(name: str | None = None) -> torch.device:
     """CUDA when available unless a device is named; a named CUDA device must exist."""
+    import torch
+
     if not name or name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -36,6 +42,8 @@ def pick_device(name: str | None = None) -> torch.device:
 def set_threads(threads: int | None, share: int = 1) -> int:
     """All cores by default (torch's own default can be lower inside containers), or a `share`-th of them each
     for several processes on one machine."""
+    import torch
+
     n = threads or max(1, len(os.sched_getaffinity(0)) // share)
     torch.set_num_threads(n)
     return n
@@ -64,6 +72,8 @@ def slow_bf16(device: torch.device) -> str | None:
 
     A CPU without AVX512-BF16 or AMX (oneDNN's own test) emulates them: on an AVX2 EPYC a bf16 matmul
     ran 0.8 GFLOPS against 95 in fp32, and a bf16 training step 13x slower than an fp32 one."""
+    import torch
+
     if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return (
             "this CPU has no bf16 instructions (AVX512-BF16 or AMX), so bf16 is emulated: many times slower than fp32"
@@ -80,6 +90,9 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     the fused CPU attention kernel runs slower in bf16 than in fp32 on sentence-length inputs
     (measured: a bf16 training step at d_model 256, 3+3 layers, ran 5,100 target tokens/s with
     it, 6,100 without)."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     if precision != "bf16":
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
 import torch
 from torch import Tensor
 
 from nmt.config import DecodeConfig
+from nmt.lines import Hypothesis, max_lengths, normalise
 
 Memory: TypeAlias = Any  # whatever `encode` returns; search only passes it back to the model
 KVCache: TypeAlias = Any  # likewise for the decoder state
@@ -28,42 +28,6 @@ class StepModel(Protocol):
     def reorder(self, memory: Memory, cache: KVCache, index: Tensor) -> tuple[Memory, KVCache]:
         """index (sentences, rows_each): new row (i, j) continues old row index[i, j]; the rows of
         one new sentence all come from one old sentence (so a model may keep per-sentence state once)."""
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    """One translation: ids without BOS and EOS, its search score and its total log-probability."""
-
-    tokens: list[int]
-    score: float  # log_prob normalised for length as configured (see `normalise`); higher is better
-    log_prob: float  # sum of the token log-probs, EOS included (and any unk penalty paid)
-
-
-def normalise(log_prob: float, length: int, *, length_penalty: float = 1.0, normalize: str = "gnmt") -> float:
-    """Score of a finished hypothesis. `length` counts its tokens including EOS (BOS is not counted).
-
-    "gnmt": log_prob / ((5 + length) / 6) ** length_penalty (Wu et al., 2016); alpha 0 is the raw sum.
-    "length": log_prob / length, the average log-prob per token."""
-    if normalize == "length":
-        return log_prob / length
-    divisor: float = ((5 + length) / 6) ** length_penalty  # a positive base: never complex
-    return log_prob / divisor
-
-
-def max_source_tokens(max_positions: int, config: DecodeConfig) -> int:
-    """Most source tokens (EOS not counted) a model with `max_positions` positions can translate.
-
-    The encoder needs room for EOS; the decoder feeds BOS plus up to a * (n + 1) + b tokens (the
-    search's limit for n source tokens and EOS), each at its own position."""
-    longest = max_positions - 1
-    if config.max_len_a > 0:
-        longest = min(longest, int((max_positions - 1 - config.max_len_b) / config.max_len_a) - 1)
-    return max(longest, 1)
-
-
-def max_lengths(src_len: Tensor, max_len_a: float, max_len_b: int) -> list[int]:
-    """Most tokens (EOS not counted) each output may have: int(a * src_len + b), src_len without padding."""
-    return [max(0, int(max_len_a * n + max_len_b)) for n in src_len.tolist()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,7 +278,7 @@ def beam_search(
     batch, device = src.size(0), src.device
     if batch == 0:
         return []
-    limits = max_lengths(src_len, config.max_len_a, config.max_len_b)
+    limits = max_lengths(src_len.tolist(), config.max_len_a, config.max_len_b)
     steps = max(limits) + 1
 
     # finished hypotheses by input sentence; slot `beam` is a bin for those that come too late

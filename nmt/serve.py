@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 
-from nmt.translate import LineTranslator, Translation
+from nmt.lines import LineTranslator, Translation
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette

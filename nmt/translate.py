@@ -8,8 +8,7 @@ the Linear layers); nmt/ct2.py holds the CTranslate2 engine."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,102 +17,13 @@ import torch
 
 from nmt.checkpoint import LoadedModel, load_model_dir
 from nmt.config import DecodeConfig, SamplingConfig
-from nmt.data import ParallelIds, clean, collate, token_batches
+from nmt.data import ParallelIds, collate, token_batches
 from nmt.errors import ConfigError
+from nmt.lines import PRECISIONS, Hypothesis, LineTranslator, max_source_tokens
 from nmt.model import Transformer
 from nmt.runtime import autocast, keep_freed_memory, pick_device, set_threads
-from nmt.search import Hypothesis, beam_search, greedy, max_source_tokens, processors, sample
-from nmt.tokenizer import SPECIAL, Tokenizer
-
-PRECISIONS = ("fp32", "bf16", "int8")
-
-
-@dataclass(frozen=True)
-class Translation:
-    """The n-best translations of one input line, best first (one empty entry for an empty line).
-    Each n-best entry is (text, score, log_prob): the search score (length-normalised as configured)
-    and the total log-probability; `tokens` are the best translation's subword pieces; `alignment` its
-    source-target word alignment (Pharaoh `i-j`), when asked for."""
-
-    text: str
-    score: float
-    nbest: list[tuple[str, float, float]]
-    tokens: tuple[str, ...] = ()
-    alignment: str | None = None
-
-
-Warn = Callable[[str], None]
-
-
-class LineTranslator:
-    """What every engine shares: lines in, `Translation`s out, one per line and in order.
-    An engine sets `config`, `src_tok`, `tgt_tok` and `max_src_tokens`, and implements `search_ids`."""
-
-    config: DecodeConfig
-    align = False  # add each translation's word alignment (Translation.alignment)
-    src_tok: Tokenizer
-    tgt_tok: Tokenizer
-    max_src_tokens: int
-
-    def search_ids(self, ids: list[list[int]]) -> list[list[Hypothesis]]:
-        """The n-best hypotheses of every id sequence, in input order; [] for an empty one."""
-        raise NotImplementedError
-
-    def with_config(self, **changes: Any) -> LineTranslator:
-        """The same loaded model with other DecodeConfig values (beam_size=3, ...); nothing is loaded again."""
-        raise NotImplementedError
-
-    def encode(self, lines: list[str], warn: Warn, first_line: int = 1, where: str = "line ") -> list[list[int]]:
-        """Clean and encode; over-long lines are truncated (never dropped) with a warning that names
-        `where` and the line: "line 12: ...", or with where="notes.txt:", "notes.txt:12: ..."."""
-        ids = self.src_tok.encode_batch([clean(line) for line in lines])
-        for i, seq in enumerate(ids):
-            if len(seq) > self.max_src_tokens:
-                warn(
-                    f"{where}{first_line + i}: {len(seq)} tokens, longer than the model takes; "
-                    f"translating its first {self.max_src_tokens}"
-                )
-                ids[i] = seq[: self.max_src_tokens]
-        return ids
-
-    def translate_batch(
-        self, lines: list[str], warn: Warn = lambda s: None, first_line: int = 1, where: str = "line "
-    ) -> list[Translation]:
-        """Translate a list of lines; an empty or whitespace-only line gives an empty translation."""
-        ids = self.encode(lines, warn, first_line, where)
-        hyps = self.search_ids(ids)
-        out = []
-        for src_ids, found in zip(ids, hyps):
-            if not found:
-                out.append(Translation("", 0.0, [("", 0.0, 0.0)], alignment="" if self.align else None))
-                continue
-            texts = self.tgt_tok.decode_batch([h.tokens for h in found])
-            # a translation is one line: the model can emit a newline only through byte fallback
-            texts = [" ".join(t.split()) for t in texts]
-            pieces = tuple(self.tgt_tok.to_pieces(found[0].tokens))
-            alignment = self.alignment(src_ids, found[0].tokens) if self.align else None
-            nbest = [(t, h.score, h.log_prob) for t, h in zip(texts, found)]
-            out.append(Translation(texts[0], found[0].score, nbest, pieces, alignment))
-        return out
-
-    def alignment(self, src_ids: list[int], tokens: list[int]) -> str:
-        """The word alignment of a translation (see nmt.attention.word_alignment)."""
-        raise ConfigError("word alignment needs the model's attention: use the PyTorch engine")
-
-    def translate_lines(
-        self, lines: Iterable[str], chunk: int = 256, warn: Warn = lambda s: None, where: str = "line "
-    ) -> Iterator[Translation]:
-        """Stream translations in input order, `chunk` lines at a time (1 for interactive use)."""
-        buffer: list[str] = []
-        first = 1
-        for line in lines:
-            buffer.append(line)
-            if len(buffer) >= chunk:
-                yield from self.translate_batch(buffer, warn, first, where)
-                first += len(buffer)
-                buffer = []
-        if buffer:
-            yield from self.translate_batch(buffer, warn, first, where)
+from nmt.search import beam_search, greedy, processors, sample
+from nmt.tokenizer import SPECIAL
 
 
 def prepare_model(model: Transformer, precision: str, device: torch.device) -> Transformer:

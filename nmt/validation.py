@@ -32,8 +32,9 @@ class Validator:
 
     @torch.inference_mode()
     def __call__(self, model: Transformer) -> dict[str, float]:
+        from nmt.lines import max_source_tokens
         from nmt.metrics import bleu_chrf
-        from nmt.search import greedy, max_source_tokens
+        from nmt.search import greedy
 
         cfg, was_training = self.cfg, model.training
         model.eval()

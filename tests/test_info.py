@@ -13,7 +13,7 @@ from nmt_cli.main import app
 from typer.testing import CliRunner
 
 import nmt
-from nmt import checkpoint, export, info, prepare, rundir
+from nmt import checkpoint, ct2, export, files, info, prepare, rundir
 from nmt.checkpoint import load_model_dir
 from nmt.config import ModelConfig
 from nmt.model import build_model
@@ -192,8 +192,8 @@ def test_file_names_are_those_of_the_modules_that_write_them():
         rundir.RUN_CONFIG,
         rundir.CHECKPOINT_NAME.pattern,
     )
-    assert info.PREPARE_JSON == prepare.PREPARE_JSON and info.MAX_JSON_BYTES == checkpoint.MAX_JSON_BYTES
-    assert (info.EXPORT_FILE, info.EXPORT_FORMAT) == (export.EXPORT_FILE, export.FORMAT)
+    assert info.PREPARE_JSON == prepare.PREPARE_JSON and info.MAX_JSON_BYTES == files.MAX_JSON_BYTES
+    assert (info.EXPORT_FILE, info.EXPORT_FORMAT) == (files.EXPORT_FILE, ct2.FORMAT)
 
 
 def test_describing_imports_neither_torch_nor_sentencepiece(tiny_model_dir):

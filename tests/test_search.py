@@ -11,7 +11,8 @@ import torch
 
 from nmt.config import DecodeConfig, ModelConfig, SamplingConfig
 from nmt.errors import ConfigError
-from nmt.search import Hypothesis, beam_search, greedy, normalise, sample
+from nmt.lines import Hypothesis, normalise
+from nmt.search import beam_search, greedy, sample
 from nmt.tokenizer import SPECIAL
 
 PAD, UNK, BOS, EOS = SPECIAL.pad, SPECIAL.unk, SPECIAL.bos, SPECIAL.eos

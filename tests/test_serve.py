@@ -22,8 +22,8 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
+from nmt.lines import LineTranslator, Translation  # noqa: E402
 from nmt.serve import Batcher, Limits, Options, RequestError, parse_request  # noqa: E402
-from nmt.translate import LineTranslator, Translation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = (ROOT / "data" / "sample" / "test.en").read_text(encoding="utf-8").splitlines()[:60]

@@ -1,0 +1,141 @@
+"""What every translation engine shares, without torch: the text side (`LineTranslator`: lines in, one
+`Translation` per line out, in order) and the search's vocabulary (`Hypothesis`, length normalisation,
+length limits). The PyTorch engine (nmt/translate.py, nmt/search.py) and the CTranslate2 engine (nmt/ct2.py)
+build on it; keeping torch out of here is what lets `nmt translate --engine ctranslate2` start in a blink."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from nmt.config import DecodeConfig
+from nmt.data import clean
+from nmt.errors import ConfigError
+from nmt.tokenizer import Tokenizer
+
+PRECISIONS = ("fp32", "bf16", "int8")  # what an engine computes in
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One translation: ids without BOS and EOS, its search score and its total log-probability."""
+
+    tokens: list[int]
+    score: float  # log_prob normalised for length as configured (see `normalise`); higher is better
+    log_prob: float  # sum of the token log-probs, EOS included (and any unk penalty paid)
+
+
+def normalise(log_prob: float, length: int, *, length_penalty: float = 1.0, normalize: str = "gnmt") -> float:
+    """Score of a finished hypothesis. `length` counts its tokens including EOS (BOS is not counted).
+
+    "gnmt": log_prob / ((5 + length) / 6) ** length_penalty (Wu et al., 2016); alpha 0 is the raw sum.
+    "length": log_prob / length, the average log-prob per token."""
+    if normalize == "length":
+        return log_prob / length
+    divisor: float = ((5 + length) / 6) ** length_penalty  # a positive base: never complex
+    return log_prob / divisor
+
+
+def max_source_tokens(max_positions: int, config: DecodeConfig) -> int:
+    """Most source tokens (EOS not counted) a model with `max_positions` positions can translate.
+
+    The encoder needs room for EOS; the decoder feeds BOS plus up to a * (n + 1) + b tokens (the
+    search's limit for n source tokens and EOS), each at its own position."""
+    longest = max_positions - 1
+    if config.max_len_a > 0:
+        longest = min(longest, int((max_positions - 1 - config.max_len_b) / config.max_len_a) - 1)
+    return max(longest, 1)
+
+
+def max_lengths(src_lens: Iterable[int], max_len_a: float, max_len_b: int) -> list[int]:
+    """Most tokens (EOS not counted) each output may have: int(a * src_len + b), src_len without padding."""
+    return [max(0, int(max_len_a * n + max_len_b)) for n in src_lens]
+
+
+@dataclass(frozen=True)
+class Translation:
+    """The n-best translations of one input line, best first (one empty entry for an empty line).
+    Each n-best entry is (text, score, log_prob): the search score (length-normalised as configured)
+    and the total log-probability; `tokens` are the best translation's subword pieces; `alignment` its
+    source-target word alignment (Pharaoh `i-j`), when asked for."""
+
+    text: str
+    score: float
+    nbest: list[tuple[str, float, float]]
+    tokens: tuple[str, ...] = ()
+    alignment: str | None = None
+
+
+Warn = Callable[[str], None]
+
+
+class LineTranslator:
+    """What every engine shares: lines in, `Translation`s out, one per line and in order.
+    An engine sets `config`, `src_tok`, `tgt_tok` and `max_src_tokens`, and implements `search_ids`."""
+
+    config: DecodeConfig
+    align = False  # add each translation's word alignment (Translation.alignment)
+    src_tok: Tokenizer
+    tgt_tok: Tokenizer
+    max_src_tokens: int
+
+    def search_ids(self, ids: list[list[int]]) -> list[list[Hypothesis]]:
+        """The n-best hypotheses of every id sequence, in input order; [] for an empty one."""
+        raise NotImplementedError
+
+    def with_config(self, **changes: Any) -> LineTranslator:
+        """The same loaded model with other DecodeConfig values (beam_size=3, ...); nothing is loaded again."""
+        raise NotImplementedError
+
+    def encode(self, lines: list[str], warn: Warn, first_line: int = 1, where: str = "line ") -> list[list[int]]:
+        """Clean and encode; over-long lines are truncated (never dropped) with a warning that names
+        `where` and the line: "line 12: ...", or with where="notes.txt:", "notes.txt:12: ..."."""
+        ids = self.src_tok.encode_batch([clean(line) for line in lines])
+        for i, seq in enumerate(ids):
+            if len(seq) > self.max_src_tokens:
+                warn(
+                    f"{where}{first_line + i}: {len(seq)} tokens, longer than the model takes; "
+                    f"translating its first {self.max_src_tokens}"
+                )
+                ids[i] = seq[: self.max_src_tokens]
+        return ids
+
+    def translate_batch(
+        self, lines: list[str], warn: Warn = lambda s: None, first_line: int = 1, where: str = "line "
+    ) -> list[Translation]:
+        """Translate a list of lines; an empty or whitespace-only line gives an empty translation."""
+        ids = self.encode(lines, warn, first_line, where)
+        hyps = self.search_ids(ids)
+        out = []
+        for src_ids, found in zip(ids, hyps):
+            if not found:
+                out.append(Translation("", 0.0, [("", 0.0, 0.0)], alignment="" if self.align else None))
+                continue
+            texts = self.tgt_tok.decode_batch([h.tokens for h in found])
+            # a translation is one line: the model can emit a newline only through byte fallback
+            texts = [" ".join(t.split()) for t in texts]
+            pieces = tuple(self.tgt_tok.to_pieces(found[0].tokens))
+            alignment = self.alignment(src_ids, found[0].tokens) if self.align else None
+            nbest = [(t, h.score, h.log_prob) for t, h in zip(texts, found)]
+            out.append(Translation(texts[0], found[0].score, nbest, pieces, alignment))
+        return out
+
+    def alignment(self, src_ids: list[int], tokens: list[int]) -> str:
+        """The word alignment of a translation (see nmt.attention.word_alignment)."""
+        raise ConfigError("word alignment needs the model's attention: use the PyTorch engine")
+
+    def translate_lines(
+        self, lines: Iterable[str], chunk: int = 256, warn: Warn = lambda s: None, where: str = "line "
+    ) -> Iterator[Translation]:
+        """Stream translations in input order, `chunk` lines at a time (1 for interactive use)."""
+        buffer: list[str] = []
+        first = 1
+        for line in lines:
+            buffer.append(line)
+            if len(buffer) >= chunk:
+                yield from self.translate_batch(buffer, warn, first, where)
+                first += len(buffer)
+                buffer = []
+        if buffer:
+            yield from self.translate_batch(buffer, warn, first, where)

@@ -1,0 +1,66 @@
+"""Start-up: which modules each command path imports (what makes `nmt --help` and a CTranslate2 translation
+start in a blink, and keeps the PyTorch path from loading what it does not use). The times themselves are
+measured by benchmarks/translate_speed.py, not asserted here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# never needed to translate: training, data preparation, scoring, pictures, the server, the exporter
+NOT_FOR_TRANSLATING = {
+    "nmt.train",
+    "nmt.prepare",
+    "nmt.export",
+    "sacrebleu",
+    "matplotlib",
+    "starlette",
+    "uvicorn",
+    "torch.distributed.run",
+}
+
+
+def imported(args: list[str], stdin: str = "") -> tuple[set[str], subprocess.CompletedProcess[str]]:
+    """The modules loaded by the time `nmt ARGS` exits (its own process), and the process."""
+    code = (
+        "import atexit, json, sys\n"
+        "atexit.register(lambda: sys.stderr.write('\\nMODULES ' + json.dumps(sorted(sys.modules)) + '\\n'))\n"
+        "from nmt_cli.main import main\n"
+        f"sys.argv = ['nmt', *{args!r}]\n"
+        "main()\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], input=stdin, capture_output=True, text=True, cwd=ROOT)
+    line = next(line for line in run.stderr.splitlines() if line.startswith("MODULES "))
+    return set(json.loads(line[len("MODULES ") :])), run
+
+
+def test_help_imports_neither_torch_nor_numpy() -> None:
+    modules, run = imported(["--help"])
+    assert run.returncode == 0, run.stderr
+    assert "torch" not in modules and "numpy" not in modules and "sentencepiece" not in modules
+
+
+def test_ctranslate2_path_never_imports_torch(tiny_model_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ctranslate2")
+    from nmt.export import export_ctranslate2
+
+    export = export_ctranslate2(tiny_model_dir, tmp_path / "ct2")
+    modules, run = imported(["translate", "-m", str(export), "--threads", "1"], "How was your day?\n\nGood.\n")
+    assert run.returncode == 0, run.stderr
+    assert len(run.stdout.split("\n")) == 4  # three lines out, for three in
+    assert "ctranslate2" in modules and "nmt.ct2" in modules
+    assert not {m for m in modules if m == "torch" or m.startswith("torch.")}, "the CTranslate2 path imported torch"
+    assert not modules & NOT_FOR_TRANSLATING
+
+
+def test_pytorch_path_imports_only_what_translating_needs(tiny_model_dir: Path) -> None:
+    modules, run = imported(["translate", "-m", str(tiny_model_dir), "--threads", "1"], "How was your day?\n")
+    assert run.returncode == 0, run.stderr
+    assert "torch" in modules and "nmt.translate" in modules
+    assert not modules & NOT_FOR_TRANSLATING, sorted(modules & NOT_FOR_TRANSLATING)
+    assert "ctranslate2" not in modules
