@@ -1,8 +1,9 @@
 """Decoding speed of nmt's PyTorch engine (float32, int8, bf16) side by side with CTranslate2
 (float32, int8) on the same model and test set: greedy and beam 5, batched and one sentence at a
 time, printing sentences/second, target tokens/second, the ratio to CTranslate2 float32 in the
-same setting, BLEU and peak memory; then the start-up figure: wall-clock seconds of
-`echo "How was your day?" | nmt translate -m MODEL`, the whole process.
+same setting, BLEU and peak memory; then the start-up figures: wall-clock seconds of the whole process for
+`nmt --help`, `echo "How was your day?" | nmt translate -m MODEL` (PyTorch) and the same on its CTranslate2
+export, the three alternating, 5 rounds at least (--startup-only: just these).
 
     python benchmarks/translate_speed.py -m work/multi30k_en_fr/averaged \\
         --input ../shared/data/multi30k/test_2016_flickr.en.gz --ref ../shared/data/multi30k/test_2016_flickr.fr.gz
@@ -47,18 +48,23 @@ def timed(translator, lines: list[str], one_by_one: bool) -> tuple[float, int, l
     return seconds, sum(len(t) + 1 for t, h in zip(best, hyps) if h), texts
 
 
-def startup_seconds(model: Path, repeats: int) -> list[float]:
-    """Wall-clock seconds of `echo "How was your day?" | nmt translate -m MODEL`, start-up included."""
+def startup_seconds(model: Path, export: Path, repeats: int) -> dict[str, list[float]]:
+    """Wall-clock seconds of whole `nmt` processes, start-up included: `nmt --help`, and
+    `echo "How was your day?" | nmt translate -m MODEL` on each engine; the three alternate."""
     nmt = shutil.which("nmt", path=str(Path(sys.executable).parent)) or shutil.which("nmt")
     if nmt is None:
         sys.exit("the nmt command is not installed (pip install -e .)")
-    times = []
+    commands = {
+        "nmt --help": [nmt, "--help"],
+        "translate, PyTorch": [nmt, "translate", "-m", str(model)],
+        "translate, CTranslate2": [nmt, "translate", "-m", str(export)],
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run(
-            [nmt, "translate", "-m", str(model)], input=b"How was your day?\n", check=True, stdout=subprocess.DEVNULL
-        )
-        times.append(time.perf_counter() - start)
+        for name, command in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, input=b"How was your day?\n", check=True, stdout=subprocess.DEVNULL)
+            times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -98,6 +104,7 @@ def main() -> None:
     parser.add_argument("--batch-tokens", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per engine (default: all cores)")
     parser.add_argument("--engines", default=ENGINES, help=f"comma-separated, from {ENGINES}")
+    parser.add_argument("--startup-only", action="store_true", help="only the start-up figures")
     args = parser.parse_args()
     engines = args.engines.split(",")
     for engine in engines:
@@ -116,9 +123,10 @@ def main() -> None:
     results: dict[str, list[dict]] = {e: [] for e in engines}
     with tempfile.TemporaryDirectory() as tmp:
         export = export_ctranslate2(args.model, Path(tmp) / "ct2")
-        for _ in range(args.repeats):
+        for _ in range(0 if args.startup_only else args.repeats):
             for engine in engines:  # alternate, so drifting machine load hits all alike
                 results[engine].append(in_process(run_engine, engine, str(args.model), str(export), args))
+        startup = startup_seconds(args.model, export, max(5, args.repeats))
 
     threads = args.threads or len(os.sched_getaffinity(0))
     print(
@@ -126,11 +134,12 @@ def main() -> None:
         f"ctranslate2 {ctranslate2.__version__}, {threads} threads; median of {args.repeats} rounds; "
         f"one at a time: first {args.single_limit} sentences; batches of {args.batch_tokens} source tokens"
     )
-    print(
-        f"{'engine':<12} {'search':<7} {'mode':<13} {'sent/s':>8} {'tgt tok/s':>10} {'vs ct2 fp32':>11} "
-        f"{'BLEU':>5} {'peak MB':>8}"
-    )
-    for beam, one_by_one in SETTINGS:
+    if not args.startup_only:
+        print(
+            f"{'engine':<12} {'search':<7} {'mode':<13} {'sent/s':>8} {'tgt tok/s':>10} {'vs ct2 fp32':>11} "
+            f"{'BLEU':>5} {'peak MB':>8}"
+        )
+    for beam, one_by_one in [] if args.startup_only else SETTINGS:
         n = len(lines[: args.single_limit]) if one_by_one else len(lines)
         seconds = {
             engine: [r["runs"][(beam, one_by_one)]["seconds"] for r in rounds] for engine, rounds in results.items()
@@ -152,11 +161,9 @@ def main() -> None:
                 f"{bleu:>5} {peak:>8,.0f}"
             )
 
-    times = startup_seconds(args.model, args.repeats)
-    print(
-        f'start-up: echo "How was your day?" | nmt translate -m {args.model}: median {statistics.median(times):.2f} s '
-        f"wall-clock (runs {' '.join(f'{t:.2f}' for t in times)})"
-    )
+    print('start-up, whole process (translate: echo "How was your day?" | nmt translate -m MODEL):')
+    for name, times in startup.items():
+        print(f"  {name:<24} median {statistics.median(times):.2f} s  (runs {' '.join(f'{t:.2f}' for t in times)})")
 
 
 if __name__ == "__main__":
