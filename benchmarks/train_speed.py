@@ -16,12 +16,14 @@ nmt's on 2 processes (torch.distributed, gloo; DistributedDataParallel as `nmt t
 it), the cores shared among them, each taking every other batch: its tokens/s count both processes'
 tokens, its peak memory is rank 0's.
 
-Model FLOP utilisation (MFU) puts the speed against the machine's own limit, its matrix-multiply rate. In
-each round, before the engines, a process of its own (same threads, same allocator setting) times large
-square matmuls (--peak-size, 2048 x 2048 @ 2048 x 2048: 2 n^3 FLOPs each) in fp32 and in bf16, 2 untimed
-and 5 timed each; the peak of a precision is the median of all its timed matmuls over the rounds. An
-engine's MFU is its achieved FLOP/s (target tokens/s x training FLOPs per target token) over the peak of its
-own precision (bf16 autocast runs its matmuls in bf16, so its bar is the bf16 peak).
+Model FLOP utilisation (MFU) puts the speed against the machine's own limit, its matrix-multiply rate. Every
+engine run, right after its timed updates and in the same process (rank 0, on all the run's threads, same
+allocator setting), times large square matmuls (--peak-size, 2048 x 2048 @ 2048 x 2048: 2 n^3 FLOPs each) in
+fp32 and in bf16, 2 untimed and 5 timed each: so the bar is measured under the same load as the speed, even
+when other work on the machine comes and goes. A run's MFU is its achieved FLOP/s (target tokens/s x training
+FLOPs per target token) over the median of its own timed matmuls of the engine's precision (bf16 autocast
+runs its matmuls in bf16, so its bar is the bf16 peak); the table shows the median MFU over the runs, and
+the peak line the median over all runs' timed matmuls.
 
 FLOPs per target token are counted from the model's shapes on the batches that engine timed, with each
 sentence's own lengths (s source tokens with EOS, t target tokens with BOS/EOS; padding is not counted,
@@ -243,34 +245,29 @@ def run_engine(
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     )
     if rank == 0:  # peak memory: rank 0's own
+        set_threads(args.threads)  # the matmul peak on all the run's threads, whatever its share was
         queue.put(
             {
                 "tokens_per_s": tokens / seconds,
                 "peak_mb": peak / 2**20,
                 "params": sum(p.numel() for p in model.parameters()),
+                "gflops": matmul_rates(args.peak_size, device),
             }
         )
     if world > 1:
         torch.distributed.destroy_process_group()
 
 
-def measure_peak(args: argparse.Namespace, rank: int, world: int, port: int, queue) -> None:
-    """The matmul rate the engines are measured against: GFLOP/s of (n x n) @ (n x n), n = args.peak_size,
-    in fp32 and bf16, on the engines' threads and allocator setting; puts {precision: [timed GFLOP/s]}."""
+def matmul_rates(n: int, device) -> dict[str, list[float]]:
+    """GFLOP/s of (n x n) @ (n x n) in fp32 and bf16 on the current threads: 2 untimed, then 5 timed each."""
     import torch
 
-    from nmt.runtime import keep_freed_memory, pick_device, set_threads
-
-    set_threads(args.threads)
-    keep_freed_memory()
-    device = pick_device(args.device)
-    n = args.peak_size
     rates: dict[str, list[float]] = {}
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a = torch.randn(n, n, device=device).to(dtype)
         b = torch.randn(n, n, device=device).to(dtype)
         rates[precision] = []
-        for i in range(2 + 5):  # 2 untimed
+        for i in range(2 + 5):
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
@@ -279,7 +276,7 @@ def measure_peak(args: argparse.Namespace, rank: int, world: int, port: int, que
                 torch.cuda.synchronize()
             if i >= 2:
                 rates[precision].append(2 * n**3 / (time.perf_counter() - start) / 1e9)
-    queue.put(rates)
+    return rates
 
 
 def timed_batches(n_batches: int, args: argparse.Namespace, world: int) -> list[int]:
@@ -369,10 +366,7 @@ def main() -> None:
         ):
             parser.error(f"--engines: {engine!r} is not MODEL:PRECISION[:xN] (nmt or baseline, fp32 or bf16)")
     results: dict[str, list[dict]] = {e: [] for e in engines}
-    peaks: dict[str, list[float]] = {"fp32": [], "bf16": []}
     for _ in range(args.repeats):
-        for precision, rates in in_processes(1, measure_peak, args).items():  # each round: load may drift
-            peaks[precision] += rates
         for engine in engines:  # alternate, so drifting machine load hits all alike
             model, precision, *procs = engine.split(":")
             world = int(procs[0][1:]) if procs else 1
@@ -393,7 +387,7 @@ def main() -> None:
         return flops_per_token(args, vocab, data.src_lens[chosen], data.tgt_lens[chosen])
 
     flops = {engine: counted(engine) for engine in engines}
-    peak = {precision: statistics.median(rates) for precision, rates in peaks.items()}
+    peaks = {p: [g for runs in results.values() for r in runs for g in r["gflops"][p]] for p in ("fp32", "bf16")}
     print(
         f"Multi30k en-fr, d_model {args.d_model}, {args.layers}+{args.layers} layers, {args.heads} heads, "
         f"ffn {args.ffn}, vocab {vocab}, batches of {args.batch_tokens} tokens, "
@@ -401,8 +395,8 @@ def main() -> None:
         f"{os.cpu_count()} cpus, {args.threads or len(os.sched_getaffinity(0))} threads"
     )
     print(
-        f"matmul peak ({args.peak_size}^3, median of {len(peaks['fp32'])}): "
-        + ", ".join(f"{p} {peak[p]:,.0f} GFLOP/s" for p in ("fp32", "bf16"))
+        f"matmul peak ({args.peak_size}^3, median of {len(peaks['fp32'])} per precision, timed in the engines' "
+        "processes after their updates): " + ", ".join(f"{p} {statistics.median(peaks[p]):,.0f} GFLOP/s" for p in peaks)
     )
     first = flops[engines[0]]
     print(
@@ -422,7 +416,10 @@ def main() -> None:
         ratio = f"{tps / base:.2f}x" if base else "-"
         spread = " ".join(f"{r['tokens_per_s']:.0f}" for r in runs)
         achieved = tps * flops[engine]["train"] / 1e9
-        mfu = achieved / peak[engine.split(":")[1]]
+        precision = engine.split(":")[1]  # each run against the matmuls it timed itself
+        mfu = statistics.median(
+            r["tokens_per_s"] * flops[engine]["train"] / 1e9 / statistics.median(r["gflops"][precision]) for r in runs
+        )
         print(
             f"{engine:<14} {runs[0]['params']:>11,} {tps:>10,.0f} {spread:>26} {mem:>8,.0f} {ratio:>16} "
             f"{achieved:>8,.0f} {mfu:>6.1%}"
