@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from nmt.errors import DataError
+from nmt.textio import clean, clean_lines
 
 T = TypeVar("T")
 
@@ -31,26 +31,7 @@ if TYPE_CHECKING:  # torch is imported where batches are built, so reading text 
 # Reading text
 
 
-# Control characters (Unicode category Cc) that are not whitespace: `clean` drops them.
-_CONTROLS = re.compile(
-    "[" + "".join(re.escape(chr(c)) for c in (*range(0x20), *range(0x7F, 0xA0)) if not chr(c).isspace()) + "]"
-)
 BLOCK_BYTES = 1 << 20
-
-
-def clean(line: str) -> str:
-    """NFC-normalise, drop control characters, collapse every whitespace run to one space, strip."""
-    line = unicodedata.normalize("NFC", line)
-    if not line.isprintable():
-        line = _CONTROLS.sub("", line)
-    return " ".join(line.split())
-
-
-def clean_lines(lines: list[str]) -> list[str]:
-    """`clean` of each line (none may contain '\\n'): normalising and dropping controls on the joined
-    block, in two C-level passes, is what makes cleaning millions of lines fast."""
-    text = _CONTROLS.sub("", unicodedata.normalize("NFC", "\n".join(lines)))  # NFC never crosses a '\n'
-    return [" ".join(line.split()) for line in text.split("\n")]
 
 
 def iter_lines(path: Path) -> Iterator[str]:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from nmt.config import DecodeConfig
-from nmt.data import clean
 from nmt.errors import ConfigError
+from nmt.textio import clean
 from nmt.tokenizer import Tokenizer
 
 PRECISIONS = ("fp32", "bf16", "int8")  # what an engine computes in

@@ -55,6 +55,7 @@ def test_ctranslate2_path_never_imports_torch(tiny_model_dir: Path, tmp_path: Pa
     assert len(run.stdout.split("\n")) == 4  # three lines out, for three in
     assert "ctranslate2" in modules and "nmt.ct2" in modules
     assert not {m for m in modules if m == "torch" or m.startswith("torch.")}, "the CTranslate2 path imported torch"
+    assert "numpy" not in modules  # nor numpy (CTranslate2 does not need it; nmt.data does)
     assert not modules & NOT_FOR_TRANSLATING
 
 
