@@ -140,7 +140,7 @@ def translated(
     translator, source: Iterable[str], size: int, warn: Callable[[str], None], where: str, progress: Progress
 ) -> Iterator[tuple[int, list, float]]:
     """(index of its first line, results, seconds per line) for each chunk of `size` lines, in order."""
-    from nmt.data import chunks
+    from nmt.textio import chunks
 
     index = 0
     for chunk in chunks(source, size):

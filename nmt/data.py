@@ -10,10 +10,10 @@ import json
 import os
 import unicodedata
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import islice, zip_longest
+from itertools import zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -120,13 +120,6 @@ def count_lines(path: Path) -> int:
         except (OSError, EOFError, zlib.error) as e:
             raise _bad_gzip(path, e) from None
     return n + (last != b"\n")
-
-
-def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Consecutive lists of `size` items (the last one shorter), taken as the items come."""
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 def corpus_files(prefix: str | Path, src: str, tgt: str) -> tuple[Path, Path] | Path:

@@ -12,13 +12,15 @@ import os
 import re
 import sys
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from nmt.errors import DataError
 
 Warn = Callable[[str], None]
+T = TypeVar("T")
 
 # Control characters (Unicode category Cc) that are not whitespace: `clean` drops them.
 _CONTROLS = re.compile(
@@ -114,3 +116,10 @@ class Output:
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of `size` items (the last one shorter), taken as the items come."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
