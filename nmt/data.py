@@ -15,14 +15,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import zip_longest
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nmt.errors import DataError
 from nmt.textio import clean, clean_lines
-
-T = TypeVar("T")
 
 if TYPE_CHECKING:  # torch is imported where batches are built, so reading text stays light
     import torch
