@@ -257,3 +257,67 @@ class DecoderLayer(Sublayers):
         x = self.residual(x, out, self.cross_attn_norm)
         out = self.ffn(self.sublayer_input(x, self.ffn_norm))
         return self.residual(x, out, self.ffn_norm), k, v  # (batch, t, d_model), (batch, n_heads, t_all, head_dim) x2
+
+    def step(
+        self,
+        x: Tensor,
+        past: tuple[Tensor, Tensor],
+        spare: tuple[Tensor, Tensor] | None,
+        memory_k: Tensor,
+        memory_v: Tensor,
+        memory_pad: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One incremental decoding step, for inference on CPU in eval mode with plain nn.Linear layers
+        (the model checks; see Transformer.stepwise): the same arithmetic as `forward` with `past`, op for
+        op, so the same numbers, without module calls or identity dropouts. x (rows, 1, d_model) is the next
+        position; past = the self-attention k, v (rows, n_heads, length, head_dim). `spare`, when given, is a
+        pair of buffers (rows, n_heads, length + 1, head_dim) that already hold `past` (search's reorder wrote
+        them): this position's k, v are written into their last slot instead of concatenated to past.
+        memory_pad (sentences, 1, 1, src_len) is True at source padding. Returns x and the new k, v."""
+        sa, ca, ffn = self.self_attn, self.cross_attn, self.ffn
+        rows, _, d_model = x.shape
+        n_heads, head_dim = sa.n_heads, sa.head_dim
+        pre = self.pre_norm
+        norm = self.self_attn_norm
+        h = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps) if pre else x
+        qkv = F.linear(h, sa.qkv_proj.weight, sa.qkv_proj.bias)  # (rows, 1, 3 * d_model)
+        q, k, v = (p.view(rows, 1, n_heads, head_dim).transpose(1, 2) for p in qkv.chunk(3, dim=-1))
+        if spare is None:
+            k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
+        else:
+            length = past[0].size(2)
+            spare[0][:, :, length : length + 1] = k
+            spare[1][:, :, length : length + 1] = v
+            k, v = spare
+        out = _attend_math(q, k, v, None).transpose(1, 2).reshape(rows, 1, d_model)
+        x = _residual(x, F.linear(out, sa.out_proj.weight, sa.out_proj.bias), norm, pre)
+
+        norm = self.cross_attn_norm
+        h = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps) if pre else x
+        sentences = memory_k.size(0)
+        q = F.linear(h, ca.q_proj.weight, ca.q_proj.bias).reshape(sentences, rows // sentences, d_model)
+        q = q.view(sentences, rows // sentences, n_heads, head_dim).transpose(1, 2)
+        out = _attend_math(q, memory_k, memory_v, memory_pad)  # (sentences, n_heads, hyps, head_dim)
+        out = out.transpose(1, 2).reshape(sentences, rows // sentences, d_model)
+        out = F.linear(out, ca.out_proj.weight, ca.out_proj.bias).reshape(rows, 1, d_model)
+        x = _residual(x, out, norm, pre)
+
+        norm = self.ffn_norm
+        h = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps) if pre else x
+        h = F.linear(h, ffn.fc1.weight, ffn.fc1.bias)
+        h = F.relu(h) if isinstance(ffn.act, nn.ReLU) else F.gelu(h)
+        return _residual(x, F.linear(h, ffn.fc2.weight, ffn.fc2.bias), norm, pre), k, v  # (rows, 1, d_model)
+
+
+def _attend_math(q: Tensor, k: Tensor, v: Tensor, pad: Tensor | None) -> Tensor:
+    """`attention_math` with the mask given inverted (True at padding), as DecoderLayer.step keeps it."""
+    scores: Tensor = (q * q.size(-1) ** -0.5) @ k.transpose(-2, -1)
+    if pad is not None:
+        scores = scores.masked_fill_(pad, float("-inf"))
+    return scores.softmax(dim=-1) @ v
+
+
+def _residual(x: Tensor, out: Tensor, norm: nn.LayerNorm, pre_norm: bool) -> Tensor:
+    """Sublayers.residual in eval mode (dropout is the identity)."""
+    x = x + out
+    return x if pre_norm else F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
