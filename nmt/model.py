@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.config import ModelConfig
-from nmt.layers import _RECORDS, DecoderLayer, EncoderLayer, SinusoidalPositions
+from nmt.layers import _RECORDS, DecoderLayer, Dropout, EncoderLayer, SinusoidalPositions
 
 
 @dataclass
@@ -65,7 +65,7 @@ class Transformer(nn.Module):
             self.tgt_embed = nn.Embedding(config.tgt_vocab_size, d_model, padding_idx=config.pad_id)
         self.output_proj = nn.Linear(d_model, config.tgt_vocab_size, bias=False)
         self.positions = SinusoidalPositions(config.max_positions, d_model)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(config) for _ in range(config.enc_layers))
         self.decoder = nn.ModuleList(DecoderLayer(config) for _ in range(config.dec_layers))
         # pre-norm leaves the residual stream un-normalised, so each stack ends with one LayerNorm

@@ -264,3 +264,24 @@ def test_positional_encoding_matches_the_paper(model):
     torch.testing.assert_close(sinusoid_table(64, d_model)[5:25], table)
     with pytest.raises(ValueError, match="max_positions"):
         model.positions(10, offset=TINY.max_positions - 5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cpu_dropout_keeps_its_fraction_scales_and_passes_gradients_through_its_mask(dtype):
+    from nmt.layers import Dropout
+
+    drop = Dropout(0.1)
+    x = torch.rand(512, 1024, dtype=dtype) + 0.5
+    x.requires_grad_()
+    torch.manual_seed(3)
+    y = drop(x)
+    kept = y != 0
+    assert y.dtype == dtype and abs(kept.float().mean().item() - 0.9) < 0.003  # 524,288 draws: sd 0.0004
+    assert torch.equal(y[kept], (x[kept] * (1 / 0.9)).to(dtype))
+    y.backward(torch.ones_like(y))
+    assert torch.equal(x.grad, torch.where(kept, torch.tensor(1 / 0.9, dtype=dtype), torch.tensor(0, dtype=dtype)))
+    torch.manual_seed(3)
+    assert torch.equal(drop(x), y)  # the same seed, the same mask
+    rows_kept = kept.float().mean(dim=1)
+    assert rows_kept.min() > 0.8 and rows_kept.max() < 0.97  # no lane or stretch left out
+    assert torch.equal(drop.eval()(x), x)
