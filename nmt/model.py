@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import cast
 
 import torch
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.config import ModelConfig
-from nmt.layers import _RECORDS, DecoderLayer, Dropout, EncoderLayer, SinusoidalPositions
+from nmt.layers import DecoderLayer, Dropout, EncoderLayer, SinusoidalPositions
 
 
 @dataclass
@@ -37,11 +37,6 @@ class KVCache:
     cross_k: list[Tensor]  # per decoder layer, (sentences, n_heads, src_len, head_dim), computed once from memory
     cross_v: list[Tensor]
     length: int  # number of target positions already decoded
-    cross_pad: Tensor | None = None  # (sentences, 1, 1, src_len) True at source padding, kept for the fast step
-    # reorder's copies of self_k/self_v with one more (unwritten) position each, which the next step fills in
-    # place of concatenating; a one-item list that the first step to use it empties, so that a second step
-    # from the same cache concatenates and the first one's cache stays as it was
-    spare: list[tuple[list[Tensor], list[Tensor]]] = field(default_factory=list)
 
 
 def attend_mask(pad_mask: Tensor) -> Tensor:
@@ -148,18 +143,6 @@ class Transformer(nn.Module):
             cross_k=[k for k, _ in cross],
             cross_v=[v for _, v in cross],
             length=0,
-            cross_pad=memory.pad_mask[:, None, None, :],
-        )
-
-    def stepwise(self) -> bool:
-        """Whether decode_step may take `DecoderLayer.step`, the same arithmetic with less overhead: eval mode,
-        no gradients, on the CPU, no attention being recorded, and plain Linear layers (not int8 ones)."""
-        return (
-            not self.training
-            and not torch.is_grad_enabled()
-            and self.output_proj.weight.device.type == "cpu"
-            and _RECORDS.get() is None
-            and all(type(m) is nn.Linear for m in self.decoder.modules() if isinstance(m, nn.Linear))
         )
 
     def decode_step(self, tokens: Tensor, memory: Memory, cache: KVCache | None) -> tuple[Tensor, KVCache]:
@@ -169,27 +152,17 @@ class Transformer(nn.Module):
         position longer; the given cache is left as it was."""
         if cache is None:
             cache = self.init_cache(memory)
+        mask = attend_mask(memory.pad_mask)  # (sentences, 1, 1, src_len)
         x = self.embed(tokens[:, None], self.tgt_embed, offset=cache.length)  # (rows, 1, d_model)
         self_k, self_v = [], []
-        spare = cache.spare.pop() if cache.spare else None
-        if cache.cross_pad is not None and self.stepwise():
-            for i, layer in enumerate(self.decoder_layers()):
-                past = (cache.self_k[i], cache.self_v[i])
-                room = None if spare is None else (spare[0][i], spare[1][i])
-                x, k, v = layer.step(x, past, room, cache.cross_k[i], cache.cross_v[i], cache.cross_pad)
-                self_k.append(k)  # (rows, n_heads, length + 1, head_dim)
-                self_v.append(v)
-        else:
-            mask = attend_mask(memory.pad_mask)  # (sentences, 1, 1, src_len)
-            for i, layer in enumerate(self.decoder_layers()):
-                past = (cache.self_k[i], cache.self_v[i])  # (rows, n_heads, length, head_dim) each
-                x, k, v = layer(x, cache.cross_k[i], cache.cross_v[i], mask, past=past)
-                self_k.append(k)  # (rows, n_heads, length + 1, head_dim)
-                self_v.append(v)
+        for i, layer in enumerate(self.decoder_layers()):
+            past = (cache.self_k[i], cache.self_v[i])  # (rows, n_heads, length, head_dim) each
+            x, k, v = layer(x, cache.cross_k[i], cache.cross_v[i], mask, past=past)
+            self_k.append(k)  # (rows, n_heads, length + 1, head_dim)
+            self_v.append(v)
         logits = self.output_proj(self.decoder_norm(x[:, 0]))  # (rows, tgt_vocab_size)
         log_probs = F.log_softmax(logits.float(), dim=-1)  # (rows, tgt_vocab_size)
-        cache = KVCache(self_k, self_v, cache.cross_k, cache.cross_v, cache.length + 1, cache.cross_pad)
-        return log_probs, cache
+        return log_probs, KVCache(self_k, self_v, cache.cross_k, cache.cross_v, cache.length + 1)
 
     def reorder(self, memory: Memory, cache: KVCache, index: Tensor) -> tuple[Memory, KVCache]:
         """Keep, duplicate or drop rows: index (new_sentences, rows_each) picks, for each new row, an
@@ -204,27 +177,8 @@ class Transformer(nn.Module):
 
         if not torch.equal(sentences, torch.arange(memory.states.size(0), device=sentences.device)):
             memory = Memory(memory.states.index_select(0, sentences), memory.pad_mask.index_select(0, sentences))
-            cross_pad = None if cache.cross_pad is None else cache.cross_pad.index_select(0, sentences)
-            cache = replace(
-                cache,
-                cross_k=pick(cache.cross_k, sentences),
-                cross_v=pick(cache.cross_v, sentences),
-                cross_pad=cross_pad,
-            )
-
-        def pick_with_room(tensors: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-            """The picked rows (rows', n_heads, length, head_dim), each the front of a buffer one position longer."""
-            picked, rooms = [], []
-            for t in tensors:
-                room = t.new_empty(rows.size(0), t.size(1), t.size(2) + 1, t.size(3))
-                torch.index_select(t, 0, rows, out=room[:, :, : t.size(2)])
-                picked.append(room[:, :, : t.size(2)])
-                rooms.append(room)
-            return picked, rooms
-
-        self_k, spare_k = pick_with_room(cache.self_k)
-        self_v, spare_v = pick_with_room(cache.self_v)
-        return memory, replace(cache, self_k=self_k, self_v=self_v, spare=[(spare_k, spare_v)])
+            cache = replace(cache, cross_k=pick(cache.cross_k, sentences), cross_v=pick(cache.cross_v, sentences))
+        return memory, replace(cache, self_k=pick(cache.self_k, rows), self_v=pick(cache.self_v, rows))
 
 
 ARCHITECTURES: dict[str, type[Transformer]] = {"transformer": Transformer}  # ModelConfig.arch -> class
