@@ -115,23 +115,12 @@ def _error(message: str, code: int) -> None:
     raise SystemExit(fail(message, code).exit_code)
 
 
-app = typer.Typer(
-    name="nmt",
-    cls=Group,
-    help="Neural machine translation: prepare BPE data, train Transformers, translate, score.",
-    no_args_is_help=True,
-    rich_markup_mode=None,  # help text is printed as written: '[model]' stays '[model]'
-    pretty_exceptions_enable=False,
-)
-
-
 def _version(value: bool) -> None:
     if value:
         print(f"nmt {nmt.__version__}")
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool | None,
@@ -141,45 +130,62 @@ def _root(
     """Neural machine translation: prepare BPE data, train Transformers, translate, score."""
 
 
-def _register() -> None:
-    """The commands in the order of the work: prepare, train, average, translate, score, export."""
-    from nmt_cli import attention, export, prepare, score, train, translate
+# The commands in the order of the work: name -> (module in this package, function, short help)
+COMMANDS = {
+    "prepare": ("prepare", "prepare", "Train BPE on parallel text and write a prepared data directory."),
+    "train": ("train", "train", "Train a Transformer on a prepared data directory."),
+    "average": ("train", "average", "Average the last checkpoints of a run into a model."),
+    "translate": ("translate", "translate", "Translate stdin (or a file), one output line per input line."),
+    "score": ("score", "score", "BLEU, chrF and TER (sacreBLEU) of hypothesis files."),
+    "export": ("export", "export", "Write a model for CTranslate2."),
+    "info": ("info", "info", "Say what a model, run, data or export directory holds."),
+    "plot": ("plot", "plot", "Plot the training curves of runs (PNG and/or CSV)."),
+    "attention": ("attention", "attention", "Draw the attention behind a translation."),
+    "serve": ("serve", "serve", "Serve a model over HTTP (a JSON API with batching)."),
+}
 
-    extra_args = {"allow_extra_args": True, "ignore_unknown_options": True}
-    app.command("prepare", cls=Command, short_help="Train BPE on parallel text and write a prepared data directory.")(
-        prepare.prepare
+
+def make_app(only: str | None = None) -> typer.Typer:
+    """The `nmt` application with every command, or with the one command `only` (what `main` runs: a command
+    then imports and builds only its own module and options, which is start-up time saved)."""
+    import importlib
+
+    app = typer.Typer(
+        name="nmt",
+        cls=Group,
+        help="Neural machine translation: prepare BPE data, train Transformers, translate, score.",
+        no_args_is_help=True,
+        rich_markup_mode=None,  # help text is printed as written: '[model]' stays '[model]'
+        pretty_exceptions_enable=False,
     )
-    app.command(
-        "train",
-        cls=Command,
-        context_settings=extra_args,
-        epilog=train._config_help(),
-        options_metavar="DATA_DIR [OPTIONS]",
-        short_help="Train a Transformer on a prepared data directory.",
-    )(train.train)
-    app.command("average", cls=Command, short_help="Average the last checkpoints of a run into a model.")(train.average)
-    app.command("translate", cls=Command, short_help="Translate stdin (or a file), one output line per input line.")(
-        translate.translate
-    )
-    app.command("score", cls=Command, short_help="BLEU, chrF and TER (sacreBLEU) of hypothesis files.")(score.score)
-    app.command("export", cls=Command, short_help="Write a model for CTranslate2.")(export.export)
-    from nmt_cli import info
-
-    app.command("info", cls=Command, short_help="Say what a model, run, data or export directory holds.")(info.info)
-    from nmt_cli import plot
-
-    app.command("plot", cls=Command, short_help="Plot the training curves of runs (PNG and/or CSV).")(plot.plot)
-    app.command("attention", cls=Command, short_help="Draw the attention behind a translation.")(attention.attention)
-    from nmt_cli import serve
-
-    app.command("serve", cls=Command, short_help="Serve a model over HTTP (a JSON API with batching).")(serve.serve)
+    app.callback()(_root)
+    for name, (module_name, function, short_help) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        module = importlib.import_module(f"nmt_cli.{module_name}")
+        extra: dict[str, Any] = {}
+        if name == "train":
+            extra = {
+                "context_settings": {"allow_extra_args": True, "ignore_unknown_options": True},
+                "epilog": module._config_help(),
+                "options_metavar": "DATA_DIR [OPTIONS]",
+            }
+        app.command(name, cls=Command, short_help=short_help, **extra)(getattr(module, function))
+    return app
 
 
-_register()
+def __getattr__(name: str) -> Any:
+    """`from nmt_cli.main import app`: the application with every command, made on first use."""
+    if name == "app":
+        made = globals()["app"] = make_app()
+        return made
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    app()
+    words = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
+    named = words[0] if words and words[0] in COMMANDS and sys.argv[1] == words[0] else None
+    make_app(named)()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ NOT_FOR_TRANSLATING = {
     "uvicorn",
     "torch.distributed.run",
 }
+CLI_FOR_TRANSLATING = {"nmt_cli", "nmt_cli.main", "nmt_cli.common", "nmt_cli.translate"}  # no other command's module
 
 
 def imported(args: list[str], stdin: str = "") -> tuple[set[str], subprocess.CompletedProcess[str]]:
@@ -57,6 +58,7 @@ def test_ctranslate2_path_never_imports_torch(tiny_model_dir: Path, tmp_path: Pa
     assert not {m for m in modules if m == "torch" or m.startswith("torch.")}, "the CTranslate2 path imported torch"
     assert "numpy" not in modules  # nor numpy (CTranslate2 does not need it; nmt.data does)
     assert not modules & NOT_FOR_TRANSLATING
+    assert {m for m in modules if m.startswith("nmt_cli")} == CLI_FOR_TRANSLATING
 
 
 def test_pytorch_path_imports_only_what_translating_needs(tiny_model_dir: Path) -> None:
@@ -65,3 +67,4 @@ def test_pytorch_path_imports_only_what_translating_needs(tiny_model_dir: Path) 
     assert "torch" in modules and "nmt.translate" in modules
     assert not modules & NOT_FOR_TRANSLATING, sorted(modules & NOT_FOR_TRANSLATING)
     assert "ctranslate2" not in modules
+    assert {m for m in modules if m.startswith("nmt_cli")} == CLI_FOR_TRANSLATING
