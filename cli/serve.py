@@ -17,6 +17,23 @@ ModelOpt = Annotated[
 ]
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, with TCP_NODELAY (which the connections it accepts inherit). asyncio sets it on
+    the sockets it makes, but not on those from a socket made with proto 0, as socket.create_server makes
+    them: without it, Nagle's algorithm and the client's delayed ACK added ~45 ms to every response here
+    (one sentence alone: 118 ms through the server against 71 ms of translating)."""
+    from nmt.errors import ConfigError
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family)
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise ConfigError(f"cannot listen on {host}:{port} ({reason}); choose another --port or --host") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 @handle_errors
 def serve(
     model: ModelOpt,
@@ -64,12 +81,7 @@ def serve(
         raise ConfigError(f"--port {port}: must be from 0 to 65535")
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads {threads}: must be at least 1")
-    try:  # before loading the model: a port in use is said at once, in one line
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.create_server((host, port), family=family)
-    except OSError as e:
-        reason = os.strerror(e.errno) if e.errno else str(e)
-        raise ConfigError(f"cannot listen on {host}:{port} ({reason}); choose another --port or --host") from None
+    sock = listen(host, port)  # before loading the model: a port in use is said at once, in one line
     limits = Limits(
         max_lines=max_lines, max_body_bytes=max_body_bytes, max_wait_ms=max_wait_ms, batch_tokens=batch_tokens
     )

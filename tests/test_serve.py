@@ -357,3 +357,17 @@ def test_alignment_is_refused_where_the_engine_gives_none() -> None:
     assert refused.value.status == 400 and "CTranslate2" in refused.value.message
     asked = parse_request(b'{"text": ["a", "b"], "beam": 2, "nbest": 2}', max_lines=8, max_beam=5, can_align=False)
     assert asked.lines == ["a", "b"] and asked.nbest == 2 and asked.options == Options(2, False)
+
+
+def test_the_listening_socket_turns_nagle_off() -> None:
+    """Without TCP_NODELAY on the listener (socket.create_server makes proto-0 sockets, on which asyncio does
+    not set it), Nagle's algorithm and delayed ACKs added ~45 ms to every answer."""
+    from nmt_cli.serve import listen
+
+    with listen("127.0.0.1", 0) as sock:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        with socket.create_connection(sock.getsockname()) as client:
+            accepted, _ = sock.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+                assert client.fileno() > 0
