@@ -48,23 +48,33 @@ def server(tiny_model_dir: Path) -> Iterator[Server]:
 
 
 def test_type_a_sentence_and_see_its_translation(browser: Any, server: Server, tiny_model_dir: Path) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    status, body = server.translate(LINES[0], beam=3)
-    assert status == 200
-    expected = body["translations"][0]["text"]
+    def texts(selector: str) -> list[str]:
+        return [e.text for e in browser.find_elements(By.CSS_SELECTOR, selector)]
+
+    expected = {}
+    for line in (LINES[0], LINES[2]):
+        status, body = server.translate(line, beam=3)
+        assert status == 200
+        expected[line] = body["translations"][0]["text"]
+    assert expected[LINES[0]] != expected[LINES[2]]  # so that the second answer shows
     browser.get(f"http://127.0.0.1:{server.port}/")
-    wait = WebDriverWait(browser, 60)
+    # the page re-renders its output on every answer: read it inside the waits, retrying a replaced element
+    wait = WebDriverWait(browser, 60, ignored_exceptions=[StaleElementReferenceException])
     wait.until(lambda b: len(Select(b.find_element(By.ID, "beam")).options) == 3)  # /info read: the server's beam
-    browser.find_element(By.ID, "source").send_keys(LINES[0])  # as typed: translated after a pause, no button
-    wait.until(lambda b: "in " in b.find_element(By.ID, "status").text and "ms" in b.find_element(By.ID, "status").text)
-    shown = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#output .translation")]
-    assert shown == [expected]
-    # the n-best list, on the button
-    Select(browser.find_element(By.ID, "nbest")).select_by_value("2")
+    source = browser.find_element(By.ID, "source")
+    source.send_keys(LINES[0])  # as typed: translated after a pause, no button
+    wait.until(lambda b: texts("#output .translation") == [expected[LINES[0]]])
+    Select(browser.find_element(By.ID, "nbest")).select_by_value("2")  # a new choice translates again
+    wait.until(lambda b: 1 <= len(items := texts("#output ol li")) <= 2 and items[0].startswith(expected[LINES[0]]))
+    # as-you-type off: nothing happens until the button
+    browser.find_element(By.ID, "live").click()
+    source.clear()
+    source.send_keys(LINES[2])
     browser.find_element(By.ID, "go").click()
-    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#output ol li"))
-    items = browser.find_elements(By.CSS_SELECTOR, "#output ol li")
-    assert 1 <= len(items) <= 2 and items[0].text.startswith(expected)
+    wait.until(lambda b: texts("#output .translation") == [expected[LINES[2]]])
+    assert "ms" in browser.find_element(By.ID, "status").text
     assert browser.find_element(By.ID, "status").get_attribute("class") != "error"
