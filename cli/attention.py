@@ -40,10 +40,9 @@ def attention(
 ) -> None:
     """Translate SENTENCE (or each line of stdin) and draw the attention that produced the translation: heatmaps
     with the subword pieces on the axes, from the model's own softmax weights (teacher-forced on its output)."""
-    from nmt.attention import KINDS, attention_maps, draw, import_pyplot
+    from nmt.attention import KINDS, draw, import_pyplot
     from nmt.config import DecodeConfig
     from nmt.errors import ConfigError
-    from nmt.tokenizer import SPECIAL
     from nmt.translate import Translator
 
     if kind not in KINDS:
@@ -69,15 +68,7 @@ def attention(
     dumps = []
     for n, (line, src_ids, hyps) in enumerate(zip(lines, ids, found), start=1):
         tokens = hyps[0].tokens if hyps else []
-        maps = attention_maps(
-            net,
-            src_ids,
-            tokens,
-            translator.src_tok.to_pieces(src_ids),
-            translator.tgt_tok.to_pieces(tokens),
-            bos_id=SPECIAL.bos,
-            eos_id=SPECIAL.eos,
-        )
+        maps = translator.attention_maps(src_ids, tokens)
         text = translator.tgt_tok.decode(tokens)
         if output is not None:
             path = output if len(lines) == 1 else output.with_name(f"{output.stem}-{n}{output.suffix}")

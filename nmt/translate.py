@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from nmt.model import Transformer
 from nmt.runtime import autocast, keep_freed_memory, pick_device, set_threads
 from nmt.search import beam_search, greedy, processors, sample
 from nmt.tokenizer import SPECIAL
+
+if TYPE_CHECKING:
+    from nmt.attention import AttentionMaps
 
 
 def prepare_model(model: Transformer, precision: str, device: torch.device) -> Transformer:
@@ -92,9 +95,15 @@ class Translator(LineTranslator):
     def alignment(self, src_ids: list[int], tokens: list[int]) -> str:
         """Source-target word alignment of one translation, from the model's cross-attention
         (nmt.attention.word_alignment: the penultimate decoder layer, heads averaged)."""
-        from nmt.attention import attention_maps, pharaoh, word_alignment
+        from nmt.attention import pharaoh, word_alignment
 
-        maps = attention_maps(
+        return pharaoh(word_alignment(self.attention_maps(src_ids, tokens)))
+
+    def attention_maps(self, src_ids: list[int], tokens: list[int]) -> AttentionMaps:
+        """Every attention map of the model on one source and translation (nmt.attention.attention_maps)."""
+        from nmt.attention import attention_maps
+
+        return attention_maps(
             self.model,
             src_ids,
             tokens,
@@ -103,7 +112,6 @@ class Translator(LineTranslator):
             bos_id=SPECIAL.bos,
             eos_id=SPECIAL.eos,
         )
-        return pharaoh(word_alignment(maps))
 
     @classmethod
     def load(
