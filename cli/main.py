@@ -35,9 +35,11 @@ class Command(TyperCommand):
             if isinstance(param, TyperArgument):
                 param.metavar = param.metavar or (param.name or "").upper()
                 param.display_type_rich = lambda ctx: None  # the name says it all: no '<list[Path]>' after it
-                if param.required and param.nargs in (1, -1):  # `nmt average RUN_DIR`, `nmt plot RUN_DIR...`
-                    dots = "..." if param.nargs == -1 else ""
-                    param._usage_display_name = lambda name=param.metavar, dots=dots: name + dots
+                # the usage line as click writes it, under Typer 0.28 and 0.29 alike (0.28 writes '{RUN_DIR}' and
+                # drops the '...' of a metavar'd list): `nmt average RUN_DIR`, `nmt plot RUN_DIR...`, `[HYP]...`
+                piece = param.metavar if param.required else f"[{param.metavar}]"
+                piece += "..." if param.nargs != 1 else ""
+                param.get_usage_pieces = lambda ctx, piece=piece: [piece]
             elif param.metavar is None and not getattr(param, "is_flag", False):
                 param.metavar = METAVARS.get(_element(hints.get(param.name or "")))
 

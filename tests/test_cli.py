@@ -136,6 +136,21 @@ def test_help_prints_brackets_and_plain_metavars(command):
         assert words in result.stdout, (command, words)
 
 
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [
+        ("average", "Usage: nmt average [OPTIONS] RUN_DIR\n"),
+        ("info", "Usage: nmt info [OPTIONS] PATH\n"),
+        ("plot", "Usage: nmt plot [OPTIONS] RUN_DIR...\n"),  # several runs
+        ("score", "Usage: nmt score [OPTIONS] [HYP]...\n"),  # several hypotheses, or none: stdin
+    ],
+)
+def test_usage_line_names_arguments_as_click_does(command, usage):
+    """The same line under Typer 0.28 and 0.29 (left alone, 0.28 writes '{RUN_DIR}' and '[HYP]' without its '...')."""
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and result.stdout.startswith(usage), (command, result.stdout[:80])
+
+
 def test_commands_are_listed_in_workflow_order_with_completion():
     text = runner.invoke(app, ["--help"]).stdout
     assert [text.index(f"  {c} ") for c in COMMANDS] == sorted(text.index(f"  {c} ") for c in COMMANDS)
