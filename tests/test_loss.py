@@ -95,3 +95,37 @@ def test_nll_is_detached_and_smoothing_penalises_confidence():
     assert nll / tokens < 0.01
     assert loss > nll + 0.5 * tokens
     assert label_smoothed_loss(confident, target, 0.3, SPECIAL.pad)[0] > loss
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_chunked_loss_gradients_equal_autograd_of_the_loss(smoothing, precision, monkeypatch):
+    """chunked_loss writes the loss's gradient out instead of asking autograd: the states' and the output
+    weight's gradients equal autograd's through F.linear and label_smoothed_loss, in float32 and under bf16
+    autocast (where both compute the logits and the two gradient matmuls in bf16)."""
+    import nmt.loss
+    from nmt.loss import chunked_loss
+    from nmt.runtime import autocast
+
+    monkeypatch.setattr(nmt.loss, "LOSS_CHUNK", 5)  # several chunks, the last one short
+    g = torch.Generator().manual_seed(7)
+    states = torch.randn(BATCH, LENGTH, 16, generator=g)
+    weight = torch.randn(VOCAB, 16, generator=g) * 0.5
+    _, target = random_batch(seed=7)
+    rows = (target.flatten() != SPECIAL.pad).nonzero().squeeze(1)
+    divisor = float(len(rows))
+
+    ours_s, ours_w = states.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+    with autocast(torch.device("cpu"), precision):
+        scaled, loss_sum, nll_sum = chunked_loss(ours_s, ours_w, target, rows, smoothing, divisor)
+    scaled.backward()
+    theirs_s, theirs_w = states.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+    with autocast(torch.device("cpu"), precision):
+        loss, nll = label_smoothed_loss(F.linear(theirs_s, theirs_w), target, smoothing, SPECIAL.pad)
+    (loss / divisor).backward()
+
+    tol = {"rtol": 1e-5, "atol": 1e-6} if precision == "fp32" else {"rtol": 2e-2, "atol": 2e-3}
+    assert (float(loss_sum), float(nll_sum)) == pytest.approx((float(loss.detach()), float(nll)), rel=1e-5)
+    torch.testing.assert_close(ours_s.grad, theirs_s.grad, **tol)
+    torch.testing.assert_close(ours_w.grad, theirs_w.grad, **tol)
+    assert ours_s.grad.reshape(-1, 16)[target.flatten() == SPECIAL.pad].abs().max() == 0

@@ -149,13 +149,13 @@ def test_nan_loss_stops_without_a_poisoned_checkpoint(prepared_sample, tmp_path,
     import nmt.loss
 
     trainer = training.start(prepared_sample, tmp_path / "r", TINY, tiny_train(max_steps=6), threads=1)
-    real = nmt.loss.label_smoothed_loss
+    real = nmt.loss._smoothed_loss_and_gradient  # what a training step's loss comes from
 
     def poisoned(logits, *args):
-        loss, nll = real(logits, *args)
-        return (loss * float("nan") if trainer.state.step >= 4 else loss), nll
+        loss, nll, grad = real(logits, *args)
+        return (loss * float("nan") if trainer.state.step >= 4 else loss), nll, grad
 
-    monkeypatch.setattr(nmt.loss, "label_smoothed_loss", poisoned)
+    monkeypatch.setattr(nmt.loss, "_smoothed_loss_and_gradient", poisoned)
     with pytest.raises(TrainingError, match="step 5: the loss became nan"):
         trainer.train()
     trainer.close()
