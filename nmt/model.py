@@ -140,8 +140,10 @@ class Transformer(nn.Module):
         return KVCache(
             self_k=[empty] * n_layers,
             self_v=[empty] * n_layers,
-            cross_k=[k for k, _ in cross],
-            cross_v=[v for _, v in cross],
+            # contiguous once here: as head-split views of one projection, every step's attention matmuls would
+            # copy them again (k and v of every layer, each step)
+            cross_k=[k.contiguous() for k, _ in cross],
+            cross_v=[v.contiguous() for _, v in cross],
             length=0,
         )
 

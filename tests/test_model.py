@@ -118,6 +118,8 @@ def test_cached_steps_match_full_decode(model, batch):
     assert cache.length == tgt_in.size(1)
     assert cache.self_k[0].shape == (3, TINY.n_heads, tgt_in.size(1), TINY.d_model // TINY.n_heads)
     assert cache.cross_v[-1].shape == (3, TINY.n_heads, src.size(1), TINY.d_model // TINY.n_heads)
+    # made contiguous once: as views of the memory's projection, every step's attention matmuls would copy them
+    assert all(t.is_contiguous() for t in cache.cross_k + cache.cross_v)
 
 
 @torch.no_grad()
