@@ -55,13 +55,13 @@ def nan_loss_at(monkeypatch, trainer: Trainer, batch: int) -> None:
     """The training loss of that batch becomes NaN (validation is left alone)."""
     import nmt.loss
 
-    real = nmt.loss.label_smoothed_loss
+    real = nmt.loss._smoothed_loss_and_gradient  # training's loss only: validation calls label_smoothed_loss
 
     def poisoned(logits, *args):
-        loss, nll = real(logits, *args)
-        return (loss * float("nan") if torch.is_grad_enabled() and at_batch(trainer, batch) else loss), nll
+        loss, nll, grad = real(logits, *args)
+        return (loss * float("nan") if at_batch(trainer, batch) else loss), nll, grad
 
-    monkeypatch.setattr(nmt.loss, "label_smoothed_loss", poisoned)
+    monkeypatch.setattr(nmt.loss, "_smoothed_loss_and_gradient", poisoned)
 
 
 def assert_every_checkpoint_is_finite(run_dir) -> None:
