@@ -185,9 +185,8 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
-    words = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
-    named = words[0] if words and words[0] in COMMANDS and sys.argv[1] == words[0] else None
-    make_app(named)()
+    first = sys.argv[1] if len(sys.argv) > 1 else None  # a command only when it comes first (not after options)
+    make_app(first if first in COMMANDS else None)()
 
 
 if __name__ == "__main__":
