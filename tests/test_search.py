@@ -215,7 +215,7 @@ class EosBias:
         return self.model.reorder(memory, cache, index)
 
 
-@pytest.fixture(scope="module", params=["toy_rnn", "transformer"])
+@pytest.fixture(scope="module", params=["toy_rnn", "transformer", "step_decoder"])
 def step_model(request):
     if request.param == "toy_rnn":
         return ToyRNN()
@@ -233,7 +233,12 @@ def step_model(request):
         share_all_embeddings=False,
         tie_output=False,  # tied and random, it echoes its input
     )
-    return EosBias(model_module.Transformer(config).eval(), 1.0)
+    model = model_module.Transformer(config).eval()
+    if request.param == "step_decoder":  # what the PyTorch engine searches with on the CPU
+        from nmt.stepper import StepDecoder
+
+        return EosBias(StepDecoder(model), 1.0)
+    return EosBias(model, 1.0)
 
 
 @pytest.fixture(scope="module")
