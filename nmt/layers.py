@@ -89,6 +89,16 @@ def attention_math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, 
     return attention_weights(q, k, mask, causal) @ v  # (batch, n_heads, t_q, head_dim)
 
 
+def inference_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
+    """Attention on the CPU without gradients, by whichever is faster for the shape: SDPA's fused kernel
+    when there are at most 10 query rows in all (batch x t_q: one sentence's beam, a few sentences greedy),
+    `attention_math` above that. Measured, 4 heads of 32, 16 keys: one query 5.8 vs 14.0 µs, one sentence's
+    5 hypotheses against its memory 14.9 vs 19.5 µs, 10 rows 11.6 vs 16.8; 40 rows 33 vs 28, 320 rows 246 vs 129."""
+    if q.size(0) * q.size(2) <= 10 and not (causal and mask is not None):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+    return attention_math(q, k, v, mask, causal)
+
+
 class Attention(nn.Module):
     """What self- and cross-attention share: head split, SDPA and the output projection."""
 
@@ -115,7 +125,7 @@ class Attention(nn.Module):
             records.append((self.name, weights.detach()))
             out = weights @ v
         elif q.device.type == "cpu" and not self.training and not torch.is_grad_enabled():
-            out = attention_math(q, k, v, mask, causal)
+            out = inference_attention(q, k, v, mask, causal)
         else:
             dropout_p = self.attn_dropout if self.training else 0.0
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nmt.layers import DecoderLayer, attention_math
+from nmt.layers import DecoderLayer, inference_attention
 from nmt.model import KVCache, Memory, Transformer, attend_mask
 
 
@@ -155,8 +155,8 @@ class StepDecoder:
         """DecoderLayer.forward for one new position: x (rows, d_model); past: the self-attention keys and
         values so far (rows, n_heads, length, head_dim) each; memory_kv: the cross-attention ones (sentences,
         n_heads, src_len, head_dim), shared by each sentence's consecutive rows; mask (sentences, 1, 1, src_len).
-        Returns x and the self-attention keys and values one position longer. The attention arithmetic is
-        layers.attention_math, as the modules use on the CPU without gradients."""
+        Returns x and the self-attention keys and values one position longer. Attention is computed as the
+        modules compute it on the CPU without gradients (layers.inference_attention)."""
         rows, d_model = x.shape
         sentences = memory_kv[0].size(0)
         pre = self.pre_norm
@@ -166,14 +166,14 @@ class StepDecoder:
         q, k, v = layer.qkv(h).view(rows, 3, self.n_heads, 1, self.head_dim).unbind(1)  # (rows, n_heads, 1, head_dim)
         k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
         # one query per row, so (rows, n_heads, 1, head_dim) is already laid out as (rows, d_model)
-        x = x + layer.self_out(attention_math(q, k, v).view(rows, d_model))
+        x = x + layer.self_out(inference_attention(q, k, v).view(rows, d_model))
         if not pre:
             x = layer.self_norm(x)
 
         # cross-attention: a sentence's rows query its memory together (as CrossAttention.forward)
         h = layer.cross_norm(x) if pre else x
         q = layer.q(h).view(sentences, rows // sentences, self.n_heads, self.head_dim).transpose(1, 2)
-        out = attention_math(q, *memory_kv, mask)  # (sentences, n_heads, rows_each, head_dim)
+        out = inference_attention(q, *memory_kv, mask)  # (sentences, n_heads, rows_each, head_dim)
         x = x + layer.cross_out(out.transpose(1, 2).reshape(rows, d_model))
         if not pre:
             x = layer.cross_norm(x)

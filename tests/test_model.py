@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 
 from nmt.config import ModelConfig
-from nmt.layers import sinusoid_table
+from nmt.layers import attention_math, inference_attention, sinusoid_table
 from nmt.model import KVCache, Memory, Transformer
 from nmt.tokenizer import SPECIAL
 
@@ -159,6 +159,18 @@ def test_inference_attention_equals_sdpa(model, batch):
     with torch.no_grad():
         math_ = model(src, src_len, tgt_in)
     torch.testing.assert_close(math_, sdpa.detach(), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("rows, t_q", [(1, 1), (2, 5), (10, 1), (11, 1), (4, 6)])  # either side of 10 query rows
+@pytest.mark.parametrize("masked, causal", [(False, False), (True, False), (False, True), (True, True)])
+def test_inference_attention_equals_the_spelled_out_math(rows, t_q, masked, causal):
+    g = torch.Generator().manual_seed(rows + t_q)
+    q = torch.randn(rows, 2, t_q, 8, generator=g)
+    k, v = torch.randn(2, rows, 2, 9, 8, generator=g)
+    mask = (torch.arange(9) < torch.randint(3, 10, (rows, 1, 1, 1), generator=g)) if masked else None
+    torch.testing.assert_close(
+        inference_attention(q, k, v, mask, causal), attention_math(q, k, v, mask, causal), atol=ATOL, rtol=0
+    )
 
 
 @torch.no_grad()
