@@ -45,12 +45,12 @@ class _Linear:
         return x @ self.weight if self.bias is None else torch.addmm(self.bias, x, self.weight)
 
 
-def _linear(module: nn.Module) -> Callable[[Tensor], Tensor]:
-    """An nn.Linear re-laid as a `_Linear`; any other linear module (the int8 engine's dynamically quantised
-    ones, whose packed weights are already laid out for their kernel) is called as it is."""
+def _linear(module: nn.Module, dtype: torch.dtype | None) -> Callable[[Tensor], Tensor]:
+    """An nn.Linear re-laid as a `_Linear` (in `dtype`, if given); any other linear module (the int8 engine's
+    dynamically quantised ones, whose packed weights are already laid out for their kernel) is called as it is."""
     if isinstance(module, nn.Linear):
-        bias = None if module.bias is None else module.bias.detach()
-        return _Linear(module.weight.detach().t().contiguous(), bias)
+        bias = None if module.bias is None else module.bias.detach().to(dtype)
+        return _Linear(module.weight.detach().t().contiguous().to(dtype), bias)
     return module
 
 
@@ -85,19 +85,19 @@ class _Layer:
     fc2: Callable[[Tensor], Tensor]
 
     @classmethod
-    def of(cls, layer: DecoderLayer) -> _Layer:
+    def of(cls, layer: DecoderLayer, dtype: torch.dtype | None) -> _Layer:
         norms = [_Norm.of(n) for n in (layer.self_attn_norm, layer.cross_attn_norm, layer.ffn_norm)]
         assert all(n is not None for n in norms)
         return cls(
             norms[0],  # type: ignore[arg-type]
-            _linear(layer.self_attn.qkv_proj),
-            _linear(layer.self_attn.out_proj),
+            _linear(layer.self_attn.qkv_proj, dtype),
+            _linear(layer.self_attn.out_proj, dtype),
             norms[1],  # type: ignore[arg-type]
-            _linear(layer.cross_attn.q_proj),
-            _linear(layer.cross_attn.out_proj),
+            _linear(layer.cross_attn.q_proj, dtype),
+            _linear(layer.cross_attn.out_proj, dtype),
             norms[2],  # type: ignore[arg-type]
-            _linear(layer.ffn.fc1),
-            _linear(layer.ffn.fc2),
+            _linear(layer.ffn.fc1, dtype),
+            _linear(layer.ffn.fc2, dtype),
         )
 
 
@@ -106,7 +106,10 @@ class StepDecoder:
     below instead of the modules: for searching, in eval mode, at float32, under bf16 autocast, or on the
     int8 engine's quantised copy (translate.prepare_model)."""
 
-    def __init__(self, model: Transformer) -> None:
+    def __init__(self, model: Transformer, matmul_dtype: torch.dtype | None = None) -> None:
+        """matmul_dtype: torch.bfloat16 to keep the Linear weights in bf16, for steps that run under bf16
+        autocast, which would otherwise cast them from float32 at every product (the same values; half the
+        bytes to read). Steps outside autocast then fail on the mixed dtypes."""
         if model.training:
             raise ValueError("StepDecoder decodes without dropout: put the model in eval mode first")
         config = model.config
@@ -114,9 +117,9 @@ class StepDecoder:
         self.pre_norm = config.pre_norm
         self.n_heads, self.head_dim = config.n_heads, config.d_model // config.n_heads
         self.act = F.relu if config.activation == "relu" else F.gelu  # FeedForward's nn.ReLU / nn.GELU()
-        self.layers = [_Layer.of(layer) for layer in model.decoder_layers()]
+        self.layers = [_Layer.of(layer, matmul_dtype) for layer in model.decoder_layers()]
         self.final_norm = _Norm.of(model.decoder_norm)
-        self.output = _linear(model.output_proj)  # its own copy even when tied to the embeddings
+        self.output = _linear(model.output_proj, matmul_dtype)  # its own copy even when tied to the embeddings
         self.embedding = model.tgt_embed.weight.detach()
 
     def encode(self, src: Tensor, src_len: Tensor) -> Memory:

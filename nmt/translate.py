@@ -68,10 +68,13 @@ def prepare_model(model: Transformer, precision: str, device: torch.device) -> T
         return cast(Transformer, quantize_dynamic(model, {torch.nn.Linear: per_row}))
 
 
-def step_model(model: Transformer, device: torch.device) -> StepModel:
+def step_model(model: Transformer, precision: str, device: torch.device) -> StepModel:
     """What search drives: on the CPU a StepDecoder (the same step in fewer ops, over weights laid out for
-    few-row products; see nmt/stepper.py), elsewhere the model itself (StepDecoder is not measured on GPUs)."""
-    return StepDecoder(model) if device.type == "cpu" else model
+    few-row products, in bf16 for "bf16"; see nmt/stepper.py), elsewhere the model itself (StepDecoder is
+    not measured on GPUs)."""
+    if device.type != "cpu":
+        return model
+    return StepDecoder(model, torch.bfloat16 if precision == "bf16" else None)
 
 
 class Translator(LineTranslator):
@@ -98,7 +101,7 @@ class Translator(LineTranslator):
         # `model`, `stepper`: the ones already prepared for `precision`, so that with_config does not quantise
         # or copy weights again
         self.model = model if model is not None else prepare_model(loaded.model, precision, device)
-        self.stepper = stepper if stepper is not None else step_model(self.model, device)
+        self.stepper = stepper if stepper is not None else step_model(self.model, precision, device)
         self.src_tok, self.tgt_tok = loaded.src_tokenizer, loaded.tgt_tokenizer
         self.max_src_tokens = max_source_tokens(loaded.model.config.max_positions, config)
 
