@@ -10,11 +10,15 @@ the arithmetic is the smallest cost (measured on this project's 2-core AMD EPYC,
   180-245 µs. Small weights gain less (128 -> 384: 85-150 µs vs 70-120).
 - each op costs 1-10 µs however small its tensors, and the module path spends ~20 module calls and ~40 ops
   per layer and step (3-D views, dropout that does nothing in eval mode, copies of head-split views).
-Here every decoder Linear and the output projection get an (in, out)-contiguous copy, and a layer's step is
-~30 calls on 2-D rows, no modules. Multi30k en->fr model, median of 3 alternating rounds on a busy machine:
-one sentence at a time 1.77x faster greedy (56 -> 32 ms a sentence), 1.44x beam 5; batched, 1.20x greedy
-and 1.01x beam 5 (the matmuls over many rows dominate there); int8 1.07-1.27x. Same translations, all
-1,000 of test_2016_flickr.
+Here every decoder Linear and the output projection get an (in, out)-contiguous copy (in bf16 for --bf16,
+which autocast would otherwise cast at every product), and a layer's step is ~30 calls on 2-D rows, no
+modules. Multi30k en->fr model, test_2016_flickr, against the code before it (with the modules' attention
+as it was), medians of 3 alternating rounds on a busy machine, ms a sentence:
+  one sentence at a time (100)    fp32 greedy 26.3 -> 13.0 (2.0x), beam 5 40.1 -> 27.9 (1.44x);
+                                  bf16 1.78x and 1.74x; int8 1.39x and 1.25x
+  batched (1,000)                 fp32 and int8 unchanged (0.97-1.02x: the matmuls over many rows dominate);
+                                  bf16 greedy 1.21x, beam 5 1.10x
+The same translations in every mode.
 
 Same inputs and outputs as the model's own step (encode, init_cache and reorder are the model's; the cache is
 its KVCache), and equal log-probabilities up to float rounding (tests/test_stepper.py). The weights are a
