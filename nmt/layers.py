@@ -82,8 +82,9 @@ def attention_weights(q: Tensor, k: Tensor, mask: Tensor | None = None, causal: 
 
 def attention_math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
     """softmax(q k^T / sqrt(head_dim)) v, spelled out: what `Attention` computes with on CPU in eval
-    mode when no gradient is needed (translation, validation). For decoding's shapes (one query position per
-    hypothesis, a few dozen keys) this is 1.5-3x faster than SDPA's fused CPU kernel (0.5 vs 1.5 ms for 1,350
+    mode when no gradient is needed (translation, validation), unless there are only a few query rows (see
+    `inference_attention`). For batched decoding's shapes (one query position per hypothesis, a few dozen keys)
+    this is 1.5-3x faster than SDPA's fused CPU kernel (0.5 vs 1.5 ms for 1,350
     hypotheses, 4 heads, 20 keys; 1.1 vs 2.1 ms for 160 sentences of 28 tokens), and about as fast up to ~100 tokens.
     q (batch, n_heads, t_q, head_dim), k and v (batch, n_heads, t_k, head_dim); mask as in `attend`."""
     return attention_weights(q, k, mask, causal) @ v  # (batch, n_heads, t_q, head_dim)
