@@ -65,10 +65,7 @@ class _Norm:
     eps: float
 
     @classmethod
-    def of(cls, norm: nn.Module) -> _Norm | None:
-        """A LayerNorm's parameters; None for the Identity that post-norm stacks end with."""
-        if not isinstance(norm, nn.LayerNorm):
-            return None
+    def of(cls, norm: nn.LayerNorm) -> _Norm:
         assert norm.weight is not None and norm.bias is not None  # elementwise_affine, as layers.py builds them
         return cls(norm.weight.detach(), norm.bias.detach(), norm.eps)
 
@@ -90,16 +87,14 @@ class _Layer:
 
     @classmethod
     def of(cls, layer: DecoderLayer, dtype: torch.dtype | None) -> _Layer:
-        norms = [_Norm.of(n) for n in (layer.self_attn_norm, layer.cross_attn_norm, layer.ffn_norm)]
-        assert all(n is not None for n in norms)
         return cls(
-            norms[0],  # type: ignore[arg-type]
+            _Norm.of(layer.self_attn_norm),
             _linear(layer.self_attn.qkv_proj, dtype),
             _linear(layer.self_attn.out_proj, dtype),
-            norms[1],  # type: ignore[arg-type]
+            _Norm.of(layer.cross_attn_norm),
             _linear(layer.cross_attn.q_proj, dtype),
             _linear(layer.cross_attn.out_proj, dtype),
-            norms[2],  # type: ignore[arg-type]
+            _Norm.of(layer.ffn_norm),
             _linear(layer.ffn.fc1, dtype),
             _linear(layer.ffn.fc2, dtype),
         )
@@ -122,7 +117,9 @@ class StepDecoder:
         self.n_heads, self.head_dim = config.n_heads, config.d_model // config.n_heads
         self.act = F.relu if config.activation == "relu" else F.gelu  # FeedForward's nn.ReLU / nn.GELU()
         self.layers = [_Layer.of(layer, matmul_dtype) for layer in model.decoder_layers()]
-        self.final_norm = _Norm.of(model.decoder_norm)
+        # pre-norm stacks end with a LayerNorm, post-norm ones with an Identity
+        norm = model.decoder_norm
+        self.final_norm = _Norm.of(norm) if isinstance(norm, nn.LayerNorm) else None
         self.output = _linear(model.output_proj, matmul_dtype)  # its own copy even when tied to the embeddings
         self.embedding = model.tgt_embed.weight.detach()
 
