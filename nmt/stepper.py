@@ -52,10 +52,13 @@ class _Linear:
 def _linear(module: nn.Module, dtype: torch.dtype | None) -> Callable[[Tensor], Tensor]:
     """An nn.Linear re-laid as a `_Linear` (in `dtype`, if given); any other linear module (the int8 engine's
     dynamically quantised ones, whose packed weights are already laid out for their kernel) is called as it is."""
-    if isinstance(module, nn.Linear):
-        bias = None if module.bias is None else module.bias.detach().to(dtype)
-        return _Linear(module.weight.detach().t().contiguous().to(dtype), bias)
-    return module
+    if not isinstance(module, nn.Linear):
+        return module
+    weight = module.weight.detach().t().contiguous()
+    bias = None if module.bias is None else module.bias.detach()
+    if dtype is not None:
+        weight, bias = weight.to(dtype), None if bias is None else bias.to(dtype)
+    return _Linear(weight, bias)
 
 
 @dataclass(frozen=True)

@@ -95,8 +95,9 @@ def test_caches_equal_the_models_own():
     memory = model.encode(src, src_len)
     _, theirs = model.decode_step(tokens, memory, None)
     _, theirs = model.decode_step(tokens + 7, memory, theirs)
-    _, ours = StepDecoder(model).decode_step(tokens, memory, None)
-    _, ours = StepDecoder(model).decode_step(tokens + 7, memory, ours)
+    stepper = StepDecoder(model)
+    _, ours = stepper.decode_step(tokens, memory, None)
+    _, ours = stepper.decode_step(tokens + 7, memory, ours)
     assert ours.length == theirs.length == 2
     for a, b in zip(ours.self_k + ours.self_v, theirs.self_k + theirs.self_v, strict=True):
         assert a.shape == b.shape == (3, TINY.n_heads, 2, TINY.d_model // TINY.n_heads)
@@ -128,7 +129,6 @@ def test_weights_are_a_snapshot_and_training_models_are_refused():
 
 def test_past_max_positions_is_the_models_error():
     model = build(dataclasses.replace(TINY, max_positions=2))
-    src, src_len = source()
     stepper = StepDecoder(model)
     with torch.inference_mode(), pytest.raises(ValueError, match="max_positions"):
         decode(stepper, model, steps=3)
