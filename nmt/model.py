@@ -1,6 +1,7 @@
 """The encoder-decoder Transformer of "Attention is all you need": embeddings (optionally tied),
 the encoder and decoder stacks, teacher-forced `decode` for training, and the cached
-`decode_step`/`reorder` that search drives one token at a time.
+`decode_step`/`reorder` that search drives one token at a time (`Stepper`: the one decoding step, over the
+modules' own weights or over copies laid out for the CPU).
 Owns parameters, their initialisation and the decoding state; one layer's arithmetic is in layers.py."""
 
 from __future__ import annotations
@@ -15,7 +16,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.config import ModelConfig
-from nmt.layers import DecoderLayer, Dropout, EncoderLayer, SinusoidalPositions
+from nmt.layers import (
+    DecoderLayer,
+    Dropout,
+    EncoderLayer,
+    Linear,
+    Norm,
+    SinusoidalPositions,
+    StepWeights,
+    decoder_step,
+    relaid_linear,
+)
 
 
 @dataclass
@@ -123,7 +134,7 @@ class Transformer(nn.Module):
         x = self.embed(tgt_in, self.tgt_embed)  # (batch, tgt_len, d_model)
         for layer in self.decoder_layers():
             memory_k, memory_v = layer.cross_attn.project_memory(memory.states)
-            x, _, _ = layer(x, memory_k, memory_v, mask)
+            x = layer(x, memory_k, memory_v, mask)
         return cast(Tensor, self.decoder_norm(x))
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
@@ -151,20 +162,25 @@ class Transformer(nn.Module):
         """Score the next token for every hypothesis; tokens (rows,) are the last ones decoded
         (bos at first, when cache is None: one row per sentence). Only the new position runs
         through the decoder. Returns float32 log-probs (rows, tgt_vocab_size) and a new cache one
-        position longer; the given cache is left as it was."""
-        if cache is None:
-            cache = self.init_cache(memory)
-        mask = attend_mask(memory.pad_mask)  # (sentences, 1, 1, src_len)
-        x = self.embed(tokens[:, None], self.tgt_embed, offset=cache.length)  # (rows, 1, d_model)
-        self_k, self_v = [], []
-        for i, layer in enumerate(self.decoder_layers()):
-            past = (cache.self_k[i], cache.self_v[i])  # (rows, n_heads, length, head_dim) each
-            x, k, v = layer(x, cache.cross_k[i], cache.cross_v[i], mask, past=past)
-            self_k.append(k)  # (rows, n_heads, length + 1, head_dim)
-            self_v.append(v)
-        logits = self.output_proj(self.decoder_norm(x[:, 0]))  # (rows, tgt_vocab_size)
-        log_probs = F.log_softmax(logits.float(), dim=-1)  # (rows, tgt_vocab_size)
-        return log_probs, KVCache(self_k, self_v, cache.cross_k, cache.cross_v, cache.length + 1)
+        position longer; the given cache is left as it was. The step is `Stepper`'s over the modules' own
+        weights (the reference; `stepper(relaid=True)` gives the CPU engine's copies)."""
+        return self.stepper(relaid=False).decode_step(tokens, memory, cache)
+
+    def stepper(self, relaid: bool, dtype: torch.dtype | None = None) -> Stepper:
+        """The decoding step over this model's own weights (relaid False), or over copies of its Linear weights
+        laid out for products with few rows (relaid True; in `dtype` if given: see layers.relaid_linear). The
+        copies are a snapshot: for a model in eval mode that no longer trains."""
+        if relaid and self.training:
+            raise ValueError("a re-laid stepper decodes without dropout: put the model in eval mode first")
+        return Stepper(self, relaid, dtype)
+
+    def search_stepper(self, device: torch.device, bf16: bool = False) -> Stepper:
+        """The step that search runs (nmt translate, validation BLEU): on the CPU over re-laid copies, in bf16
+        for steps under bf16 autocast (which would otherwise cast the float32 weights at every product: the same
+        values, half the bytes), elsewhere over the modules' own weights (the copies are not measured on GPUs)."""
+        if device.type != "cpu":
+            return self.stepper(relaid=False)
+        return self.stepper(relaid=True, dtype=torch.bfloat16 if bf16 else None)
 
     def reorder(self, memory: Memory, cache: KVCache, index: Tensor) -> tuple[Memory, KVCache]:
         """Keep, duplicate or drop rows: index (new_sentences, rows_each) picks, for each new row, an
@@ -181,6 +197,47 @@ class Transformer(nn.Module):
             memory = Memory(memory.states.index_select(0, sentences), memory.pad_mask.index_select(0, sentences))
             cache = replace(cache, cross_k=pick(cache.cross_k, sentences), cross_v=pick(cache.cross_v, sentences))
         return memory, replace(cache, self_k=pick(cache.self_k, rows), self_v=pick(cache.self_v, rows))
+
+
+class Stepper:
+    """A Transformer's encode / decode_step / reorder (search.StepModel), with every decoder layer's step taken
+    by layers.decoder_step over `StepWeights`: the modules' own (relaid False) or re-laid copies (relaid True,
+    the PyTorch engine on the CPU: translate.step_model). encode, init_cache and reorder are the model's."""
+
+    def __init__(self, model: Transformer, relaid: bool, dtype: torch.dtype | None = None) -> None:
+        self.model = model
+        self.layers = [StepWeights.of(layer, relaid, dtype) for layer in model.decoder_layers()]
+        # pre-norm stacks end with a LayerNorm, post-norm ones with an Identity
+        norm = model.decoder_norm
+        self.final_norm = Norm.of(norm) if isinstance(norm, nn.LayerNorm) else None
+        # re-laid: its own copy even when tied to the embeddings
+        self.output: Linear = relaid_linear(model.output_proj, dtype) if relaid else model.output_proj
+        self.embedding = model.tgt_embed.weight
+
+    def encode(self, src: Tensor, src_len: Tensor) -> Memory:
+        return self.model.encode(src, src_len)
+
+    def reorder(self, memory: Memory, cache: KVCache, index: Tensor) -> tuple[Memory, KVCache]:
+        return self.model.reorder(memory, cache, index)
+
+    def decode_step(self, tokens: Tensor, memory: Memory, cache: KVCache | None) -> tuple[Tensor, KVCache]:
+        """As Transformer.decode_step: float32 log-probs (rows, tgt_vocab_size) and a new cache one longer."""
+        model = self.model
+        if cache is None:
+            cache = model.init_cache(memory)
+        positions = model.positions(1, cache.length)  # (1, d_model); raises past max_positions
+        x = torch.add(positions, F.embedding(tokens, self.embedding), alpha=model.embed_scale)  # (rows, d_model)
+        mask = attend_mask(memory.pad_mask)  # (sentences, 1, 1, src_len), True at real source tokens
+        self_k, self_v = [], []
+        for i, layer in enumerate(self.layers):
+            past, memory_kv = (cache.self_k[i], cache.self_v[i]), (cache.cross_k[i], cache.cross_v[i])
+            x, k, v = decoder_step(layer, x, past, memory_kv, mask)
+            self_k.append(k)  # (rows, n_heads, length + 1, head_dim)
+            self_v.append(v)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        log_probs = F.log_softmax(self.output(x).float(), dim=-1)  # (rows, tgt_vocab_size)
+        return log_probs, KVCache(self_k, self_v, cache.cross_k, cache.cross_v, cache.length + 1)
 
 
 ARCHITECTURES: dict[str, type[Transformer]] = {"transformer": Transformer}  # ModelConfig.arch -> class

@@ -23,7 +23,6 @@ from nmt.lines import PRECISIONS, Hypothesis, LineTranslator, max_source_tokens
 from nmt.model import Transformer
 from nmt.runtime import autocast, keep_freed_memory, pick_device, set_threads
 from nmt.search import StepModel, beam_search, greedy, processors, sample
-from nmt.stepper import StepDecoder
 from nmt.tokenizer import SPECIAL
 
 if TYPE_CHECKING:
@@ -69,12 +68,8 @@ def prepare_model(model: Transformer, precision: str, device: torch.device) -> T
 
 
 def step_model(model: Transformer, precision: str, device: torch.device) -> StepModel:
-    """What search drives: on the CPU a StepDecoder (the same step in fewer ops, over weights laid out for
-    few-row products, in bf16 for "bf16"; see nmt/stepper.py), elsewhere the model itself (StepDecoder is
-    not measured on GPUs)."""
-    if device.type != "cpu":
-        return model
-    return StepDecoder(model, torch.bfloat16 if precision == "bf16" else None)
+    """What search drives: the model's one decoding step (Transformer.search_stepper)."""
+    return model.search_stepper(device, bf16=precision == "bf16")
 
 
 class Translator(LineTranslator):

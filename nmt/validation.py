@@ -63,10 +63,12 @@ class Validator:
                 [self.data.src(i)[:longest].tolist() for i in range(n)], [[] for _ in range(n)]
             )
             hyps: list[str] = [""] * n
+            # the step `nmt translate` takes (re-laid weights on the CPU), so that validation BLEU is its --beam 1
+            stepper = model.search_stepper(self.device, bf16=cfg.precision == "bf16")
             for index in token_batches(subset.src_lens, subset.tgt_lens, cfg.batch_tokens, None):
                 batch = collate(subset, index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos).to(self.device)
                 with autocast(self.device, cfg.precision):
-                    found = greedy(model, batch.src, batch.src_len, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos)
+                    found = greedy(stepper, batch.src, batch.src_len, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos)
                 texts = self.tgt_tokenizer.decode_batch([h.tokens for h in found])
                 for i, text in zip(index.tolist(), texts):
                     hyps[i] = text

@@ -215,7 +215,7 @@ class EosBias:
         return self.model.reorder(memory, cache, index)
 
 
-@pytest.fixture(scope="module", params=["toy_rnn", "transformer", "step_decoder"])
+@pytest.fixture(scope="module", params=["toy_rnn", "transformer", "relaid"])
 def step_model(request):
     if request.param == "toy_rnn":
         return ToyRNN()
@@ -234,10 +234,8 @@ def step_model(request):
         tie_output=False,  # tied and random, it echoes its input
     )
     model = model_module.Transformer(config).eval()
-    if request.param == "step_decoder":  # what the PyTorch engine searches with on the CPU
-        from nmt.stepper import StepDecoder
-
-        return EosBias(StepDecoder(model), 1.0)
+    if request.param == "relaid":  # what the PyTorch engine searches with on the CPU
+        return EosBias(model.stepper(relaid=True), 1.0)
     return EosBias(model, 1.0)
 
 

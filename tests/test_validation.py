@@ -89,3 +89,29 @@ def test_validation_of_a_model_with_few_positions_does_not_crash(prepared_sample
     )
     result = validator(model)
     assert math.isfinite(result["valid_loss"]) and math.isfinite(result["valid_bleu"])
+
+
+def test_validation_bleu_is_what_nmt_translate_beam_1_gives(prepared_sample, tiny_model_dir):
+    """Validation searches with the step `nmt translate` takes (re-laid weights on the CPU), so the BLEU a run
+    reports is the one its model gives users at --beam 1."""
+    import torch
+
+    from nmt.config import DecodeConfig, TrainConfig
+    from nmt.data import ParallelIds, read_lines
+    from nmt.metrics import bleu_chrf
+    from nmt.translate import Translator
+    from nmt.validation import Validator
+
+    translator = Translator.load(tiny_model_dir, DecodeConfig(beam_size=1))
+    refs = read_lines(prepared_sample / "valid.fr")
+    validator = Validator(
+        ParallelIds.load(prepared_sample / "valid.ids.safetensors"),
+        refs,
+        translator.tgt_tok,
+        TrainConfig(valid_max_sentences=0),
+        torch.device("cpu"),
+    )
+    result = validator(translator.loaded.model)
+    hyps = [t.text for t in translator.translate_batch(read_lines(prepared_sample / "valid.en"))]
+    assert len(hyps) == len(refs) and len(set(hyps)) > 1
+    assert (result["valid_bleu"], result["valid_chrf"]) == bleu_chrf(hyps, [refs])
