@@ -72,18 +72,21 @@ def run_engine(engine: str, model: str, export: str, args: argparse.Namespace, q
     """One pass of every setting with one engine; seconds, tokens and (batched) outputs of each."""
     from nmt.config import DecodeConfig
     from nmt.data import read_lines
+    from nmt.runtime import all_cores, keep_freed_memory
 
+    keep_freed_memory()  # as `nmt translate` does, for every engine alike
+    threads = args.threads or all_cores()
     kind, _, precision = engine.partition(":")
     config = DecodeConfig(batch_tokens=args.batch_tokens)
     if kind == "nmt":
         from nmt.translate import Translator
 
-        base = Translator.load(Path(model), config, threads=args.threads, precision=precision)
+        base = Translator.load(Path(model), config, threads=threads, precision=precision)
     else:
         from nmt.ct2 import CT2Translator
 
         base = CT2Translator.load(
-            Path(export), config, threads=args.threads, compute_type="default" if precision == "float32" else precision
+            Path(export), config, threads=threads, compute_type="default" if precision == "float32" else precision
         )
     lines = read_lines(args.input)
     out = {}

@@ -58,7 +58,9 @@ def attention(
     if output is not None:
         import_pyplot()  # before the model loads: a missing matplotlib is said at once
         writable(output, "--output")
-    translator = Translator.load(model, DecodeConfig(beam_size=beam), device=device, threads=threads)
+    from nmt.runtime import all_cores
+
+    translator = Translator.load(model, DecodeConfig(beam_size=beam), device=device, threads=threads or all_cores())
     net = translator.model
     layers = net.config.dec_layers if kind != "encoder" else net.config.enc_layers
     chosen_layer = None if layer == "all" else _index(layer, layers, "--layer")

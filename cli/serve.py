@@ -65,6 +65,7 @@ def serve(
         raise fail("nmt serve needs Starlette and uvicorn: pip install 'nmt[serve]'") from None
     from nmt.api import load
     from nmt.errors import ConfigError
+    from nmt.runtime import all_cores, keep_freed_memory
     from nmt.serve import Limits, create_app
 
     for flag, value in (
@@ -86,7 +87,9 @@ def serve(
         max_lines=max_lines, max_body_bytes=max_body_bytes, max_wait_ms=max_wait_ms, batch_tokens=batch_tokens
     )
     # loaded on the batcher's own thread, which then runs it (see nmt.serve.Batcher)
-    app = create_app(lambda: load(model, beam=beam, nbest=beam, threads=threads, batch_tokens=batch_tokens), limits)
+    keep_freed_memory()  # process-wide settings are the command's to make, not the library's
+    cores = threads or all_cores()
+    app = create_app(lambda: load(model, beam=beam, nbest=beam, threads=cores, batch_tokens=batch_tokens), limits)
     # uvicorn handles SIGINT/SIGTERM (stop listening, answer the requests in flight, drain the batcher) and then
     # raises the signal again under the handlers found before it: these make that a clean exit 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)

@@ -308,7 +308,9 @@ def translate(
     lines = read_lines(input_file, say) if input_file is not None else None  # a bad file fails before the model loads
     sampler = SamplingConfig(temperature, top_k, top_p, seed) if sampling else None
     from nmt.api import load
+    from nmt.runtime import all_cores, keep_freed_memory
 
+    keep_freed_memory()  # process-wide settings are the command's to make, not the library's
     with err.status(f"loading {model}…"):
         translator = load(
             model,
@@ -316,7 +318,7 @@ def translate(
             engine=engine,
             precision=precision(int8, bf16),
             device=device,
-            threads=threads,
+            threads=threads or all_cores(),
             sampling=sampler,
             align=align,
         ).translator

@@ -140,6 +140,8 @@ def load(
     **decode: Any,
 ) -> Loaded:
     """Load a model directory, run directory (its best checkpoint) or `nmt export` directory for translating.
+    It changes no process-wide setting unless asked: `threads` sets torch's intra-op threads (None leaves them
+    as they are); `nmt.runtime.keep_freed_memory()` is the allocator setting `nmt translate` makes.
     Other keyword arguments are DecodeConfig fields (max_len_a, no_repeat_ngram, min_len, ...), checked as the
     command line's are; or give a whole DecodeConfig as `config` (then beam, nbest, length_penalty and those
     are not taken)."""

@@ -18,7 +18,6 @@ What can still differ is in `CT2Translator.search_ids`."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from nmt.config import DecodeConfig, ModelConfig, from_dict
 from nmt.errors import CheckpointError, ConfigError
 from nmt.files import CONFIG_FILE, EXPORT_FILE, MODEL_FILE, checked_tokenizers, read_json
 from nmt.lines import Hypothesis, LineTranslator, max_lengths, max_source_tokens, normalise
-from nmt.runtime import keep_freed_memory
+from nmt.runtime import all_cores
 from nmt.tokenizer import Tokenizer
 
 EOS_PIECE = "</s>"
@@ -137,7 +136,6 @@ class CT2Translator(LineTranslator):
         """Open an export directory. `compute_type` "default" computes in the exported precision;
         "int8", "bfloat16", ... convert the weights when loading."""
         ct2 = import_ctranslate2()
-        keep_freed_memory()  # as the PyTorch engine does, so that the two compare like for like
         path = Path(model_dir)
         desc = read_export(path)
         try:
@@ -155,7 +153,7 @@ class CT2Translator(LineTranslator):
                 device_index=index,
                 compute_type=compute_type,
                 inter_threads=1,
-                intra_threads=threads or len(os.sched_getaffinity(0)),
+                intra_threads=threads or all_cores(),
             )
         except ValueError as e:  # an unsupported compute type on this device
             raise ConfigError(f"CTranslate2 on {kind}: {e} Leave out --int8/--bf16 here") from None

@@ -39,12 +39,16 @@ def pick_device(name: str | None = None) -> torch.device:
     return device
 
 
+def all_cores() -> int:
+    """The cores this process may run on (torch's own default thread count can be lower inside containers)."""
+    return len(os.sched_getaffinity(0))
+
+
 def set_threads(threads: int | None, share: int = 1) -> int:
-    """All cores by default (torch's own default can be lower inside containers), or a `share`-th of them each
-    for several processes on one machine."""
+    """All cores by default, or a `share`-th of them each for several processes on one machine."""
     import torch
 
-    n = threads or max(1, len(os.sched_getaffinity(0)) // share)
+    n = threads or max(1, all_cores() // share)
     torch.set_num_threads(n)
     return n
 
@@ -58,7 +62,8 @@ def keep_freed_memory() -> bool:
     2-core machine: beam search 17% faster, a bf16 training step 22%, an fp32 one 8%. The cost:
     the process holds on to freed memory until it exits, and memalign's fragmentation leaves some of
     it unused (beam search on Multi30k: peak RSS 733 MB instead of 603). Process-wide, like
-    set_threads; returns False (and does nothing) where the C library is not glibc."""
+    set_threads, so the commands call it (nmt translate, serve, train), never the library's loaders;
+    returns False (and does nothing) where the C library is not glibc."""
     if platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(None)  # the C library the process already uses

@@ -21,7 +21,7 @@ from nmt.data import ParallelIds, collate, token_batches
 from nmt.errors import ConfigError
 from nmt.lines import PRECISIONS, Hypothesis, LineTranslator, max_source_tokens
 from nmt.model import Transformer
-from nmt.runtime import autocast, keep_freed_memory, pick_device, set_threads
+from nmt.runtime import autocast, pick_device, set_threads
 from nmt.search import StepModel, beam_search, greedy, processors, sample
 from nmt.tokenizer import SPECIAL
 
@@ -131,8 +131,8 @@ class Translator(LineTranslator):
         sampling: SamplingConfig | None = None,
         precision: str = "fp32",
     ) -> Translator:
-        set_threads(threads)
-        keep_freed_memory()
+        if threads is not None:  # process-wide (torch's intra-op threads): only when asked
+            set_threads(threads)
         dev = pick_device(device)
         return cls(load_model_dir(model_dir, dev), config, dev, sampling, precision)
 

@@ -103,3 +103,25 @@ def test_the_readme_example_runs(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(code.replace('"work/demo/run"', repr(str(tiny_model_dir))), "README.md", "exec"), {})
     assert len((tmp_path / "notes.fr").read_text(encoding="utf-8").splitlines()) == 2
+
+
+def test_load_changes_no_process_wide_setting_unless_asked(tiny_model_dir, monkeypatch):
+    """A library must not retune its host: torch's thread count stays as the program set it, and the allocator
+    setting (mallopt) is the commands' to make. threads=N asks."""
+    import torch
+
+    import nmt.runtime
+
+    def refuse() -> bool:
+        raise AssertionError("nmt.load changed the allocator (mallopt)")
+
+    monkeypatch.setattr(nmt.runtime, "keep_freed_memory", refuse)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert nmt.load(tiny_model_dir).translate("a dog .")
+        assert torch.get_num_threads() == 1
+        nmt.load(tiny_model_dir, threads=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
