@@ -41,6 +41,11 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# The command reference, docs/commands.md, from the commands' own --help (tests/test_reference.py fails when stale).
+.PHONY: docs
+docs: setup
+	$(PY) -m nmt_cli.reference
+
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
