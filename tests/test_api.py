@@ -94,14 +94,14 @@ def test_translate_file_refuses_what_is_not_text(tiny_model_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.en.gz"]  # nothing written, not even a part
 
 
-def test_the_readme_example_runs(tiny_model_dir, tmp_path, monkeypatch):
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### From Python: `nmt.load`", 1)[1]
+def test_the_documented_example_runs(tiny_model_dir, tmp_path, monkeypatch):
+    page = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text(encoding="utf-8")
+    section = page.split("## Example", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     assert "nmt.load(" in code and "translate_file(" in code
     (tmp_path / "notes.en").write_text("How was your day?\nThe cat sleeps.\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    exec(compile(code.replace('"work/demo/run"', repr(str(tiny_model_dir))), "README.md", "exec"), {})
+    exec(compile(code.replace('"work/demo/run"', repr(str(tiny_model_dir))), "docs/api.md", "exec"), {})
     assert len((tmp_path / "notes.fr").read_text(encoding="utf-8").splitlines()) == 2
 
 
