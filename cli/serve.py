@@ -59,6 +59,7 @@ def serve(
     127.0.0.1: for the open internet, put a reverse proxy with TLS, authentication and rate limits in front.
     """
     try:
+        import pydantic  # noqa: F401
         import starlette  # noqa: F401
         import uvicorn
     except ImportError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,7 +25,8 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from nmt.lines import LineTranslator, Translation  # noqa: E402
-from nmt.serve import Batcher, Limits, Options, RequestError, parse_request  # noqa: E402
+from nmt.serve.batcher import Batcher, Limits, Options  # noqa: E402
+from nmt.serve.protocol import RequestError, parse_request  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = (ROOT / "data" / "sample" / "test.en").read_text(encoding="utf-8").splitlines()[:60]
@@ -371,3 +374,45 @@ def test_the_listening_socket_turns_nagle_off() -> None:
             with accepted:
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
                 assert client.fileno() > 0
+
+
+def test_openapi_describes_every_route_with_the_servers_own_limits() -> None:
+    """The document is made from the types that check requests: it lists the app's routes, its references
+    resolve, and the request schema carries this server's limits."""
+    from nmt.config import DecodeConfig
+    from nmt.serve import create_app
+    from nmt.serve.protocol import openapi
+
+    fake = FakeTranslator()
+    fake.config = DecodeConfig(beam_size=4)
+    limits = Limits(max_lines=8)
+    app = create_app(SimpleNamespace(translator=fake, info={"kind": "fake"}), limits)
+    try:
+        spec = openapi(limits, 4)
+        routes = {(route.path, method) for route in app.routes for method in route.methods if method != "HEAD"}
+        assert routes == {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops}
+        refs = set(re.findall(r'"#/components/schemas/(\w+)"', json.dumps(spec)))
+        assert {"Request", "Translations", "Error"} <= refs <= set(spec["components"]["schemas"])
+        request = spec["components"]["schemas"]["Request"]
+        assert request["additionalProperties"] is False and request["required"] == ["text"]
+        assert request["properties"]["beam"]["maximum"] == request["properties"]["beam"]["default"] == 4
+        assert max(form.get("maxItems", 0) for form in request["properties"]["text"]["oneOf"]) == 8
+    finally:
+        app.state.batcher.close(5)
+
+
+def test_answers_have_the_shape_the_document_gives() -> None:
+    from pydantic import TypeAdapter
+
+    from nmt.serve.protocol import Translations, answer
+
+    found = [
+        Translation("A B", -0.5, [("A B", -0.5, -1.0), ("A", float("-inf"), -2.0)], alignment="0-0 1-1"),
+        Translation("C", float("nan"), [("C", float("nan"), 0.0)]),
+    ]
+    body = answer(found, nbest=1)
+    assert TypeAdapter(Translations).validate_python(body, strict=True) == body
+    first, second = body["translations"]
+    assert len(first["nbest"]) == 1 and first["alignment"] == "0-0 1-1"
+    assert second["score"] is None and "alignment" not in second  # not finite: null; not asked: absent
+    json.dumps(body, allow_nan=False)
