@@ -265,29 +265,57 @@ def test_body_larger_than_its_content_length_is_refused(server: Server) -> None:
     assert server.request("GET", "/health") == (200, {"status": "ok"})
 
 
+def unread_bytes(port: int, clients: list[int]) -> int | None:
+    """Bytes that the connections from local ports `clients` to 127.0.0.1:`port` sent and the server has not
+    read yet: unacknowledged on the client's socket, or waiting in the server's (accepted or not). Linux shows
+    both queues in /proc/net/tcp; None while a connection is missing from it."""
+    queued: dict[tuple[int, int], int] = {}  # (local port, remote port) -> bytes
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, _, queues = row.split()[1:5]
+        tx, rx = (int(n, 16) for n in queues.split(":"))
+        queued[int(local.split(":")[1], 16), int(remote.split(":")[1], 16)] = tx + rx
+    pairs = [(client, port) for client in clients] + [(port, client) for client in clients]
+    if not all(pair in queued for pair in pairs):
+        return None
+    return sum(queued[pair] for pair in pairs)
+
+
 def test_sigterm_answers_the_requests_in_flight_and_exits_0(tiny_model_dir: Path, expected: dict[str, str]) -> None:
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("needs Linux's /proc/net/tcp to see that the server has read the requests")
     # a long wait keeps the first batch open, so all 20 requests are in flight when SIGTERM comes
     server = Server(tiny_model_dir, "--max-wait-ms", "1500")
     sent = threading.Barrier(21)
     lines = [f"The dog number {i} runs." for i in range(20)]
+    clients: list[int] = []  # the local ports of the 20 connections
 
     def one(i: int) -> tuple[int, Any]:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
         try:
             conn.request("POST", "/translate", body=json.dumps({"text": [lines[i], LINES[0]]}).encode())
+            assert conn.sock is not None
+            clients.append(conn.sock.getsockname()[1])
             sent.wait()
             response = conn.getresponse()
             return response.status, json.loads(response.read())
         finally:
             conn.close()
 
-    with ThreadPoolExecutor(20) as ex:
-        futures = [ex.submit(one, i) for i in range(20)]
-        sent.wait()
-        time.sleep(0.3)  # let the server read them
-        server.proc.send_signal(signal.SIGTERM)
-        results = [f.result() for f in futures]
-    assert server.stop() == 0
+    try:
+        with ThreadPoolExecutor(20) as ex:
+            futures = [ex.submit(one, i) for i in range(20)]
+            sent.wait()
+            deadline = time.monotonic() + 30
+            while unread_bytes(server.port, clients) != 0:  # the server has read every request: all are in flight
+                assert time.monotonic() < deadline, (
+                    f"the server has not read the requests: {unread_bytes(server.port, clients)}"
+                )
+                time.sleep(0.005)
+            server.proc.send_signal(signal.SIGTERM)
+            results = [f.result() for f in futures]
+    finally:
+        code = server.stop()
+    assert code == 0
     for i, (status, body) in enumerate(results):
         assert status == 200, body
         assert [t["text"] for t in body["translations"]] == [expected[lines[i]], expected[LINES[0]]]
