@@ -1,4 +1,4 @@
-"""`nmt serve -m MODEL`: translate over HTTP (a JSON API, see nmt/serve.py), with concurrent requests
+"""`nmt serve -m MODEL`: translate over HTTP (a JSON API, see nmt/serve/), with concurrent requests
 batched together. Needs Starlette and uvicorn: pip install 'nmt[serve]'."""
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def serve(
     limits = Limits(
         max_lines=max_lines, max_body_bytes=max_body_bytes, max_wait_ms=max_wait_ms, batch_tokens=batch_tokens
     )
-    # loaded on the batcher's own thread, which then runs it (see nmt.serve.Batcher)
+    # loaded on the batcher's own thread, which then runs it (see nmt.serve.batcher.Batcher)
     keep_freed_memory()  # process-wide settings are the command's to make, not the library's
     cores = threads or all_cores()
     app = create_app(lambda: load(model, beam=beam, nbest=beam, threads=cores, batch_tokens=batch_tokens), limits)

@@ -10,7 +10,7 @@ real `nmt` command (shown as it runs), so a recipe is a record of what a user wo
 A corpus without an official split names it in [recipe]: `corpus = "tatoeba"` (files tatoeba.SRC and
 tatoeba.TGT, optionally .gz, in the data directory; else `download`, a zip holding one tab-separated
 file whose first two columns are `download_langs`) and `carve = { valid = 2000, test = 5000, seed = 1 }`:
-validation and test sets carved deterministically, grouped by source sentence (see nmt.data.grouped_split).
+validation and test sets carved deterministically, grouped by source sentence (see carve.py).
 `samples = "FILE"` (in the recipe directory) lists sentences to translate into RESULTS.md, each checked
 against the corpus's source side.
 """
@@ -136,7 +136,9 @@ class Pipeline:
         """Carve train/valid/test out of the one corpus, grouped by (folded) source sentence, and write them
         through nmt's own text cleaning, so training text and references match (no-break spaces become
         plain spaces). The split depends only on the corpus and the seed."""
-        from nmt.data import fold, grouped_split, read_parallel
+        from carve import fold, grouped_split
+
+        from nmt.data import read_parallel
         from nmt.tokenizer import sha256_file
 
         settings = dict(self.config["recipe"]["carve"])
@@ -284,7 +286,10 @@ class Pipeline:
         name = self.config["recipe"].get("samples")
         if not name:
             return None
-        from nmt.data import clean, fold, read_lines
+        from carve import fold
+
+        from nmt.data import read_lines
+        from nmt.textio import clean
 
         source = self.recipe_dir / name
         sentences = [clean(s) for s in read_lines(source)]
@@ -381,8 +386,8 @@ class Pipeline:
                 "## Data split",
                 "",
                 f"The corpus has no official split; the pipeline carved one out of its {c['pairs']:,} pairs: {sizes}. "
-                "Rule (`nmt.data.grouped_split`): pairs are grouped by source sentence after folding case, punctuation "
-                "and spacing (`nmt.data.fold`), so all translations of one sentence fall on the same side; groups "
+                "Rule (`grouped_split` in recipes/carve.py): pairs are grouped by source sentence after folding case, "
+                "punctuation and spacing (`fold`), so all translations of one sentence fall on the same side; groups "
                 f"are taken in the order of sha256(seed, key) with seed {c['seed']}, each going whole into the first "
                 "held-out set with room left, the rest into training. Same corpus and seed, same split. The split "
                 "files "

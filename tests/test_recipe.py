@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from nmt.data import fold
 from nmt.tokenizer import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +95,7 @@ def test_recipe_pipeline_runs_end_to_end_on_the_sample(tmp_path, sample_dir):
 
 sys.path.insert(0, str(ROOT / "recipes"))
 import pipeline  # noqa: E402  (recipes/ is not a package)
+from carve import fold  # noqa: E402
 
 CARVED_RECIPE = (
     """

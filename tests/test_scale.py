@@ -16,8 +16,6 @@ import pytest
 
 from nmt.data import (
     ParallelIds,
-    clean,
-    clean_lines,
     collate,
     iter_line_blocks,
     iter_parallel,
@@ -27,6 +25,7 @@ from nmt.data import (
 )
 from nmt.errors import DataError
 from nmt.prepare import PrepareConfig, prepare
+from nmt.textio import clean, clean_lines
 from nmt.tokenizer import Tokenizer, train_bpe
 
 

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from nmt_cli.main import app
 from typer.testing import CliRunner
 
-from nmt.data import clean, read_parallel
+from nmt.data import read_parallel
 from nmt.errors import DataError
-from nmt.textio import looks_binary
+from nmt.textio import clean, looks_binary
 
 runner = CliRunner()
 SETTINGS = dict(
