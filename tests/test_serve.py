@@ -444,3 +444,21 @@ def test_answers_have_the_shape_the_document_gives() -> None:
     assert len(first["nbest"]) == 1 and first["alignment"] == "0-0 1-1"
     assert second["score"] is None and "alignment" not in second  # not finite: null; not asked: absent
     json.dumps(body, allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"max_lines": 0}, "max_lines, max_body_bytes and batch_tokens must be >= 1, not 0, 1000000 and 4096"),
+        ({"batch_tokens": -5}, "max_lines, max_body_bytes and batch_tokens must be >= 1, not 256, 1000000 and -5"),
+        ({"max_wait_ms": -1.0}, "max_wait_ms must be >= 0, not -1.0"),
+        ({"max_wait_ms": float("nan")}, "max_wait_ms must be >= 0, not nan"),
+    ],
+)
+def test_limits_check_themselves_when_made(values: dict[str, Any], says: str) -> None:
+    from nmt.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        Limits(**values)
+    assert str(refused.value) == says
+    assert Limits(max_lines=1, max_body_bytes=1, max_wait_ms=0.0, batch_tokens=1).max_wait_ms == 0.0
