@@ -215,7 +215,7 @@ class TranslatedLine(TypedDict):
 
 
 class Translations(TypedDict):
-    translations: list[TranslatedLine]  # one a line, in the order of the request's lines
+    translations: Annotated[list[TranslatedLine], Field(description="One a line, in the order of the request's lines")]
 
 
 class Health(TypedDict):
