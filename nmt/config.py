@@ -1,15 +1,18 @@
 """Typed, frozen settings for every stage, loaded from TOML and overridden by flags.
-Knows nothing about torch or the other modules: plain dataclasses in, plain dicts out."""
+Each setting is declared once, here: its type, default, help sentence, bounds and (where it differs from the
+field's name) its command-line flag; the commands' options and `--help` are generated from these fields
+(nmt_cli.settings). Knows nothing about torch or the other modules: plain dataclasses in, plain dicts out."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -19,20 +22,92 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 ConfigT = TypeVar("ConfigT", bound="DataclassInstance")  # a config dataclass
+Spell = Callable[[str], str]  # a field's name as the reader wrote it: 'beam_size' in TOML, '--beam' on the command line
 
 
-def _check(config: Any, rules: Iterable[tuple[bool, str]] = ()) -> None:
-    """Every config checks itself when it is made: each Literal field holds one of its values, then each rule
-    (condition, what is wrong, naming the TOML key) holds. `from_dict` adds where the values came from."""
+def setting(
+    default: Any = MISSING,
+    help: str = "",  # noqa: A002 - the word every command-line library uses
+    *,
+    flag: str | None = None,
+    short: str | None = None,
+    at_least: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    at_most: float | None = None,
+    command_line: bool = True,
+) -> Any:
+    """A config field with what a user needs to know of it: one help sentence, its bounds (checked when the
+    config is made) and, where the flag is not --FIELD-NAME, the flag ('--beam', or '--joint/--separate' for a
+    boolean whose 'off' has its own word). command_line=False: the field has no flag (the data sets it)."""
+    bounds = {"at_least": at_least, "above": above, "below": below, "at_most": at_most}
+    metadata = {
+        "help": help,
+        "flag": flag,
+        "short": short,
+        "bounds": {k: v for k, v in bounds.items() if v is not None},
+        "command_line": command_line,
+    }
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+class SettingError(ConfigError):
+    """A value its config refuses. The message is made by `say`, given how to name each field, so that the
+    command line can say `--beam 0: ...` where TOML and the API say `beam_size 0: ...` (`str()` is the latter)."""
+
+    def __init__(self, say: Callable[[Spell], str]) -> None:
+        super().__init__(say(str))
+        self.say = say
+
+    def spelt(self, spell: Spell) -> str:
+        return self.say(spell)
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _out_of_bounds(value: Any, bounds: dict[str, float]) -> str | None:
+    """What is wrong with `value` (each item of a tuple) under `bounds`, or None."""
+    if not bounds:
+        return None
+    low = bounds.get("at_least", bounds.get("above", -math.inf))
+    high = bounds.get("at_most", bounds.get("below", math.inf))
+    closed_low, closed_high = "at_least" in bounds, "at_most" in bounds
+    items = value if isinstance(value, tuple) else (value,)
+    if all((x >= low if closed_low else x > low) and (x <= high if closed_high else x < high) for x in items):
+        return None
+    if high == math.inf:
+        return f"must be at least {_number(low)}" if closed_low else f"must be > {_number(low)}"
+    if low == -math.inf:
+        return f"must be at most {_number(high)}" if closed_high else f"must be < {_number(high)}"
+    if closed_low and closed_high:
+        return f"must be from {_number(low)} to {_number(high)}"
+    return f"must be in {'[' if closed_low else '('}{_number(low)}, {_number(high)}{']' if closed_high else ')'}"
+
+
+def _field_error(name: str, what: str) -> SettingError:
+    """'NAME WHAT', the name spelt as the reader wrote it."""
+    return SettingError(lambda k: f"{k(name)}{what}")
+
+
+def _check(config: Any, rules: Iterable[tuple[bool, Callable[[Spell], str]]] = ()) -> None:
+    """Every config checks itself when it is made, in this one place: each Literal field holds one of its
+    values, each field keeps to its declared bounds, then each rule (condition, what is wrong, naming the fields
+    through the given speller) holds. `from_dict` adds where the values came from."""
     hints = typing.get_type_hints(type(config))
     for f in fields(config):
         allowed = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is Literal else ()
         value = getattr(config, f.name)
         if allowed and value not in allowed:
-            raise ConfigError(f"{f.name} must be {' or '.join(map(repr, allowed))}, not {value!r}")
-    for ok, message in rules:
+            raise _field_error(f.name, f" must be {' or '.join(map(repr, allowed))}, not {value!r}")
+        problem = _out_of_bounds(value, f.metadata.get("bounds", {}))
+        if problem:
+            shown = list(value) if isinstance(value, tuple) else value
+            raise _field_error(f.name, f" {shown}: {problem}")
+    for ok, say in rules:
         if not ok:
-            raise ConfigError(message)
+            raise SettingError(say)
 
 
 Architecture = Literal["transformer"]
@@ -42,54 +117,40 @@ Architecture = Literal["transformer"]
 class ModelConfig:
     """Shape of the encoder-decoder Transformer; saved beside the weights."""
 
-    arch: Architecture = "transformer"  # the model class (nmt.model.build_model); only one so far
-    src_vocab_size: int = 8000
-    tgt_vocab_size: int = 8000
-    d_model: int = 256
-    n_heads: int = 4
-    enc_layers: int = 3
-    dec_layers: int = 3
-    ffn_dim: int = 1024
-    dropout: float = 0.1  # on sublayer outputs and embeddings, as in the paper
-    attn_dropout: float = 0.0  # on attention weights
-    act_dropout: float = 0.0  # inside the feed-forward, after the activation
-    activation: Literal["relu", "gelu"] = "relu"
-    pre_norm: bool = True  # pre-norm: deep stacks train stably with a short warm-up
-    share_all_embeddings: bool = True  # source, target and output share one matrix (joint vocab)
-    tie_output: bool = True  # target embedding and output projection share one matrix
-    max_positions: int = 1024
-    pad_id: int = 0
+    arch: Architecture = setting("transformer", "The model class (nmt.model.build_model); only one so far.")
+    src_vocab_size: int = setting(8000, "Source vocabulary size (set from the prepared data).", command_line=False)
+    tgt_vocab_size: int = setting(8000, "Target vocabulary size (set from the prepared data).", command_line=False)
+    d_model: int = setting(256, "Width of the embeddings and of every layer's output.", at_least=1)
+    n_heads: int = setting(4, "Attention heads per layer; d_model must be divisible by it.", at_least=1)
+    enc_layers: int = setting(3, "Encoder layers.", at_least=1)
+    dec_layers: int = setting(3, "Decoder layers.", at_least=1)
+    ffn_dim: int = setting(1024, "Inner width of each feed-forward block.", at_least=1)
+    dropout: float = setting(0.1, "Dropout on sublayer outputs and embeddings, as in the paper.", at_least=0, below=1)
+    attn_dropout: float = setting(0.0, "Dropout on the attention weights.", at_least=0, below=1)
+    act_dropout: float = setting(0.0, "Dropout inside the feed-forward, after the activation.", at_least=0, below=1)
+    activation: Literal["relu", "gelu"] = setting("relu", "Activation of the feed-forward blocks.")
+    # pre-norm: deep stacks train stably with a short warm-up
+    pre_norm: bool = setting(True, "Layer norm before each sublayer (pre-norm) rather than after it (post-norm).")
+    share_all_embeddings: bool = setting(
+        True, "Source, target and output share one matrix (needs a joint vocabulary: nmt prepare --joint)."
+    )
+    tie_output: bool = setting(True, "The target embedding and the output projection share one matrix.")
+    max_positions: int = setting(
+        1024, "Longest sequence the positional encoding covers, in subword tokens.", at_least=1
+    )
+    pad_id: int = setting(0, "Id of the padding token (set from the prepared data).", command_line=False)
 
     def __post_init__(self) -> None:
         _check(
             self,
             [
                 (
-                    min(
-                        self.src_vocab_size,
-                        self.tgt_vocab_size,
-                        self.d_model,
-                        self.n_heads,
-                        self.enc_layers,
-                        self.dec_layers,
-                        self.ffn_dim,
-                        self.max_positions,
-                    )
-                    >= 1,
-                    "vocabulary sizes, d_model, n_heads, enc_layers, dec_layers, ffn_dim and max_positions must be "
-                    ">= 1",
-                ),
-                (
                     self.d_model % self.n_heads == 0,
-                    f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})",
-                ),
-                (
-                    all(0.0 <= p < 1.0 for p in (self.dropout, self.attn_dropout, self.act_dropout)),
-                    "dropout, attn_dropout and act_dropout must be in [0, 1)",
+                    lambda k: f"{k('d_model')} ({self.d_model}) must be divisible by {k('n_heads')} ({self.n_heads})",
                 ),
                 (
                     not self.share_all_embeddings or self.src_vocab_size == self.tgt_vocab_size,
-                    "share_all_embeddings needs a joint vocabulary (equal source and target sizes)",
+                    lambda k: f"{k('share_all_embeddings')} needs a joint vocabulary (equal source and target sizes)",
                 ),
             ],
         )
@@ -99,80 +160,57 @@ class ModelConfig:
 class TrainConfig:
     """How to train: batching, optimisation, validation, stopping."""
 
-    seed: int = 1
-    batch_tokens: int = 4096  # target tokens per batch (before accumulation)
-    accum_steps: int = 1
-    max_src_len: int = 256  # longer training pairs are filtered out at load time
-    max_tgt_len: int = 256
-    label_smoothing: float = 0.1
-    optimizer: Literal["adam", "adamw"] = "adamw"
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-9
-    weight_decay: float = 0.0
-    schedule: Literal["inverse_sqrt", "linear", "cosine"] = "inverse_sqrt"  # after a linear warm-up
-    warmup_steps: int = 500
-    min_lr: float = 0.0  # floor for linear/cosine decay
-    clip_norm: float = 1.0  # 0 disables clipping
-    skip_nonfinite: bool = False  # skip the update of a batch whose loss or gradient is NaN/inf instead of stopping
-    max_steps: int = 2000
-    max_epochs: int = 0  # 0: no limit
-    max_minutes: float = 0.0  # 0: no limit
-    log_every: int = 20
-    valid_every: int = 200
-    valid_bleu: bool = True  # greedy-decode the validation set and compute sacreBLEU
-    valid_max_sentences: int = 0  # 0: the whole validation set
-    early_stop_metric: Literal["bleu", "loss", "ppl"] = "bleu"  # bleu needs valid_bleu
-    patience: int = 0  # validations without improvement before stopping; 0 disables
-    keep_last: int = 5
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast
+    seed: int = setting(1, "Random seed (initialisation, batch order, dropout).")
+    batch_tokens: int = setting(4096, "Target tokens per batch (before accumulation).", at_least=1)
+    accum_steps: int = setting(1, "Batches whose gradients are summed into one update.", at_least=1)
+    max_src_len: int = setting(256, "Longer training pairs are left out at load time (source tokens).", at_least=1)
+    max_tgt_len: int = setting(256, "Longer training pairs are left out at load time (target tokens).", at_least=1)
+    label_smoothing: float = setting(0.1, "Label smoothing of the cross-entropy.", at_least=0, below=1)
+    optimizer: Literal["adam", "adamw"] = setting("adamw", "adamw decouples the weight decay from the gradient.")
+    lr: float = setting(1e-3, "Peak learning rate, reached at the end of the warm-up.", above=0)
+    betas: tuple[float, float] = setting((0.9, 0.98), "Adam's two moment decay rates.", at_least=0, below=1)
+    eps: float = setting(1e-9, "Adam's epsilon.", above=0)
+    weight_decay: float = setting(0.0, "Weight decay.", at_least=0)
+    schedule: Literal["inverse_sqrt", "linear", "cosine"] = setting(
+        "inverse_sqrt", "Learning-rate decay after a linear warm-up."
+    )
+    warmup_steps: int = setting(500, "Steps of linear warm-up from 0 to --lr.", at_least=0)
+    min_lr: float = setting(0.0, "Floor of the linear and cosine decay.", at_least=0)
+    clip_norm: float = setting(1.0, "Clip the gradient norm to this; 0 disables clipping.", at_least=0)
+    skip_nonfinite: bool = setting(
+        False, "Skip the update of a batch whose loss or gradient is NaN or inf instead of stopping."
+    )
+    max_steps: int = setting(2000, "Stop after this many updates; 0: no limit.", at_least=0)
+    max_epochs: int = setting(0, "Stop after this many passes over the data; 0: no limit.", at_least=0)
+    max_minutes: float = setting(0.0, "Stop after this many minutes of training; 0: no limit.", at_least=0)
+    log_every: int = setting(20, "Log the training loss every this many steps.", at_least=1)
+    valid_every: int = setting(200, "Validate (and checkpoint) every this many steps.", at_least=1)
+    valid_bleu: bool = setting(True, "Greedy-decode the validation set and compute sacreBLEU.")
+    valid_max_sentences: int = setting(0, "Validate on the first this many sentences; 0: all.", at_least=0)
+    early_stop_metric: Literal["bleu", "loss", "ppl"] = setting(
+        "bleu", "What the best checkpoint and early stopping go by; bleu needs --valid-bleu."
+    )
+    patience: int = setting(0, "Validations without improvement before stopping; 0 disables.", at_least=0)
+    keep_last: int = setting(5, "Checkpoints kept besides the best.", at_least=1)
+    precision: Literal["fp32", "bf16"] = setting("fp32", "bf16: autocast to bfloat16 where it is safe.")
 
     def __post_init__(self) -> None:
         _check(
             self,
             [
                 (
-                    min(
-                        self.batch_tokens,
-                        self.accum_steps,
-                        self.max_src_len,
-                        self.max_tgt_len,
-                        self.log_every,
-                        self.valid_every,
-                        self.keep_last,
-                    )
-                    >= 1,
-                    "batch_tokens, accum_steps, max_src_len, max_tgt_len, log_every, valid_every and keep_last must "
-                    "be >= 1",
-                ),
-                (
-                    min(
-                        self.warmup_steps,
-                        self.max_steps,
-                        self.max_epochs,
-                        self.max_minutes,
-                        self.valid_max_sentences,
-                        self.patience,
-                        self.weight_decay,
-                        self.min_lr,
-                        self.clip_norm,
-                    )
-                    >= 0,
-                    "warmup_steps, max_steps, max_epochs, max_minutes, valid_max_sentences, patience, weight_decay, "
-                    "min_lr and clip_norm must be >= 0",
-                ),
-                (0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), not {self.label_smoothing}"),
-                (self.lr > 0 and self.eps > 0, "lr and eps must be > 0"),
-                (all(0.0 <= b < 1.0 for b in self.betas), f"betas must be in [0, 1), not {list(self.betas)}"),
-                (
                     self.schedule == "inverse_sqrt" or self.max_steps > 0,
-                    f"schedule = {self.schedule!r} decays over max_steps, which is 0 (no limit); set max_steps "
-                    "(--max-steps N) or use schedule = 'inverse_sqrt'",
+                    lambda k: (
+                        f"schedule = {self.schedule!r} decays over max_steps, which is 0 (no limit); set "
+                        "max_steps (--max-steps N) or use schedule = 'inverse_sqrt'"
+                    ),
                 ),
                 (
                     self.early_stop_metric != "bleu" or self.valid_bleu,
-                    "early_stop_metric = 'bleu' needs valid_bleu = true (BLEU is not measured without it); set "
-                    "early_stop_metric = 'loss' (--early-stop-metric loss) or keep valid_bleu on",
+                    lambda k: (
+                        "early_stop_metric = 'bleu' needs valid_bleu = true (BLEU is not measured without it); "
+                        "set early_stop_metric = 'loss' (--early-stop-metric loss) or keep valid_bleu on"
+                    ),
                 ),
             ],
         )
@@ -182,38 +220,37 @@ class TrainConfig:
 class DecodeConfig:
     """How to search: beam, length penalty, output length limits."""
 
-    beam_size: int = 5
-    max_len_a: float = 1.2  # max output length = a * src_len + b
-    max_len_b: int = 10
-    length_penalty: float = 1.0  # GNMT alpha; 0 disables
-    normalize: Literal["gnmt", "length"] = "gnmt"  # gnmt: length penalty alpha; length: plain average
-    nbest: int = 1
-    no_repeat_ngram: int = 0  # forbid repeating any n-gram of this size (0: off)
-    unk_penalty: float = 0.0  # subtracted from the log-probability of <unk>
-    min_len: int = 0  # no end of sentence before this many tokens
-    batch_tokens: int = 4096
+    beam_size: int = setting(5, "Beam size; 1 is greedy search.", flag="--beam", at_least=1)
+    max_len_a: float = setting(1.2, "Output length limit a * source_length + b: the a.", at_least=0)
+    max_len_b: int = setting(10, "Output length limit a * source_length + b: the b.", at_least=0)
+    length_penalty: float = setting(
+        1.0,
+        "GNMT length penalty alpha: score / ((5 + len) / 6) ** alpha; 0 is the raw sum.",
+        flag="--lenpen",
+        at_least=0,
+    )
+    normalize: Literal["gnmt", "length"] = setting("gnmt", "gnmt: uses --lenpen; length: score / length.")
+    nbest: int = setting(
+        1,
+        "Print the K best in Moses n-best format, 'i ||| translation ||| F0= log-prob ||| score' "
+        "(fewer when the beam finds fewer; an empty line gives one empty entry).",
+        at_least=1,
+    )
+    no_repeat_ngram: int = setting(0, "Never repeat an n-gram of this size; 0 allows repeats.", at_least=0)
+    unk_penalty: float = setting(0.0, "Subtract this from the log-probability of <unk>.", at_least=0)
+    min_len: int = setting(
+        0, "No end of sentence before this many subword tokens (the length limit still ends one).", at_least=0
+    )
+    batch_tokens: int = setting(4096, "Source tokens per batch (times the beam).", at_least=1)
 
     def __post_init__(self) -> None:
         _check(
             self,
             [
-                (self.beam_size >= 1 and self.batch_tokens >= 1, "beam_size and batch_tokens must be >= 1"),
                 (
-                    1 <= self.nbest <= self.beam_size,
-                    f"need 1 <= nbest <= beam_size, got nbest={self.nbest}, beam_size={self.beam_size}",
-                ),
-                (
-                    min(
-                        self.max_len_a,
-                        self.max_len_b,
-                        self.length_penalty,
-                        self.no_repeat_ngram,
-                        self.unk_penalty,
-                        self.min_len,
-                    )
-                    >= 0,
-                    "max_len_a, max_len_b, length_penalty, no_repeat_ngram, unk_penalty and min_len must be >= 0",
-                ),
+                    self.nbest <= self.beam_size,
+                    lambda k: f"{k('nbest')} {self.nbest} needs {k('beam_size')} of at least {self.nbest}",
+                )
             ],
         )
 
@@ -222,22 +259,83 @@ class DecodeConfig:
 class SamplingConfig:
     """Random sampling instead of search: top-k and/or nucleus (top-p) with a temperature."""
 
-    temperature: float = 1.0
-    top_k: int = 0  # 0: no top-k cut
-    top_p: float = 1.0  # 1.0: no nucleus cut
-    seed: int = 1
+    temperature: float = setting(1.0, "With --sampling: divide the logits by this.", above=0)
+    top_k: int = setting(0, "With --sampling: draw from the k most probable tokens; 0 draws from all.", at_least=0)
+    top_p: float = setting(
+        1.0, "With --sampling: draw from the smallest set holding this much probability.", above=0, at_most=1
+    )
+    seed: int = setting(1, "With --sampling: random seed (the same seed gives the same output).")
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How `nmt prepare` reads, filters and encodes a corpus; recorded in prepare.json."""
+
+    src: str = setting(help="Source language suffix, e.g. en.", short="-s")
+    tgt: str = setting(help="Target language suffix, e.g. fr.", short="-t")
+    train: str = setting(help="Training corpus: PREFIX (PREFIX.SRC + PREFIX.TGT, optionally .gz) or a .tsv file.")
+    valid: str = setting(help="Validation corpus, same forms as --train.")
+    tests: tuple[str, ...] = setting(
+        (), "Test corpus; repeat for several. Each split is named after its prefix.", flag="--test"
+    )
+    vocab_size: int = setting(8000, "SentencePiece BPE vocabulary size (per model).")
+    joint: bool = setting(True, "One BPE model for both languages, or one per language.", flag="--joint/--separate")
+    max_len: int = setting(
+        256, "Drop training pairs with more BPE tokens than this on either side; 0 keeps all.", at_least=0
+    )
+    max_ratio: float = setting(
+        0.0, "Drop training pairs whose token-length ratio exceeds this; 0 keeps all.", at_least=0
+    )
+    drop_empty: bool = setting(True, "Drop training pairs with an empty side.", flag="--drop-empty/--keep-empty")
+    dedup: bool = setting(False, "Drop exact duplicate training pairs (the first stays; remembered by a 64-bit hash).")
+    # SentencePiece's documentation: a few million sentences are plenty
+    spm_sample: int = setting(
+        2_000_000, "Train SentencePiece on at most this many sentences, a fixed random sample; 0 uses all."
+    )
 
     def __post_init__(self) -> None:
         _check(
             self,
             [
-                (self.temperature > 0, f"temperature must be > 0, not {self.temperature}"),
                 (
-                    self.top_k >= 0 and 0.0 < self.top_p <= 1.0,
-                    f"top_k must be >= 0 and top_p in (0, 1], not {self.top_k} and {self.top_p}",
+                    self.src != self.tgt,
+                    lambda k: f"{k('src')} and {k('tgt')} are both {self.src!r}; give two different languages",
+                ),
+                (
+                    self.vocab_size >= 300,
+                    lambda k: (
+                        f"{k('vocab_size')} {self.vocab_size} is too small; use at least 300 (bytes and "
+                        "specials need 260)"
+                    ),
+                ),
+                (
+                    self.spm_sample >= 0,
+                    lambda k: f"{k('spm_sample')} {self.spm_sample}: give a number of sentences, or 0 for all",
                 ),
             ],
         )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request to `nmt serve` may hold and how requests are batched."""
+
+    max_lines: int = setting(
+        256,
+        "Lines per request (more: 413); also the most lines of one batch, unless one request holds more.",
+        at_least=1,
+    )
+    max_body_bytes: int = setting(1_000_000, "Request body size in bytes (more: 413).", at_least=1)
+    max_wait_ms: float = setting(10.0, "Milliseconds to wait for more requests to batch with the first.", at_least=0)
+    batch_tokens: int = setting(
+        4096, "Source tokens of one batch (estimated: 1 + characters / 4 per line; times the beam).", at_least=1
+    )
+
+    def __post_init__(self) -> None:
+        _check(self)
 
 
 def _coerce(value: Any, annotation: Any, name: str) -> Any:
@@ -277,18 +375,32 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
     return value
 
 
-def from_dict(cls: type[ConfigT], data: dict[str, Any], where: str = "config") -> ConfigT:
-    """Build a config dataclass from a dict, rejecting unknown keys and wrong types."""
+def from_dict(cls: type[ConfigT], data: dict[str, Any], where: str = "config", spell: Spell = str) -> ConfigT:
+    """Build a config dataclass from a dict, rejecting unknown keys and wrong types; a value the config refuses
+    is named by `spell` (the command line passes its flags) after `where` (none when empty)."""
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
+    prefix = f"{where}: " if where else ""
     if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    values = {k: _coerce(v, hints[k], f"{where}: {k}") for k, v in data.items()}
+        raise ConfigError(f"{prefix}unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    values = {k: _coerce(v, hints[k], f"{prefix}{spell(k)}") for k, v in data.items()}
     try:
         return cls(**values)
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from None
+    except SettingError as e:
+        raise ConfigError(prefix + e.spelt(spell)) from e
+
+
+def parse_flag(cls: type, name: str, text: str, flag: str) -> Any:
+    """The text of flag `flag` as a value of field `name`: a TOML value ('5', '1e-3', '[0.9, 0.98]'; a tuple
+    also as '0.9,0.98'), a string or choice as written. A wrong type is an error naming the flag."""
+    hint = typing.get_type_hints(cls)[name]
+    if hint is str or typing.get_origin(hint) is Literal:
+        return _coerce(text, hint, flag)
+    value = parse_value(text)
+    if typing.get_origin(hint) is tuple and isinstance(value, str):
+        value = [parse_value(item) for item in value.split(",")]
+    return _coerce(value, hint, flag)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

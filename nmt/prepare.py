@@ -24,33 +24,16 @@ from typing import Any, cast
 import numpy as np
 
 from nmt import __version__
+from nmt.config import PrepareConfig
 from nmt.data import corpus_files, count_lines, iter_side_blocks, misaligned, write_ids
-from nmt.errors import ConfigError, DataError
+from nmt.errors import DataError
 from nmt.tokenizer import SPECIAL, Tokenizer, sha256_file, train_bpe
 
 PREPARE_JSON = "prepare.json"
-DEFAULT_SPM_SAMPLE = 2_000_000  # SentencePiece's documentation: a few million sentences are plenty
+DEFAULT_SPM_SAMPLE = PrepareConfig.spm_sample  # its name across versions (benchmarks/prepare_scale.py reads it)
 SPM_SAMPLE_SEED = 1
 CHUNK = 50_000  # pairs encoded at a time: bounds memory, and feeds SentencePiece's threads
 PARALLEL_BYTES = 32 << 20  # corpora this large are cleaned on two cores, one side each
-
-
-@dataclass(frozen=True)
-class PrepareConfig:
-    src: str
-    tgt: str
-    train: str
-    valid: str
-    tests: tuple[str, ...] = ()
-    vocab_size: int = 8000
-    joint: bool = True
-    max_len: int = 256  # training pairs with more BPE tokens on either side are dropped; 0 keeps all
-    max_ratio: float = 0.0  # training pairs whose token-length ratio exceeds this are dropped; 0 keeps all
-    drop_empty: bool = True  # drop training pairs with an empty side
-    dedup: bool = False  # drop exact duplicate training pairs (the first one stays)
-    spm_sample: int = (
-        DEFAULT_SPM_SAMPLE  # SentencePiece learns from at most this many sentences (a fixed random sample); 0: all
-    )
 
 
 @dataclass
@@ -310,12 +293,6 @@ def prepare(
 
     Streams: memory is bounded by the SentencePiece sample, a chunk of lines and a few bytes a pair,
     not by the corpus. `stage` receives what is being done, with counts, as it goes."""
-    if cfg.src == cfg.tgt:
-        raise ConfigError(f"--src and --tgt are both {cfg.src!r}; give two different languages")
-    if cfg.vocab_size < 300:
-        raise ConfigError(f"--vocab-size {cfg.vocab_size} is too small; use at least 300 (bytes and specials need 260)")
-    if cfg.spm_sample < 0:
-        raise ConfigError(f"--spm-sample {cfg.spm_sample}: give a number of sentences, or 0 for all")
     threads = threads or len(os.sched_getaffinity(0))
     corpora = {"train": corpus_files(cfg.train, cfg.src, cfg.tgt), "valid": corpus_files(cfg.valid, cfg.src, cfg.tgt)}
     for name, prefix in zip(_split_names(cfg.tests), cfg.tests):

@@ -17,31 +17,8 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import cast
 
-from nmt.config import _check
+from nmt.config import Limits
 from nmt.lines import LineTranslator, Translation
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may hold and how requests are batched; checked when made."""
-
-    max_lines: int = 256  # lines per request (more: 413); also the most lines of one batch, unless one request
-    max_body_bytes: int = 1_000_000  # request body size (more: 413)
-    max_wait_ms: float = 10.0  # how long the worker waits for more requests after the first of a batch
-    batch_tokens: int = 4096  # source tokens of one batch (estimated: 1 + characters / 4 per line)
-
-    def __post_init__(self) -> None:
-        _check(
-            self,
-            [
-                (
-                    min(self.max_lines, self.max_body_bytes, self.batch_tokens) >= 1,
-                    "max_lines, max_body_bytes and batch_tokens must be >= 1, not "
-                    f"{self.max_lines}, {self.max_body_bytes} and {self.batch_tokens}",
-                ),
-                (self.max_wait_ms >= 0, f"max_wait_ms must be >= 0, not {self.max_wait_ms}"),
-            ],
-        )
 
 
 class ShuttingDown(RuntimeError):
