@@ -9,9 +9,13 @@ from typing import Annotated
 
 import typer
 from nmt_cli.common import err, handle_errors, out, writable
+from nmt_cli.settings import FROM_FLAGS, Settings, settings
+
+from nmt.config import DecodeConfig
 
 
 @handle_errors
+@settings((DecodeConfig, ("beam_size",)))
 def attention(
     model: Annotated[
         Path, typer.Option("--model", "-m", help="Model directory, or a run directory (meaning its best checkpoint).")
@@ -34,21 +38,19 @@ def attention(
             "without --output, no picture is drawn.",
         ),
     ] = None,
-    beam: Annotated[int, typer.Option(help="Beam size of the search (1: greedy).")] = 5,
+    settings: Settings = FROM_FLAGS,  # --beam (nmt_cli.settings)
     device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
 ) -> None:
     """Translate SENTENCE (or each line of stdin) and draw the attention that produced the translation: heatmaps
     with the subword pieces on the axes, from the model's own softmax weights (teacher-forced on its output)."""
     from nmt.attention import KINDS, draw, import_pyplot
-    from nmt.config import DecodeConfig
     from nmt.errors import ConfigError
     from nmt.translate import Translator
 
     if kind not in KINDS:
         raise ConfigError(f"--kind {kind!r}: choose {', '.join(KINDS)}")
-    if beam < 1:
-        raise ConfigError(f"--beam {beam}: must be at least 1")
+    config = settings.make(DecodeConfig)
     lines = [sentence] if sentence is not None else [line.rstrip("\n") for line in sys.stdin]
     lines = [line for line in lines if line.strip()]
     if not lines:
@@ -60,7 +62,7 @@ def attention(
         writable(output, "--output")
     from nmt.runtime import all_cores
 
-    translator = Translator.load(model, DecodeConfig(beam_size=beam), device=device, threads=threads or all_cores())
+    translator = Translator.load(model, config, device=device, threads=threads or all_cores())
     net = translator.model
     layers = net.config.dec_layers if kind != "encoder" else net.config.enc_layers
     chosen_layer = None if layer == "all" else _index(layer, layers, "--layer")

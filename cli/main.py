@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+import os
 import sys
+import traceback
 import typing
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,6 +14,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 import nmt
+from nmt.errors import NmtError
 
 # click's exception classes, whether Typer vendors click (0.2x) or depends on it
 _CLICK = {cls.__name__: cls for cls in typer.BadParameter.__mro__}
@@ -45,7 +48,9 @@ class Command(TyperCommand):
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         """An option that takes several choices also takes them space-separated, as sacreBLEU's
-        `-m bleu chrf` does: `--metrics bleu chrf` is read as `--metrics bleu --metrics chrf`."""
+        `-m bleu chrf` does: `--metrics bleu chrf` is read as `--metrics bleu --metrics chrf`. A switch with an
+        'off' flag also takes a word, as a TOML value reads: `--pre-norm false` (or `=false`) is `--no-pre-norm`."""
+        args = _switch_words(self.params, args)
         for param in self.params:
             choices = self.choices.get(param.name or "")
             if not choices:
@@ -69,6 +74,35 @@ class Command(TyperCommand):
                     i += 1
             args = expanded
         return super().parse_args(ctx, args)
+
+
+SWITCH_WORDS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+
+
+def _switch_words(params: list[Any], args: list[str]) -> list[str]:
+    """`--pre-norm false` → `--no-pre-norm`, `--joint=no` → `--separate`, for each on/off pair of flags."""
+    switches = {}
+    for param in params:
+        if getattr(param, "is_flag", False) and param.secondary_opts:
+            for name in param.opts:
+                switches[name] = (name, param.secondary_opts[0])
+    result: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            result += [arg, *args[i:]]
+            break
+        name, eq, word = arg.partition("=")
+        if name in switches and not eq and i < len(args) and args[i].lower() in SWITCH_WORDS:
+            word, i = args[i], i + 1
+        if name in switches and word.lower() in SWITCH_WORDS:
+            on, off = switches[name]
+            result.append(on if SWITCH_WORDS[word.lower()] else off)
+        else:
+            result.append(arg)
+    return result
 
 
 def _element(hint: Any) -> Any:
@@ -105,6 +139,10 @@ class Group(TyperGroup):
             _error(f"{path}: {message[:1].lower()}{message[1:]}{hint}", e.exit_code)
         except ClickException as e:
             _error(e.format_message(), e.exit_code)
+        except NmtError as e:  # a flag's value its setting refuses (nmt_cli.settings), while the line is parsed
+            if os.environ.get("NMT_DEBUG") == "1":
+                traceback.print_exc(file=sys.stderr)
+            _error(str(e), e.exit_code)
         except typer.Abort:
             print("aborted", file=sys.stderr)
             sys.exit(1)
@@ -166,12 +204,8 @@ def make_app(only: str | None = None) -> typer.Typer:
             continue
         module = importlib.import_module(f"nmt_cli.{module_name}")
         extra: dict[str, Any] = {}
-        if name == "train":
-            extra = {
-                "context_settings": {"allow_extra_args": True, "ignore_unknown_options": True},
-                "epilog": module._config_help(),
-                "options_metavar": "DATA_DIR [OPTIONS]",
-            }
+        if name == "train":  # DATA_DIR is taken from the extra arguments, to say "one DATA_DIR expected" itself
+            extra = {"context_settings": {"allow_extra_args": True}, "options_metavar": "DATA_DIR [OPTIONS]"}
         app.command(name, cls=Command, short_help=short_help, **extra)(getattr(module, function))
     return app
 

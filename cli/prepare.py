@@ -10,8 +10,9 @@ from typing import Annotated
 
 import typer
 from nmt_cli.common import err, handle_errors, out, writable
+from nmt_cli.settings import FROM_FLAGS, Settings, settings
 
-DEFAULT_SPM_SAMPLE = 2_000_000  # nmt.prepare.DEFAULT_SPM_SAMPLE, written out so that `nmt --help` loads no numpy
+from nmt.config import PrepareConfig
 
 
 class Stages:
@@ -52,37 +53,11 @@ def terminate_as_interrupt():
 
 
 @handle_errors
+@settings(PrepareConfig)
 def prepare(
-    src: Annotated[str, typer.Option("--src", "-s", help="Source language suffix, e.g. en.")],
-    tgt: Annotated[str, typer.Option("--tgt", "-t", help="Target language suffix, e.g. fr.")],
-    train: Annotated[
-        str, typer.Option(help="Training corpus: PREFIX (PREFIX.SRC + PREFIX.TGT, optionally .gz) or a .tsv file.")
-    ],
-    valid: Annotated[str, typer.Option(help="Validation corpus, same forms as --train.")],
+    settings: Settings = FROM_FLAGS,  # the corpora and the preparation's settings (nmt_cli.settings)
+    *,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the prepared data to.")],
-    test: Annotated[
-        list[str] | None, typer.Option(help="Test corpus; repeat for several. Each split is named after its prefix.")
-    ] = None,
-    vocab_size: Annotated[int, typer.Option(help="SentencePiece BPE vocabulary size (per model).")] = 8000,
-    joint: Annotated[
-        bool, typer.Option("--joint/--separate", help="One BPE model for both languages, or one per language.")
-    ] = True,
-    max_len: Annotated[
-        int, typer.Option(help="Drop training pairs with more BPE tokens than this on either side; 0 keeps all.")
-    ] = 256,
-    max_ratio: Annotated[
-        float, typer.Option(help="Drop training pairs whose token-length ratio exceeds this; 0 keeps all.")
-    ] = 0.0,
-    drop_empty: Annotated[
-        bool, typer.Option("--drop-empty/--keep-empty", help="Drop training pairs with an empty side.")
-    ] = True,
-    dedup: Annotated[
-        bool,
-        typer.Option("--dedup/--no-dedup", help="Drop exact duplicate training pairs (remembered by a 64-bit hash)."),
-    ] = False,
-    spm_sample: Annotated[
-        int, typer.Option(help="Train SentencePiece on at most this many sentences, a fixed random sample; 0 uses all.")
-    ] = DEFAULT_SPM_SAMPLE,
     threads: Annotated[int | None, typer.Option(min=1, help="Threads for encoding (default: all cores).")] = None,
     force: Annotated[
         bool,
@@ -95,24 +70,10 @@ def prepare(
 
     Special ids: pad=0, unk=1, bos=2 (<s>), eos=3 (</s>). Valid and test splits are never filtered.
     """
-    from nmt.prepare import PrepareConfig
     from nmt.prepare import prepare as run_prepare
 
+    cfg = settings.make(PrepareConfig)
     writable(out_dir, "--out", directory=True)
-    cfg = PrepareConfig(
-        src=src,
-        tgt=tgt,
-        train=train,
-        valid=valid,
-        tests=tuple(test or ()),
-        vocab_size=vocab_size,
-        joint=joint,
-        max_len=max_len,
-        max_ratio=max_ratio,
-        drop_empty=drop_empty,
-        dedup=dedup,
-        spm_sample=spm_sample,
-    )
     with err.status("preparing…") as status, terminate_as_interrupt():
         result = run_prepare(cfg, out_dir, force=force, stage=Stages(status), threads=threads)
     summary = result.summary
@@ -121,10 +82,10 @@ def prepare(
         return
     train_info = summary["splits"]["train"]
     dropped = ", ".join(f"{k} {v}" for k, v in train_info["filtered"].items() if v) or "none"
-    out.print(f"wrote {out_dir}: vocabulary {summary['vocab_size']['src']} ({'joint' if joint else 'separate'})")
+    out.print(f"wrote {out_dir}: vocabulary {summary['vocab_size']['src']} ({'joint' if cfg.joint else 'separate'})")
     for name, info in summary["splits"].items():
         kept = info.get("kept", info["lines"])
         toks = info["tokens"]
-        mean = " ".join(f"{lang} {toks[lang] / max(kept, 1):.1f}" for lang in (src, tgt))
+        mean = " ".join(f"{lang} {toks[lang] / max(kept, 1):.1f}" for lang in (cfg.src, cfg.tgt))
         out.print(f"  {name:<18} {kept:>8,} pairs   mean BPE tokens per sentence: {mean}")
     out.print(f"  training pairs dropped by filters: {dropped}")

@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from nmt_cli.common import handle_errors, out, writable
+from nmt_cli.settings import FROM_FLAGS, Settings, settings
 from rich.markup import escape
 from rich.table import Table
+
+from nmt.config import DecodeConfig
 
 if TYPE_CHECKING:
     from nmt.metrics import ScoreReport
@@ -120,6 +123,7 @@ PairedNOpt = Annotated[
 
 
 @handle_errors
+@settings((DecodeConfig, ("beam_size", "length_penalty", "batch_tokens")))
 def score(
     references: ReferenceOpt,
     hypotheses: HypothesesArg = None,
@@ -140,9 +144,7 @@ def score(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Keep the --model translation in this file.")
     ] = None,
-    beam: Annotated[int, typer.Option(help="Beam size for --model.")] = 5,
-    lenpen: Annotated[float, typer.Option(help="GNMT length penalty alpha for --model.")] = 1.0,
-    batch_tokens: Annotated[int, typer.Option(help="Source tokens per batch for --model.")] = 4096,
+    settings: Settings = FROM_FLAGS,  # --beam, --lenpen and --batch-tokens for --model (nmt_cli.settings)
 ) -> None:
     """Score translations with sacreBLEU: BLEU, chrF and TER, one row per hypothesis file.
 
@@ -179,11 +181,11 @@ def score(
     systems = [_read(h) for h in hypotheses]
     names = ["stdin" if h == STDIN else h for h in hypotheses]
     if model is not None:
-        from nmt_cli.translate import decode_options, translate_file
+        from nmt_cli.translate import translate_file
 
-        config = decode_options(beam, lenpen, "gnmt", 1.2, 10, batch_tokens, 1, 0, 0.0, 0)
+        config = settings.make(DecodeConfig)
         systems.append(translate_file(model, src, config, output))
-        names.append(str(output) if output else f"{model} (beam {beam})")
+        names.append(str(output) if output else f"{model} (beam {config.beam_size})")
     options = dict(reference_names=reference_names, lowercase=lowercase, tokenize=tokenize, metrics=keys)
     if sentence_level:
         rows, signatures = sentence_scores(systems[0], ref_lines, name=names[0], **options)

@@ -11,6 +11,9 @@ from typing import Annotated
 
 import typer
 from nmt_cli.common import err, fail, handle_errors
+from nmt_cli.settings import FROM_FLAGS, Settings, settings
+
+from nmt.config import DecodeConfig, Limits
 
 ModelOpt = Annotated[
     Path, typer.Option("--model", "-m", help="Model directory, or a run directory (meaning its best checkpoint).")
@@ -35,19 +38,14 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 @handle_errors
+@settings(Limits, (DecodeConfig, ("beam_size",)))
 def serve(
     model: ModelOpt,
     host: Annotated[
         str, typer.Option(help="Address to listen on; 0.0.0.0 exposes the server to the network (put a proxy first).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
-    max_lines: Annotated[int, typer.Option(help="Lines per request (more: 413); also the lines of one batch.")] = 256,
-    max_body_bytes: Annotated[int, typer.Option(help="Request body size in bytes (more: 413).")] = 1_000_000,
-    max_wait_ms: Annotated[
-        float, typer.Option(help="Milliseconds to wait for more requests to batch with the first.")
-    ] = 10.0,
-    batch_tokens: Annotated[int, typer.Option(help="Source tokens per batch (times the beam).")] = 4096,
-    beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy search. A request's nbest is at most this.")] = 5,
+    settings: Settings = FROM_FLAGS,  # the request limits and --beam (nmt_cli.settings)
     threads: Annotated[
         int | None, typer.Option(help="CPU threads for the model. [default: all cores]", show_default=False)
     ] = None,
@@ -67,30 +65,21 @@ def serve(
     from nmt.api import load
     from nmt.errors import ConfigError
     from nmt.runtime import all_cores, keep_freed_memory
-    from nmt.serve import Limits, create_app
+    from nmt.serve import create_app
 
-    for flag, value in (
-        ("--max-lines", max_lines),
-        ("--max-body-bytes", max_body_bytes),
-        ("--batch-tokens", batch_tokens),
-        ("--beam", beam),
-    ):
-        if value < 1:
-            raise ConfigError(f"{flag} {value}: must be at least 1")
-    if max_wait_ms < 0:
-        raise ConfigError(f"--max-wait-ms {max_wait_ms}: must be 0 or more")
+    limits = settings.make(Limits)
+    beam = settings.make(DecodeConfig).beam_size
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port {port}: must be from 0 to 65535")
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads {threads}: must be at least 1")
     sock = listen(host, port)  # before loading the model: a port in use is said at once, in one line
-    limits = Limits(
-        max_lines=max_lines, max_body_bytes=max_body_bytes, max_wait_ms=max_wait_ms, batch_tokens=batch_tokens
-    )
     # loaded on the batcher's own thread, which then runs it (see nmt.serve.batcher.Batcher)
     keep_freed_memory()  # process-wide settings are the command's to make, not the library's
     cores = threads or all_cores()
-    app = create_app(lambda: load(model, beam=beam, nbest=beam, threads=cores, batch_tokens=batch_tokens), limits)
+    app = create_app(
+        lambda: load(model, beam=beam, nbest=beam, threads=cores, batch_tokens=limits.batch_tokens), limits
+    )
     # uvicorn handles SIGINT/SIGTERM (stop listening, answer the requests in flight, drain the batcher) and then
     # raises the signal again under the handlers found before it: these make that a clean exit 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)

@@ -12,75 +12,12 @@ from typing import Annotated, Any
 
 import typer
 from nmt_cli.common import count, err, handle_errors, out, writable
+from nmt_cli.settings import FROM_FLAGS, Settings, settings
 from rich.live import Live
 from rich.table import Table
 
+from nmt.config import ModelConfig, TrainConfig
 from nmt.errors import ConfigError, NmtError
-
-
-def _config_help() -> str:
-    from dataclasses import fields
-
-    from nmt.config import ModelConfig, TrainConfig
-
-    lines = ["Any config option can be given as --OPTION VALUE (flags win over --config); defaults shown:"]
-    for title, cls in (("model", ModelConfig), ("train", TrainConfig)):
-        names = [
-            f"--{f.name.replace('_', '-')}={str(f.default).lower() if isinstance(f.default, bool) else f.default}"
-            for f in fields(cls)
-            if f.name not in ("src_vocab_size", "tgt_vocab_size", "pad_id")
-        ]
-        lines.append(f"{title} options (the TOML table of the same name): " + "  ".join(names))
-    return "\n\n".join(lines).replace("(0.9, 0.98)", "0.9,0.98")
-
-
-def parse_overrides(args: list[str]) -> tuple[list[str], dict[str, dict[str, Any]]]:
-    """`DATA --d-model 512 --no-pre-norm --pre-norm false --lr=5e-4` → (['DATA'], {'model': {...}, 'train': {...}}).
-
-    Parsed here rather than by click, which cannot know which unknown option takes a value.
-    """
-    from nmt.config import parse_value, section_of
-
-    positional: list[str] = []
-    result: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "decode": {}}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--") or len(arg) == 2:
-            positional.append(arg)
-            i += 1
-            continue
-        name, eq, value = arg[2:].partition("=")
-        key = name.replace("-", "_")
-        if not eq:
-            negated = key.startswith("no_") and _is_bool(key[3:])
-            if negated or (_is_bool(key) and (i + 1 >= len(args) or args[i + 1].lower() not in BOOL_WORDS)):
-                key = key[3:] if negated else key
-                result[section_of(key)][key] = not negated
-                i += 1
-                continue
-            if i + 1 >= len(args):
-                section_of(key)  # an unknown option says so before a missing value does
-                raise ConfigError(f"--{name} needs a value")
-            value = args[i + 1]
-            i += 1
-        if _is_bool(key) and value.lower() in BOOL_WORDS:
-            result[section_of(key)][key] = BOOL_WORDS[value.lower()]
-        else:
-            result[section_of(key)][key] = parse_value(value)
-        i += 1
-    return positional, result
-
-
-BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
-
-
-def _is_bool(key: str) -> bool:
-    from dataclasses import fields
-
-    from nmt.config import ModelConfig, TrainConfig
-
-    return any(f.name == key and f.type in (bool, "bool") for cls in (ModelConfig, TrainConfig) for f in fields(cls))
 
 
 class Display:
@@ -179,10 +116,14 @@ class Display:
 
 
 @handle_errors
+@settings(ModelConfig, TrainConfig)
 def train(
     ctx: typer.Context,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory for checkpoints and logs.")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML file with [model] and [train] tables.")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML file with [model] and [train] tables; the options below, given here, win over it."),
+    ] = None,
     resume: Annotated[
         Path | None,
         typer.Option(help="Continue the run in this run directory exactly where its last checkpoint left off."),
@@ -201,6 +142,7 @@ def train(
             "launched by torch.distributed.run; see torchrun for several machines."
         ),
     ] = 1,
+    settings: Settings = FROM_FLAGS,  # the [model] and [train] options (nmt_cli.settings)
 ) -> None:
     """nmt train DATA_DIR --out RUN_DIR [--config FILE.toml] [--OPTION VALUE ...]: train an encoder-decoder
     Transformer on a prepared data directory (from `nmt prepare`), with label smoothing, warm-up and token batches.
@@ -219,7 +161,7 @@ def train(
     if group.distributed:
         distributed.stop_with_launcher()
     try:
-        _train(ctx, out_dir, config, resume, overwrite, device, threads, group)
+        _train(ctx, out_dir, config, resume, overwrite, device, threads, group, settings)
     except NmtError as e:
         if group.distributed:
             e.args = (f"rank {group.rank}: {e}",)
@@ -235,31 +177,26 @@ def _train(
     device: str | None,
     threads: int | None,
     group: Any,
+    settings: Settings,
 ) -> None:
     import nmt.train as training
-    from nmt.config import ModelConfig, TrainConfig, check_table, from_dict, load_toml
+    from nmt.config import check_table, load_toml
     from nmt.runtime import slow_bf16
 
-    positional, flags = parse_overrides(list(ctx.args))
+    positional = list(ctx.args)
     if len(positional) > 1:
         raise ConfigError(f"one DATA_DIR expected, got {' '.join(positional)}; options look like --name value")
     data_dir = Path(positional[0]) if positional else None
-    if flags["decode"]:
-        raise ConfigError(
-            f"--{next(iter(flags['decode'])).replace('_', '-')} is a decoding option; use it with `nmt translate`"
-        )
-    for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
-        check_table(cls, flags[section], "", lambda key: f"--{key.replace('_', '-')}")
     display = Display() if group.writer else (lambda event: None)
     if resume:
-        if data_dir or config or overwrite or flags["model"]:
+        if data_dir or config or overwrite or settings.given(ModelConfig):
             raise ConfigError(
                 "--resume continues a run with its own data and config; give only RUN_DIR and limits such as "
                 "--max-steps"
             )
         with err.status(f"loading {resume}…"):
             trainer = training.resume(
-                resume, flags["train"], device=device, threads=threads, callback=display, group=group
+                resume, settings.given(TrainConfig), device=device, threads=threads, callback=display, group=group
             )
         run_dir = resume
     else:
@@ -273,8 +210,11 @@ def _train(
             err.print(
                 f"note: {config}: nmt train ignores [decode]; `nmt translate --config {config}` reads it", markup=False
             )
-        train_cfg = from_dict(TrainConfig, {**file_cfg.get("train", {}), **flags["train"]}, where="[train]")
-        model_over = {**file_cfg.get("model", {}), **flags["model"]}
+        train_cfg = settings.make(TrainConfig, file_cfg.get("train", {}))
+        model_file = file_cfg.get("model", {})
+        # checked here too, so that a refused value is named by its flag; the prepared data fixes the vocabulary
+        settings.make(ModelConfig, {k: v for k, v in model_file.items() if k not in DATA_FIXED})
+        model_over = {**model_file, **settings.given(ModelConfig)}
         with err.status(f"loading {data_dir} and building the model…"):
             trainer = training.start(
                 data_dir,
@@ -318,6 +258,7 @@ def _train(
     )
 
 
+DATA_FIXED = ("src_vocab_size", "tgt_vocab_size", "pad_id")  # [model] keys the prepared data sets
 SHUTDOWN_S = 600  # how long torch.distributed.run lets the processes finish their step and checkpoint on a signal
 
 

@@ -11,79 +11,20 @@ from typing import Annotated
 
 import typer
 from nmt_cli.common import count, err, handle_errors, writable
+from nmt_cli.settings import FROM_FLAGS, Settings, settings
+
+from nmt.config import DecodeConfig, SamplingConfig
 
 ModelOpt = Annotated[
     Path, typer.Option("--model", "-m", help="Model directory, or a run directory (meaning its best checkpoint).")
 ]
 FORMATS = ("text", "jsonl")
-# [decode] keys of a --config file → this command's parameters (a flag given on the command line wins)
-DECODE_FLAGS = {
-    "beam_size": "beam",
-    "length_penalty": "lenpen",
-    "normalize": "normalize",
-    "max_len_a": "max_len_a",
-    "max_len_b": "max_len_b",
-    "batch_tokens": "batch_tokens",
-    "nbest": "nbest",
-    "no_repeat_ngram": "no_repeat_ngram",
-    "unk_penalty": "unk_penalty",
-    "min_len": "min_len",
-}
 CHUNK = 512  # lines translated (and written, and counted) at a time from a file or a pipe
 REPORT_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
 
 
 def warn(message: str) -> None:
     err.print(f"warning: {message}", markup=False)
-
-
-def decode_options(
-    beam: int,
-    lenpen: float,
-    normalize: str,
-    max_len_a: float,
-    max_len_b: int,
-    batch_tokens: int,
-    nbest: int,
-    no_repeat_ngram: int,
-    unk_penalty: float,
-    min_len: int,
-):
-    from nmt.config import DecodeConfig
-    from nmt.errors import ConfigError
-
-    for flag, value in (("--beam", beam), ("--nbest", nbest), ("--batch-tokens", batch_tokens)):
-        if value < 1:
-            raise ConfigError(f"{flag} {value}: must be at least 1")
-    if nbest > beam:
-        raise ConfigError(f"--nbest {nbest} needs --beam of at least {nbest}")
-    return DecodeConfig(
-        beam_size=beam,
-        length_penalty=lenpen,
-        normalize=normalize,
-        max_len_a=max_len_a,
-        max_len_b=max_len_b,
-        batch_tokens=batch_tokens,
-        nbest=nbest,
-        no_repeat_ngram=no_repeat_ngram,
-        unk_penalty=unk_penalty,
-        min_len=min_len,
-    )
-
-
-def config_decode(ctx: typer.Context, path: Path, values: dict) -> dict:
-    """`values` (this command's parameters) with the [decode] table of `path` filled in wherever the
-    command line left the default."""
-    from nmt.config import DecodeConfig, check_table, load_toml
-
-    table = load_toml(path).get("decode", {})
-    check_table(DecodeConfig, table, f"{path} [decode]")
-    for key, value in table.items():
-        param = DECODE_FLAGS[key]
-        source = ctx.get_parameter_source(param)
-        if source is None or source.name == "DEFAULT":
-            values[param] = value
-    return values
 
 
 class Progress:
@@ -179,6 +120,7 @@ def formatter(fmt: str, nbest: int, scores: bool) -> Callable[..., str]:
 
 
 @handle_errors
+@settings(DecodeConfig, SamplingConfig)
 def translate(
     ctx: typer.Context,
     model: ModelOpt,
@@ -195,21 +137,7 @@ def translate(
             "--config", help="Read the [decode] table of this TOML file (a recipe's config.toml); flags given here win."
         ),
     ] = None,
-    beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy search.")] = 5,
-    lenpen: Annotated[
-        float, typer.Option(help="GNMT length penalty alpha: score / ((5 + len) / 6) ** alpha; 0 is the raw sum.")
-    ] = 1.0,
-    normalize: Annotated[str, typer.Option(help="'gnmt' (uses --lenpen) or 'length' (score / length).")] = "gnmt",
-    max_len_a: Annotated[float, typer.Option(help="Output length limit a * source_length + b: the a.")] = 1.2,
-    max_len_b: Annotated[int, typer.Option(help="Output length limit a * source_length + b: the b.")] = 10,
-    batch_tokens: Annotated[int, typer.Option(help="Source tokens per batch (times the beam).")] = 4096,
-    nbest: Annotated[
-        int,
-        typer.Option(
-            help="Print the K best in Moses n-best format, 'i ||| translation ||| F0= log-prob ||| score' "
-            "(fewer when the beam finds fewer; an empty line gives one empty entry)."
-        ),
-    ] = 1,
+    settings: Settings = FROM_FLAGS,  # the [decode] and sampling options (nmt_cli.settings)
     scores: Annotated[
         bool, typer.Option("--scores", help="Print 'score<TAB>translation' instead of the translation alone.")
     ] = False,
@@ -224,22 +152,9 @@ def translate(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No warnings and no progress on stderr (errors still).")
     ] = False,
-    no_repeat_ngram: Annotated[int, typer.Option(help="Never repeat an n-gram of this size; 0 allows repeats.")] = 0,
-    unk_penalty: Annotated[float, typer.Option(help="Subtract this from the log-probability of <unk>.")] = 0.0,
-    min_len: Annotated[
-        int, typer.Option(help="No end of sentence before this many subword tokens (the length limit still ends one).")
-    ] = 0,
     sampling: Annotated[
         bool, typer.Option("--sampling", help="Sample each output at random instead of searching (ignores --beam).")
     ] = False,
-    temperature: Annotated[float, typer.Option(help="With --sampling: divide the logits by this.")] = 1.0,
-    top_k: Annotated[
-        int, typer.Option(help="With --sampling: draw from the k most probable tokens; 0 draws from all.")
-    ] = 0,
-    top_p: Annotated[
-        float, typer.Option(help="With --sampling: draw from the smallest set holding this much probability.")
-    ] = 1.0,
-    seed: Annotated[int, typer.Option(help="With --sampling: random seed (the same seed gives the same output).")] = 1,
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda or cuda:N (default: cuda when available, else cpu).")
     ] = None,
@@ -278,25 +193,13 @@ def translate(
     warning.
     With --engine ctranslate2 (found by itself for a directory written by `nmt export`) the search runs in CTranslate2.
     """
-    from nmt.config import SamplingConfig
+    from nmt.config import check_table, load_toml
     from nmt.errors import ConfigError
 
     say = (lambda message: None) if quiet else warn
-    values = dict(
-        beam=beam,
-        lenpen=lenpen,
-        normalize=normalize,
-        max_len_a=max_len_a,
-        max_len_b=max_len_b,
-        batch_tokens=batch_tokens,
-        nbest=nbest,
-        no_repeat_ngram=no_repeat_ngram,
-        unk_penalty=unk_penalty,
-        min_len=min_len,
-    )
-    if config_file is not None:
-        values = config_decode(ctx, config_file, values)
-    config = decode_options(**values)
+    table = load_toml(config_file).get("decode", {}) if config_file is not None else {}
+    check_table(DecodeConfig, table, f"{config_file} [decode]")
+    config = settings.make(DecodeConfig, table)
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: choose {' or '.join(FORMATS)}")
     if sampling and config.nbest > 1:
@@ -306,7 +209,7 @@ def translate(
     from nmt.textio import Output, read_lines, read_text_lines
 
     lines = read_lines(input_file, say) if input_file is not None else None  # a bad file fails before the model loads
-    sampler = SamplingConfig(temperature, top_k, top_p, seed) if sampling else None
+    sampler = settings.make(SamplingConfig) if sampling else None
     from nmt.api import load
     from nmt.runtime import all_cores, keep_freed_memory
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from nmt_cli.main import app
-from nmt_cli.train import parse_overrides
+from typer.main import get_command
 from typer.testing import CliRunner
 
 from nmt.config import ModelConfig, TrainConfig, from_dict, load_toml
@@ -12,41 +14,43 @@ from nmt.errors import ConfigError
 from nmt.optim import lr_at
 
 
-def test_overrides_are_typed_and_sorted_into_tables():
-    positional, flags = parse_overrides(
-        [
-            "--d-model",
-            "512",
-            "--no-pre-norm",
-            "--lr=5e-4",
-            "--valid-bleu",
-            "data",
-            "--max-steps",
-            "10",
-            "--betas",
-            "[0.9, 0.99]",
-            "--activation",
-            "gelu",
-            "--tie-output",
-            "false",
-        ]
+def parsed(*args: str):
+    """The click context of `nmt train ARGS`, parsed but not run."""
+    return get_command(app).get_command(None, "train").make_context("train", list(args))  # type: ignore[union-attr]
+
+
+def test_train_flags_are_typed_and_given_ones_known():
+    ctx = parsed(
+        *["--d-model", "512", "--no-pre-norm", "--lr=5e-4", "--valid-bleu", "data", "--max-steps", "10"],
+        *["--betas", "[0.9, 0.99]", "--activation", "gelu", "--tie-output", "false", "--share-all-embeddings=no"],
     )
-    assert positional == ["data"]
-    assert flags["model"] == {"d_model": 512, "pre_norm": False, "activation": "gelu", "tie_output": False}
-    assert flags["train"] == {"lr": 5e-4, "valid_bleu": True, "max_steps": 10, "betas": [0.9, 0.99]}
-    assert from_dict(TrainConfig, flags["train"]).betas == (0.9, 0.99)
+    assert ctx.args == ["data"]
+    p = ctx.params
+    assert (p["d_model"], p["pre_norm"], p["activation"], p["tie_output"], p["share_all_embeddings"]) == (
+        512,
+        False,
+        "gelu",
+        False,
+        False,
+    )
+    assert (p["lr"], p["valid_bleu"], p["max_steps"], p["betas"]) == (5e-4, True, 10, (0.9, 0.99))
+    assert from_dict(TrainConfig, {"betas": p["betas"]}).betas == (0.9, 0.99)
+    assert parsed("--betas", "0.8,0.9").params["betas"] == (0.8, 0.9)
+    given = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
+    assert "warmup_steps" not in given and {"d_model", "lr", "betas"} <= given
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--d-modle", "512"], "unknown option --d-modle"),
-        (["--lr"], "--lr needs a value"),
+        (["--d-model", "abc"], "--d-model must be an integer, got 'abc'"),
+        (["--activation", "tanh"], "--activation must be 'relu' or 'gelu', not 'tanh'"),
+        (["--betas", "0.9"], "--betas must be a list"),
     ],
 )
-def test_bad_overrides(args, message):
-    with pytest.raises(ConfigError, match=message):
-        parse_overrides(args)
+def test_a_wrong_type_names_the_flag(args, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parsed(*args)
 
 
 def test_wrong_types_and_unknown_keys_are_rejected():
@@ -80,7 +84,9 @@ def test_warmup_then_inverse_sqrt():
 def test_train_cli_errors_exit_2(prepared_sample, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["train", str(prepared_sample), "--out", str(tmp_path / "r"), "--d-modle", "8"])
-    assert result.exit_code == 2 and "unknown option --d-modle" in result.output
+    assert result.exit_code == 2 and "no such option: --d-modle; did you mean --d-model?" in result.output
+    result = runner.invoke(app, ["train", str(prepared_sample), "--out", str(tmp_path / "r"), "--lr"])
+    assert result.exit_code == 2 and "'--lr' requires an argument" in result.output
     result = runner.invoke(app, ["train", "--resume", str(tmp_path / "r"), "--d-model", "64"])
     assert result.exit_code == 2 and "--resume continues a run with its own data and config" in result.output
     result = runner.invoke(app, ["train", "--out", str(tmp_path / "r"), str(tmp_path / "nothing")])

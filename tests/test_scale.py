@@ -219,14 +219,6 @@ def test_a_killed_prepare_leaves_nothing_half_written(tmp_path, how):
     assert (out / "prepare.json").is_file() and list(tmp_path.glob(".out.*")) == []  # the rerun cleaned up
 
 
-def test_cli_default_sample_is_the_library_default():
-    from nmt_cli.prepare import DEFAULT_SPM_SAMPLE as CLI_DEFAULT
-
-    from nmt.prepare import DEFAULT_SPM_SAMPLE
-
-    assert CLI_DEFAULT == DEFAULT_SPM_SAMPLE
-
-
 def test_cleaning_a_block_is_cleaning_each_line():
     """`clean_lines` (the fast way prepare cleans) equals `clean` line by line, around every code point."""
     points = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000 and c != 0x0A]  # a line holds no "\n"

@@ -24,7 +24,8 @@ NOT_FOR_TRANSLATING = {
     "torch.distributed.run",
     "pydantic",  # typer 0.29 validates every option with it (~0.15 s of start-up): pyproject keeps typer < 0.29
 }
-CLI_FOR_TRANSLATING = {"nmt_cli", "nmt_cli.main", "nmt_cli.common", "nmt_cli.translate"}  # no other command's module
+# no other command's module (nmt_cli.settings makes every command's config options)
+CLI_FOR_TRANSLATING = {"nmt_cli", "nmt_cli.main", "nmt_cli.common", "nmt_cli.settings", "nmt_cli.translate"}
 
 
 def imported(args: list[str], stdin: str = "") -> tuple[set[str], subprocess.CompletedProcess[str]]:

@@ -1,0 +1,159 @@
+"""Command-line options made from config fields: a setting is declared once, in nmt.config (type, default,
+help sentence, bounds, flag), and `@settings(DecodeConfig, ...)` gives a command one option per field.
+
+Typer reads a command's options from its signature, so the decorator writes that signature: the command's
+own parameters, with its `settings` parameter replaced by the generated options. The command then receives a
+`Settings`: the values given on the command line, and how to make a config from them (checked by the config
+itself; a refused value is named by the flag the user typed). Knows no config in particular, and no model."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, fields
+from typing import Annotated, Any, Literal, TypeVar
+
+import typer
+
+from nmt.config import from_dict, parse_flag
+
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C")
+Spec = type | tuple[type, tuple[str, ...]]  # a config class (every field), or a class and the fields to offer
+METAVARS = {int: "INTEGER", float: "FLOAT", str: "TEXT"}
+_CONTEXT = "settings_context"  # the parameter through which Typer hands over the click context, if the command has none
+
+
+def flag_of(field: Field) -> str:
+    """The field's flag as users type it: its declared flag (the first name of '--joint/--separate'), or
+    --FIELD-NAME."""
+    return (field.metadata.get("flag") or f"--{field.name.replace('_', '-')}").split("/")[0]
+
+
+def offered(spec: Spec) -> tuple[type, list[Field]]:
+    """The config class of a spec and the fields a command offers as options (those that have a flag)."""
+    cls, names = spec if isinstance(spec, tuple) else (spec, None)
+    return cls, [f for f in fields(cls) if f.metadata.get("command_line", True) and (names is None or f.name in names)]
+
+
+class Settings:
+    """What a command was given for its configs: `given(cls)` holds only the values typed on the command line
+    (a --config file or a run's own config fills the rest); `make(cls, base)` builds the config."""
+
+    def __init__(self, given: dict[type, dict[str, Any]], flags: dict[type, dict[str, str]]) -> None:
+        self._given, self._flags = given, flags
+
+    def given(self, cls: type) -> dict[str, Any]:
+        return dict(self._given.get(cls, {}))
+
+    def make(self, cls: type[C], base: Mapping[str, Any] | None = None) -> C:
+        """`cls` from `base` (a checked TOML table) overridden by the flags given. A value the config refuses
+        is named as the user wrote it: by its flag, or by its key where it came from `base`."""
+        base = dict(base or {})
+        given = self.given(cls)
+        flags = self._flags.get(cls, {})
+
+        def spell(key: str) -> str:
+            return flags[key] if key in flags and (key in given or key not in base) else key
+
+        return typing.cast(C, from_dict(cls, {**base, **given}, where="", spell=spell))  # type: ignore[type-var]
+
+
+FROM_FLAGS = Settings({}, {})  # the default of a command's `settings` parameter, which @settings fills in
+
+
+def _option(cls: type, field: Field, hint: Any) -> inspect.Parameter:
+    """One field as a keyword parameter whose Annotated type carries its typer.Option."""
+    meta = field.metadata
+    flag = flag_of(field)
+    names = meta.get("flag") or flag
+    if hint is bool and "/" not in names:
+        names = f"{flag}/--no-{flag[2:]}"
+    declared = [names, *([meta["short"]] if meta.get("short") else [])]
+    options: dict[str, Any] = {"help": meta.get("help") or None, "rich_help_panel": cls.__name__}
+    default = field.default
+    annotation: Any
+    if hint is bool or hint is str:
+        annotation = hint
+    elif typing.get_origin(hint) is tuple and typing.get_args(hint)[-1] is Ellipsis:  # repeated: --test a --test b
+        annotation, default = list[str] | None, None
+        options["show_default"] = False
+    else:
+        choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+        items = typing.get_args(hint) if typing.get_origin(hint) is tuple else ()
+        annotation = str
+        options["parser"] = functools.partial(_parse, cls, field.name, flag)
+        if choices:
+            options["autocompletion"] = _completer(choices)
+        if choices:  # [relu|gelu]; a pair: FLOAT,FLOAT; else as click writes a type: INTEGER, FLOAT
+            options["metavar"] = f"[{'|'.join(choices)}]"
+        elif items:
+            options["metavar"] = ",".join(METAVARS[t] for t in items)
+        else:
+            options["metavar"] = METAVARS[hint]
+    return inspect.Parameter(
+        field.name,
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Annotated[annotation, typer.Option(*declared, **options)],
+        default=inspect.Parameter.empty if default is MISSING else default,
+    )
+
+
+def _completer(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """Shell completion of a choice: the choices that start as typed."""
+
+    def complete(incomplete: str) -> list[str]:
+        return [choice for choice in choices if choice.startswith(incomplete)]
+
+    return complete
+
+
+def _parse(cls: type, name: str, flag: str, text: Any) -> Any:
+    """click hands over the typed text, and the default (already a value) when the flag is not given."""
+    return parse_flag(cls, name, text, flag) if isinstance(text, str) else text
+
+
+def settings(*specs: Spec) -> Callable[[F], F]:
+    """Give the decorated command one option per field of each config (or of the fields named), in place
+    of its `settings: Settings` parameter, which then receives what was given."""
+
+    def decorate(func: F) -> F:
+        signature = inspect.signature(func, eval_str=True)
+        generated: dict[str, tuple[type, Field]] = {}
+        flags: dict[type, dict[str, str]] = {}
+        parameters: list[inspect.Parameter] = []
+        for parameter in signature.parameters.values():
+            if parameter.name != "settings":
+                parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+                continue
+            for spec in specs:
+                cls, chosen = offered(spec)
+                hints = typing.get_type_hints(cls)
+                for field in chosen:
+                    if field.name in generated or field.name in signature.parameters:
+                        raise TypeError(f"{func.__name__}: two options named {field.name}")
+                    generated[field.name] = (cls, field)
+                    flags.setdefault(cls, {})[field.name] = flag_of(field)
+                    parameters.append(_option(cls, field, hints[field.name]))
+        context = next((p.name for p in parameters if p.annotation is typer.Context), None)
+        if context is None:
+            parameters.insert(0, inspect.Parameter(_CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> Any:
+            ctx = kwargs[context] if context else kwargs.pop(_CONTEXT)
+            given: dict[type, dict[str, Any]] = {}
+            for name, (cls, _) in generated.items():
+                value = kwargs.pop(name)
+                source = ctx.get_parameter_source(name)
+                if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+                    given.setdefault(cls, {})[name] = tuple(value) if isinstance(value, list) else value
+            return func(**kwargs, settings=Settings(given, flags))
+
+        command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        return typing.cast(F, command)
+
+    return decorate
