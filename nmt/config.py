@@ -55,12 +55,12 @@ class SettingError(ConfigError):
     """A value its config refuses. The message is made by `say`, given how to name each field, so that the
     command line can say `--beam 0: ...` where TOML and the API say `beam_size 0: ...` (`str()` is the latter)."""
 
-    def __init__(self, say: Callable[[Spell], str]) -> None:
-        super().__init__(say(str))
+    def __init__(self, say: str | Callable[[Spell], str]) -> None:
         self.say = say
+        super().__init__(self.spelt(str))
 
     def spelt(self, spell: Spell) -> str:
-        return self.say(spell)
+        return self.say if isinstance(self.say, str) else self.say(spell)
 
 
 def _number(x: float) -> str:
@@ -91,10 +91,11 @@ def _field_error(name: str, what: str) -> SettingError:
     return SettingError(lambda k: f"{k(name)}{what}")
 
 
-def _check(config: Any, rules: Iterable[tuple[bool, Callable[[Spell], str]]] = ()) -> None:
+def _check(config: Any, rules: Iterable[tuple[bool, str | Callable[[Spell], str]]] = ()) -> None:
     """Every config checks itself when it is made, in this one place: each Literal field holds one of its
-    values, each field keeps to its declared bounds, then each rule (condition, what is wrong, naming the fields
-    through the given speller) holds. `from_dict` adds where the values came from."""
+    values, each field keeps to its declared bounds, then each rule (condition, what is wrong: a message, or
+    one that names the fields through the speller it is given) holds. `from_dict` adds where the values came
+    from."""
     hints = typing.get_type_hints(type(config))
     for f in fields(config):
         allowed = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is Literal else ()
