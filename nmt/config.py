@@ -347,6 +347,8 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name} must be a list, got {value!r}")
         args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[str, ...]: any number of items
+            return tuple(_coerce(v, args[0], name) for v in value)
         if len(value) != len(args):
             raise ConfigError(f"{name} must have {len(args)} items, got {len(value)}")
         return tuple(_coerce(v, a, name) for v, a in zip(value, args))

@@ -118,6 +118,14 @@ def test_a_value_from_a_config_file_is_named_by_its_key(tmp_path):
     assert result.exit_code == 2 and "error: --beam -2: must be at least 1" in result.stderr
 
 
+def test_a_repeated_option_gives_a_tuple_of_any_length():
+    for tests in ([], ["a"], ["a", "b", "c"]):
+        made = from_dict(PrepareConfig, {"src": "en", "tgt": "fr", "train": "t", "valid": "v", "tests": tests})
+        assert made.tests == tuple(tests)
+    with pytest.raises(ConfigError, match="tests must be a string"):
+        from_dict(PrepareConfig, {"src": "en", "tgt": "fr", "train": "t", "valid": "v", "tests": [1]})
+
+
 def test_the_library_names_keys():
     with pytest.raises(ConfigError, match=re.escape("nmt.load: nbest 3 needs beam_size of at least 3")):
         from_dict(DecodeConfig, {"beam_size": 2, "nbest": 3}, where="nmt.load")
