@@ -53,7 +53,8 @@ def serve(
     """Serve a model over HTTP: POST /translate {"text": ["line", ...]}, GET /health, /info, /openapi.json.
 
     Concurrent requests are translated together in batches; answers are those of `nmt translate` with the
-    same --beam. SIGTERM or Ctrl-C stops taking requests, answers those in flight and exits 0. Listens on
+    same --beam (a request's beam and nbest are at most --beam). SIGTERM or Ctrl-C stops taking requests,
+    answers those in flight and exits 0. Listens on
     127.0.0.1: for the open internet, put a reverse proxy with TLS, authentication and rate limits in front.
     """
     try:
