@@ -10,7 +10,7 @@ autocast (nmt.runtime.autocast, as `nmt train --precision bf16` uses it). Each e
 process (so peak memory is its own), the engines alternate, and the figures are medians over
 --repeats runs of --steps timed updates (after --warmup untimed ones), on the same token batches,
 with the same loss, optimizer, gradient clipping and allocator setting (nmt.runtime.keep_freed_memory,
-as `nmt train` runs): nmt's engine takes `nmt train`'s own update (nmt.train.update, whose loss makes the
+as `nmt train` runs): nmt's engine takes `nmt train`'s own update (nmt.update.update, whose loss makes the
 logits 1,024 target tokens at a time). Ratios are to the fp32 baseline. An engine "nmt:fp32:x2" is
 nmt's on 2 processes (torch.distributed, gloo; DistributedDataParallel as `nmt train --nproc 2` runs
 it), the cores shared among them, each taking every other batch: its tokens/s count both processes'
@@ -175,8 +175,8 @@ def run_engine(
     from nmt.model import Transformer
     from nmt.optim import build_optimizer
     from nmt.runtime import autocast, keep_freed_memory, pick_device, set_threads
-    from nmt.train import engine as nmt_engine
-    from nmt.train import update
+    from nmt.update import engine as nmt_engine
+    from nmt.update import update
 
     group = Group(rank, world, rank, world)
     set_threads(args.threads, share=world)

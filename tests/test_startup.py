@@ -15,6 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # never needed to translate: training, data preparation, scoring, pictures, the server, the exporter
 NOT_FOR_TRANSLATING = {
     "nmt.train",
+    "nmt.trainer",
+    "nmt.update",
+    "nmt.checkpointer",
     "nmt.prepare",
     "nmt.export",
     "sacrebleu",

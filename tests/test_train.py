@@ -17,7 +17,8 @@ import nmt.train as training
 from nmt.checkpoint import average_checkpoints, load_model_dir, save_model_dir
 from nmt.config import TrainConfig
 from nmt.errors import CheckpointError, ConfigError
-from nmt.train import Trainer, TrainingError
+from nmt.train import TrainingError
+from nmt.trainer import Trainer
 
 TINY = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 64, "dropout": 0.1}
 

@@ -9,9 +9,9 @@ import sys
 
 from nmt_cli.main import main
 
-import nmt.train
+import nmt.update
 
-real_update = nmt.train.update
+real_update = nmt.update.update
 
 
 def update(engine, optimizer, *args, **kwargs):
@@ -26,6 +26,6 @@ def update(engine, optimizer, *args, **kwargs):
 
 
 if __name__ == "__main__":
-    nmt.train.update = update
+    nmt.update.update = update
     sys.argv = ["nmt", *sys.argv[1:]]
     main()
