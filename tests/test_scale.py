@@ -279,7 +279,7 @@ def test_cleaning_on_two_cores_writes_what_one_core_writes(sample_dir, tmp_path,
         dedup=True,
     )
     prepare(cfg, tmp_path / "one", threads=1)
-    monkeypatch.setattr("nmt.prepare.PARALLEL_BYTES", 0)
+    monkeypatch.setattr("nmt.prepare_clean.PARALLEL_BYTES", 0)
     prepare(cfg, tmp_path / "two", threads=2)
     assert sorted(p.name for p in (tmp_path / "one").iterdir()) == sorted(p.name for p in (tmp_path / "two").iterdir())
     for path in (tmp_path / "one").iterdir():
@@ -303,7 +303,7 @@ def test_cleaning_on_two_cores_writes_what_one_core_writes(sample_dir, tmp_path,
 
 def test_killing_prepare_kills_its_cleaning_workers(tmp_path):
     """A corpus this large is cleaned by two worker processes; SIGKILL to prepare takes them down too."""
-    from nmt.prepare import PARALLEL_BYTES
+    from nmt.prepare_clean import PARALLEL_BYTES
 
     train = _big_corpus(tmp_path / "c", 800_000)
     assert sum((tmp_path / "c" / f"train.{lang}").stat().st_size for lang in ("en", "fr")) > PARALLEL_BYTES
@@ -336,7 +336,7 @@ def test_killing_prepare_kills_its_cleaning_workers(tmp_path):
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"_clean_side_main" in cmdline and str(tmp_path).encode() in cmdline:
+            if b"clean_side_main" in cmdline and str(tmp_path).encode() in cmdline:
                 found.append(int(entry.name))
         return found
 

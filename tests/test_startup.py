@@ -19,6 +19,8 @@ NOT_FOR_TRANSLATING = {
     "nmt.update",
     "nmt.checkpointer",
     "nmt.prepare",
+    "nmt.prepare_clean",
+    "nmt.prepare_encode",
     "nmt.export",
     "sacrebleu",
     "matplotlib",
