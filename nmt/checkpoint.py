@@ -26,13 +26,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch.overrides import TorchFunctionMode
 
-from nmt import __version__
 from nmt.config import ModelConfig, from_dict, to_dict
 from nmt.distributed import Group, rng_name, rng_states
 from nmt.errors import CheckpointError, ConfigError
 from nmt.files import CONFIG_FILE, MODEL_FILE, checked_tokenizers, read_json
 from nmt.model import Transformer, build_model
 from nmt.tokenizer import Tokenizer, sha256_bytes
+from nmt.version import __version__
 
 TRAINER_TENSORS = "trainer.safetensors"
 TRAINER_JSON = "trainer.json"

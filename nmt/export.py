@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from nmt import __version__
 from nmt.checkpoint import CONFIG_FILE, MODEL_FILE, LoadedModel, commit_dir, load_model_dir, spm_files_of, write_json
 from nmt.config import to_dict
 from nmt.ct2 import FORMAT, import_ctranslate2
@@ -37,6 +36,7 @@ from nmt.errors import CheckpointError, ConfigError
 from nmt.files import EXPORT_FILE
 from nmt.model import Transformer
 from nmt.tokenizer import sha256_file
+from nmt.version import __version__
 
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16")
 

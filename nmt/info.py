@@ -27,9 +27,9 @@ from typing import Any, cast
 
 from safetensors import SafetensorError, safe_open
 
-from nmt import __version__
 from nmt.config import ModelConfig, from_dict, to_dict
 from nmt.errors import CheckpointError, ConfigError, DataError, NmtError
+from nmt.version import __version__
 
 MODEL_FILE = "model.safetensors"  # nmt.checkpoint
 CONFIG_FILE = "config.json"  # nmt.checkpoint (a model's) and nmt.rundir (a run's)

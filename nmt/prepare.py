@@ -23,10 +23,10 @@ from typing import Any, cast
 
 import numpy as np
 
-from nmt import __version__
 from nmt.data import corpus_files, count_lines, iter_side_blocks, misaligned, write_ids
 from nmt.errors import ConfigError, DataError
 from nmt.tokenizer import SPECIAL, Tokenizer, sha256_file, train_bpe
+from nmt.version import __version__
 
 PREPARE_JSON = "prepare.json"
 DEFAULT_SPM_SAMPLE = 2_000_000  # SentencePiece's documentation: a few million sentences are plenty

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from nmt import __version__, distributed
+from nmt import distributed
 from nmt.checkpoint import CheckpointWriteError, non_finite_weight, restore_training, save_model_dir, training_tensors
 from nmt.config import ModelConfig, TrainConfig, from_dict, to_dict
 from nmt.data import Batch, ParallelIds, TrainingData, read_lines
@@ -32,6 +32,7 @@ from nmt.rundir import RunDir, TrainingError, checkpoint_name
 from nmt.runtime import autocast, keep_freed_memory, pick_device, seed_everything, set_threads
 from nmt.tokenizer import SPECIAL, Tokenizer
 from nmt.validation import EarlyStopping, Validator
+from nmt.version import __version__
 
 # On --resume these may change (how long to go on, how often to report); anything else would make
 # the resumed run a different run.
