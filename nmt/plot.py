@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nmt.errors import ConfigError, DataError
-from nmt.rundir import LOG_FILE
+from nmt.layout import LOG_FILE
 
 Kind = Literal["train", "valid"]
 XAxis = Literal["step", "minutes"]

@@ -25,10 +25,11 @@ import numpy as np
 
 from nmt.data import corpus_files, count_lines, iter_side_blocks, misaligned, write_ids
 from nmt.errors import ConfigError, DataError
-from nmt.tokenizer import SPECIAL, Tokenizer, sha256_file, train_bpe
+from nmt.fileio import commit_dir, read_json, sha256_file
+from nmt.layout import PREPARE_JSON, ids_file, spm_model_names, vocab_name
+from nmt.tokenizer import SPECIAL, Tokenizer, train_bpe
 from nmt.version import __version__
 
-PREPARE_JSON = "prepare.json"
 DEFAULT_SPM_SAMPLE = 2_000_000  # SentencePiece's documentation: a few million sentences are plenty
 SPM_SAMPLE_SEED = 1
 CHUNK = 50_000  # pairs encoded at a time: bounds memory, and feeds SentencePiece's threads
@@ -88,14 +89,6 @@ def _keep(src_lens: np.ndarray, tgt_lens: np.ndarray, cfg: PrepareConfig, counts
     for name, dropped in (("empty", empty), ("too_long", too_long), ("ratio", ratio)):
         counts[name] += int(dropped.sum())
     return ~(empty | too_long | ratio)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _lines(path: Path) -> Iterator[str]:
@@ -338,7 +331,7 @@ def prepare(
     if out.exists():
         previous = _read_fingerprint(out)
         if previous == fingerprint and not force:
-            return PrepareResult(out, reused=True, summary=json.loads((out / PREPARE_JSON).read_text()))
+            return PrepareResult(out, reused=True, summary=read_json(out / PREPARE_JSON))
         if not force:
             what = "a different preparation" if previous else "other files"
             raise DataError(f"{out}: already holds {what}; choose another --out or add --force to replace it")
@@ -373,14 +366,13 @@ def prepare(
         train_text = {lang: tmp / f".all.train.{lang}" for lang in langs}
         n_train = lines["train"]
         models: dict[str, bytes] = {}
+        spm_names = spm_model_names(cfg.src, cfg.tgt, cfg.joint)
         if cfg.joint:
             stage(f"training SentencePiece BPE on {min(2 * n_train, cfg.spm_sample or 2 * n_train):,} sentences")
-            models["spm.model"] = train_bpe(
+            models[spm_names["src"]] = train_bpe(
                 _spm_input([train_text[lang] for lang in langs], 2 * n_train, cfg.spm_sample), cfg.vocab_size
             )
-            spm_names = {"src": "spm.model", "tgt": "spm.model"}
         else:
-            spm_names = {"src": f"spm.{cfg.src}.model", "tgt": f"spm.{cfg.tgt}.model"}
             for side, lang in zip(("src", "tgt"), langs):
                 stage(f"training SentencePiece BPE ({lang}) on {min(n_train, cfg.spm_sample or n_train):,} sentences")
                 models[spm_names[side]] = train_bpe(
@@ -390,7 +382,7 @@ def prepare(
         for name, proto in models.items():
             (tmp / name).write_bytes(proto)
             vocab = Tokenizer(proto).pieces()
-            (tmp / name.replace(".model", ".vocab")).write_text("".join(f"{p}\n" for p in vocab), encoding="utf-8")
+            (tmp / vocab_name(name)).write_text("".join(f"{p}\n" for p in vocab), encoding="utf-8")
 
         # 3. Encode every split in chunks on all cores; ids go to raw files, then into safetensors.
         splits = {}
@@ -448,7 +440,7 @@ def prepare(
                 for lang in langs:
                     text[lang].unlink()
             stage(f"writing {name}")
-            write_ids(tmp / f"{name}.ids.safetensors", raw[cfg.src], sl, raw[cfg.tgt], tl)
+            write_ids(tmp / ids_file(name), raw[cfg.src], sl, raw[cfg.tgt], tl)
             for path in raw.values():
                 path.unlink()
             entry["tokens"] = {cfg.src: int(sl.sum()), cfg.tgt: int(tl.sum())}
@@ -465,18 +457,7 @@ def prepare(
         }
         (tmp / PREPARE_JSON).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         stage("syncing to disk")
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        _fsync_dir(tmp)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-        _fsync_dir(out.parent if str(out.parent) else Path("."))
+        commit_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return PrepareResult(out, reused=False, summary=summary)
@@ -490,19 +471,6 @@ def hash_pair(src: str, tgt: str) -> int:
 
 def _read_fingerprint(out: Path) -> str | None:
     try:
-        return cast("str | None", json.loads((out / PREPARE_JSON).read_text()).get("fingerprint"))
-    except (OSError, ValueError, AttributeError):
+        return cast("str | None", read_json(out / PREPARE_JSON).get("fingerprint"))
+    except (OSError, ValueError):
         return None
-
-
-def load_summary(data_dir: Path) -> dict[str, Any]:
-    """prepare.json of a prepared data directory, or a clear error."""
-    path = Path(data_dir) / PREPARE_JSON
-    try:
-        return cast(dict[str, Any], json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise DataError(
-            f"{data_dir}: not a prepared data directory (no {PREPARE_JSON}); run `nmt prepare` first"
-        ) from None
-    except ValueError as e:
-        raise DataError(f"{path}: invalid JSON ({e}); re-run `nmt prepare --force`") from None

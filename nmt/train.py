@@ -19,15 +19,16 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from nmt import distributed
-from nmt.checkpoint import CheckpointWriteError, non_finite_weight, restore_training, save_model_dir, training_tensors
+from nmt.checkpoint import non_finite_weight, restore_training, training_tensors
 from nmt.config import ModelConfig, TrainConfig, from_dict, to_dict
 from nmt.data import Batch, ParallelIds, TrainingData, read_lines
 from nmt.distributed import SINGLE, Group
 from nmt.errors import ConfigError
+from nmt.layout import LAST, ids_file, load_summary
 from nmt.loss import chunked_loss
 from nmt.model import Transformer, build_model
+from nmt.modeldir import CheckpointWriteError, save_model_dir
 from nmt.optim import build_optimizer, lr_at, set_lr
-from nmt.prepare import load_summary
 from nmt.rundir import RunDir, TrainingError, checkpoint_name
 from nmt.runtime import autocast, keep_freed_memory, pick_device, seed_everything, set_threads
 from nmt.tokenizer import SPECIAL, Tokenizer
@@ -182,7 +183,7 @@ class Trainer:
             self.state.checkpoints = self.run.prune(checkpoints, self.cfg.keep_last)
         except OSError as e:  # CheckpointWriteError included: a full disk
             reason = e.reason if isinstance(e, CheckpointWriteError) else e.strerror or str(e)
-            last = self.run.path / "last"
+            last = self.run.path / LAST
             kept = f"{last} is intact" if last.exists() else "no checkpoint was saved yet"
             raise TrainingError(
                 f"step {step}: could not write the checkpoint {path} ({reason}); {kept}. "
@@ -482,14 +483,14 @@ def _assemble(
     tgt_tokenizer = Tokenizer(spm[spm_names["tgt"]], str(data_dir / spm_names["tgt"]))
     limit = model_cfg.max_positions - 1  # pairs beyond max_src_len/max_tgt_len or the positions are left out
     data = TrainingData(
-        data_dir / "train.ids.safetensors",
+        data_dir / ids_file("train"),
         cfg.batch_tokens,
         cfg.seed,
         min(cfg.max_src_len, limit),
         min(cfg.max_tgt_len, limit),
     )
     validator = Validator(
-        ParallelIds.load(data_dir / "valid.ids.safetensors"),
+        ParallelIds.load(data_dir / ids_file("valid")),
         read_lines(data_dir / f"valid.{tgt_lang}"),
         tgt_tokenizer,
         cfg,

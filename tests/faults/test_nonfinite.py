@@ -11,8 +11,8 @@ import torch
 
 import nmt.train as training
 from faults.procs import start_args
-from nmt.checkpoint import load_model_dir
 from nmt.config import TrainConfig
+from nmt.modeldir import load_model_dir
 from nmt.train import MAX_SKIPS_IN_A_ROW, Trainer, TrainingError
 
 TINY = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 64}
