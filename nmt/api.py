@@ -19,7 +19,7 @@ from typing import Any, Literal, overload
 
 from nmt.config import DecodeConfig, SamplingConfig, from_dict
 from nmt.errors import ConfigError
-from nmt.lines import PRECISIONS, LineTranslator, Translation
+from nmt.line_translator import PRECISIONS, LineTranslator, Translation
 
 ENGINES = ("auto", "pytorch", "ctranslate2")
 

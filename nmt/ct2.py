@@ -25,8 +25,9 @@ from typing import Any
 from nmt.config import DecodeConfig, ModelConfig, from_dict
 from nmt.errors import CheckpointError, ConfigError
 from nmt.files import checked_tokenizers, read_json
+from nmt.hypotheses import Hypothesis, max_lengths, max_source_tokens, normalise
 from nmt.layout import BEST, CONFIG_FILE, EXPORT_FILE, EXPORT_FORMAT, LAST, MODEL_FILE
-from nmt.lines import Hypothesis, LineTranslator, max_lengths, max_source_tokens, normalise
+from nmt.line_translator import LineTranslator
 from nmt.runtime import all_cores
 from nmt.tokenizer import Tokenizer
 

@@ -26,7 +26,7 @@ class TrainingError(NmtError):
 
 
 def leftover(name: str) -> bool:
-    """A temporary file or directory that only a killed process leaves behind (see checkpoint.py)."""
+    """A temporary file or directory that only a killed process leaves behind (see nmt.fileio)."""
     return name.startswith(".") and re.search(r"\.(tmp|old|del)-\d+$|\.tmp$", name) is not None
 
 

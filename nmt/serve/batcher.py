@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from nmt.config import _check
-from nmt.lines import LineTranslator, Translation
+from nmt.line_translator import LineTranslator, Translation
 
 
 @dataclass(frozen=True)
