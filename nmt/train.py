@@ -24,7 +24,7 @@ from nmt.config import ModelConfig, TrainConfig, from_dict, to_dict
 from nmt.data import Batch, ParallelIds, TrainingData, read_lines
 from nmt.distributed import SINGLE, Group
 from nmt.errors import ConfigError
-from nmt.layout import LAST, ids_file, load_summary
+from nmt.layout import CONFIG_FILE, LAST, ids_file, load_summary
 from nmt.loss import chunked_loss
 from nmt.model import Transformer, build_model
 from nmt.modeldir import CheckpointWriteError, save_model_dir
@@ -444,7 +444,7 @@ def resume(
                 f"--resume keeps the run's settings; only {', '.join(sorted(RESUMABLE_OVERRIDES))} "
                 f"may change, not {', '.join(changed)}"
             )
-        where = str(run.path / "config.json")
+        where = str(run.path / CONFIG_FILE)
         train_cfg = from_dict(TrainConfig, {**config["train"], **(train_overrides or {})}, where=where)
         model_cfg = from_dict(ModelConfig, config["model"], where=where)
         trainer = _assemble(run, Path(config["data_dir"]), model_cfg, train_cfg, device, threads, callback, group)
