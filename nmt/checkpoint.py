@@ -65,13 +65,6 @@ def restore_training(
     return state
 
 
-def non_finite_weight(model: torch.nn.Module) -> str | None:
-    """The name of the first floating-point weight holding a NaN or an infinity, if any."""
-    return next(
-        (n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()), None
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # Optimizer state ⇄ flat tensors (safetensors holds only named tensors)
 

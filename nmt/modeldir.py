@@ -166,12 +166,17 @@ def load_model_dir(path: Path, device: torch.device | str = "cpu") -> LoadedMode
             f"{weights}: weights do not fit the model in {CONFIG_FILE} ({' '.join(first[:3])[:300]})"
         ) from None
     model.to(device)
-    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
-    if bad:
-        raise CheckpointError(
-            f"{weights}: non-finite values in {bad[0]}; the checkpoint is poisoned, use an earlier one"
-        )
+    bad = non_finite_weight(model)
+    if bad is not None:
+        raise CheckpointError(f"{weights}: non-finite values in {bad}; the checkpoint is poisoned, use an earlier one")
     return LoadedModel(model.eval(), config, tokenizers[0], tokenizers[1], path)
+
+
+def non_finite_weight(model: torch.nn.Module) -> str | None:
+    """The name of the first floating-point weight holding a NaN or an infinity, if any."""
+    return next(
+        (n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()), None
+    )
 
 
 class _ShapesOnly(TorchFunctionMode):

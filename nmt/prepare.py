@@ -25,7 +25,7 @@ import numpy as np
 
 from nmt.data import corpus_files, count_lines, iter_side_blocks, misaligned, write_ids
 from nmt.errors import ConfigError, DataError
-from nmt.fileio import commit_dir, read_json, sha256_file
+from nmt.fileio import commit_dir, read_json, sha256_bytes, sha256_file
 from nmt.layout import PREPARE_JSON, ids_file, spm_model_names, vocab_name
 from nmt.tokenizer import SPECIAL, Tokenizer, train_bpe
 from nmt.version import __version__
@@ -450,7 +450,7 @@ def prepare(
             "fingerprint": fingerprint,
             "settings": settings,
             "special_ids": asdict(SPECIAL),
-            "spm": {**spm_names, "sha256": {n: hashlib.sha256(p).hexdigest() for n, p in models.items()}},
+            "spm": {**spm_names, "sha256": {n: sha256_bytes(p) for n, p in models.items()}},
             "vocab_size": {"src": len(src_tok), "tgt": len(tgt_tok)},
             "splits": splits,
             "inputs": inputs,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nmt.errors import CheckpointError, ConfigError, NmtError
-from nmt.fileio import point, write_json
+from nmt.fileio import point, write_json, write_text
 from nmt.files import read_json
 from nmt.layout import BEST, CHECKPOINT_NAME, CHECKPOINTS, LAST, LOCK_FILE, LOG_FILE, checkpoint_name
 from nmt.layout import CONFIG_FILE as RUN_CONFIG
@@ -183,6 +183,4 @@ class RunDir:
                     kept.append(line)
             except ValueError:
                 pass  # a line torn by a crash
-        tmp = log.with_name(f".{LOG_FILE}.tmp")
-        tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-        os.replace(tmp, log)
+        write_text(log, "".join(f"{line}\n" for line in kept))

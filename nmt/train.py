@@ -19,7 +19,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from nmt import distributed
-from nmt.checkpoint import non_finite_weight, restore_training, training_tensors
+from nmt.checkpoint import restore_training, training_tensors
 from nmt.config import ModelConfig, TrainConfig, from_dict, to_dict
 from nmt.data import Batch, ParallelIds, TrainingData, read_lines
 from nmt.distributed import SINGLE, Group
@@ -27,7 +27,7 @@ from nmt.errors import ConfigError
 from nmt.layout import CONFIG_FILE, LAST, ids_file, load_summary
 from nmt.loss import chunked_loss
 from nmt.model import Transformer, build_model
-from nmt.modeldir import CheckpointWriteError, save_model_dir
+from nmt.modeldir import CheckpointWriteError, non_finite_weight, save_model_dir
 from nmt.optim import build_optimizer, lr_at, set_lr
 from nmt.rundir import RunDir, TrainingError, checkpoint_name
 from nmt.runtime import autocast, keep_freed_memory, pick_device, seed_everything, set_threads
