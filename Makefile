@@ -35,11 +35,13 @@ demo: setup
 test: setup lint
 	$(PY) -m pytest -q
 
-# The gates CI enforces with the tests: ruff (lint and format, settings in pyproject.toml) and mypy on nmt/.
+# The gates CI enforces with the tests: ruff (lint and format, settings in pyproject.toml), mypy on nmt/, and
+# import-linter's contracts (the layers and no import cycles, in pyproject.toml).
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # The command reference, docs/commands.md, from the commands' own --help (tests/test_reference.py fails when stale).
 .PHONY: docs

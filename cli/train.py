@@ -326,6 +326,7 @@ def average(
     """Average the weights of the last N checkpoints of a run into a new model directory."""
     from nmt.checkpoint import average_checkpoints
     from nmt.errors import CheckpointError
+    from nmt.layout import CHECKPOINT_NAME, CHECKPOINTS
 
     if last < 1:
         raise ConfigError(f"--last {last}: average at least 1 checkpoint")
@@ -333,12 +334,12 @@ def average(
         raise ConfigError(f"--out {out_dir} exists; add --force to replace it")
     writable(out_dir, "--out", directory=True)
     ckpts = (
-        sorted(p for p in (run_dir / "checkpoints").glob("step_*") if p.is_dir())
-        if (run_dir / "checkpoints").is_dir()
+        sorted(p for p in (run_dir / CHECKPOINTS).iterdir() if CHECKPOINT_NAME.fullmatch(p.name) and p.is_dir())
+        if (run_dir / CHECKPOINTS).is_dir()
         else []
     )
     if not ckpts:
-        raise CheckpointError(f"{run_dir}: no checkpoints (expected {run_dir}/checkpoints/step_*)")
+        raise CheckpointError(f"{run_dir}: no checkpoints (expected {run_dir}/{CHECKPOINTS}/step_*)")
     chosen = ckpts[-last:]
     if len(chosen) < last:
         err.print(

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nmt.version import __version__
+
 if TYPE_CHECKING:
     from nmt.api import Loaded
 
-__version__ = "0.1.0"
+__all__ = ["__version__", "load"]
 
 
 def load(model: str | Path, **options: Any) -> Loaded:

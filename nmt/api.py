@@ -19,7 +19,7 @@ from typing import Any, Literal, overload
 
 from nmt.config import DecodeConfig, SamplingConfig, from_dict
 from nmt.errors import ConfigError
-from nmt.lines import PRECISIONS, LineTranslator, Translation
+from nmt.line_translator import PRECISIONS, LineTranslator, Translation
 
 ENGINES = ("auto", "pytorch", "ctranslate2")
 
@@ -35,7 +35,7 @@ def load_translator(
 ) -> LineTranslator:
     """The engine's translator: PyTorch on a model or run directory, CTranslate2 on an `nmt export`
     directory ('auto' tells them apart)."""
-    from nmt.files import EXPORT_FILE, MODEL_FILE
+    from nmt.layout import EXPORT_FILE, MODEL_FILE
 
     model = Path(model)
     if engine not in ENGINES:

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 
 from nmt import distributed
-from nmt.checkpoint import CheckpointWriteError, non_finite_weight, save_model_dir
 from nmt.distributed import SINGLE, Group
+from nmt.layout import LAST
+from nmt.modeldir import CheckpointWriteError, non_finite_weight, save_model_dir
 from nmt.rundir import RunDir, TrainingError, checkpoint_name
 
 __all__ = ["Checkpointer", "Contents", "RunFiles"]
@@ -97,7 +98,7 @@ class Checkpointer:
 
     def _not_written(self, step: int, path: Path, e: OSError) -> TrainingError:
         reason = e.reason if isinstance(e, CheckpointWriteError) else e.strerror or str(e)
-        last = self.run.path / "last"
+        last = self.run.path / LAST
         kept = f"{last} is intact" if last.exists() else "no checkpoint was saved yet"
         return TrainingError(
             f"step {step}: could not write the checkpoint {path} ({reason}); {kept}. "

@@ -24,8 +24,10 @@ from typing import Any
 
 from nmt.config import DecodeConfig, ModelConfig, from_dict
 from nmt.errors import CheckpointError, ConfigError
-from nmt.files import CONFIG_FILE, EXPORT_FILE, MODEL_FILE, checked_tokenizers, read_json
-from nmt.lines import Hypothesis, LineTranslator, max_lengths, max_source_tokens, normalise
+from nmt.files import checked_tokenizers, read_json
+from nmt.hypotheses import Hypothesis, max_lengths, max_source_tokens, normalise
+from nmt.layout import BEST, CONFIG_FILE, EXPORT_FILE, EXPORT_FORMAT, LAST, MODEL_FILE
+from nmt.line_translator import LineTranslator
 from nmt.runtime import all_cores
 from nmt.tokenizer import Tokenizer
 
@@ -42,8 +44,6 @@ COMPUTE_TYPES = (
     "float16",
     "bfloat16",
 )
-
-FORMAT = "ctranslate2"  # an export's "format" in nmt.json
 
 
 def import_ctranslate2() -> Any:
@@ -65,7 +65,7 @@ def read_export(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: no such model directory")
     file = path / EXPORT_FILE
     if not file.is_file():
-        if (path / MODEL_FILE).exists() or (path / "best").exists() or (path / "last").exists():
+        if (path / MODEL_FILE).exists() or (path / BEST).exists() or (path / LAST).exists():
             raise CheckpointError(
                 f"{path}: a PyTorch model, not a CTranslate2 export; leave out --engine ctranslate2, "
                 f"or export it first: nmt export -m {path} --format ctranslate2 --out DIR"
@@ -75,8 +75,8 @@ def read_export(path: Path) -> dict[str, Any]:
             "`nmt export --format ctranslate2`"
         )
     desc = read_json(file)
-    if desc.get("format") != FORMAT:
-        raise CheckpointError(f"{file}: format {desc.get('format')!r}, expected {FORMAT!r}; re-run nmt export")
+    if desc.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"{file}: format {desc.get('format')!r}, expected {EXPORT_FORMAT!r}; re-run nmt export")
     return desc
 
 

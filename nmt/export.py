@@ -29,14 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from nmt import __version__
-from nmt.checkpoint import CONFIG_FILE, MODEL_FILE, LoadedModel, commit_dir, load_model_dir, spm_files_of, write_json
 from nmt.config import to_dict
-from nmt.ct2 import FORMAT, import_ctranslate2
+from nmt.ct2 import import_ctranslate2
 from nmt.errors import CheckpointError, ConfigError
-from nmt.files import EXPORT_FILE
+from nmt.fileio import commit_dir, sha256_file, write_json
+from nmt.layout import CONFIG_FILE, CT2_MODEL_FILE, EXPORT_FILE, EXPORT_FORMAT, MODEL_FILE
 from nmt.model import Transformer
-from nmt.tokenizer import sha256_file
+from nmt.modeldir import LoadedModel, load_model_dir, spm_files_of
+from nmt.version import __version__
 
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16")
 
@@ -173,14 +173,14 @@ def export_ctranslate2(model_dir: Path, out: Path, quantization: str = "float32"
 def _description(loaded: LoadedModel, quantization: str, ct2_version: str, tmp: Path) -> dict[str, Any]:
     """nmt.json: what `nmt translate` needs besides CTranslate2's files, and where the export came from."""
     return {
-        "format": FORMAT,
+        "format": EXPORT_FORMAT,
         "nmt_version": __version__,
         "ctranslate2_version": ct2_version,
         "quantization": quantization,
         "model": to_dict(loaded.model.config),
         "spm": loaded.config["spm"],
         "spm_sha256": loaded.config["spm_sha256"],
-        "model_bin_sha256": sha256_file(tmp / "model.bin"),
+        "model_bin_sha256": sha256_file(tmp / CT2_MODEL_FILE),
         "source": {
             "path": str(loaded.path),
             "model_sha256": sha256_file(loaded.path / MODEL_FILE),

@@ -1,37 +1,35 @@
-"""The names of the files nmt writes in a model or export directory, and reading the small ones: what every
-engine needs to open a directory. No torch here, so that the CTranslate2 engine starts without it."""
+"""Reading the small files of a model or export directory (config.json, nmt.json, the SentencePiece models,
+checked against their sha256): what every engine needs to open a directory, with the errors a user can act on.
+No torch here, so that the CTranslate2 engine starts without it; the file names are nmt.layout's."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from nmt import fileio
 from nmt.errors import CheckpointError
-from nmt.tokenizer import Tokenizer, sha256_bytes
-
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-EXPORT_FILE = "nmt.json"  # in an `nmt export` directory: config.json is CTranslate2's own
-MAX_JSON_BYTES = 16 << 20  # a config.json larger than this is not ours
+from nmt.fileio import JsonFileError, sha256_bytes
+from nmt.layout import CONFIG_FILE, MODEL_FILE
+from nmt.tokenizer import Tokenizer
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a model, checkpoint or export directory, or a CheckpointError saying what is wrong."""
     try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise CheckpointError(f"{path}: {path.stat().st_size} bytes, too large for a config; not an nmt checkpoint")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return fileio.read_json(path)
     except FileNotFoundError:
         raise CheckpointError(
             f"{path}: missing; a model directory needs {MODEL_FILE}, {CONFIG_FILE} and its spm model"
         ) from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e}); the checkpoint is corrupted") from None
-    except RecursionError:
-        raise CheckpointError(f"{path}: JSON nested too deeply; not an nmt checkpoint") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object; the checkpoint is corrupted")
-    return data
+    except JsonFileError as e:
+        message = {
+            "size": f"{e.detail} bytes, too large for a config; not an nmt checkpoint",
+            "syntax": f"not valid JSON ({e.detail}); the checkpoint is corrupted",
+            "depth": "JSON nested too deeply; not an nmt checkpoint",
+            "type": "expected a JSON object; the checkpoint is corrupted",
+        }[e.problem]
+        raise CheckpointError(f"{path}: {message}") from None
 
 
 def checked_tokenizers(

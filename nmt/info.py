@@ -9,38 +9,41 @@
 
 Nothing here runs code from the files (JSON and safetensors headers only, never pickle) or loads weights:
 the parameter count comes from the tensor shapes in the safetensors header, or, for an export, from the model
-config. Nor does it import torch or sentencepiece, so that `nmt info` answers at once; their versions come
-from the installed packages' metadata. The file names are those of nmt.checkpoint, nmt.rundir, nmt.prepare
-and nmt.export (tests/test_info.py checks that they agree)."""
+config. Nor does it import torch or sentencepiece, so that `nmt info` answers at once (the import-linter
+contracts in pyproject.toml keep it so); their versions come from the installed packages' metadata. The file
+names are nmt.layout's, the ones the writers use."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import platform
-import re
 from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
 
 from safetensors import SafetensorError, safe_open
 
-from nmt import __version__
+from nmt import fileio
 from nmt.config import ModelConfig, from_dict, to_dict
 from nmt.errors import CheckpointError, ConfigError, DataError, NmtError
+from nmt.fileio import JsonFileError, sha256_file
+from nmt.layout import (
+    BEST,
+    CHECKPOINT_NAME,
+    CHECKPOINTS,
+    CONFIG_FILE,
+    EXPORT_FILE,
+    EXPORT_FORMAT,
+    LAST,
+    LOG_FILE,
+    MODEL_FILE,
+    PREPARE_JSON,
+    TRAINER_JSON,
+)
+from nmt.version import __version__
 
-MODEL_FILE = "model.safetensors"  # nmt.checkpoint
-CONFIG_FILE = "config.json"  # nmt.checkpoint (a model's) and nmt.rundir (a run's)
-TRAINER_JSON = "trainer.json"  # nmt.checkpoint
-LOG_FILE = "train_log.jsonl"  # nmt.rundir
-CHECKPOINTS = "checkpoints"  # nmt.rundir
-PREPARE_JSON = "prepare.json"  # nmt.prepare
-EXPORT_FILE = "nmt.json"  # nmt.files
-EXPORT_FORMAT = "ctranslate2"  # nmt.ct2
-MAX_JSON_BYTES = 16 << 20  # as nmt.files: a JSON file larger than this is not ours
-CHECKPOINT_NAME = re.compile(r"step_(\d+)")
 KINDS = ("model", "run", "data", "ctranslate2")
 DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
 LOOKED_FOR = (
@@ -76,7 +79,7 @@ def kind_of(path: Path) -> str:
     config = path / CONFIG_FILE
     if config.is_file() and (path / MODEL_FILE).is_file():
         return "model"
-    if config.is_file() and any((path / name).exists() for name in (CHECKPOINTS, "best", "last", LOG_FILE)):
+    if config.is_file() and any((path / name).exists() for name in (CHECKPOINTS, BEST, LAST, LOG_FILE)):
         return "run"
     if config.is_file():
         data = read_json(config, CheckpointError)
@@ -134,7 +137,7 @@ def describe_run(path: Path) -> dict[str, Any]:
     config = read_json(path / CONFIG_FILE, CheckpointError)
     train = _object(config, "train")
     warnings: list[str] = []
-    links = {name: linked_checkpoint(path, name, warnings) for name in ("best", "last")}
+    links = {name: linked_checkpoint(path, name, warnings) for name in (BEST, LAST)}
     state: dict[str, Any] = {}
     if links["last"] is not None:
         trainer_json = links["last"] / TRAINER_JSON
@@ -253,19 +256,19 @@ def describe_export(path: Path) -> dict[str, Any]:
 def read_json(path: Path, error: type[NmtError]) -> dict[str, Any]:
     """A JSON object from `path`, or `error` naming the file and what is wrong with it."""
     try:
-        size = path.stat().st_size
-        if size > MAX_JSON_BYTES:
-            raise error(f"{path}: {size} bytes, too large to be nmt's; the directory is not nmt's or is damaged")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return fileio.read_json(path)
     except FileNotFoundError:
         raise error(f"{path}: missing") from None
     except OSError as e:
         raise error(f"{path}: cannot read it ({e.strerror})") from None
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise error(f"{path}: not valid JSON ({str(e)[:200]}); the file is damaged") from None
-    if not isinstance(data, dict):
-        raise error(f"{path}: expected a JSON object; the file is damaged")
-    return cast(dict[str, Any], data)
+    except JsonFileError as e:
+        if e.problem == "size":
+            raise error(
+                f"{path}: {e.detail} bytes, too large to be nmt's; the directory is not nmt's or is damaged"
+            ) from None
+        if e.problem == "type":
+            raise error(f"{path}: expected a JSON object; the file is damaged") from None
+        raise error(f"{path}: not valid JSON ({e.detail[:200]}); the file is damaged") from None
 
 
 def model_config(config: dict[str, Any], where: Path) -> ModelConfig:
@@ -419,14 +422,6 @@ def tree_bytes(path: Path) -> int:
             except OSError:
                 pass  # removed meanwhile (a run pruning its checkpoints)
     return total
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _object(data: dict[str, Any], key: str) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nmt.errors import ConfigError, DataError
-from nmt.rundir import LOG_FILE
+from nmt.fileio import write_text
+from nmt.layout import LOG_FILE
 
 Kind = Literal["train", "valid"]
 XAxis = Literal["step", "minutes"]
@@ -210,12 +211,9 @@ def write_csv(rows: Iterable[Row], path: Path | str) -> None:
         sys.stdout.flush()
         return
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, text)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"{path}: cannot write ({e.strerror}); choose another --csv") from None
 
 

@@ -19,15 +19,16 @@ from typing import Any, cast
 
 import numpy as np
 
-from nmt import __version__
 from nmt.config import PrepareConfig
 from nmt.data import corpus_files, count_lines
 from nmt.errors import DataError
+from nmt.fileio import commit_dir, read_json, sha256_bytes, sha256_file
+from nmt.layout import PREPARE_JSON, spm_model_names, vocab_name
 from nmt.prepare_clean import clean_corpus
 from nmt.prepare_encode import Chunk, encode_split
-from nmt.tokenizer import SPECIAL, Tokenizer, sha256_file, train_bpe
+from nmt.tokenizer import SPECIAL, Tokenizer, train_bpe
+from nmt.version import __version__
 
-PREPARE_JSON = "prepare.json"
 DEFAULT_SPM_SAMPLE = PrepareConfig.spm_sample  # its name across versions (benchmarks/prepare_scale.py reads it)
 SPM_SAMPLE_SEED = 1
 
@@ -67,14 +68,6 @@ def _keep(src_lens: np.ndarray, tgt_lens: np.ndarray, cfg: PrepareConfig, counts
     for name, dropped in (("empty", empty), ("too_long", too_long), ("ratio", ratio)):
         counts[name] += int(dropped.sum())
     return ~(empty | too_long | ratio)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _lines(path: Path) -> Iterator[str]:
@@ -142,7 +135,7 @@ def prepare(
             "fingerprint": plan.fingerprint,
             "settings": plan.settings,
             "special_ids": asdict(SPECIAL),
-            "spm": {**spm_names, "sha256": {n: hashlib.sha256(p).hexdigest() for n, p in models.items()}},
+            "spm": {**spm_names, "sha256": {n: sha256_bytes(p) for n, p in models.items()}},
             "vocab_size": {"src": len(tokenizers[0]), "tgt": len(tokenizers[1])},
             "splits": splits,
             "inputs": plan.inputs,
@@ -193,7 +186,7 @@ def _reuse(out: Path, fingerprint: str, force: bool) -> PrepareResult | None:
     if out.exists():
         previous = _read_fingerprint(out)
         if previous == fingerprint and not force:
-            return PrepareResult(out, reused=True, summary=json.loads((out / PREPARE_JSON).read_text()))
+            return PrepareResult(out, reused=True, summary=read_json(out / PREPARE_JSON))
         if not force:
             what = "a different preparation" if previous else "other files"
             raise DataError(f"{out}: already holds {what}; choose another --out or add --force to replace it")
@@ -236,21 +229,20 @@ def _train_sentencepiece(
     langs = (cfg.src, cfg.tgt)
     train_text = {lang: _cleaned(tmp, "train", lang) for lang in langs}
     models: dict[str, bytes] = {}
+    spm_names = spm_model_names(cfg.src, cfg.tgt, cfg.joint)
     if cfg.joint:
         stage(f"training SentencePiece BPE on {min(2 * n_train, cfg.spm_sample or 2 * n_train):,} sentences")
-        models["spm.model"] = train_bpe(
+        models[spm_names["src"]] = train_bpe(
             _spm_input([train_text[lang] for lang in langs], 2 * n_train, cfg.spm_sample), cfg.vocab_size
         )
-        spm_names = {"src": "spm.model", "tgt": "spm.model"}
     else:
-        spm_names = {"src": f"spm.{cfg.src}.model", "tgt": f"spm.{cfg.tgt}.model"}
         for side, lang in zip(("src", "tgt"), langs):
             stage(f"training SentencePiece BPE ({lang}) on {min(n_train, cfg.spm_sample or n_train):,} sentences")
             models[spm_names[side]] = train_bpe(_spm_input([train_text[lang]], n_train, cfg.spm_sample), cfg.vocab_size)
     for name, proto in models.items():
         (tmp / name).write_bytes(proto)
         vocab = Tokenizer(proto).pieces()
-        (tmp / name.replace(".model", ".vocab")).write_text("".join(f"{p}\n" for p in vocab), encoding="utf-8")
+        (tmp / vocab_name(name)).write_text("".join(f"{p}\n" for p in vocab), encoding="utf-8")
     return models, spm_names
 
 
@@ -325,18 +317,7 @@ def _write_out(tmp: Path, out: Path, summary: dict[str, Any], stage: Callable[[s
     """Stage 4: prepare.json, then `tmp` made the output directory `out` whole or not at all."""
     (tmp / PREPARE_JSON).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     stage("syncing to disk")
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    _fsync_dir(tmp)
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
-    _fsync_dir(out.parent if str(out.parent) else Path("."))
+    commit_dir(tmp, out)
 
 
 def hash_pair(src: str, tgt: str) -> int:
@@ -347,19 +328,6 @@ def hash_pair(src: str, tgt: str) -> int:
 
 def _read_fingerprint(out: Path) -> str | None:
     try:
-        return cast("str | None", json.loads((out / PREPARE_JSON).read_text()).get("fingerprint"))
-    except (OSError, ValueError, AttributeError):
+        return cast("str | None", read_json(out / PREPARE_JSON).get("fingerprint"))
+    except (OSError, ValueError):
         return None
-
-
-def load_summary(data_dir: Path) -> dict[str, Any]:
-    """prepare.json of a prepared data directory, or a clear error."""
-    path = Path(data_dir) / PREPARE_JSON
-    try:
-        return cast(dict[str, Any], json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise DataError(
-            f"{data_dir}: not a prepared data directory (no {PREPARE_JSON}); run `nmt prepare` first"
-        ) from None
-    except ValueError as e:
-        raise DataError(f"{path}: invalid JSON ({e}); re-run `nmt prepare --force`") from None

@@ -16,6 +16,7 @@ import numpy as np
 
 from nmt.data import write_ids
 from nmt.errors import DataError
+from nmt.layout import ids_file
 from nmt.tokenizer import Tokenizer
 
 CHUNK = 50_000  # pairs encoded at a time: bounds memory, and feeds SentencePiece's threads
@@ -101,7 +102,7 @@ def encode_split(
         for lang in langs:
             text[lang].unlink()
     stage(f"writing {name}")
-    write_ids(tmp / f"{name}.ids.safetensors", raw[src], sl, raw[tgt], tl)
+    write_ids(tmp / ids_file(name), raw[src], sl, raw[tgt], tl)
     for path in raw.values():
         path.unlink()
     entry["tokens"] = {src: int(sl.sum()), tgt: int(tl.sum())}

@@ -14,13 +14,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from nmt.checkpoint import point, read_json, write_json
 from nmt.errors import CheckpointError, ConfigError, NmtError
-
-RUN_CONFIG = "config.json"
-LOG_FILE = "train_log.jsonl"
-LOCK_FILE = ".lock"
-CHECKPOINT_NAME = re.compile(r"step_(\d+)")
+from nmt.fileio import point, write_json, write_text
+from nmt.files import read_json
+from nmt.layout import BEST, CHECKPOINT_NAME, CHECKPOINTS, LAST, LOCK_FILE, LOG_FILE, checkpoint_name
+from nmt.layout import CONFIG_FILE as RUN_CONFIG
 
 
 class TrainingError(NmtError):
@@ -28,12 +26,8 @@ class TrainingError(NmtError):
 
 
 def leftover(name: str) -> bool:
-    """A temporary file or directory that only a killed process leaves behind (see checkpoint.py)."""
+    """A temporary file or directory that only a killed process leaves behind (see nmt.fileio)."""
     return name.startswith(".") and re.search(r"\.(tmp|old|del)-\d+$|\.tmp$", name) is not None
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step_{step:06d}"
 
 
 class RunDir:
@@ -43,7 +37,7 @@ class RunDir:
 
     @property
     def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / CHECKPOINTS
 
     def checkpoint(self, step: int) -> Path:
         return self.checkpoints / checkpoint_name(step)
@@ -96,7 +90,7 @@ class RunDir:
 
     def last(self) -> Path | None:
         """The checkpoint `last` points at, or None before the first one; a dangling link is an error."""
-        last = self.path / "last"
+        last = self.path / LAST
         if last.is_symlink() and not last.exists():
             raise CheckpointError(
                 f"{last}: points at {os.readlink(last)}, which is missing; "
@@ -123,9 +117,9 @@ class RunDir:
             return saved
         best = self.checkpoint(best_step) if best_step is not None else None
         if best is not None and best.is_dir():
-            point(self.path / "best", best)
-        elif (self.path / "best").is_symlink():
-            (self.path / "best").unlink()
+            point(self.path / BEST, best)
+        elif (self.path / BEST).is_symlink():
+            (self.path / BEST).unlink()
         for child in self.checkpoints.iterdir():  # only after `best` has moved back: it never points at a deleted one
             match = CHECKPOINT_NAME.fullmatch(child.name)
             if match and int(match.group(1)) > step:
@@ -139,14 +133,14 @@ class RunDir:
         if not self.writer:
             return
         if best:  # before `last`: a crash in between leaves `best` ahead, which resuming puts right
-            point(self.path / "best", path)
-        point(self.path / "last", path)
+            point(self.path / BEST, path)
+        point(self.path / LAST, path)
 
     def prune(self, saved: list[str], keep_last: int) -> list[str]:
         """Keep the last `keep_last` checkpoints of `saved` (oldest first) plus the best one; the kept names."""
         if not self.writer:
             return saved
-        best = Path(os.readlink(self.path / "best")).name if (self.path / "best").is_symlink() else None
+        best = Path(os.readlink(self.path / BEST)).name if (self.path / BEST).is_symlink() else None
         keep = set(saved[-max(keep_last, 1) :]) | ({best} if best else set())
         for name in saved:
             if name not in keep:
@@ -189,6 +183,4 @@ class RunDir:
                     kept.append(line)
             except ValueError:
                 pass  # a line torn by a crash
-        tmp = log.with_name(f".{LOG_FILE}.tmp")
-        tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-        os.replace(tmp, log)
+        write_text(log, "".join(f"{line}\n" for line in kept))

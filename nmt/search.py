@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from nmt.config import DecodeConfig
-from nmt.lines import Hypothesis, max_lengths, normalise
+from nmt.hypotheses import Hypothesis, max_lengths, normalise
 
 Memory: TypeAlias = Any  # whatever `encode` returns; search only passes it back to the model
 KVCache: TypeAlias = Any  # likewise for the decoder state

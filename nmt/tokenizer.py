@@ -3,7 +3,6 @@ Knows nothing about torch, batches or models: strings in, lists of ints out."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 from collections.abc import Iterable
@@ -14,6 +13,7 @@ from typing import cast
 import sentencepiece as spm
 
 from nmt.errors import CheckpointError, ConfigError
+from nmt.fileio import sha256_bytes
 
 
 @dataclass(frozen=True)
@@ -78,19 +78,6 @@ def train_bpe(sentences: Iterable[str], vocab_size: int, seed_sentencepiece: int
             ) from None
         raise ConfigError(f"SentencePiece training failed: {message}") from None
     return model.getvalue()
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Tokenizer:

@@ -8,20 +8,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nmt import __version__, distributed
+from nmt import distributed
 from nmt.checkpointer import RunFiles
 from nmt.config import ModelConfig, TrainConfig, from_dict, to_dict
 from nmt.data import ParallelIds, TrainingData, read_lines
 from nmt.distributed import SINGLE, Group
 from nmt.errors import ConfigError
+from nmt.layout import CONFIG_FILE, ids_file, load_summary
 from nmt.model import build_model
 from nmt.optim import build_optimizer
-from nmt.prepare import load_summary
 from nmt.rundir import RunDir, TrainingError
 from nmt.runtime import keep_freed_memory, pick_device, seed_everything, set_threads
 from nmt.tokenizer import SPECIAL, Tokenizer
 from nmt.trainer import Callback, Trainer
 from nmt.validation import EarlyStopping, Validator
+from nmt.version import __version__
 
 # On --resume these may change (how long to go on, how often to report); anything else would make
 # the resumed run a different run.
@@ -114,7 +115,7 @@ def resume(
                 f"--resume keeps the run's settings; only {', '.join(sorted(RESUMABLE_OVERRIDES))} "
                 f"may change, not {', '.join(changed)}"
             )
-        where = str(run.path / "config.json")
+        where = str(run.path / CONFIG_FILE)
         train_cfg = from_dict(TrainConfig, {**config["train"], **(train_overrides or {})}, where=where)
         model_cfg = from_dict(ModelConfig, config["model"], where=where)
         trainer = _assemble(run, Path(config["data_dir"]), model_cfg, train_cfg, device, threads, callback, group)
@@ -152,14 +153,14 @@ def _assemble(
     tgt_tokenizer = Tokenizer(spm[spm_names["tgt"]], str(data_dir / spm_names["tgt"]))
     limit = model_cfg.max_positions - 1  # pairs beyond max_src_len/max_tgt_len or the positions are left out
     data = TrainingData(
-        data_dir / "train.ids.safetensors",
+        data_dir / ids_file("train"),
         cfg.batch_tokens,
         cfg.seed,
         min(cfg.max_src_len, limit),
         min(cfg.max_tgt_len, limit),
     )
     validator = Validator(
-        ParallelIds.load(data_dir / "valid.ids.safetensors"),
+        ParallelIds.load(data_dir / ids_file("valid")),
         read_lines(data_dir / f"valid.{tgt_lang}"),
         tgt_tokenizer,
         cfg,

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 
-from nmt.checkpoint import LoadedModel, load_model_dir
 from nmt.config import DecodeConfig, SamplingConfig
 from nmt.data import ParallelIds, collate, token_batches
 from nmt.errors import ConfigError
-from nmt.lines import PRECISIONS, Hypothesis, LineTranslator, max_source_tokens
+from nmt.hypotheses import Hypothesis, max_source_tokens
+from nmt.line_translator import PRECISIONS, LineTranslator
 from nmt.model import Transformer
+from nmt.modeldir import LoadedModel, load_model_dir
 from nmt.runtime import autocast, pick_device, set_threads
 from nmt.search import StepModel, beam_search, greedy, processors, sample
 from nmt.tokenizer import SPECIAL

@@ -32,7 +32,7 @@ class Validator:
 
     @torch.inference_mode()
     def __call__(self, model: Transformer) -> dict[str, float]:
-        from nmt.lines import max_source_tokens
+        from nmt.hypotheses import max_source_tokens
         from nmt.metrics import bleu_chrf
         from nmt.search import greedy
 

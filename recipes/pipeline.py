@@ -139,7 +139,7 @@ class Pipeline:
         from carve import fold, grouped_split
 
         from nmt.data import read_parallel
-        from nmt.tokenizer import sha256_file
+        from nmt.fileio import sha256_file
 
         settings = dict(self.config["recipe"]["carve"])
         seed = int(settings.pop("seed", 1))

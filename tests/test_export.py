@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from nmt_cli.main import app
 from typer.testing import CliRunner
 
-from nmt.checkpoint import load_model_dir, save_model_dir
 from nmt.config import DecodeConfig, ModelConfig
 from nmt.errors import ConfigError
 from nmt.model import Transformer
+from nmt.modeldir import load_model_dir, save_model_dir
 from nmt.runtime import autocast
 from nmt.tokenizer import SPECIAL, Tokenizer
 from nmt.translate import Translator

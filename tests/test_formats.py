@@ -110,7 +110,7 @@ def test_the_python_api_loads_both_and_gives_the_same_translations(name):
 
 
 def test_the_model_directory_loads_with_its_config_and_vocabulary():
-    from nmt.checkpoint import load_model_dir
+    from nmt.modeldir import load_model_dir
 
     loaded = load_model_dir(FIXTURES / "model")
     config = json.loads((FIXTURES / "model" / "config.json").read_text(encoding="utf-8"))
@@ -165,7 +165,7 @@ def test_the_mid_run_checkpoint_resumes_with_the_losses_of_the_uninterrupted_run
 
 def test_prepared_data_is_read_and_its_ids_are_its_text():
     from nmt.data import ParallelIds
-    from nmt.prepare import load_summary
+    from nmt.layout import load_summary
     from nmt.tokenizer import Tokenizer
 
     data = FIXTURES / "data"

@@ -13,10 +13,10 @@ from nmt_cli.main import app
 from typer.testing import CliRunner
 
 import nmt
-from nmt import checkpoint, ct2, export, files, info, prepare, rundir
-from nmt.checkpoint import load_model_dir
+from nmt import export, info
 from nmt.config import ModelConfig
 from nmt.model import build_model
+from nmt.modeldir import load_model_dir
 
 runner = CliRunner()
 
@@ -179,21 +179,6 @@ def test_a_damaged_model_is_one_error_line_and_nan_is_null(tiny_model_dir, tmp_p
 def test_the_parameters_of_a_config_are_those_of_the_model(shape):
     config = ModelConfig(**{"src_vocab_size": 500, "tgt_vocab_size": 500, "d_model": 16, "n_heads": 2, **shape})
     assert info.parameters_of(config) == sum(p.numel() for p in build_model(config).parameters())
-
-
-def test_file_names_are_those_of_the_modules_that_write_them():
-    assert (info.MODEL_FILE, info.CONFIG_FILE, info.TRAINER_JSON) == (
-        checkpoint.MODEL_FILE,
-        checkpoint.CONFIG_FILE,
-        checkpoint.TRAINER_JSON,
-    )
-    assert (info.LOG_FILE, info.CONFIG_FILE, info.CHECKPOINT_NAME.pattern) == (
-        rundir.LOG_FILE,
-        rundir.RUN_CONFIG,
-        rundir.CHECKPOINT_NAME.pattern,
-    )
-    assert info.PREPARE_JSON == prepare.PREPARE_JSON and info.MAX_JSON_BYTES == files.MAX_JSON_BYTES
-    assert (info.EXPORT_FILE, info.EXPORT_FORMAT) == (files.EXPORT_FILE, ct2.FORMAT)
 
 
 def test_describing_imports_neither_torch_nor_sentencepiece(tiny_model_dir):

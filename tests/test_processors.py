@@ -125,8 +125,8 @@ def test_every_model_is_built_by_the_factory(monkeypatch, prepared_sample, tmp_p
     """Training and checkpoint loading both build the class ModelConfig.arch names, through build_model."""
     import nmt.model
     import nmt.train as training
-    from nmt.checkpoint import load_model_dir
     from nmt.config import TrainConfig
+    from nmt.modeldir import load_model_dir
 
     built: list[str] = []
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nmt.tokenizer import sha256_file
+from nmt.fileio import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from nmt.config import DecodeConfig, SamplingConfig
 from nmt.data import ParallelIds, collate
-from nmt.lines import Hypothesis, normalise
+from nmt.hypotheses import Hypothesis, normalise
 from nmt.tokenizer import SPECIAL
 from nmt.translate import Translator
 

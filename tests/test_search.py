@@ -11,7 +11,7 @@ import torch
 
 from nmt.config import DecodeConfig, ModelConfig, SamplingConfig
 from nmt.errors import ConfigError
-from nmt.lines import Hypothesis, normalise
+from nmt.hypotheses import Hypothesis, normalise
 from nmt.search import beam_search, greedy, sample
 from nmt.tokenizer import SPECIAL
 

@@ -24,7 +24,7 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-from nmt.lines import LineTranslator, Translation  # noqa: E402
+from nmt.line_translator import LineTranslator, Translation  # noqa: E402
 from nmt.serve.batcher import Batcher, Limits, Options  # noqa: E402
 from nmt.serve.protocol import RequestError, parse_request  # noqa: E402
 

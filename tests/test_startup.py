@@ -4,6 +4,7 @@ measured by benchmarks/translate_speed.py, not asserted here."""
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -28,7 +29,14 @@ NOT_FOR_TRANSLATING = {
     "uvicorn",
     "torch.distributed.run",
     "pydantic",  # typer 0.29 validates every option with it (~0.15 s of start-up): pyproject keeps typer < 0.29
+    # the training state: translating reads a model directory (nmt.modeldir), never these
+    "nmt.checkpoint",
+    "nmt.rundir",
+    "nmt.distributed",
+    "nmt.optim",
+    "nmt.loss",
 }
+TORCH_FREE_TOO = {"numpy", "sentencepiece", "safetensors.torch"}  # nor what only the model, data or tokenizer need
 # no other command's module (nmt_cli.settings makes every command's config options)
 CLI_FOR_TRANSLATING = {"nmt_cli", "nmt_cli.main", "nmt_cli.common", "nmt_cli.settings", "nmt_cli.translate"}
 
@@ -75,3 +83,39 @@ def test_pytorch_path_imports_only_what_translating_needs(tiny_model_dir: Path) 
     assert not modules & NOT_FOR_TRANSLATING, sorted(modules & NOT_FOR_TRANSLATING)
     assert "ctranslate2" not in modules
     assert {m for m in modules if m.startswith("nmt_cli")} == CLI_FOR_TRANSLATING
+
+
+def test_plot_csv_imports_no_torch(tiny_model_dir: Path) -> None:
+    run_dir = tiny_model_dir.parent
+    modules, run = imported(["plot", "--csv", "-", str(run_dir)])
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("run,run_dir,kind,step") and len(run.stdout.splitlines()) > 1
+    assert "nmt.plot" in modules
+    assert not {m for m in modules if m == "torch" or m.startswith("torch.")}, "nmt plot --csv imported torch"
+    assert not modules & (TORCH_FREE_TOO | {"matplotlib", "nmt.rundir", "nmt.checkpoint"})
+
+
+@pytest.mark.parametrize("which", ["run", "model", "data"])
+def test_info_imports_no_torch(which: str, tiny_model_dir: Path, prepared_sample: Path) -> None:
+    path = {"run": tiny_model_dir.parent, "model": tiny_model_dir, "data": prepared_sample}[which]
+    modules, run = imported(["info", str(path)])
+    assert run.returncode == 0, run.stderr
+    assert "nmt.info" in modules
+    assert not {m for m in modules if m == "torch" or m.startswith("torch.")}, f"nmt info on a {which} imported torch"
+    assert not modules & (TORCH_FREE_TOO - {"numpy"})  # safetensors reads the weights' header through numpy
+
+
+def test_only_nmt_distributed_imports_torch_distributed() -> None:
+    """import-linter cannot name a part of an external package; this finds every import of torch.distributed
+    in nmt/ (the contracts in pyproject.toml keep inference, info and plot away from nmt.distributed)."""
+    importers = set()
+    for path in sorted((ROOT / "nmt").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            if any(name == "torch.distributed" or name.startswith("torch.distributed.") for name in names):
+                importers.add(path.relative_to(ROOT).as_posix())
+    assert importers == {"nmt/distributed.py"}

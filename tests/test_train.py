@@ -14,9 +14,10 @@ import pytest
 import torch
 
 import nmt.train as training
-from nmt.checkpoint import average_checkpoints, load_model_dir, save_model_dir
+from nmt.checkpoint import average_checkpoints
 from nmt.config import TrainConfig
 from nmt.errors import CheckpointError, ConfigError
+from nmt.modeldir import load_model_dir, save_model_dir
 from nmt.train import TrainingError
 from nmt.trainer import Trainer
 
@@ -177,12 +178,12 @@ def test_average_of_checkpoints_is_the_mean(prepared_sample, tmp_path):
 
 def test_save_model_dir_leaves_no_partial_directory_on_failure(prepared_sample, tmp_path, monkeypatch):
     trainer = run(prepared_sample, tmp_path / "r", max_steps=2, valid_every=2)
-    import nmt.checkpoint
+    import nmt.modeldir
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(nmt.checkpoint, "save_file", full_disk)
+    monkeypatch.setattr(nmt.modeldir, "save_file", full_disk)
     with pytest.raises(OSError):
         save_model_dir(
             tmp_path / "r" / "checkpoints" / "step_000099", trainer.model, {"spm": {}}, {}, {"x": torch.zeros(1)}, {}

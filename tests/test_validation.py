@@ -56,8 +56,8 @@ def test_validation_of_a_model_with_few_positions_does_not_crash(prepared_sample
 
     from nmt.config import ModelConfig, TrainConfig
     from nmt.data import ParallelIds, read_lines
+    from nmt.layout import load_summary
     from nmt.model import build_model
-    from nmt.prepare import load_summary
     from nmt.tokenizer import Tokenizer
     from nmt.validation import Validator
 

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, cast
 
-from nmt.lines import LineTranslator
+from nmt.line_translator import LineTranslator
 from nmt.serve.batcher import Batcher, Limits, ShuttingDown
 from nmt.serve.protocol import Error, Health, RequestError, answer, finite, openapi, parse_request
 

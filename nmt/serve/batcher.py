@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from nmt.config import Limits
-from nmt.lines import LineTranslator, Translation
+from nmt.line_translator import LineTranslator, Translation
 
 
 class ShuttingDown(RuntimeError):

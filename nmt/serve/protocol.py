@@ -30,7 +30,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from nmt.lines import Translation
+from nmt.line_translator import Translation
 from nmt.serve.batcher import Limits, Options
 
 FIELDS = ("text", "beam", "nbest", "align")  # the fields of a /translate request, in the order they are checked

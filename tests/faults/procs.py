@@ -111,7 +111,8 @@ def resume_args(run_dir: Path, *extra: str) -> list[str]:
 
 def check_run_dir(run_dir: Path) -> None:
     """`last` and `best` point at checkpoints that load; no visible checkpoint is half-written."""
-    from nmt.checkpoint import load_model_dir, load_trainer_state
+    from nmt.checkpoint import load_trainer_state
+    from nmt.modeldir import load_model_dir
 
     for link in ("last", "best"):
         path = run_dir / link

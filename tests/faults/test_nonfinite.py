@@ -11,8 +11,8 @@ import torch
 
 import nmt.train as training
 from faults.procs import start_args
-from nmt.checkpoint import load_model_dir
 from nmt.config import TrainConfig
+from nmt.modeldir import load_model_dir
 from nmt.train import TrainingError
 from nmt.trainer import Trainer
 from nmt.update import MAX_SKIPS_IN_A_ROW

@@ -17,8 +17,8 @@ from nmt_cli.main import app
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from nmt.checkpoint import load_model_dir
 from nmt.errors import CheckpointError
+from nmt.modeldir import load_model_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 
