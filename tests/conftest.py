@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "data" / "sample"
+from helpers import SAMPLE, TINY_MODEL
 
 
 @pytest.fixture(scope="session")
@@ -50,8 +48,7 @@ def tiny_model_dir(prepared_sample, tmp_path_factory) -> Path:
         valid_max_sentences=10,
         seed=1,
     )
-    model = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 64, "max_positions": 256}
-    trainer = training.start(prepared_sample, run_dir, model, cfg, threads=1)
+    trainer = training.start(prepared_sample, run_dir, {**TINY_MODEL, "max_positions": 256}, cfg, threads=1)
     trainer.train()
     trainer.close()
     return run_dir / "best"

@@ -6,18 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import TINY_MODEL_TOML, one_error_line
 from nmt_cli.main import app
 from typer.testing import CliRunner
 
 runner = CliRunner()
-
-
-def one_error_line(result, *words: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for word in words:
-        assert word in lines[0], (word, lines[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,7 +204,7 @@ def test_translate_reads_decode_settings_from_a_config_and_flags_win(tiny_model_
 def test_train_progress_goes_to_stderr(prepared_sample, tmp_path):
     config = tmp_path / "c.toml"
     config.write_text(
-        "[model]\nd_model = 32\nn_heads = 2\nenc_layers = 1\ndec_layers = 1\nffn_dim = 64\n[decode]\nbeam_size = 2\n",
+        TINY_MODEL_TOML + "[decode]\nbeam_size = 2\n",
         encoding="utf-8",
     )
     result = runner.invoke(
@@ -318,9 +311,7 @@ def test_long_steps_say_what_they_do_on_a_terminal(what, tiny_model_dir, sample_
 def test_train_live_display_on_a_terminal(prepared_sample, tmp_path):
     """Start-up said, no 'nan' before the first log, a 'validating' state, '1 thread'; stdout's 'done:' line."""
     config = tmp_path / "c.toml"
-    config.write_text(
-        "[model]\nd_model = 32\nn_heads = 2\nenc_layers = 1\ndec_layers = 1\nffn_dim = 64\n", encoding="utf-8"
-    )
+    config.write_text(TINY_MODEL_TOML, encoding="utf-8")
     code, shown = on_terminal(
         [
             "train",

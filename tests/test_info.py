@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import one_error_line
 from nmt_cli.main import app
 from typer.testing import CliRunner
 
@@ -25,14 +26,6 @@ def described(path) -> dict:
     result = runner.invoke(app, ["info", "--json", str(path)])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"{c} in --json"))
-
-
-def one_error_line(result, *words: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for word in words:
-        assert word in lines[0], (word, lines[0])
 
 
 def read(path) -> dict:

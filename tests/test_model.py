@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import tiny_config
 from safetensors.torch import load_model, save_model
 
 from nmt.config import ModelConfig
@@ -19,18 +20,7 @@ from nmt.tokenizer import SPECIAL
 PAD, BOS, EOS = SPECIAL.pad, SPECIAL.bos, SPECIAL.eos
 FIRST_WORD = max(PAD, SPECIAL.unk, BOS, EOS) + 1  # random words never collide with a special id
 VOCAB = 50
-TINY = ModelConfig(
-    src_vocab_size=VOCAB,
-    tgt_vocab_size=VOCAB,
-    d_model=32,
-    n_heads=2,
-    enc_layers=2,
-    dec_layers=2,
-    ffn_dim=64,
-    dropout=0.0,
-    max_positions=64,
-    pad_id=PAD,
-)
+TINY = tiny_config(VOCAB, enc_layers=2, dec_layers=2, dropout=0.0, pad_id=PAD)
 ATOL = 1e-5
 
 

@@ -10,20 +10,13 @@ import struct
 import sys
 
 import pytest
+from helpers import one_error_line
 from nmt_cli.main import app
 from typer.testing import CliRunner
 
 from nmt.plot import labels, read_curves
 
 runner = CliRunner()
-
-
-def one_error_line(result, *words: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for word in words:
-        assert word in lines[0], (word, lines[0])
 
 
 def train(step: int, loss: float) -> dict:

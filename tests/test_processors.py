@@ -8,8 +8,8 @@ import os
 
 import pytest
 import torch
+from helpers import EOS, IDS, TINY_MODEL, UNK, A, B, ScriptedModel, has_repeat, scripted_src
 from nmt_cli.main import app
-from test_search import EOS, IDS, UNK, A, B, ScriptedModel, has_repeat, scripted_src
 from typer.testing import CliRunner
 
 from nmt.config import DecodeConfig
@@ -140,7 +140,7 @@ def test_every_model_is_built_by_the_factory(monkeypatch, prepared_sample, tmp_p
     trainer = training.start(
         prepared_sample,
         tmp_path / "r",
-        {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 64},
+        TINY_MODEL,
         TrainConfig(max_steps=1),
         threads=1,
     )

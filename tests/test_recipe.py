@@ -10,20 +10,17 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import TINY_MODEL_TOML
 
 from nmt.fileio import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # a model and schedule small enough to train in seconds, shared by the recipes below
-TINY_TABLES = """
-[model]
-d_model = 32
-n_heads = 2
-enc_layers = 1
-dec_layers = 1
-ffn_dim = 64
-
+TINY_TABLES = (
+    "\n"
+    + TINY_MODEL_TOML
+    + """
 [train]
 batch_tokens = 1500
 lr = 0.003
@@ -36,6 +33,7 @@ valid_max_sentences = 20
 [decode]
 beam_size = 2
 """
+)
 
 TINY_RECIPE = (
     """

@@ -8,17 +8,12 @@ from dataclasses import replace
 
 import pytest
 import torch
+from helpers import EOS, FIRST_WORD, IDS, PAD, UNK, A, B, C, ScriptedModel, has_repeat, scripted_src, tiny_config
 
-from nmt.config import DecodeConfig, ModelConfig, SamplingConfig
+from nmt.config import DecodeConfig, SamplingConfig
 from nmt.errors import ConfigError
 from nmt.hypotheses import Hypothesis, normalise
 from nmt.search import beam_search, greedy, sample
-from nmt.tokenizer import SPECIAL
-
-PAD, UNK, BOS, EOS = SPECIAL.pad, SPECIAL.unk, SPECIAL.bos, SPECIAL.eos
-FIRST_WORD = max(PAD, UNK, BOS, EOS) + 1  # ids from here on are words
-A, B, C = FIRST_WORD, FIRST_WORD + 1, FIRST_WORD + 2  # the scripted model's three words
-IDS = dict(bos_id=BOS, eos_id=EOS)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -28,39 +23,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-class ScriptedModel:
-    """Next-token probabilities looked up by the prefix decoded so far (unlisted tokens get 0);
-    the first source id picks the script. Records the batch size of every step."""
-
-    def __init__(self, *scripts: dict, default: dict | None = None) -> None:
-        self.scripts, self.default, self.batch_sizes = scripts, default or {EOS: 1.0}, []
-
-    def encode(self, src, src_len):
-        return src[:, 0]
-
-    def decode_step(self, tokens, memory, cache):
-        cache = tokens[:, None] if cache is None else torch.cat([cache, tokens[:, None]], dim=1)
-        self.batch_sizes.append(len(tokens))
-        probs = torch.zeros(len(tokens), C + 1)
-        for i, (script, prefix) in enumerate(zip(memory.tolist(), cache[:, 1:].tolist())):
-            for token, p in self.scripts[script].get(tuple(prefix), self.default).items():
-                probs[i, token] = p
-        return probs.log(), cache
-
-    def reorder(self, memory, cache, index):
-        index = index.flatten()  # memory kept per row: simpler, and allowed
-        return memory[index], cache[index]
-
-
-def scripted_src(scripts: list[int], lengths: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = lengths or [5] * len(scripts)
-    src = torch.full((len(scripts), max(lengths)), PAD)
-    for i, (script, n) in enumerate(zip(scripts, lengths)):
-        src[i, :n] = A
-        src[i, 0] = script
-    return src, torch.tensor(lengths)
 
 
 # Greedy takes A (0.6) and ends at 0.6 * 0.4 = 0.24; beam 2 also keeps B and finds B EOS = 0.4 * 0.9 = 0.36.
@@ -121,11 +83,6 @@ def test_max_length_forces_eos():
     hyps = greedy(babble, src, src_len, **IDS, max_len_a=0.5, max_len_b=2)
     assert [h.tokens for h in hyps] == [[A] * n for n in limits]
     assert hyps[0].log_prob == pytest.approx(2 * math.log(0.5) + math.log(1e-3))  # the forced EOS is scored
-
-
-def has_repeat(tokens: list[int], n: int) -> bool:
-    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-    return len(set(grams)) < len(grams)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
@@ -221,18 +178,8 @@ def step_model(request):
         return ToyRNN()
     model_module = pytest.importorskip("nmt.model")
     torch.manual_seed(1)
-    config = ModelConfig(
-        src_vocab_size=40,
-        tgt_vocab_size=40,
-        d_model=32,
-        n_heads=2,
-        enc_layers=2,
-        dec_layers=2,
-        ffn_dim=64,
-        dropout=0.0,
-        share_all_embeddings=False,
-        tie_output=False,  # tied and random, it echoes its input
-    )
+    # untied: tied and random, it echoes its input
+    config = tiny_config(40, enc_layers=2, dec_layers=2, dropout=0.0, share_all_embeddings=False, tie_output=False)
     model = model_module.Transformer(config).eval()
     if request.param == "relaid":  # what the PyTorch engine searches with on the CPU
         return EosBias(model.stepper(relaid=True), 1.0)

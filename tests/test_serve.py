@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import signal
 import socket
@@ -20,6 +19,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from helpers import LINES, Server
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -30,78 +30,6 @@ from nmt.serve.protocol import RequestError, parse_request  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = (ROOT / "data" / "sample" / "test.en").read_text(encoding="utf-8").splitlines()[:60]
-LINES = [
-    "How are you?",
-    "",
-    "The cat is on the table.",
-    "I like green apples.",
-    "Where is the station?",
-    "Thank you very much.",
-    "She reads a book.",
-    "We are going home now.",
-    "  ",
-    "Good morning!",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, model: Path, *extra: str) -> None:
-        self.port = free_port()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nmt_cli.main", "serve", "-m", str(model), "--port", str(self.port)]
-            + ["--threads", "1", *extra],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the server exited: {self.proc.communicate()[1].decode()}")
-            try:
-                status, body = self.request("GET", "/health")
-                if status == 200 and body == {"status": "ok"}:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                raise AssertionError("the server did not answer /health within 60 s")
-            time.sleep(0.1)
-
-    def request(
-        self, method: str, path: str, body: Any = None, raw: bytes | None = None, timeout: float = 30
-    ) -> tuple[int, Any]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-            headers = {"Content-Type": "application/json"} if data is not None else {}
-            conn.request(method, path, body=data, headers=headers)
-            response = conn.getresponse()
-            return response.status, json.loads(response.read())
-        finally:
-            conn.close()
-
-    def translate(self, text: Any, **fields: Any) -> tuple[int, Any]:
-        return self.request("POST", "/translate", {"text": text, **fields})
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.communicate()
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from typing import Literal
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import tiny_config
 
 from nmt.config import ConfigError, DecodeConfig, ModelConfig
 from nmt.layers import activation, recording_attention
@@ -21,18 +22,7 @@ from nmt.tokenizer import SPECIAL
 
 PAD, BOS = SPECIAL.pad, SPECIAL.bos
 VOCAB = 50
-TINY = ModelConfig(
-    src_vocab_size=VOCAB,
-    tgt_vocab_size=VOCAB,
-    d_model=32,
-    n_heads=4,
-    enc_layers=2,
-    dec_layers=3,
-    ffn_dim=64,
-    dropout=0.1,
-    max_positions=64,
-    pad_id=PAD,
-)
+TINY = tiny_config(VOCAB, n_heads=4, enc_layers=2, dec_layers=3, dropout=0.1, pad_id=PAD)
 
 
 def choices() -> dict[str, tuple[object, ...]]:

@@ -12,6 +12,7 @@ import time
 
 import pytest
 import torch
+from helpers import TINY_MODEL
 
 import nmt.train as training
 from nmt.checkpoint import average_checkpoints
@@ -21,7 +22,7 @@ from nmt.modeldir import load_model_dir, save_model_dir
 from nmt.train import TrainingError
 from nmt.trainer import Trainer
 
-TINY = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 64, "dropout": 0.1}
+TINY = {**TINY_MODEL, "dropout": 0.1}
 
 
 def tiny_train(**changes) -> TrainConfig:

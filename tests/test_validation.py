@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from helpers import tiny_config
 
 from nmt.errors import ConfigError
 from nmt.validation import EarlyStopping
@@ -54,7 +55,7 @@ def test_validation_of_a_model_with_few_positions_does_not_crash(prepared_sample
     their sources as `nmt translate` does. It used to die at the first validation: position N past max_positions."""
     import torch
 
-    from nmt.config import ModelConfig, TrainConfig
+    from nmt.config import TrainConfig
     from nmt.data import ParallelIds, read_lines
     from nmt.layout import load_summary
     from nmt.model import build_model
@@ -67,18 +68,7 @@ def test_validation_of_a_model_with_few_positions_does_not_crash(prepared_sample
     positions = 24  # greedy's default limit, 1.2 n + 10, leaves room for sources of 9 tokens
     assert (data.src_lens > 9).any() and (data.tgt_lens > positions - 1).any()  # some to truncate, some to leave out
     torch.manual_seed(0)
-    model = build_model(
-        ModelConfig(
-            src_vocab_size=vocab,
-            tgt_vocab_size=vocab,
-            d_model=16,
-            n_heads=2,
-            enc_layers=1,
-            dec_layers=1,
-            ffn_dim=32,
-            max_positions=positions,
-        )
-    )
+    model = build_model(tiny_config(vocab, d_model=16, ffn_dim=32, max_positions=positions))
     spm = prepared_sample / summary["spm"]["tgt"]
     validator = Validator(
         data,

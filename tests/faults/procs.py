@@ -11,19 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+from helpers import TINY_MODEL_FLAGS
+
 # A tiny model that checkpoints every second step. Validation by loss only (greedy BLEU costs time and
 # proves nothing here); dropout stays on, so the RNG state has to survive every interruption too.
 TINY_ARGS = [
-    "--d-model",
-    "32",
-    "--n-heads",
-    "2",
-    "--enc-layers",
-    "1",
-    "--dec-layers",
-    "1",
-    "--ffn-dim",
-    "64",
+    *TINY_MODEL_FLAGS,
     "--batch-tokens",
     "600",
     "--warmup-steps",

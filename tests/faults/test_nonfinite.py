@@ -8,6 +8,7 @@ import os
 
 import pytest
 import torch
+from helpers import TINY_MODEL
 
 import nmt.train as training
 from faults.procs import start_args
@@ -16,8 +17,6 @@ from nmt.modeldir import load_model_dir
 from nmt.train import TrainingError
 from nmt.trainer import Trainer
 from nmt.update import MAX_SKIPS_IN_A_ROW
-
-TINY = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 64}
 
 
 def tiny_train(**changes) -> TrainConfig:
@@ -73,7 +72,7 @@ def assert_every_checkpoint_is_finite(run_dir) -> None:
 
 def test_infinite_gradient_under_a_finite_loss_stops_before_it_poisons_the_weights(prepared_sample, tmp_path, figures):
     """Checked by the loss alone, this update made every weight NaN and step 4's checkpoint was poisoned."""
-    trainer = training.start(prepared_sample, tmp_path / "r", TINY, tiny_train(), threads=1)
+    trainer = training.start(prepared_sample, tmp_path / "r", TINY_MODEL, tiny_train(), threads=1)
     infinite_gradient_at(trainer, 3)
     with pytest.raises(TrainingError, match=r"step 3: the gradient norm became (inf|nan); nothing was saved"):
         trainer.train()
@@ -85,7 +84,7 @@ def test_infinite_gradient_under_a_finite_loss_stops_before_it_poisons_the_weigh
 
 
 def test_a_stopped_run_resumes_with_skip_nonfinite(prepared_sample, tmp_path, monkeypatch):
-    trainer = training.start(prepared_sample, tmp_path / "r", TINY, tiny_train(), threads=1)
+    trainer = training.start(prepared_sample, tmp_path / "r", TINY_MODEL, tiny_train(), threads=1)
     nan_loss_at(monkeypatch, trainer, 3)
     with pytest.raises(TrainingError, match=r"step 3: the loss became nan.*add --skip-nonfinite"):
         trainer.train()
@@ -101,7 +100,7 @@ def test_a_stopped_run_resumes_with_skip_nonfinite(prepared_sample, tmp_path, mo
 
 @pytest.mark.parametrize("fault", ["loss", "gradient norm"])
 def test_skip_nonfinite_skips_exactly_that_batch(fault, prepared_sample, tmp_path, monkeypatch, figures):
-    trainer = training.start(prepared_sample, tmp_path / "r", TINY, tiny_train(skip_nonfinite=True), threads=1)
+    trainer = training.start(prepared_sample, tmp_path / "r", TINY_MODEL, tiny_train(skip_nonfinite=True), threads=1)
     if fault == "loss":
         nan_loss_at(monkeypatch, trainer, 3)
     else:

@@ -1,0 +1,178 @@
+"""What several test modules share, in one place: the repository's paths, the tiny model's shape (as a [model]
+table, TOML, flags and a ModelConfig), the CLI's one-line error, the scripted model that search tests work out
+by hand, and `nmt serve` as a subprocess. Test modules import from here, never from each other.
+
+Knows no fixtures (tests/conftest.py holds them) and runs nothing at import."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nmt.config import ModelConfig
+from nmt.tokenizer import SPECIAL
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "sample"
+
+# ---------------------------------------------------------------------------------------------
+# The tiny model: small enough to train in seconds on one CPU thread, big enough to emit real tokens
+
+TINY_MODEL = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn_dim": 64}
+TINY_MODEL_TOML = "[model]\n" + "".join(f"{key} = {value}\n" for key, value in TINY_MODEL.items())
+TINY_MODEL_FLAGS = [arg for key, value in TINY_MODEL.items() for arg in (f"--{key.replace('_', '-')}", str(value))]
+
+
+def tiny_config(vocab: int = 50, **fields: Any) -> ModelConfig:
+    """TINY_MODEL as a ModelConfig over `vocab` ids on both sides and 64 positions, for tests that build a model
+    without data; `fields` replace any of it (a test states only how its model differs)."""
+    return ModelConfig(
+        **{**TINY_MODEL, "src_vocab_size": vocab, "tgt_vocab_size": vocab, "max_positions": 64, **fields}
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+def one_error_line(result: Any, *words: str) -> None:
+    """A CliRunner result that failed as users expect: exit code 2, one line on stderr, 'error: ' and `words`."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# A scripted model for search: probabilities written out by hand, so that the expected beams can be worked out
+
+PAD, UNK, BOS, EOS = SPECIAL.pad, SPECIAL.unk, SPECIAL.bos, SPECIAL.eos
+FIRST_WORD = max(PAD, UNK, BOS, EOS) + 1  # ids from here on are words
+A, B, C = FIRST_WORD, FIRST_WORD + 1, FIRST_WORD + 2  # the scripted model's three words
+IDS = dict(bos_id=BOS, eos_id=EOS)
+
+
+class ScriptedModel:
+    """Next-token probabilities looked up by the prefix decoded so far (unlisted tokens get 0);
+    the first source id picks the script. Records the batch size of every step."""
+
+    def __init__(self, *scripts: dict, default: dict | None = None) -> None:
+        self.scripts, self.default, self.batch_sizes = scripts, default or {EOS: 1.0}, []
+
+    def encode(self, src, src_len):
+        return src[:, 0]
+
+    def decode_step(self, tokens, memory, cache):
+        cache = tokens[:, None] if cache is None else torch.cat([cache, tokens[:, None]], dim=1)
+        self.batch_sizes.append(len(tokens))
+        probs = torch.zeros(len(tokens), C + 1)
+        for i, (script, prefix) in enumerate(zip(memory.tolist(), cache[:, 1:].tolist())):
+            for token, p in self.scripts[script].get(tuple(prefix), self.default).items():
+                probs[i, token] = p
+        return probs.log(), cache
+
+    def reorder(self, memory, cache, index):
+        index = index.flatten()  # memory kept per row: simpler, and allowed
+        return memory[index], cache[index]
+
+
+def scripted_src(scripts: list[int], lengths: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = lengths or [5] * len(scripts)
+    src = torch.full((len(scripts), max(lengths)), PAD)
+    for i, (script, n) in enumerate(zip(scripts, lengths)):
+        src[i, :n] = A
+        src[i, 0] = script
+    return src, torch.tensor(lengths)
+
+
+def has_repeat(tokens: list[int], n: int) -> bool:
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return len(set(grams)) < len(grams)
+
+
+# ---------------------------------------------------------------------------------------------
+# `nmt serve` in a subprocess on a free port of 127.0.0.1, spoken to with the standard library
+
+LINES = [
+    "How are you?",
+    "",
+    "The cat is on the table.",
+    "I like green apples.",
+    "Where is the station?",
+    "Thank you very much.",
+    "She reads a book.",
+    "We are going home now.",
+    "  ",
+    "Good morning!",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, model: Path, *extra: str) -> None:
+        self.port = free_port()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nmt_cli.main", "serve", "-m", str(model), "--port", str(self.port)]
+            + ["--threads", "1", *extra],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the server exited: {self.proc.communicate()[1].decode()}")
+            try:
+                status, body = self.request("GET", "/health")
+                if status == 200 and body == {"status": "ok"}:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise AssertionError("the server did not answer /health within 60 s")
+            time.sleep(0.1)
+
+    def request(
+        self, method: str, path: str, body: Any = None, raw: bytes | None = None, timeout: float = 30
+    ) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+            headers = {"Content-Type": "application/json"} if data is not None else {}
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            conn.close()
+
+    def translate(self, text: Any, **fields: Any) -> tuple[int, Any]:
+        return self.request("POST", "/translate", {"text": text, **fields})
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.communicate()
