@@ -32,6 +32,8 @@ demo: setup
 	$(NMT) plot $(DEMO)/run -o $(DEMO)/curves.png
 	@echo; echo "pictures: $(DEMO)/attention.png (what the model looked at), $(DEMO)/curves.png (its training)"
 
+# The fast suite, in three layers (unit, integration, system; tests/conftest.py defines them): it ends with
+# how many passed in each, then pytest's own closing line. `pytest -m unit` runs one layer.
 test: setup lint
 	$(PY) -m pytest -q
 

@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 import nmt
 from nmt.errors import ConfigError, DataError
 
+pytestmark = pytest.mark.integration
+
 LINES = ["How was your day?", "", "The cat sleeps on the red sofa.", "Where is the station, please?"]
 
 

@@ -17,6 +17,8 @@ from nmt.search import greedy
 from nmt.tokenizer import SPECIAL
 from nmt.translate import Translator
 
+pytestmark = pytest.mark.integration
+
 runner = CliRunner()
 SENTENCES = ["How was your day?", "The cat sleeps on the red sofa.", "Where is the station, please?"]
 

@@ -10,6 +10,8 @@ from carve import fold, grouped_split
 
 from nmt.errors import DataError
 
+pytestmark = pytest.mark.unit
+
 
 def _corpus_with_repeated_sources(n_groups: int = 400, seed: int = 0) -> list[str]:
     """Source sentences where many appear several times, in several spellings ('Hi.', 'hi !'), shuffled."""

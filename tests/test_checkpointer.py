@@ -19,6 +19,8 @@ from nmt.distributed import Group
 from nmt.model import build_model
 from nmt.rundir import RunDir, TrainingError, checkpoint_name
 
+pytestmark = pytest.mark.unit
+
 FILES = RunFiles({"spm.model": b"not really a SentencePiece model"}, {"spm": {"src": "spm.model", "tgt": "spm.model"}})
 
 

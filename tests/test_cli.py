@@ -10,6 +10,8 @@ from helpers import TINY_MODEL_TOML, one_error_line
 from nmt_cli.main import app
 from typer.testing import CliRunner
 
+pytestmark = pytest.mark.integration
+
 runner = CliRunner()
 
 
@@ -277,6 +279,7 @@ def on_terminal(args: list[str], typed: list[bytes] = (), timeout: float = 120.0
     return proc.returncode, shown.decode("utf-8", "replace")
 
 
+@pytest.mark.system
 def test_interactive_translate_says_how_to_use_it(tiny_model_dir):
     code, shown = on_terminal(["translate", "-m", str(tiny_model_dir), "--threads", "1"], [b"Good morning!\n", b"\x04"])
     assert code == 0, shown
@@ -286,6 +289,7 @@ def test_interactive_translate_says_how_to_use_it(tiny_model_dir):
     assert after and after[0] and "error" not in shown
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("what", ["average", "score -m", "export"])
 def test_long_steps_say_what_they_do_on_a_terminal(what, tiny_model_dir, sample_dir, tmp_path):
     if what == "export":
@@ -308,6 +312,7 @@ def test_long_steps_say_what_they_do_on_a_terminal(what, tiny_model_dir, sample_
     assert {"average": "averaging", "score -m": "loading", "export": "exporting"}[what] in shown
 
 
+@pytest.mark.system
 def test_train_live_display_on_a_terminal(prepared_sample, tmp_path):
     """Start-up said, no 'nan' before the first log, a 'validating' state, '1 thread'; stdout's 'done:' line."""
     config = tmp_path / "c.toml"

@@ -13,6 +13,8 @@ from nmt.config import ModelConfig, TrainConfig, from_dict, load_toml
 from nmt.errors import ConfigError
 from nmt.optim import lr_at
 
+pytestmark = pytest.mark.unit
+
 
 def parsed(*args: str):
     """The click context of `nmt train ARGS`, parsed but not run."""

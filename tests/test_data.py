@@ -12,6 +12,8 @@ from nmt.errors import DataError
 from nmt.textio import clean
 from nmt.tokenizer import SPECIAL
 
+pytestmark = pytest.mark.unit
+
 P, B, E = SPECIAL.pad, SPECIAL.bos, SPECIAL.eos
 FIRST_WORD = max(SPECIAL.pad, SPECIAL.unk, SPECIAL.bos, SPECIAL.eos) + 1  # ids from here on are words
 

@@ -29,6 +29,8 @@ ct2 = pytest.importorskip("ctranslate2")
 from nmt.ct2 import CT2Translator  # noqa: E402 (after the skip: these need ctranslate2)
 from nmt.export import export_ctranslate2  # noqa: E402
 
+pytestmark = pytest.mark.integration
+
 runner = CliRunner()
 
 

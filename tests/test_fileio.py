@@ -11,6 +11,8 @@ import pytest
 
 from nmt.fileio import JsonFileError, commit_dir, point, read_json, sha256_bytes, sha256_file, write_json
 
+pytestmark = pytest.mark.unit
+
 
 def test_write_json_replaces_the_file_whole_and_leaves_no_temporary(tmp_path):
     path = tmp_path / "config.json"

@@ -18,6 +18,8 @@ import pytest
 from nmt_cli.main import app
 from typer.testing import CliRunner
 
+pytestmark = pytest.mark.integration
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 EXPECTED = FIXTURES / "expected"
 SENTENCES = FIXTURES / "sentences.en"

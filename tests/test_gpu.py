@@ -6,7 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
 
 MODEL = {"d_model": 64, "n_heads": 4, "enc_layers": 2, "dec_layers": 2, "ffn_dim": 128, "max_positions": 256}
 

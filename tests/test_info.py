@@ -21,6 +21,8 @@ from nmt.modeldir import load_model_dir
 
 runner = CliRunner()
 
+pytestmark = pytest.mark.integration
+
 
 def described(path) -> dict:
     result = runner.invoke(app, ["info", "--json", str(path)])

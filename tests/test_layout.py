@@ -11,6 +11,8 @@ import pytest
 from nmt.errors import DataError
 from nmt.layout import CHECKPOINT_NAME, PREPARE_JSON, checkpoint_name, load_summary, spm_model_names
 
+pytestmark = pytest.mark.unit
+
 
 def test_checkpoint_names_sort_as_their_steps_and_read_back():
     steps = [0, 7, 40, 400, 999_999]

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from nmt.loss import label_smoothed_loss, token_count
 from nmt.tokenizer import SPECIAL
 
+pytestmark = pytest.mark.unit
+
 BATCH, LENGTH, VOCAB = 4, 7, 23
 
 

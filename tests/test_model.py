@@ -17,6 +17,8 @@ from nmt.layers import attention_math, inference_attention, sinusoid_table
 from nmt.model import KVCache, Memory, Transformer
 from nmt.tokenizer import SPECIAL
 
+pytestmark = pytest.mark.unit
+
 PAD, BOS, EOS = SPECIAL.pad, SPECIAL.bos, SPECIAL.eos
 FIRST_WORD = max(PAD, SPECIAL.unk, BOS, EOS) + 1  # random words never collide with a special id
 VOCAB = 50
@@ -187,6 +189,7 @@ def test_hypotheses_of_a_sentence_share_its_memory(model, batch):
     torch.testing.assert_close(more, direct[order, 2:], atol=ATOL, rtol=0)
 
 
+@pytest.mark.integration
 def test_tiny_model_overfits_twenty_pairs():
     g = torch.Generator().manual_seed(3)
     lengths = torch.randint(3, 9, (2, 20), generator=g).tolist()

@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 
 from nmt.plot import labels, read_curves
 
+pytestmark = pytest.mark.integration
+
 runner = CliRunner()
 
 
@@ -187,6 +189,7 @@ def test_csv_to_stdout(two_runs):
     assert len(rows) == 8 and rows[0]["run"] == "en_fr/run"
 
 
+@pytest.mark.unit
 def test_labels_tell_equal_names_apart(tmp_path):
     assert labels([tmp_path / "a", tmp_path / "b"]) == ["a", "b"]
     assert labels([tmp_path / "x" / "run", tmp_path / "y" / "run"]) == ["x/run", "y/run"]

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from nmt.data import ParallelIds, read_lines
 from nmt.tokenizer import SPECIAL, Tokenizer
 
+pytestmark = pytest.mark.integration
+
 runner = CliRunner()
 
 

@@ -16,6 +16,8 @@ from nmt.config import DecodeConfig
 from nmt.search import beam_search, block_repeats, forbid_eos_before, greedy, penalise_unk, processors, sample
 from nmt.tokenizer import SPECIAL
 
+pytestmark = pytest.mark.unit
+
 # Ends at once unless stopped: EOS 0.7, A 0.2, UNK 0.1 at every step.
 EAGER = {(): {EOS: 0.7, A: 0.2, UNK: 0.1}}
 
@@ -159,6 +161,7 @@ def test_the_exporter_refuses_an_architecture_it_cannot_map(monkeypatch, tiny_mo
     assert not (tmp_path / "ct2").exists()
 
 
+@pytest.mark.system
 def test_nmt_debug_shows_the_traceback_before_the_error_line(tmp_path):
     import subprocess
     import sys

@@ -17,6 +17,8 @@ from nmt.config import DecodeConfig, TrainConfig
 from nmt.prepare import PrepareConfig, prepare
 from nmt.translate import Translator
 
+pytestmark = pytest.mark.system
+
 WORDS = 30
 MIN_WORDS, MAX_WORDS = 3, 8
 TRAIN_PAIRS, VALID_PAIRS, TEST_PAIRS = 4000, 200, 200

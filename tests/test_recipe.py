@@ -16,6 +16,8 @@ from nmt.fileio import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytestmark = pytest.mark.system
+
 # a model and schedule small enough to train in seconds, shared by the recipes below
 TINY_TABLES = (
     "\n"
@@ -143,6 +145,7 @@ def _recipe(tmp_path: Path, url: str) -> Path:
     return recipe
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("attribution", [False, True], ids=["2 columns", "3 columns"])
 def test_download_reads_both_zip_formats_and_carves_the_same_split(tmp_path, sample_dir, attribution):
     pairs = _sample_pairs(sample_dir)
@@ -167,6 +170,7 @@ def test_download_reads_both_zip_formats_and_carves_the_same_split(tmp_path, sam
     assert carved[0] == carved[1]  # the same split, file for file
 
 
+@pytest.mark.unit
 def test_download_refuses_a_malformed_zip_line(tmp_path):
     with zipfile.ZipFile(tmp_path / "bad.zip", "w") as z:
         z.writestr("fra.txt", "Hello.\tBonjour.\nno tab on this line\n")

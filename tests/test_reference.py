@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from nmt_cli import reference
 from nmt_cli.main import COMMANDS, app
 from typer.testing import CliRunner
+
+pytestmark = pytest.mark.integration  # the committed page against every command's --help
 
 PAGE = Path(__file__).resolve().parent.parent / reference.PAGE
 

@@ -11,6 +11,8 @@ import pytest
 from nmt.errors import CheckpointError, ConfigError
 from nmt.rundir import LOG_FILE, RunDir, checkpoint_name
 
+pytestmark = pytest.mark.unit
+
 
 def _fake_checkpoints(run: RunDir, steps: list[int]) -> list[str]:
     for step in steps:

@@ -28,6 +28,8 @@ from nmt.prepare import PrepareConfig, prepare
 from nmt.textio import clean, clean_lines
 from nmt.tokenizer import Tokenizer, train_bpe
 
+pytestmark = pytest.mark.unit
+
 
 def _config(corpus: Path, **extra) -> PrepareConfig:
     return PrepareConfig(
@@ -142,6 +144,7 @@ def _big_corpus(folder: Path, n: int, bad_line: int | None = None) -> Path:
     return folder / "train"
 
 
+@pytest.mark.system
 def test_a_bad_line_deep_in_a_corpus_is_found_as_it_streams(tmp_path):
     n, bad = 300_000, 250_001
     train = _big_corpus(tmp_path / "c", n, bad_line=bad)
@@ -178,6 +181,7 @@ def test_a_bad_line_deep_in_a_corpus_is_found_as_it_streams(tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 def test_a_killed_prepare_leaves_nothing_half_written(tmp_path, how):
     train = _big_corpus(tmp_path / "c", 200_000)
@@ -301,6 +305,7 @@ def test_cleaning_on_two_cores_writes_what_one_core_writes(sample_dir, tmp_path,
     assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad.*"))
 
 
+@pytest.mark.system
 def test_killing_prepare_kills_its_cleaning_workers(tmp_path):
     """A corpus this large is cleaned by two worker processes; SIGKILL to prepare takes them down too."""
     from nmt.prepare_clean import PARALLEL_BYTES

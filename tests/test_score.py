@@ -16,6 +16,8 @@ from nmt_cli import score
 from nmt_cli.main import Command
 from typer.testing import CliRunner
 
+pytestmark = pytest.mark.integration
+
 WORDS = (
     "the a cat dog house river garden Paris London green small old new big quickly slowly walked saw "
     "under over near behind tree car road bridge window we they she"

@@ -17,6 +17,8 @@ from nmt.hypotheses import Hypothesis, normalise
 from nmt.tokenizer import SPECIAL
 from nmt.translate import Translator
 
+pytestmark = pytest.mark.unit
+
 SENTENCES = 40
 ATOL = 1e-4  # per sentence, on a sum of float32 log-probs computed two ways
 

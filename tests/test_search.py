@@ -15,6 +15,8 @@ from nmt.errors import ConfigError
 from nmt.hypotheses import Hypothesis, normalise
 from nmt.search import beam_search, greedy, sample
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():

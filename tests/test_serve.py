@@ -31,6 +31,8 @@ from nmt.serve.protocol import RequestError, parse_request  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = (ROOT / "data" / "sample" / "test.en").read_text(encoding="utf-8").splitlines()[:60]
 
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture(scope="module")
 def expected(tiny_model_dir: Path) -> dict[str, str]:
@@ -264,6 +266,7 @@ class FakeTranslator(LineTranslator):
         return [Translation(line.upper(), 0.0, [(line.upper(), 0.0, 0.0)]) for line in lines]
 
 
+@pytest.mark.unit
 def test_batcher_batches_and_isolates_a_failing_request() -> None:
     fake = FakeTranslator()
     batcher = Batcher(fake, Limits(max_lines=8, max_wait_ms=200))
@@ -310,6 +313,7 @@ def test_a_port_in_use_is_one_error_line(tiny_model_dir: Path) -> None:
     assert run.stderr.strip() == message
 
 
+@pytest.mark.unit
 def test_alignment_is_refused_where_the_engine_gives_none() -> None:
     with pytest.raises(RequestError) as refused:
         parse_request(b'{"text": "a", "align": true}', max_lines=8, max_beam=5, can_align=False)
@@ -318,6 +322,7 @@ def test_alignment_is_refused_where_the_engine_gives_none() -> None:
     assert asked.lines == ["a", "b"] and asked.nbest == 2 and asked.options == Options(2, False)
 
 
+@pytest.mark.unit
 def test_the_listening_socket_turns_nagle_off() -> None:
     """Without TCP_NODELAY on the listener (socket.create_server makes proto-0 sockets, on which asyncio does
     not set it), Nagle's algorithm and delayed ACKs added ~45 ms to every answer."""
@@ -332,6 +337,7 @@ def test_the_listening_socket_turns_nagle_off() -> None:
                 assert client.fileno() > 0
 
 
+@pytest.mark.integration
 def test_openapi_describes_every_route_with_the_servers_own_limits() -> None:
     """The document is made from the types that check requests: it lists the app's routes, its references
     resolve, and the request schema carries this server's limits."""
@@ -357,6 +363,7 @@ def test_openapi_describes_every_route_with_the_servers_own_limits() -> None:
         app.state.batcher.close(5)
 
 
+@pytest.mark.unit
 def test_answers_have_the_shape_the_document_gives() -> None:
     from pydantic import TypeAdapter
 
@@ -374,6 +381,7 @@ def test_answers_have_the_shape_the_document_gives() -> None:
     json.dumps(body, allow_nan=False)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("values", "says"),
     [

@@ -16,7 +16,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 
 from helpers import LINES, Server  # noqa: E402
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.system, pytest.mark.browser]
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 

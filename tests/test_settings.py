@@ -16,6 +16,9 @@ from nmt.config import DecodeConfig, Limits, ModelConfig, PrepareConfig, Samplin
 from nmt.errors import ConfigError
 
 runner = CliRunner()
+
+pytestmark = pytest.mark.integration  # the commands in-process, over the configs
+
 CONFIGS = (ModelConfig, TrainConfig, DecodeConfig, SamplingConfig, PrepareConfig, Limits)
 # the configs each command takes, and the fields it offers where it offers only some
 COMMANDS = {

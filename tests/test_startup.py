@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.system
+
 ROOT = Path(__file__).resolve().parent.parent
 # never needed to translate: training, data preparation, scoring, pictures, the server, the exporter
 NOT_FOR_TRANSLATING = {

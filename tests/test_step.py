@@ -20,6 +20,8 @@ from nmt.layers import activation, recording_attention
 from nmt.model import Transformer
 from nmt.tokenizer import SPECIAL
 
+pytestmark = pytest.mark.unit
+
 PAD, BOS = SPECIAL.pad, SPECIAL.bos
 VOCAB = 50
 TINY = tiny_config(VOCAB, n_heads=4, enc_layers=2, dec_layers=3, dropout=0.1, pad_id=PAD)

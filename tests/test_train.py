@@ -22,6 +22,8 @@ from nmt.modeldir import load_model_dir, save_model_dir
 from nmt.train import TrainingError
 from nmt.trainer import Trainer
 
+pytestmark = pytest.mark.integration
+
 TINY = {**TINY_MODEL, "dropout": 0.1}
 
 
@@ -192,6 +194,7 @@ def test_save_model_dir_leaves_no_partial_directory_on_failure(prepared_sample, 
     assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["step_000002"]
 
 
+@pytest.mark.system
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(prepared_sample, tmp_path):
     args = [
         sys.executable,

@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from nmt.config import DecodeConfig
 from nmt.translate import Translator
 
+pytestmark = pytest.mark.integration
+
 runner = CliRunner()
 
 HOSTILE = [

@@ -10,6 +10,8 @@ from helpers import tiny_config
 from nmt.errors import ConfigError
 from nmt.validation import EarlyStopping
 
+pytestmark = pytest.mark.unit
+
 
 def test_bleu_higher_is_better_and_patience_counts_validations_without_it():
     early = EarlyStopping("bleu", patience=2)

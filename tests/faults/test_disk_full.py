@@ -17,6 +17,8 @@ from faults.procs import MAX_STEPS, assert_same_run, check_run_dir, resume_args,
 
 resource = pytest.importorskip("resource")
 
+pytestmark = pytest.mark.system
+
 
 # save_model_dir writes the weights, config.json, spm.model, the optimizer state, trainer.json: the limit lets
 # through everything written before the failing file

@@ -17,6 +17,8 @@ import torch
 
 from faults.procs import MAX_STEPS, assert_same_run, check_run_dir, log_records, resume_args, start_args, tensors_of
 
+pytestmark = pytest.mark.system
+
 EXIT_WITHIN_S = 60  # a few seconds on an idle machine; generous, because the machine may be busy
 # Two processes and one accumulating their two batches add the same numbers in another order: the losses and
 # weights agree to float32 rounding, not bit for bit.

@@ -20,6 +20,8 @@ from nmt.data import read_parallel
 from nmt.errors import DataError
 from nmt.textio import clean, looks_binary
 
+pytestmark = pytest.mark.system
+
 runner = CliRunner()
 SETTINGS = dict(
     deadline=None,

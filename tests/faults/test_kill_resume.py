@@ -16,6 +16,8 @@ import pytest
 
 from faults.procs import Train, assert_same_run, check_run_dir, resume_args, start_args
 
+pytestmark = pytest.mark.system
+
 # Where the kills land, in turn: while a checkpoint directory is being written (its temporary directory
 # exists), just after one was committed (pointing `last`, pruning, the next steps), somewhere in training,
 # and anywhere from the first import onwards (before the lock, while resuming, ...).

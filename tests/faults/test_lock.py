@@ -8,7 +8,11 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from faults.procs import assert_same_run, resume_args, start_args
+
+pytestmark = pytest.mark.system
 
 LOCKED = "another `nmt train` is using this run directory"
 

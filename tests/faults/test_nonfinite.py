@@ -18,6 +18,8 @@ from nmt.train import TrainingError
 from nmt.trainer import Trainer
 from nmt.update import MAX_SKIPS_IN_A_ROW
 
+pytestmark = pytest.mark.system
+
 
 def tiny_train(**changes) -> TrainConfig:
     base = dict(

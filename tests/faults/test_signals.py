@@ -13,6 +13,8 @@ import pytest
 
 from faults.procs import assert_same_run, check_run_dir, resume_args, start_args
 
+pytestmark = pytest.mark.system
+
 EXIT_WITHIN_S = 30  # about 1 s on an idle machine; generous, because the machine may be busy
 
 

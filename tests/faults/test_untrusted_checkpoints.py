@@ -20,6 +20,8 @@ from typer.testing import CliRunner
 from nmt.errors import CheckpointError
 from nmt.modeldir import load_model_dir
 
+pytestmark = pytest.mark.system
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
