@@ -102,7 +102,3 @@ def _smoothed_loss_and_gradient(logits: Tensor, target: Tensor, smoothing: float
     grad = log_probs.exp_()  # p, in place
     grad.scatter_add_(1, target[:, None], grad.new_full((len(target), 1), -(1.0 - smoothing)))
     return loss, nll, grad
-
-
-def token_count(target: Tensor, pad_id: int) -> int:
-    return int((target != pad_id).sum())

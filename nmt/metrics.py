@@ -93,29 +93,6 @@ def segments(raw: bytes, name: str) -> list[str]:
     return [line.rstrip() for line in lines]
 
 
-def score_files(
-    hypothesis_files: Sequence[str | Path],
-    reference_files: Sequence[str | Path],
-    *,
-    lowercase: bool = False,
-    tokenize: str = "13a",
-    paired_bs_n: int | None = None,
-) -> ScoreReport:
-    """Read the files and score each hypothesis file against all reference files; see `score_lines`."""
-    _check_options(len(hypothesis_files), len(reference_files), tokenize, paired_bs_n)
-    references = [read_segments(path) for path in reference_files]
-    hypotheses = [read_segments(path) for path in hypothesis_files]
-    return score_lines(
-        hypotheses,
-        references,
-        names=[str(path) for path in hypothesis_files],
-        reference_names=[str(path) for path in reference_files],
-        lowercase=lowercase,
-        tokenize=tokenize,
-        paired_bs_n=paired_bs_n,
-    )
-
-
 def score_lines(
     hypotheses: Sequence[Sequence[str]],
     references: Sequence[Sequence[str]],
