@@ -32,9 +32,10 @@ def load_translator(
     device: str | None = None,
     threads: int | None = None,
     sampling: SamplingConfig | None = None,
+    align: bool = False,
 ) -> LineTranslator:
     """The engine's translator: PyTorch on a model or run directory, CTranslate2 on an `nmt export`
-    directory ('auto' tells them apart)."""
+    directory ('auto' tells them apart). `align`: each translation's word alignment too (PyTorch only)."""
     from nmt.layout import EXPORT_FILE, MODEL_FILE
 
     model = Path(model)
@@ -50,13 +51,16 @@ def load_translator(
             raise ConfigError("--sampling is not available with --engine ctranslate2; use the PyTorch engine")
         from nmt.ct2 import CT2Translator
 
+        CT2Translator.check_align(align)  # before loading anything
         compute_type = {"fp32": "default", "int8": "int8", "bf16": "bfloat16"}[precision]
         return CT2Translator.load(model, config, device=device, threads=threads, compute_type=compute_type)
     from nmt.translate import Translator
 
     if exported:
         raise ConfigError(f"{model}: a CTranslate2 export; translate it with --engine ctranslate2 (or auto)")
-    return Translator.load(model, config, device=device, threads=threads, sampling=sampling, precision=precision)
+    return Translator.load(
+        model, config, device=device, threads=threads, sampling=sampling, precision=precision, align=align
+    )
 
 
 def _python_warning(message: str) -> None:
@@ -152,14 +156,5 @@ def load(
         raise ConfigError(f"nmt.load: give DecodeConfig fields in `config`, not as {', '.join(sorted(decode))}")
     if align and config.nbest > 1:
         raise ConfigError("align gives the best translation's alignment (--align); leave out nbest (--nbest)")
-    translator = load_translator(Path(model), config, engine, precision, device, threads, sampling)
-    if align:
-        from nmt.translate import Translator
-
-        if not isinstance(translator, Translator):
-            raise ConfigError(
-                "word alignment (--align) needs the model's attention, which CTranslate2 does not give; "
-                "use the PyTorch engine"
-            )
-        translator.align = True
+    translator = load_translator(Path(model), config, engine, precision, device, threads, sampling, align)
     return Loaded(Path(model), translator)

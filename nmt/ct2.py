@@ -113,8 +113,16 @@ class CT2Translator(LineTranslator):
     (search only: sampling, --unk-penalty and --min-len are the PyTorch engine's)."""
 
     def __init__(
-        self, path: Path, engine: Any, src_tok: Tokenizer, tgt_tok: Tokenizer, max_positions: int, config: DecodeConfig
+        self,
+        path: Path,
+        engine: Any,
+        src_tok: Tokenizer,
+        tgt_tok: Tokenizer,
+        max_positions: int,
+        config: DecodeConfig,
+        align: bool = False,
     ):
+        self.align = self.check_align(align)  # a ConfigError when asked: CTranslate2 gives no attention
         for name, flag in (("unk_penalty", "--unk-penalty"), ("min_len", "--min-len")):
             if getattr(config, name):
                 raise ConfigError(f"{flag} is not available with --engine ctranslate2; use the PyTorch engine")
@@ -165,9 +173,15 @@ class CT2Translator(LineTranslator):
             ) from None
         return cls(path, engine, src_tok, tgt_tok, max_positions, config)
 
-    def with_config(self, **changes: Any) -> CT2Translator:
+    def with_config(self, align: bool | None = None, **changes: Any) -> CT2Translator:
         return CT2Translator(
-            self.path, self.engine, self.src_tok, self.tgt_tok, self.max_positions, replace(self.config, **changes)
+            self.path,
+            self.engine,
+            self.src_tok,
+            self.tgt_tok,
+            self.max_positions,
+            replace(self.config, **changes),
+            self.align if align is None else align,
         )
 
     def search_ids(self, ids: list[list[int]]) -> list[list[Hypothesis]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from nmt.config import DecodeConfig
 from nmt.errors import ConfigError
@@ -37,10 +37,12 @@ Warn = Callable[[str], None]
 
 class LineTranslator:
     """What every engine shares: lines in, `Translation`s out, one per line and in order.
-    An engine sets `config`, `src_tok`, `tgt_tok` and `max_src_tokens`, and implements `search_ids`."""
+    An engine sets `config`, `align`, `src_tok`, `tgt_tok` and `max_src_tokens` when made, and implements
+    `search_ids` (and `alignment`, if it `can_align`)."""
 
+    can_align: ClassVar[bool] = False  # whether the engine gives word alignments (it has the model's attention)
     config: DecodeConfig
-    align = False  # add each translation's word alignment (Translation.alignment)
+    align: bool  # add each translation's word alignment (Translation.alignment); given when made
     src_tok: Tokenizer
     tgt_tok: Tokenizer
     max_src_tokens: int
@@ -49,9 +51,20 @@ class LineTranslator:
         """The n-best hypotheses of every id sequence, in input order; [] for an empty one."""
         raise NotImplementedError
 
-    def with_config(self, **changes: Any) -> LineTranslator:
-        """The same loaded model with other DecodeConfig values (beam_size=3, ...); nothing is loaded again."""
+    def with_config(self, align: bool | None = None, **changes: Any) -> LineTranslator:
+        """The same loaded model with other DecodeConfig values (beam_size=3, ...) and, given `align`, with or
+        without word alignments; nothing is loaded again."""
         raise NotImplementedError
+
+    @classmethod
+    def check_align(cls, align: bool) -> bool:
+        """`align` if this engine can give word alignments, else a ConfigError (before loading, and when made)."""
+        if align and not cls.can_align:
+            raise ConfigError(
+                "word alignment (--align) needs the model's attention, which CTranslate2 does not give; "
+                "use the PyTorch engine"
+            )
+        return align
 
     def encode(self, lines: list[str], warn: Warn, first_line: int = 1, where: str = "line ") -> list[list[int]]:
         """Clean and encode; over-long lines are truncated (never dropped) with a warning that names

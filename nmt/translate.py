@@ -76,7 +76,10 @@ def step_model(model: Transformer, precision: str, device: torch.device) -> Step
 class Translator(LineTranslator):
     """The PyTorch engine: a loaded model plus decoding settings: search (`config`), or sampling
     when `sampling` is given. `precision` is "fp32", "bf16" (matmuls under bf16 autocast; log-probs
-    and scores stay float32) or "int8" (CPU only; see `prepare_model`)."""
+    and scores stay float32) or "int8" (CPU only; see `prepare_model`). `align`: each translation's word
+    alignment too."""
+
+    can_align = True
 
     def __init__(
         self,
@@ -87,8 +90,10 @@ class Translator(LineTranslator):
         precision: str = "fp32",
         model: Transformer | None = None,
         stepper: StepModel | None = None,
+        align: bool = False,
     ):
         self.loaded, self.config, self.device, self.sampling = loaded, config, device, sampling
+        self.align = self.check_align(align)
         self.precision = precision
         self.generator = None
         if sampling is not None:
@@ -131,13 +136,14 @@ class Translator(LineTranslator):
         threads: int | None = None,
         sampling: SamplingConfig | None = None,
         precision: str = "fp32",
+        align: bool = False,
     ) -> Translator:
         if threads is not None:  # process-wide (torch's intra-op threads): only when asked
             set_threads(threads)
         dev = pick_device(device)
-        return cls(load_model_dir(model_dir, dev), config, dev, sampling, precision)
+        return cls(load_model_dir(model_dir, dev), config, dev, sampling, precision, align=align)
 
-    def with_config(self, **changes: Any) -> Translator:
+    def with_config(self, align: bool | None = None, **changes: Any) -> Translator:
         return Translator(
             self.loaded,
             replace(self.config, **changes),
@@ -146,6 +152,7 @@ class Translator(LineTranslator):
             self.precision,
             self.model,
             self.stepper,
+            self.align if align is None else align,
         )
 
     @torch.inference_mode()

@@ -127,3 +127,23 @@ def test_load_changes_no_process_wide_setting_unless_asked(tiny_model_dir, monke
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_align_is_given_when_made_and_kept_by_with_config(tiny_model_dir, tmp_path):
+    """Alignment is a setting of the translator, not an attribute patched afterwards: another beam keeps it."""
+    from nmt.translate import Translator
+
+    aligned = nmt.load(tiny_model_dir, beam=2, align=True, threads=1).translator
+    assert isinstance(aligned, Translator) and aligned.align
+    wider = aligned.with_config(beam_size=3)
+    assert wider.align and wider.translate_batch([LINES[0]])[0].alignment
+    assert aligned.with_config(align=False).translate_batch([LINES[0]])[0].alignment is None
+    assert not nmt.load(tiny_model_dir, threads=1).translator.align
+
+
+def test_align_on_a_ctranslate2_export_is_refused_before_loading(tmp_path):
+    from nmt.layout import EXPORT_FILE
+
+    (tmp_path / EXPORT_FILE).write_text("{}")  # an export directory's marker; nothing else is read first
+    with pytest.raises(ConfigError, match="CTranslate2 does not give"):
+        nmt.load(tmp_path, align=True)

@@ -36,7 +36,7 @@ PAGE_HEADERS = {
 
 def _can_align(translator: LineTranslator) -> bool:
     """Whether the engine gives word alignments (the PyTorch engine does; CTranslate2 does not)."""
-    return type(translator).alignment is not LineTranslator.alignment
+    return translator.can_align
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:

@@ -100,8 +100,7 @@ class Batcher:
         if options is None or (options.beam == base.config.beam_size and options.align == base.align):
             return base
         if options not in self._variants:
-            variant = base.with_config(beam_size=options.beam, nbest=options.beam)
-            variant.align = options.align
+            variant = base.with_config(beam_size=options.beam, nbest=options.beam, align=options.align)
             self._variants[options] = variant
         return self._variants[options]
 
