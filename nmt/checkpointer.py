@@ -16,9 +16,10 @@ import torch
 
 from nmt import distributed
 from nmt.distributed import SINGLE, Group
+from nmt.errors import TrainingError
 from nmt.layout import LAST
 from nmt.modeldir import CheckpointWriteError, non_finite_weight, save_model_dir
-from nmt.rundir import RunDir, TrainingError, checkpoint_name
+from nmt.rundir import RunDir, checkpoint_name
 
 __all__ = ["Checkpointer", "Contents", "RunFiles"]
 

@@ -18,3 +18,7 @@ class ConfigError(NmtError):
 
 class CheckpointError(NmtError):
     """A checkpoint or model directory is missing, incomplete, corrupted or mismatched."""
+
+
+class TrainingError(NmtError):
+    """Training cannot go on (e.g. the loss became NaN, or a checkpoint could not be written)."""

@@ -14,15 +14,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from nmt.errors import CheckpointError, ConfigError, NmtError
+from nmt.errors import CheckpointError, ConfigError, TrainingError
 from nmt.fileio import point, write_json, write_text
 from nmt.files import read_json
 from nmt.layout import BEST, CHECKPOINT_NAME, CHECKPOINTS, LAST, LOCK_FILE, LOG_FILE, checkpoint_name
 from nmt.layout import CONFIG_FILE as RUN_CONFIG
-
-
-class TrainingError(NmtError):
-    """Training cannot go on (e.g. the loss became NaN)."""
 
 
 def leftover(name: str) -> bool:

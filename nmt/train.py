@@ -13,11 +13,11 @@ from nmt.checkpointer import RunFiles
 from nmt.config import ModelConfig, TrainConfig, from_dict, to_dict
 from nmt.data import ParallelIds, TrainingData, read_lines
 from nmt.distributed import SINGLE, Group
-from nmt.errors import ConfigError
+from nmt.errors import ConfigError, TrainingError
 from nmt.layout import CONFIG_FILE, ids_file, load_summary
 from nmt.model import build_model
 from nmt.optim import build_optimizer
-from nmt.rundir import RunDir, TrainingError
+from nmt.rundir import RunDir
 from nmt.runtime import keep_freed_memory, pick_device, seed_everything, set_threads
 from nmt.tokenizer import SPECIAL, Tokenizer
 from nmt.trainer import Callback, Trainer

@@ -22,9 +22,10 @@ from nmt.checkpointer import Checkpointer, Contents, RunFiles
 from nmt.config import TrainConfig, to_dict
 from nmt.data import Batch, TrainingData
 from nmt.distributed import SINGLE, Group
+from nmt.errors import TrainingError
 from nmt.model import Transformer
 from nmt.optim import lr_at
-from nmt.rundir import RunDir, TrainingError
+from nmt.rundir import RunDir
 from nmt.tokenizer import SPECIAL
 from nmt.update import Update, Updater
 from nmt.validation import EarlyStopping, Validator

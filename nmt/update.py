@@ -19,10 +19,10 @@ from nmt import distributed
 from nmt.config import TrainConfig
 from nmt.data import Batch
 from nmt.distributed import SINGLE, Group
+from nmt.errors import TrainingError
 from nmt.loss import chunked_loss
 from nmt.model import Transformer
 from nmt.optim import lr_at, set_lr
-from nmt.rundir import TrainingError
 from nmt.runtime import autocast
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM")

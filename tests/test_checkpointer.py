@@ -16,8 +16,9 @@ import nmt.checkpointer
 from nmt.checkpointer import Checkpointer, Contents, RunFiles
 from nmt.config import ModelConfig
 from nmt.distributed import Group
+from nmt.errors import TrainingError
 from nmt.model import build_model
-from nmt.rundir import RunDir, TrainingError, checkpoint_name
+from nmt.rundir import RunDir, checkpoint_name
 
 pytestmark = pytest.mark.unit
 
