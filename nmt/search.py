@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeAlias
+from typing import Any, NamedTuple, Protocol, TypeAlias
 
 import torch
 from torch import Tensor
@@ -251,6 +251,132 @@ def sample(
 # beam search
 
 
+class _Candidates(NamedTuple):
+    """A step's 2 * beam best extensions of each live sentence, best first: each (n, k)."""
+
+    scores: Tensor  # total log-prob of the extended hypothesis
+    tokens: Tensor  # the token it ends with
+    rows: Tensor  # the row (of history, over n * beams) it extends
+    is_eos: Tensor  # whether that token is EOS
+
+
+def _at_limit(
+    shaped: Tensor, log_probs: Tensor, limit: Tensor, t: int, beams: int, eos_id: int, device: torch.device
+) -> Tensor:
+    """Only EOS is left at a sentence's length limit (whatever the processors said of it).
+
+    shaped, log_probs: (n * beams, vocab), the processed and the model's own; limit: (n,).
+    Returns (n * beams, vocab)."""
+    vocab = log_probs.size(-1)
+    ended = (limit <= t).repeat_interleave(beams)[:, None]
+    only_eos = log_probs.masked_fill(torch.arange(vocab, device=device) != eos_id, -math.inf)
+    return torch.where(ended, only_eos, shaped)
+
+
+def _candidates(log_probs: Tensor, scores: Tensor, beam: int, eos_id: int, device: torch.device) -> _Candidates:
+    """One search step: rank every extension of every live hypothesis by total log-prob.
+
+    log_probs: (n * beams, vocab), the step's shaped log-probabilities; scores: (n, beams), the total log-prob
+    of each live hypothesis. Returns the k = min(2 * beam, beams * vocab) best of each sentence, each (n, k)."""
+    n, beams = scores.shape
+    vocab = log_probs.size(-1)
+    # the k best extensions of a sentence are among the k best of each of its beams
+    k = min(2 * beam, beams * vocab)
+    per_beam = min(k, vocab)
+    beam_log_probs, beam_tokens = log_probs.topk(per_beam, dim=1)  # (n * beams, per_beam)
+    candidates = (scores.view(-1, 1) + beam_log_probs).view(n, beams * per_beam)
+    cand_scores, cand_index = candidates.topk(k, dim=1)  # (n, k), best first
+    cand_tokens = beam_tokens.view(n, beams * per_beam).gather(1, cand_index)
+    cand_rows = torch.arange(n, device=device)[:, None] * beams + cand_index // per_beam  # rows of history
+    return _Candidates(cand_scores, cand_tokens, cand_rows, cand_tokens == eos_id)
+
+
+def _go_on(cand: _Candidates, beam: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """The best `beam` candidates of each sentence that do not end: their scores, rows and tokens, each (n, beam)."""
+    k = cand.scores.size(1)
+    rank = torch.arange(k, device=device)
+    go_on = torch.where(cand.is_eos, rank + k, rank).argsort(dim=1)[:, :beam]  # (n, beam)
+    next_scores = cand.scores.gather(1, go_on)
+    next_scores = next_scores.masked_fill(cand.is_eos.gather(1, go_on), -math.inf)  # tiny vocabularies only
+    return next_scores, cand.rows.gather(1, go_on), cand.tokens.gather(1, go_on)
+
+
+class _Finished:
+    """The finished hypotheses, by input sentence; slot `beam` is a bin for those that come too late."""
+
+    def __init__(self, batch: int, beam: int, steps: int, eos_id: int, device: torch.device) -> None:
+        self.beam = beam
+        self.tokens = torch.full((batch, beam + 1, steps), eos_id, dtype=torch.long, device=device)
+        self.log_prob = torch.full((batch, beam + 1), -math.inf, device=device)
+        self.length = torch.zeros((batch, beam + 1), dtype=torch.long, device=device)  # EOS included
+        self.count = torch.zeros(batch, dtype=torch.long, device=device)
+
+    def add(self, t: int, alive: Tensor, history: Tensor, cand: _Candidates) -> None:
+        """Finish the hypotheses that end in EOS among the best `beam` candidates, in the next free slots.
+
+        alive: (n,) input index of each live sentence; history: (n * beams, t) tokens without BOS."""
+        beam = self.beam
+        ends = cand.is_eos[:, :beam] & (cand.scores[:, :beam] > -math.inf)  # (n, beam)
+        slot = self.count[alive][:, None] + ends.cumsum(dim=1) - 1
+        slot = torch.where(ends & (slot < beam), slot, beam)
+        sentence = alive[:, None].expand_as(slot)
+        self.tokens[sentence, slot, :t] = history[cand.rows[:, :beam]]
+        self.log_prob[sentence, slot] = cand.scores[:, :beam]
+        self.length[sentence, slot] = t + 1
+        self.count[alive] = (self.count[alive] + ends.sum(dim=1)).clamp(max=beam)
+
+    def ranked(self, config: DecodeConfig) -> list[list[Hypothesis]]:
+        """The `config.nbest` best of each sentence by `normalise` (length counted with EOS), best first."""
+        ids, lengths, log_prob, count = (
+            self.tokens.tolist(),
+            self.length.tolist(),
+            self.log_prob.tolist(),
+            self.count.tolist(),
+        )
+        results = []
+        for i in range(len(ids)):
+            hyps = [
+                Hypothesis(
+                    path[: n - 1],
+                    normalise(lp, n, length_penalty=config.length_penalty, normalize=config.normalize),
+                    lp,
+                )
+                for path, n, lp in zip(ids[i][: count[i]], lengths[i], log_prob[i])
+            ]
+            hyps.sort(key=lambda h: h.score, reverse=True)
+            results.append(hyps[: config.nbest])
+        return results
+
+
+class _Live(NamedTuple):
+    """The hypotheses still searched: n live sentences of `beams` hypotheses each."""
+
+    alive: Tensor  # (n,) input index of each live sentence
+    limit: Tensor  # (n,) its output length limit
+    scores: Tensor  # (n, beams) total log-prob; one beam until the first step
+    history: Tensor  # (n * beams, t) tokens without BOS
+    tokens: Tensor  # (n * beams,) the last token of each, the next step's input
+
+    @staticmethod
+    def start(limits: list[int], bos_id: int, device: torch.device) -> _Live:
+        """One hypothesis (just BOS) per input sentence."""
+        batch = len(limits)
+        return _Live(
+            alive=torch.arange(batch, device=device),
+            limit=torch.tensor(limits, device=device),
+            scores=torch.zeros((batch, 1), device=device),
+            history=torch.zeros((batch, 0), dtype=torch.long, device=device),
+            tokens=torch.full((batch,), bos_id, dtype=torch.long, device=device),
+        )
+
+    def follow(self, keep: Tensor, rows: Tensor, next_scores: Tensor, next_tokens: Tensor) -> _Live:
+        """The next step's hypotheses: of the (n, beam) that go on, those of the sentences `keep` (n',), which
+        continue `rows` (n', beam) of history."""
+        tokens = next_tokens[keep].flatten()
+        history = torch.cat([self.history[rows.flatten()], tokens[:, None]], dim=1)
+        return _Live(self.alive[keep], self.limit[keep], next_scores[keep], history, tokens)
+
+
 @torch.inference_mode()
 def beam_search(
     model: StepModel,
@@ -280,81 +406,30 @@ def beam_search(
         return []
     limits = max_lengths(src_len.tolist(), config.max_len_a, config.max_len_b)
     steps = max(limits) + 1
+    finished = _Finished(batch, beam, steps, eos_id, device)
 
-    # finished hypotheses by input sentence; slot `beam` is a bin for those that come too late
-    fin_tokens = torch.full((batch, beam + 1, steps), eos_id, dtype=torch.long, device=device)
-    fin_log_prob = torch.full((batch, beam + 1), -math.inf, device=device)
-    fin_len = torch.zeros((batch, beam + 1), dtype=torch.long, device=device)  # EOS included
-    fin_count = torch.zeros(batch, dtype=torch.long, device=device)
-
-    alive = torch.arange(batch, device=device)  # (n,) input index of each live sentence
-    limit = torch.tensor(limits, device=device)  # (n,)
-    scores = torch.zeros((batch, 1), device=device)  # (n, beams) total log-prob; one beam until the first step
-    history = torch.zeros((batch, 0), dtype=torch.long, device=device)  # (n * beams, t) tokens without BOS
-    tokens = torch.full((batch,), bos_id, dtype=torch.long, device=device)  # (n * beams,)
+    live = _Live.start(limits, bos_id, device)
     min_limit = min(limits)  # of the sentences still searched
     memory = model.encode(src, src_len)
     cache = None
     for t in range(steps):
-        n, beams = scores.shape
-        log_probs, cache = model.decode_step(tokens, memory, cache)  # (n * beams, vocab)
+        n, beams = live.scores.shape
+        log_probs, cache = model.decode_step(live.tokens, memory, cache)  # (n * beams, vocab)
         log_probs = log_probs.float()
-        shaped = _process(shape, history, log_probs) if shape else log_probs
-        vocab = log_probs.size(-1)
-        if t >= min_limit:  # only EOS is left at the limit (whatever the processors said of it)
-            ended = (limit <= t).repeat_interleave(beams)[:, None]
-            only_eos = log_probs.masked_fill(torch.arange(vocab, device=device) != eos_id, -math.inf)
-            shaped = torch.where(ended, only_eos, shaped)
-        log_probs = shaped
-
-        # the k best extensions of a sentence are among the k best of each of its beams
-        k = min(2 * beam, beams * vocab)
-        per_beam = min(k, vocab)
-        beam_log_probs, beam_tokens = log_probs.topk(per_beam, dim=1)  # (n * beams, per_beam)
-        candidates = (scores.view(-1, 1) + beam_log_probs).view(n, beams * per_beam)
-        cand_scores, cand_index = candidates.topk(k, dim=1)  # (n, k), best first
-        cand_tokens = beam_tokens.view(n, beams * per_beam).gather(1, cand_index)
-        cand_rows = torch.arange(n, device=device)[:, None] * beams + cand_index // per_beam  # rows of history
-        is_eos = cand_tokens == eos_id
-
-        # EOS among the best `beam` candidates: finish those hypotheses, in the next free slots
-        ends = is_eos[:, :beam] & (cand_scores[:, :beam] > -math.inf)  # (n, beam)
-        slot = fin_count[alive][:, None] + ends.cumsum(dim=1) - 1
-        slot = torch.where(ends & (slot < beam), slot, beam)
-        sentence = alive[:, None].expand_as(slot)
-        fin_tokens[sentence, slot, :t] = history[cand_rows[:, :beam]]
-        fin_log_prob[sentence, slot] = cand_scores[:, :beam]
-        fin_len[sentence, slot] = t + 1
-        fin_count[alive] = (fin_count[alive] + ends.sum(dim=1)).clamp(max=beam)
-
-        # the best `beam` candidates that do not end go on
-        rank = torch.arange(k, device=device)
-        go_on = torch.where(is_eos, rank + k, rank).argsort(dim=1)[:, :beam]  # (n, beam)
-        next_scores = cand_scores.gather(1, go_on)
-        next_scores = next_scores.masked_fill(is_eos.gather(1, go_on), -math.inf)  # tiny vocabularies only
-        next_rows, next_tokens = cand_rows.gather(1, go_on), cand_tokens.gather(1, go_on)
-
-        done = (fin_count[alive] >= beam) | (limit <= t)
+        shaped = _process(shape, live.history, log_probs) if shape else log_probs
+        if t >= min_limit:
+            shaped = _at_limit(shaped, log_probs, live.limit, t, beams, eos_id, device)
+        cand = _candidates(shaped, live.scores, beam, eos_id, device)
+        finished.add(t, live.alive, live.history, cand)
+        next_scores, next_rows, next_tokens = _go_on(cand, beam, device)
+        done = (finished.count[live.alive] >= beam) | (live.limit <= t)
         keep = (~done).nonzero().squeeze(1)  # the one host-device sync of the step
         if len(keep) == 0:
             break
         rows = next_rows[keep]  # (n', beam): expands to beams, follows the beams, drops finished sentences
         memory, cache = model.reorder(memory, cache, rows)
-        tokens = next_tokens[keep].flatten()
-        history = torch.cat([history[rows.flatten()], tokens[:, None]], dim=1)
-        scores, alive, limit = next_scores[keep], alive[keep], limit[keep]
+        live = live.follow(keep, rows, next_scores, next_tokens)
         if len(keep) < n:
-            min_limit = int(limit.min())
+            min_limit = int(live.limit.min())
 
-    ids, lengths, log_prob, count = fin_tokens.tolist(), fin_len.tolist(), fin_log_prob.tolist(), fin_count.tolist()
-    results = []
-    for i in range(batch):
-        hyps = [
-            Hypothesis(
-                path[: n - 1], normalise(lp, n, length_penalty=config.length_penalty, normalize=config.normalize), lp
-            )
-            for path, n, lp in zip(ids[i][: count[i]], lengths[i], log_prob[i])
-        ]
-        hyps.sort(key=lambda h: h.score, reverse=True)
-        results.append(hyps[: config.nbest])
-    return results
+    return finished.ranked(config)
