@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from nmt.config import DecodeConfig, ModelConfig, from_dict
 from nmt.errors import CheckpointError, ConfigError
@@ -32,6 +32,7 @@ from nmt.runtime import all_cores
 from nmt.tokenizer import Tokenizer
 
 EOS_PIECE = "</s>"
+Found: TypeAlias = list[list[tuple[list[str], float]]]  # per source, each hypothesis: (its pieces, its log-prob)
 COMPUTE_TYPES = (
     "default",
     "auto",
@@ -211,54 +212,66 @@ class CT2Translator(LineTranslator):
 
     def _search(self, sources: list[list[str]], limit: int) -> list[list[Hypothesis]]:
         """n-best lists for sources that share one output length limit."""
+        found = self._translate(sources, limit)
+        self._rescore(sources, found)
+        return self._ranked(found)
+
+    def _translate(self, sources: list[list[str]], limit: int) -> Found:
+        """CTranslate2's hypotheses of each source, with the log-prob taken back from its score."""
         cfg = self.config
         beam = cfg.beam_size
-        found: list[list[tuple[list[str], float]]]  # per source, each hypothesis: (its pieces, its log-prob)
         if limit == 0:  # CTranslate2 needs one step at least; our search ends every output at once
-            found = [[([], 0.0)] for _ in sources]
-        else:
-            results = self.engine.translate_batch(
-                sources,
-                beam_size=beam,
-                num_hypotheses=beam,  # all that end; ranked below with our length normalisation
-                length_penalty=0.0 if beam == 1 else -1.0,  # greedy: the plain sum; beam: see the module's doc
-                max_decoding_length=limit,
-                min_decoding_length=0,  # an output may be empty, as in ours
-                max_input_length=0,  # `encode` has truncated already
-                no_repeat_ngram_size=cfg.no_repeat_ngram,
-                return_scores=True,
-                return_end_token=True,  # lengths count EOS, as ours do
-                max_batch_size=cfg.batch_tokens,
-                batch_type="tokens",
-            )
-            found = [
-                [
-                    (tokens, score / len(tokens) if beam > 1 else score)  # score = log-prob * length
-                    for tokens, score in zip(r.hypotheses, r.scores)
-                ]
-                for r in results
+            return [[([], 0.0)] for _ in sources]
+        results = self.engine.translate_batch(
+            sources,
+            beam_size=beam,
+            num_hypotheses=beam,  # all that end; ranked below with our length normalisation
+            length_penalty=0.0 if beam == 1 else -1.0,  # greedy: the plain sum; beam: see the module's doc
+            max_decoding_length=limit,
+            min_decoding_length=0,  # an output may be empty, as in ours
+            max_input_length=0,  # `encode` has truncated already
+            no_repeat_ngram_size=cfg.no_repeat_ngram,
+            return_scores=True,
+            return_end_token=True,  # lengths count EOS, as ours do
+            max_batch_size=cfg.batch_tokens,
+            batch_type="tokens",
+        )
+        return [
+            [
+                (tokens, score / len(tokens) if beam > 1 else score)  # score = log-prob * length
+                for tokens, score in zip(r.hypotheses, r.scores)
             ]
-        # Scored again by CTranslate2 (teacher forcing, EOS appended): the outputs cut at the limit,
-        # which our search ends with EOS there; and with --no-repeat-ngram all of them, since
-        # CTranslate2 then renormalises the log-probs over the tokens left allowed, ours do not.
+            for r in results
+        ]
+
+    def _rescore(self, sources: list[list[str]], found: Found) -> None:
+        """Score again by CTranslate2 (teacher forcing, EOS appended), in place: the outputs cut at the limit,
+        which our search ends with EOS there; and with --no-repeat-ngram all of them, since CTranslate2 then
+        renormalises the log-probs over the tokens left allowed, ours do not."""
+        cfg = self.config
         rescore = [
             (s, h)
             for s, hyps in enumerate(found)
             for h, (tokens, _) in enumerate(hyps)
             if cfg.no_repeat_ngram or not ended(tokens)
         ]
-        if rescore:
-            bodies = [found[s][h][0][:-1] if ended(found[s][h][0]) else found[s][h][0] for s, h in rescore]
-            scored = self.engine.score_batch(
-                [sources[s] for s, _ in rescore],
-                bodies,
-                max_input_length=0,
-                max_batch_size=cfg.batch_tokens,
-                batch_type="tokens",
-            )
-            for (s, h), body, result in zip(rescore, bodies, scored):
-                log_prob = sum(result.log_probs) if cfg.no_repeat_ngram else found[s][h][1] + result.log_probs[-1]
-                found[s][h] = (body + [EOS_PIECE], log_prob)
+        if not rescore:
+            return
+        bodies = [found[s][h][0][:-1] if ended(found[s][h][0]) else found[s][h][0] for s, h in rescore]
+        scored = self.engine.score_batch(
+            [sources[s] for s, _ in rescore],
+            bodies,
+            max_input_length=0,
+            max_batch_size=cfg.batch_tokens,
+            batch_type="tokens",
+        )
+        for (s, h), body, result in zip(rescore, bodies, scored):
+            log_prob = sum(result.log_probs) if cfg.no_repeat_ngram else found[s][h][1] + result.log_probs[-1]
+            found[s][h] = (body + [EOS_PIECE], log_prob)
+
+    def _ranked(self, found: Found) -> list[list[Hypothesis]]:
+        """The `nbest` best of each source by our length normalisation, best first."""
+        cfg = self.config
         out = []
         for hyps in found:
             ranked = [
