@@ -339,19 +339,21 @@ class Limits:
         _check(self)
 
 
+# the plain field types: whether a value fits, and what the error says it must be
+_PLAIN: dict[Any, tuple[Callable[[Any], bool], str]] = {
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    int: (lambda v: not isinstance(v, bool) and isinstance(v, int), "an integer"),
+    float: (lambda v: not isinstance(v, bool) and isinstance(v, (int, float)), "a number"),
+    str: (lambda v: isinstance(v, str), "a string"),
+}
+
+
 def _coerce(value: Any, annotation: Any, name: str) -> Any:
     """Check one value against its field type; ints are accepted where floats are expected."""
     hint = annotation
     origin = typing.get_origin(hint)
     if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name} must be a list, got {value!r}")
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:  # tuple[str, ...]: any number of items
-            return tuple(_coerce(v, args[0], name) for v in value)
-        if len(value) != len(args):
-            raise ConfigError(f"{name} must have {len(args)} items, got {len(value)}")
-        return tuple(_coerce(v, a, name) for v, a in zip(value, args))
+        return _coerce_tuple(value, hint, name)
     if origin in (typing.Union, types.UnionType):
         return value
     if origin is Literal:
@@ -359,23 +361,24 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
         if value not in allowed:
             raise ConfigError(f"{name} must be {' or '.join(map(repr, allowed))}, not {value!r}")
         return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, got {value!r}")
-        return value
+    if isinstance(hint, type) and hint in _PLAIN:
+        fits, what = _PLAIN[hint]
+        if not fits(value):
+            raise ConfigError(f"{name} must be {what}, got {value!r}")
+        return float(value) if hint is float else value
     return value
+
+
+def _coerce_tuple(value: Any, hint: Any, name: str) -> tuple[Any, ...]:
+    """Check a list against a tuple field type: tuple[X, ...] takes any number of items, tuple[X, Y] exactly two."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{name} must be a list, got {value!r}")
+    args = typing.get_args(hint)
+    if len(args) == 2 and args[1] is Ellipsis:  # tuple[str, ...]: any number of items
+        return tuple(_coerce(v, args[0], name) for v in value)
+    if len(value) != len(args):
+        raise ConfigError(f"{name} must have {len(args)} items, got {len(value)}")
+    return tuple(_coerce(v, a, name) for v, a in zip(value, args))
 
 
 def from_dict(cls: type[ConfigT], data: dict[str, Any], where: str = "config", spell: Spell = str) -> ConfigT:
