@@ -121,22 +121,7 @@ def settings(*specs: Spec) -> Callable[[F], F]:
 
     def decorate(func: F) -> F:
         signature = inspect.signature(func, eval_str=True)
-        generated: dict[str, tuple[type, Field]] = {}
-        flags: dict[type, dict[str, str]] = {}
-        parameters: list[inspect.Parameter] = []
-        for parameter in signature.parameters.values():
-            if parameter.name != "settings":
-                parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
-                continue
-            for spec in specs:
-                cls, chosen = offered(spec)
-                hints = typing.get_type_hints(cls)
-                for field in chosen:
-                    if field.name in generated or field.name in signature.parameters:
-                        raise TypeError(f"{func.__name__}: two options named {field.name}")
-                    generated[field.name] = (cls, field)
-                    flags.setdefault(cls, {})[field.name] = flag_of(field)
-                    parameters.append(_option(cls, field, hints[field.name]))
+        parameters, generated, flags = _parameters(func.__name__, signature, specs)
         context = next((p.name for p in parameters if p.annotation is typer.Context), None)
         if context is None:
             parameters.insert(0, inspect.Parameter(_CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
@@ -144,12 +129,7 @@ def settings(*specs: Spec) -> Callable[[F], F]:
         @functools.wraps(func)
         def command(**kwargs: Any) -> Any:
             ctx = kwargs[context] if context else kwargs.pop(_CONTEXT)
-            given: dict[type, dict[str, Any]] = {}
-            for name, (cls, _) in generated.items():
-                value = kwargs.pop(name)
-                source = ctx.get_parameter_source(name)
-                if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
-                    given.setdefault(cls, {})[name] = tuple(value) if isinstance(value, list) else value
+            given = _given(kwargs, ctx, generated)
             return func(**kwargs, settings=Settings(given, flags))
 
         command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
@@ -157,3 +137,40 @@ def settings(*specs: Spec) -> Callable[[F], F]:
         return typing.cast(F, command)
 
     return decorate
+
+
+def _parameters(
+    command: str, signature: inspect.Signature, specs: tuple[Spec, ...]
+) -> tuple[list[inspect.Parameter], dict[str, tuple[type, Field]], dict[type, dict[str, str]]]:
+    """The command's parameters (keyword-only) with `settings` replaced by one option per field; which config
+    each generated option belongs to; and each config's flags by field name."""
+    generated: dict[str, tuple[type, Field]] = {}
+    flags: dict[type, dict[str, str]] = {}
+    parameters: list[inspect.Parameter] = []
+    for parameter in signature.parameters.values():
+        if parameter.name != "settings":
+            parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+            continue
+        for spec in specs:
+            cls, chosen = offered(spec)
+            hints = typing.get_type_hints(cls)
+            for field in chosen:
+                if field.name in generated or field.name in signature.parameters:
+                    raise TypeError(f"{command}: two options named {field.name}")
+                generated[field.name] = (cls, field)
+                flags.setdefault(cls, {})[field.name] = flag_of(field)
+                parameters.append(_option(cls, field, hints[field.name]))
+    return parameters, generated, flags
+
+
+def _given(
+    kwargs: dict[str, Any], ctx: typer.Context, generated: dict[str, tuple[type, Field]]
+) -> dict[type, dict[str, Any]]:
+    """Take the generated options out of `kwargs`; those given on the command line (not defaults), by config."""
+    given: dict[type, dict[str, Any]] = {}
+    for name, (cls, _) in generated.items():
+        value = kwargs.pop(name)
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            given.setdefault(cls, {})[name] = tuple(value) if isinstance(value, list) else value
+    return given
