@@ -156,17 +156,7 @@ def score(
 
     keys = list(dict.fromkeys(m.value for m in metrics)) if metrics else list(LABELS)
     hypotheses = [str(h) for h in hypotheses or []]
-    if (model is None) != (src is None):
-        raise ConfigError("--model and --src go together: -m MODEL --src SRC -r REF")
-    if hypotheses.count(STDIN) > 1:
-        raise ConfigError("'-' (stdin) given twice; stdin can be read once")
-    if score_only and as_json:
-        raise ConfigError("--score-only and --json are two kinds of output; choose one")
-    if sentence_level and (paired_bs or len(hypotheses) + (model is not None) > 1):
-        raise ConfigError(
-            "--sentence-level scores one hypothesis on its own"
-            + ("; drop --paired-bs" if paired_bs else "; give one HYP file (or stdin, or -m)")
-        )
+    _check_choices(hypotheses, model, src, score_only, as_json, sentence_level, paired_bs)
     if not hypotheses and model is None:
         if sys.stdin.isatty():
             raise ConfigError(
@@ -192,6 +182,36 @@ def score(
         _print_sentences(rows, signatures, names[0], reference_names, keys, score_only, as_json, width)
         return
     report = score_lines(systems, ref_lines, names=names, paired_bs_n=paired_bs_n if paired_bs else None, **options)
+    _print_report(report, keys, score_only, as_json, width)
+
+
+def _check_choices(
+    hypotheses: list[str],
+    model: Path | None,
+    src: Path | None,
+    score_only: bool,
+    as_json: bool,
+    sentence_level: bool,
+    paired_bs: bool,
+) -> None:
+    """Refuse options that do not go together, before anything is read."""
+    from nmt.errors import ConfigError
+
+    if (model is None) != (src is None):
+        raise ConfigError("--model and --src go together: -m MODEL --src SRC -r REF")
+    if hypotheses.count(STDIN) > 1:
+        raise ConfigError("'-' (stdin) given twice; stdin can be read once")
+    if score_only and as_json:
+        raise ConfigError("--score-only and --json are two kinds of output; choose one")
+    if sentence_level and (paired_bs or len(hypotheses) + (model is not None) > 1):
+        raise ConfigError(
+            "--sentence-level scores one hypothesis on its own"
+            + ("; drop --paired-bs" if paired_bs else "; give one HYP file (or stdin, or -m)")
+        )
+
+
+def _print_report(report: ScoreReport, keys: list[str], score_only: bool, as_json: bool, width: int | None) -> None:
+    """The corpus-level scores: JSON, bare numbers (--score-only) or a table with the signatures."""
     if as_json:
         out.out(
             json.dumps(report.to_dict(JSON_WIDTH if width is None else width), indent=2, ensure_ascii=False),
