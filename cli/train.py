@@ -180,7 +180,6 @@ def _train(
     settings: Settings,
 ) -> None:
     import nmt.train as training
-    from nmt.config import check_table, load_toml
     from nmt.runtime import slow_bf16
 
     positional = list(ctx.args)
@@ -188,6 +187,7 @@ def _train(
         raise ConfigError(f"one DATA_DIR expected, got {' '.join(positional)}; options look like --name value")
     data_dir = Path(positional[0]) if positional else None
     display = Display() if group.writer else (lambda event: None)
+    run: dict[str, Any] = dict(device=device, threads=threads, callback=display, group=group)
     if resume:
         if data_dir or config or overwrite or settings.given(ModelConfig):
             raise ConfigError(
@@ -195,51 +195,20 @@ def _train(
                 "--max-steps"
             )
         with err.status(f"loading {resume}…"):
-            trainer = training.resume(
-                resume, settings.given(TrainConfig), device=device, threads=threads, callback=display, group=group
-            )
+            trainer = training.resume(resume, settings.given(TrainConfig), **run)
         run_dir = resume
     else:
         if data_dir is None or out_dir is None:
             raise ConfigError("give DATA_DIR and --out RUN_DIR (or --resume RUN_DIR)")
         writable(out_dir, "--out", directory=True)
-        file_cfg = load_toml(config) if config else {}
-        for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
-            check_table(cls, file_cfg.get(section, {}), f"{config} [{section}]")
-        if file_cfg.get("decode"):
-            err.print(
-                f"note: {config}: nmt train ignores [decode]; `nmt translate --config {config}` reads it", markup=False
-            )
-        train_cfg = settings.make(TrainConfig, file_cfg.get("train", {}))
-        model_file = file_cfg.get("model", {})
-        # checked here too, so that a refused value is named by its flag; the prepared data fixes the vocabulary
-        settings.make(ModelConfig, {k: v for k, v in model_file.items() if k not in DATA_FIXED})
-        model_over = {**model_file, **settings.given(ModelConfig)}
+        model_over, train_cfg = _configs(config, settings)
         with err.status(f"loading {data_dir} and building the model…"):
-            trainer = training.start(
-                data_dir,
-                out_dir,
-                model_over,
-                train_cfg,
-                overwrite=overwrite,
-                device=device,
-                threads=threads,
-                callback=display,
-                group=group,
-            )
+            trainer = training.start(data_dir, out_dir, model_over, train_cfg, overwrite=overwrite, **run)
         run_dir = out_dir
     if trainer.cfg.precision == "bf16" and group.writer and (why := slow_bf16(trainer.device)):
         err.print(f"warning: {why}; use --precision fp32 here")
 
-    def on_signal(signum: int, frame: Any) -> None:
-        trainer.stop_requested = signal.Signals(signum).name
-        if not group.distributed:  # (torchrun passes on the signal the processes already had from the terminal)
-            signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once; checkpoints stay atomic
-        if group.writer:
-            err.print(f"{trainer.stop_requested}: saving a checkpoint after this step…")
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    _stop_on_signals(trainer, group)
     try:
         with display if isinstance(display, Display) else contextlib.nullcontext():
             reason = trainer.train()
@@ -256,6 +225,38 @@ def _train(
         f"done: {reason}. best {trainer.cfg.early_stop_metric} {best:.2f} at step {trainer.early.best_step}; "
         f"model: {run_dir}/best"
     )
+
+
+def _configs(config: Path | None, settings: Settings) -> tuple[dict[str, Any], TrainConfig]:
+    """The [model] keys (the file's, then the flags') and the training config of a new run, checked."""
+    from nmt.config import check_table, load_toml
+
+    file_cfg = load_toml(config) if config else {}
+    for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
+        check_table(cls, file_cfg.get(section, {}), f"{config} [{section}]")
+    if file_cfg.get("decode"):
+        err.print(
+            f"note: {config}: nmt train ignores [decode]; `nmt translate --config {config}` reads it", markup=False
+        )
+    train_cfg = settings.make(TrainConfig, file_cfg.get("train", {}))
+    model_file = file_cfg.get("model", {})
+    # checked here too, so that a refused value is named by its flag; the prepared data fixes the vocabulary
+    settings.make(ModelConfig, {k: v for k, v in model_file.items() if k not in DATA_FIXED})
+    return {**model_file, **settings.given(ModelConfig)}, train_cfg
+
+
+def _stop_on_signals(trainer: Any, group: Any) -> None:
+    """SIGINT and SIGTERM ask the trainer to stop after the step it is taking (and save a checkpoint)."""
+
+    def on_signal(signum: int, frame: Any) -> None:
+        trainer.stop_requested = signal.Signals(signum).name
+        if not group.distributed:  # (torchrun passes on the signal the processes already had from the terminal)
+            signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once; checkpoints stay atomic
+        if group.writer:
+            err.print(f"{trainer.stop_requested}: saving a checkpoint after this step…")
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
 
 
 DATA_FIXED = ("src_vocab_size", "tgt_vocab_size", "pad_id")  # [model] keys the prepared data sets
