@@ -183,7 +183,8 @@ def git_commit() -> str:
         return "unknown"
 
 
-def main() -> None:
+def parse_args() -> tuple[argparse.Namespace, list[int]]:
+    """The command line, checked; and the corpus sizes it asks for, smallest first."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="250000,1000000,4000000", help="comma-separated corpus sizes in pairs")
     parser.add_argument(
@@ -204,92 +205,85 @@ def main() -> None:
         parser.error(f"--sizes {args.sizes!r}: give comma-separated numbers of pairs")
     if sizes[0] < 1 or args.repeats < 1 or (args.threads is not None and args.threads < 1):
         parser.error("--sizes, --repeats and --threads must be positive")
-    threads = ["--threads", str(args.threads)] if args.threads else []
-    floor = ENCODE_FLOOR.format(chunk=CHUNK, threads=args.threads or os.cpu_count())
+    return args, sizes
 
-    nmt = nmt_command()
-    help_text = subprocess.run(nmt + ["prepare", "--help"], capture_output=True, text=True).stdout
-    sample = re.search(r"--spm-sample.*?\[default:\s*(\d+)\]", help_text, re.S)
-    sample_note = f"--spm-sample at its default ({int(sample.group(1)):,} sentences)" if sample else "no --spm-sample"
-    work = args.work or Path(tempfile.mkdtemp(prefix="nmt-prepare-scale-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        started = time.perf_counter()
-        en, fr = read_tatoeba(args.tatoeba)
-        for size in sizes:
-            (work / str(size)).mkdir(exist_ok=True)
-        synthesize(en, fr, sizes[-1], 1, {size: work / str(size) / "corpus" for size in sizes})
-        synthesize(en, fr, 1000, 2, {1000: work / "valid"})
-        print(
-            f"generated {sizes[-1]:,} pairs from {len(en):,} Tatoeba pairs in {time.perf_counter() - started:.0f} s "
-            f"under {work}",
-            file=sys.stderr,
+
+def generate(tatoeba: Path, work: Path, sizes: list[int]) -> dict[int, float]:
+    """Write each size's corpus (and one validation set) under `work`; the megabytes of text of each size."""
+    started = time.perf_counter()
+    en, fr = read_tatoeba(tatoeba)
+    for size in sizes:
+        (work / str(size)).mkdir(exist_ok=True)
+    synthesize(en, fr, sizes[-1], 1, {size: work / str(size) / "corpus" for size in sizes})
+    synthesize(en, fr, 1000, 2, {1000: work / "valid"})
+    print(
+        f"generated {sizes[-1]:,} pairs from {len(en):,} Tatoeba pairs in {time.perf_counter() - started:.0f} s "
+        f"under {work}",
+        file=sys.stderr,
+    )
+    del en, fr
+    return {
+        size: sum((work / str(size) / f"corpus.{lang}").stat().st_size for lang in ("en", "fr")) / 1e6 for size in sizes
+    }
+
+
+def measure_size(nmt: list[str], work: Path, size: int, threads: list[str], floor: str, skip_train: bool) -> dict:
+    """One round on one size: nmt prepare, the encoding floor and (unless skipped) nmt train's start-up."""
+    base = work / str(size)
+    shutil.rmtree(base / "prep", ignore_errors=True)
+    row = {
+        "prepare": measure(
+            nmt
+            + [
+                "prepare",
+                "--src",
+                "en",
+                "--tgt",
+                "fr",
+                "--train",
+                str(base / "corpus"),
+                "--valid",
+                str(work / "valid"),
+                "--out",
+                str(base / "prep"),
+                "--vocab-size",
+                "8000",
+                *threads,
+            ],
+            f"nmt prepare ({size:,} pairs)",
         )
-        del en, fr
-        text_mb = {
-            size: sum((work / str(size) / f"corpus.{lang}").stat().st_size for lang in ("en", "fr")) / 1e6
-            for size in sizes
-        }
+    }
+    row["encode"] = measure(
+        [
+            sys.executable,
+            "-c",
+            floor,
+            str(base / "prep" / "spm.model"),
+            str(base / "corpus.en"),
+            str(base / "corpus.fr"),
+        ],
+        f"encoding floor ({size:,} pairs)",
+    )
+    if not skip_train:
+        row["train"] = measure(
+            nmt + ["train", str(base / "prep"), "--out", str(base / "run")] + TRAIN_FLAGS + threads,
+            f"nmt train ({size:,} pairs)",
+            watch=STEP_ONE,
+        )
+    return row
 
-        results: dict[int, list[dict]] = {size: [] for size in sizes}
-        for repeat in range(args.repeats):
-            for size in sizes:
-                base = work / str(size)
-                print(f"[{repeat + 1}/{args.repeats}] {size:,} pairs", file=sys.stderr)
-                shutil.rmtree(base / "prep", ignore_errors=True)
-                row = {
-                    "prepare": measure(
-                        nmt
-                        + [
-                            "prepare",
-                            "--src",
-                            "en",
-                            "--tgt",
-                            "fr",
-                            "--train",
-                            str(base / "corpus"),
-                            "--valid",
-                            str(work / "valid"),
-                            "--out",
-                            str(base / "prep"),
-                            "--vocab-size",
-                            "8000",
-                            *threads,
-                        ],
-                        f"nmt prepare ({size:,} pairs)",
-                    )
-                }
-                row["encode"] = measure(
-                    [
-                        sys.executable,
-                        "-c",
-                        floor,
-                        str(base / "prep" / "spm.model"),
-                        str(base / "corpus.en"),
-                        str(base / "corpus.fr"),
-                    ],
-                    f"encoding floor ({size:,} pairs)",
-                )
-                if not args.skip_train:
-                    row["train"] = measure(
-                        nmt + ["train", str(base / "prep"), "--out", str(base / "run")] + TRAIN_FLAGS + threads,
-                        f"nmt train ({size:,} pairs)",
-                        watch=STEP_ONE,
-                    )
-                results[size].append(row)
-                if not args.keep:  # leave disk for the next size
-                    for name in ("prep", "run"):
-                        shutil.rmtree(base / name, ignore_errors=True)
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+
+def report(
+    args: argparse.Namespace, sizes: list[int], text_mb: dict[int, float], results: dict[int, list[dict]], note: str
+) -> None:
+    """The table: medians over the rounds, one row per size, under a header that says what ran where."""
 
     def med(size: int, part: str, key: str) -> float:
         return statistics.median(r[part][key] for r in results[size])
 
     trained = "train skipped" if args.skip_train else "train d256 3+3 layers, 20 updates of 4096 tokens"
     print(
-        f"nmt prepare at scale: Tatoeba en-fr pairs joined 2-3 at a time, joint BPE 8000, {sample_note}; "
+        f"nmt prepare at scale: Tatoeba en-fr pairs joined 2-3 at a time, joint BPE 8000, {note}; "
         f"{trained}; threads: {args.threads or os.cpu_count()}; median of {args.repeats} run(s)"
     )
     print(
@@ -313,6 +307,33 @@ def main() -> None:
             f"{med(size, 'encode', 'spm_train_s'):>12.1f} {prep / enc:>10.2f}x {train}"
         )
     sys.stdout.flush()
+
+
+def main() -> None:
+    args, sizes = parse_args()
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    floor = ENCODE_FLOOR.format(chunk=CHUNK, threads=args.threads or os.cpu_count())
+
+    nmt = nmt_command()
+    help_text = subprocess.run(nmt + ["prepare", "--help"], capture_output=True, text=True).stdout
+    sample = re.search(r"--spm-sample.*?\[default:\s*(\d+)\]", help_text, re.S)
+    sample_note = f"--spm-sample at its default ({int(sample.group(1)):,} sentences)" if sample else "no --spm-sample"
+    work = args.work or Path(tempfile.mkdtemp(prefix="nmt-prepare-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        text_mb = generate(args.tatoeba, work, sizes)
+        results: dict[int, list[dict]] = {size: [] for size in sizes}
+        for repeat in range(args.repeats):
+            for size in sizes:
+                print(f"[{repeat + 1}/{args.repeats}] {size:,} pairs", file=sys.stderr)
+                results[size].append(measure_size(nmt, work, size, threads, floor, args.skip_train))
+                if not args.keep:  # leave disk for the next size
+                    for name in ("prep", "run"):
+                        shutil.rmtree(work / str(size) / name, ignore_errors=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    report(args, sizes, text_mb, results, sample_note)
 
 
 if __name__ == "__main__":
