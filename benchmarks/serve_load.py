@@ -177,7 +177,8 @@ def run_round(port: int, lines: list[str], expected: list[str], clients: int, ma
     }
 
 
-def main() -> None:
+def parse_args() -> tuple[argparse.Namespace, list[int]]:
+    """The command line, checked; and the client counts of the rounds."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "-m",
@@ -207,16 +208,13 @@ def main() -> None:
             parser.error(f"{flag} {value}: must be more than 0")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads {args.threads}: must be at least 1")
-    threads = args.threads or len(os.sched_getaffinity(0))
+    return args, counts
 
-    import torch
 
+def translate_locally(args: argparse.Namespace, lines: list[str], threads: int) -> tuple[list[str], float]:
+    """The translations of one process (`nmt.load`) after a warm-up, and the seconds they took."""
     import nmt
-    from nmt.data import read_lines
 
-    lines = read_lines(args.input)[: args.limit]
-    if not lines:
-        sys.exit(f"{args.input}: no lines")
     loaded = nmt.load(args.model, beam=args.beam, threads=threads)
     loaded.translate(lines[:1])  # warm-up
     start = time.perf_counter()
@@ -224,7 +222,13 @@ def main() -> None:
     local_seconds = time.perf_counter() - start
     del loaded
     gc.collect()
+    return expected, local_seconds
 
+
+def serve_rounds(
+    args: argparse.Namespace, lines: list[str], expected: list[str], counts: list[int], threads: int
+) -> list[dict]:
+    """Start nmt serve, warm it up, and run one round per client count."""
     rounds = []
     server = Server(args.model, free_port(), args.beam, threads, args.max_wait_ms)
     try:
@@ -238,13 +242,12 @@ def main() -> None:
             rounds.append(run_round(server.port, lines, expected, clients, args.max_seconds))
     finally:
         server.stop()
+    return rounds
 
-    print(
-        f"model {args.model}, {len(lines)} sentences from {args.input.name}, beam {args.beam}; torch "
-        f"{torch.__version__}, {threads} threads; nmt serve --max-wait-ms {args.max_wait_ms:g}, one sentence per "
-        f"request; latencies over each round's requests"
-    )
-    local = len(lines) / local_seconds
+
+def print_table(rounds: list[dict], local_seconds: float, n_lines: int) -> None:
+    """Throughput and latencies of each round beside the one process's."""
+    local = n_lines / local_seconds
     base = rounds[0]["answered"] / rounds[0]["seconds"] if rounds[0]["clients"] == 1 and rounds[0]["seconds"] else None
     print(
         f"{'run':<22} {'sent/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'vs 1 client':>11} "
@@ -264,13 +267,15 @@ def main() -> None:
             f"{name:<22} {rate:>8.1f} {p50:>8} {p95:>8} {p99:>8} {vs_one:>11} {rate / local:>11.2f}x "
             f"{len(r['mismatches']):>6} {len(r['errors']):>6}"
         )
+
+
+def print_problems(rounds: list[dict], lines: list[str], expected: list[str], max_seconds: float) -> bool:
+    """Say which rounds stopped early and show the first wrong answers and errors; whether there were any."""
     failed = False
     for r in rounds:
         where = f"{r['clients']} client{'s' if r['clients'] > 1 else ''}"
         if r["stopped"]:
-            print(
-                f"{where}: stopped after --max-seconds {args.max_seconds:g}: {r['answered']} of {len(lines)} answered"
-            )
+            print(f"{where}: stopped after --max-seconds {max_seconds:g}: {r['answered']} of {len(lines)} answered")
         for index, text in r["mismatches"][:SHOW]:
             print(
                 f"{where}: line {index + 1} differs\n  source:     {lines[index]}\n  expected:   "
@@ -282,7 +287,30 @@ def main() -> None:
         if hidden:
             print(f"{where}: {hidden} more mismatches or errors not shown")
         failed = failed or bool(r["mismatches"] or r["errors"])
-    if failed:
+    return failed
+
+
+def main() -> None:
+    args, counts = parse_args()
+    threads = args.threads or len(os.sched_getaffinity(0))
+
+    import torch
+
+    from nmt.data import read_lines
+
+    lines = read_lines(args.input)[: args.limit]
+    if not lines:
+        sys.exit(f"{args.input}: no lines")
+    expected, local_seconds = translate_locally(args, lines, threads)
+    rounds = serve_rounds(args, lines, expected, counts, threads)
+
+    print(
+        f"model {args.model}, {len(lines)} sentences from {args.input.name}, beam {args.beam}; torch "
+        f"{torch.__version__}, {threads} threads; nmt serve --max-wait-ms {args.max_wait_ms:g}, one sentence per "
+        f"request; latencies over each round's requests"
+    )
+    print_table(rounds, local_seconds, len(lines))
+    if print_problems(rounds, lines, expected, args.max_seconds):
         sys.exit("some answers of nmt serve were wrong or failed (above): the figures measure wrong output")
 
 
