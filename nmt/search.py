@@ -17,6 +17,7 @@ from torch import Tensor
 
 from nmt.config import DecodeConfig
 from nmt.hypotheses import Hypothesis, max_lengths, normalise
+from nmt.processors import Processor, process, processors
 
 Memory: TypeAlias = Any  # whatever `encode` returns; search only passes it back to the model
 KVCache: TypeAlias = Any  # likewise for the decoder state
@@ -28,73 +29,6 @@ class StepModel(Protocol):
     def reorder(self, memory: Memory, cache: KVCache, index: Tensor) -> tuple[Memory, KVCache]:
         """index (sentences, rows_each): new row (i, j) continues old row index[i, j]; the rows of
         one new sentence all come from one old sentence (so a model may keep per-sentence state once)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# score processors: how a step's log-probabilities are shaped before any search chooses from them
-
-Processor: TypeAlias = Callable[[Tensor, Tensor], Tensor]
-"""(history (rows, t): the tokens chosen so far, without BOS; log_probs (rows, vocab)) -> log_probs."""
-
-
-def penalise_unk(unk_id: int, penalty: float) -> Processor:
-    """Subtract `penalty` from the log-probability of <unk>."""
-
-    def apply(history: Tensor, log_probs: Tensor) -> Tensor:
-        log_probs = log_probs.clone()
-        log_probs[:, unk_id] -= penalty
-        return log_probs
-
-    return apply
-
-
-def block_repeats(n: int) -> Processor:
-    """-inf for every token that would complete an n-gram already in the hypothesis."""
-
-    def apply(history: Tensor, log_probs: Tensor) -> Tensor:
-        t = history.size(1)
-        if t < n:
-            return log_probs
-        grams = history.unfold(1, n, 1)  # (rows, t - n + 1, n): every n-gram so far
-        tail = history[:, t - n + 1 :]  # (rows, n - 1): what the next token would follow
-        repeats = (grams[:, :, :-1] == tail[:, None, :]).all(dim=-1)  # (rows, t - n + 1)
-        banned = torch.zeros_like(log_probs).scatter_add_(1, grams[:, :, -1], repeats.to(log_probs.dtype))
-        return log_probs.masked_fill(banned > 0, -math.inf)
-
-    return apply
-
-
-def forbid_eos_before(min_len: int, eos_id: int) -> Processor:
-    """No end of sentence before `min_len` tokens (an output's length limit still ends it)."""
-
-    def apply(history: Tensor, log_probs: Tensor) -> Tensor:
-        if history.size(1) >= min_len:
-            return log_probs
-        log_probs = log_probs.clone()
-        log_probs[:, eos_id] = -math.inf
-        return log_probs
-
-    return apply
-
-
-def processors(config: DecodeConfig, *, eos_id: int, unk_id: int | None = None) -> list[Processor]:
-    """The processors a decoding config asks for, in the order they apply."""
-    chosen: list[Processor] = []
-    if config.unk_penalty:
-        if unk_id is None:
-            raise ValueError("unk_penalty needs the unk id (unk_id=...)")
-        chosen.append(penalise_unk(unk_id, config.unk_penalty))
-    if config.no_repeat_ngram:
-        chosen.append(block_repeats(config.no_repeat_ngram))
-    if config.min_len:
-        chosen.append(forbid_eos_before(config.min_len, eos_id))
-    return chosen
-
-
-def _process(steps: Sequence[Processor], history: Tensor, log_probs: Tensor) -> Tensor:
-    for step in steps:
-        log_probs = step(history, log_probs)
-    return log_probs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,7 +67,7 @@ def _single_path(
     for t in range(max(limits) + 1):
         log_probs, cache = model.decode_step(tokens, memory, cache)  # (n, vocab)
         log_probs = log_probs.float()
-        shaped = _process(shape, out[alive, :t], log_probs) if shape else log_probs
+        shaped = process(shape, out[alive, :t], log_probs) if shape else log_probs
         # a hypothesis that reaches its limit is ended, not dropped
         tokens = torch.where(limit <= t, eos_id, choose(shaped))  # (n,)
         log_prob[alive] += log_probs.gather(1, tokens[:, None]).squeeze(1)
@@ -416,7 +350,7 @@ def beam_search(
         n, beams = live.scores.shape
         log_probs, cache = model.decode_step(live.tokens, memory, cache)  # (n * beams, vocab)
         log_probs = log_probs.float()
-        shaped = _process(shape, live.history, log_probs) if shape else log_probs
+        shaped = process(shape, live.history, log_probs) if shape else log_probs
         if t >= min_limit:
             shaped = _at_limit(shaped, log_probs, live.limit, t, beams, eos_id, device)
         cand = _candidates(shaped, live.scores, beam, eos_id, device)

@@ -22,8 +22,9 @@ from nmt.hypotheses import Hypothesis, max_source_tokens
 from nmt.line_translator import PRECISIONS, LineTranslator
 from nmt.model import Transformer
 from nmt.modeldir import LoadedModel, load_model_dir
+from nmt.processors import processors
 from nmt.runtime import autocast, pick_device, set_threads
-from nmt.search import StepModel, beam_search, greedy, processors, sample
+from nmt.search import StepModel, beam_search, greedy, sample
 from nmt.tokenizer import SPECIAL
 
 if TYPE_CHECKING:

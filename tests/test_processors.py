@@ -13,7 +13,8 @@ from nmt_cli.main import app
 from typer.testing import CliRunner
 
 from nmt.config import DecodeConfig
-from nmt.search import beam_search, block_repeats, forbid_eos_before, greedy, penalise_unk, processors, sample
+from nmt.processors import block_repeats, forbid_eos_before, penalise_unk, processors
+from nmt.search import beam_search, greedy, sample
 from nmt.tokenizer import SPECIAL
 
 pytestmark = pytest.mark.unit
