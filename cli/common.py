@@ -42,7 +42,7 @@ def handle_errors(func: F) -> F:
         except NmtError as e:
             if os.environ.get("NMT_DEBUG") == "1":
                 traceback.print_exc(file=sys.stderr)
-            raise fail(str(e), e.exit_code) from None
+            raise fail(str(e), e.exit_code) from e
         except KeyboardInterrupt:
             err.print("interrupted")
             sys.exit(130)
@@ -65,7 +65,7 @@ def writable(path: Path, flag: str, directory: bool = False) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise ConfigError(f"{flag} {path}: cannot write in {parent} ({e.strerror}); choose another {flag}") from None
+        raise ConfigError(f"{flag} {path}: cannot write in {parent} ({e.strerror}); choose another {flag}") from e
     return path
 
 

@@ -32,7 +32,7 @@ def listen(host: str, port: int) -> socket.socket:
         sock = socket.create_server((host, port), family=family)
     except OSError as e:
         reason = os.strerror(e.errno) if e.errno else str(e)
-        raise ConfigError(f"cannot listen on {host}:{port} ({reason}); choose another --port or --host") from None
+        raise ConfigError(f"cannot listen on {host}:{port} ({reason}); choose another --port or --host") from e
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
@@ -61,8 +61,8 @@ def serve(
         import pydantic  # noqa: F401
         import starlette  # noqa: F401
         import uvicorn
-    except ImportError:
-        raise fail("nmt serve needs Starlette and uvicorn: pip install 'nmt[serve]'") from None
+    except ImportError as e:
+        raise fail("nmt serve needs Starlette and uvicorn: pip install 'nmt[serve]'") from e
     from nmt.api import load
     from nmt.errors import ConfigError
     from nmt.runtime import all_cores, keep_freed_memory

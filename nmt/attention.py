@@ -125,8 +125,8 @@ def import_pyplot() -> Any:
     """matplotlib's pyplot on the headless Agg backend, or a one-line error saying how to install it."""
     try:
         import matplotlib
-    except ImportError:
-        raise ConfigError("pictures need matplotlib: pip install 'nmt[plot]' (or use --json)") from None
+    except ImportError as e:
+        raise ConfigError("pictures need matplotlib: pip install 'nmt[plot]' (or use --json)") from e
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

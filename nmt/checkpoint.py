@@ -29,12 +29,12 @@ def load_trainer_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     tensors_file = path / TRAINER_TENSORS
     try:
         tensors = load_file(str(tensors_file))
-    except FileNotFoundError:
+    except FileNotFoundError as e:
         raise CheckpointError(
             f"{tensors_file}: missing; this checkpoint cannot be resumed (it has no trainer state)"
-        ) from None
+        ) from e
     except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{tensors_file}: unreadable ({e}); resume from an earlier checkpoint") from None
+        raise CheckpointError(f"{tensors_file}: unreadable ({e}); resume from an earlier checkpoint") from e
     return tensors, read_json(path / TRAINER_JSON)
 
 
@@ -91,7 +91,7 @@ def restore_optimizer(
     except (ValueError, KeyError) as e:
         raise CheckpointError(
             f"optimizer state does not fit this model ({e}); the checkpoint belongs to another run"
-        ) from None
+        ) from e
 
 
 # ---------------------------------------------------------------------------------------------

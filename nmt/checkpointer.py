@@ -92,7 +92,7 @@ class Checkpointer:
             self.run.saved(path, best)
             self.kept = self.run.prune(names, self.keep_last)
         except OSError as e:  # CheckpointWriteError included: a full disk
-            raise self._not_written(step, path, e) from None
+            raise self._not_written(step, path, e) from e
         self.barrier()  # no process leaves (or is stopped) while the writer is still writing
         self.callback({"kind": "checkpoint", "step": step, "path": str(path)})
         return path

@@ -428,10 +428,10 @@ def load_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: no such config file") from e
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+        raise ConfigError(f"{path}: invalid TOML: {e}") from e
     unknown = sorted(set(data) - {"model", "train", "decode", "recipe"})
     if unknown:
         raise ConfigError(f"{path}: unknown table(s) {', '.join(unknown)}; use [model], [train] and [decode]")

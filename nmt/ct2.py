@@ -51,8 +51,8 @@ def import_ctranslate2() -> Any:
     """The ctranslate2 module, imported on first use: it is an optional dependency."""
     try:
         import ctranslate2
-    except ImportError:
-        raise ConfigError("ctranslate2 is not installed; install it with: pip install 'nmt[ct2]'") from None
+    except ImportError as e:
+        raise ConfigError("ctranslate2 is not installed; install it with: pip install 'nmt[ct2]'") from e
     return ctranslate2
 
 
@@ -150,7 +150,7 @@ class CT2Translator(LineTranslator):
         try:
             max_positions = from_dict(ModelConfig, desc.get("model") or {}, where=str(path / EXPORT_FILE)).max_positions
         except (ConfigError, TypeError) as e:
-            raise CheckpointError(f"{path / EXPORT_FILE}: invalid model config: {e}") from None
+            raise CheckpointError(f"{path / EXPORT_FILE}: invalid model config: {e}") from e
         src_tok, tgt_tok = load_tokenizers(path, desc)
         if compute_type not in COMPUTE_TYPES:
             raise ConfigError(f"compute type {compute_type!r} is not one of {', '.join(COMPUTE_TYPES)}")
@@ -165,13 +165,13 @@ class CT2Translator(LineTranslator):
                 intra_threads=threads or all_cores(),
             )
         except ValueError as e:  # an unsupported compute type on this device
-            raise ConfigError(f"CTranslate2 on {kind}: {e} Leave out --int8/--bf16 here") from None
+            raise ConfigError(f"CTranslate2 on {kind}: {e} Leave out --int8/--bf16 here") from e
         except RuntimeError as e:
             raise CheckpointError(
                 f"{path}: CTranslate2 cannot load it ({str(e).strip()[:300]}); "
                 f"the export is damaged or from another version (see {path / CONFIG_FILE}); "
                 "re-run nmt export"
-            ) from None
+            ) from e
         return cls(path, engine, src_tok, tgt_tok, max_positions, config)
 
     def with_config(self, align: bool | None = None, **changes: Any) -> CT2Translator:

@@ -148,7 +148,7 @@ def export_ctranslate2(model_dir: Path, out: Path, quantization: str = "float32"
         spec.validate()
         spec.optimize(quantization=quantization)
     except ValueError as e:
-        raise CheckpointError(f"{loaded.path}: cannot be exported to CTranslate2 ({e})") from None
+        raise CheckpointError(f"{loaded.path}: cannot be exported to CTranslate2 ({e})") from e
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -164,7 +164,7 @@ def export_ctranslate2(model_dir: Path, out: Path, quantization: str = "float32"
     except OSError as e:
         raise CheckpointError(
             f"{out}: could not write it: {e.strerror or e} ({e.filename}); nothing was written there"
-        ) from None
+        ) from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -18,10 +18,10 @@ def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from a model, checkpoint or export directory, or a CheckpointError saying what is wrong."""
     try:
         return fileio.read_json(path)
-    except FileNotFoundError:
+    except FileNotFoundError as e:
         raise CheckpointError(
             f"{path}: missing; a model directory needs {MODEL_FILE}, {CONFIG_FILE} and its spm model"
-        ) from None
+        ) from e
     except JsonFileError as e:
         message = {
             "size": f"{e.detail} bytes, too large for a config; not an nmt checkpoint",
@@ -29,7 +29,7 @@ def read_json(path: Path) -> dict[str, Any]:
             "depth": "JSON nested too deeply; not an nmt checkpoint",
             "type": "expected a JSON object; the checkpoint is corrupted",
         }[e.problem]
-        raise CheckpointError(f"{path}: {message}") from None
+        raise CheckpointError(f"{path}: {message}") from e
 
 
 def checked_tokenizers(

@@ -31,18 +31,18 @@ def read_json(path: Path, error: type[NmtError]) -> dict[str, Any]:
     """A JSON object from `path`, or `error` naming the file and what is wrong with it."""
     try:
         return fileio.read_json(path)
-    except FileNotFoundError:
-        raise error(f"{path}: missing") from None
+    except FileNotFoundError as e:
+        raise error(f"{path}: missing") from e
     except OSError as e:
-        raise error(f"{path}: cannot read it ({e.strerror})") from None
+        raise error(f"{path}: cannot read it ({e.strerror})") from e
     except JsonFileError as e:
         if e.problem == "size":
             raise error(
                 f"{path}: {e.detail} bytes, too large to be nmt's; the directory is not nmt's or is damaged"
-            ) from None
+            ) from e
         if e.problem == "type":
-            raise error(f"{path}: expected a JSON object; the file is damaged") from None
-        raise error(f"{path}: not valid JSON ({e.detail[:200]}); the file is damaged") from None
+            raise error(f"{path}: expected a JSON object; the file is damaged") from e
+        raise error(f"{path}: not valid JSON ({e.detail[:200]}); the file is damaged") from e
 
 
 def model_config(config: dict[str, Any], where: Path) -> ModelConfig:
@@ -52,7 +52,7 @@ def model_config(config: dict[str, Any], where: Path) -> ModelConfig:
     try:
         return from_dict(ModelConfig, config["model"], where=str(where))
     except (ConfigError, TypeError, ArithmeticError) as e:
-        raise CheckpointError(f"{where}: invalid model config: {e}") from None
+        raise CheckpointError(f"{where}: invalid model config: {e}") from e
 
 
 def weights_header(weights: Path) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def weights_header(weights: Path) -> dict[str, Any]:
     except (SafetensorError, OSError) as e:
         raise CheckpointError(
             f"{weights}: unreadable safetensors file ({e}); the checkpoint is truncated or corrupted"
-        ) from None
+        ) from e
     dtypes = sorted({DTYPES.get(str(dtype), str(dtype)) for dtype, _ in shapes.values()})
     return {
         "parameters": sum(math.prod(shape) for _, shape in shapes.values()),

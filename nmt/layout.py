@@ -67,10 +67,10 @@ def load_summary(data_dir: Path) -> dict[str, Any]:
     path = Path(data_dir) / PREPARE_JSON
     try:
         return read_json(path)
-    except FileNotFoundError:
+    except FileNotFoundError as e:
         raise DataError(
             f"{data_dir}: not a prepared data directory (no {PREPARE_JSON}); run `nmt prepare` first"
-        ) from None
+        ) from e
     except JsonFileError as e:
         what = {"size": f"{e.detail} bytes, too large", "type": "not a JSON object"}.get(e.problem, e.detail)
-        raise DataError(f"{path}: invalid JSON ({what}); re-run `nmt prepare --force`") from None
+        raise DataError(f"{path}: invalid JSON ({what}); re-run `nmt prepare --force`") from e

@@ -68,12 +68,12 @@ def read_segments(path: str | Path) -> list[str]:
     path = Path(path)
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file; give a text file with one sentence per line") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory; give a text file with one sentence per line") from None
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: no such file; give a text file with one sentence per line") from e
+    except IsADirectoryError as e:
+        raise DataError(f"{path}: is a directory; give a text file with one sentence per line") from e
     except OSError as e:
-        raise DataError(f"{path}: cannot read it ({e.strerror}); check the path and its permissions") from None
+        raise DataError(f"{path}: cannot read it ({e.strerror}); check the path and its permissions") from e
     return segments(raw, str(path))
 
 
@@ -86,7 +86,7 @@ def segments(raw: bytes, name: str) -> list[str]:
         raise DataError(
             f"{name}:{line}: invalid UTF-8 (byte 0x{raw[e.start]:02x}); "
             "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
-        ) from None
+        ) from e
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # the newline that ends the last line does not start another one
@@ -247,7 +247,7 @@ def _metrics(
                 reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
                 raise ConfigError(
                     f"BLEU tokenizer {tokenize!r} is unavailable ({reason}); install it or use 13a"
-                ) from None
+                ) from e
         elif key == "chrf":
             built[key] = CHRF(lowercase=lowercase, references=streams)
         else:

@@ -91,7 +91,7 @@ def save_model_dir(
         else:  # safetensors: "Error while serializing: I/O error: No space left on device (os error 28)"
             reason = str(e).rpartition("I/O error: ")[2]
             full = any(f"(os error {n})" in reason for n in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT))
-        raise CheckpointWriteError(path, reason, full) from None
+        raise CheckpointWriteError(path, reason, full) from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
@@ -139,7 +139,7 @@ def load_model_dir(path: Path, device: torch.device | str = "cpu") -> LoadedMode
     try:
         model_config = from_dict(ModelConfig, config["model"], where=str(path / CONFIG_FILE))
     except (ConfigError, TypeError, ArithmeticError) as e:
-        raise CheckpointError(f"{path / CONFIG_FILE}: invalid model config: {e}") from None
+        raise CheckpointError(f"{path / CONFIG_FILE}: invalid model config: {e}") from e
     tokenizers = checked_tokenizers(
         path,
         config,
@@ -159,12 +159,12 @@ def load_model_dir(path: Path, device: torch.device | str = "cpu") -> LoadedMode
     except (SafetensorError, OSError) as e:
         raise CheckpointError(
             f"{weights}: unreadable safetensors file ({e}); the checkpoint is truncated or corrupted"
-        ) from None
+        ) from e
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         raise CheckpointError(
             f"{weights}: weights do not fit the model in {CONFIG_FILE} ({' '.join(first[:3])[:300]})"
-        ) from None
+        ) from e
     model.to(device)
     bad = non_finite_weight(model)
     if bad is not None:
@@ -207,7 +207,7 @@ def check_weights(weights: Path, model_config: ModelConfig) -> None:
     except (SafetensorError, OSError) as e:
         raise CheckpointError(
             f"{weights}: unreadable safetensors file ({e}); the checkpoint is truncated or corrupted"
-        ) from None
+        ) from e
     where = weights.with_name(CONFIG_FILE)
     if model_config.enc_layers + model_config.dec_layers > len(declared):
         raise CheckpointError(
@@ -223,7 +223,7 @@ def check_weights(weights: Path, model_config: ModelConfig) -> None:
         with torch.device("meta"), _ShapesOnly():  # shapes without memory
             expected = build_model(model_config).state_dict()
     except (RuntimeError, ValueError, TypeError, AssertionError, ArithmeticError) as e:
-        raise CheckpointError(f"{where}: invalid model config: {str(e).splitlines()[0][:200]}") from None
+        raise CheckpointError(f"{where}: invalid model config: {str(e).splitlines()[0][:200]}") from e
     dtypes = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
     for name, (dtype, shape) in declared.items():
         if name not in expected:

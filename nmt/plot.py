@@ -140,7 +140,7 @@ def read_log(log: Path, run: str, run_dir: Path | None = None) -> list[Row]:
     try:
         data = log.read_bytes()
     except OSError as e:
-        raise DataError(f"{log}: cannot read ({e.strerror})") from None
+        raise DataError(f"{log}: cannot read ({e.strerror})") from e
     lines = data.split(b"\n")
     rows: list[Row] = []
     for number, raw in enumerate(lines, 1):
@@ -150,10 +150,10 @@ def read_log(log: Path, run: str, run_dir: Path | None = None) -> list[Row]:
         where = f"{log} line {number}"
         try:
             record = json.loads(raw.decode("utf-8"))
-        except ValueError:  # UnicodeDecodeError too
+        except ValueError as e:  # UnicodeDecodeError too
             if torn:
                 continue
-            raise DataError(f"{where}: not a JSON record; the log is damaged: remove the line") from None
+            raise DataError(f"{where}: not a JSON record; the log is damaged: remove the line") from e
         if not isinstance(record, dict):
             if torn:
                 continue
@@ -214,7 +214,7 @@ def write_csv(rows: Iterable[Row], path: Path | str) -> None:
     try:
         write_text(path, text)
     except OSError as e:
-        raise DataError(f"{path}: cannot write ({e.strerror}); choose another --csv") from None
+        raise DataError(f"{path}: cannot write ({e.strerror}); choose another --csv") from e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,11 +225,11 @@ def check_matplotlib() -> None:
     """Raise the one-line install hint if matplotlib is missing."""
     try:
         import matplotlib  # noqa: F401
-    except ImportError:
+    except ImportError as e:
         raise ConfigError(
             f"the picture needs matplotlib, which is not installed; install it with: {INSTALL_HINT} "
             "(--csv FILE works without it)"
-        ) from None
+        ) from e
 
 
 def check_picture(path: Path, width: int, height: int, dpi: int) -> None:
@@ -317,6 +317,6 @@ def draw(
         fig.savefig(tmp, dpi=dpi, format=path.suffix.lower()[1:])
         os.replace(tmp, path)
     except OSError as e:
-        raise DataError(f"{path}: cannot write ({e.strerror}); choose another -o") from None
+        raise DataError(f"{path}: cannot write ({e.strerror}); choose another -o") from e
     finally:
         tmp.unlink(missing_ok=True)

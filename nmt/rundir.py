@@ -48,11 +48,11 @@ class RunDir:
         fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as e:
             os.close(fd)
             raise ConfigError(
                 f"{self.path}: another `nmt train` is using this run directory; wait for it or choose another --out"
-            ) from None
+            ) from e
         self._lock_fd = fd
 
     def close(self) -> None:
@@ -165,7 +165,7 @@ class RunDir:
         except OSError as e:
             raise TrainingError(
                 f"{self.path / LOG_FILE}: cannot write ({e.strerror}); free some space, then resume with --resume"
-            ) from None
+            ) from e
 
     def truncate_log(self, step: int) -> None:
         """Drop log lines written after the checkpoint we resume from: they will be written again."""

@@ -32,8 +32,8 @@ def pick_device(name: str | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device {name!r} is not a device name; use cpu, cuda or cuda:N") from None
+    except RuntimeError as e:
+        raise ConfigError(f"--device {name!r} is not a device name; use cpu, cuda or cuda:N") from e
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
     return device

@@ -73,10 +73,10 @@ def read_lines(path: Path, warn: Warn) -> list[str]:
     """Every line of a UTF-8 text file (see `read_text_lines`); a DataError for what is not one."""
     try:
         raw = path.read_bytes()
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory; give a text file with one sentence per line") from None
+    except IsADirectoryError as e:
+        raise DataError(f"{path}: is a directory; give a text file with one sentence per line") from e
     except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror}); check the path") from None
+        raise DataError(f"{path}: cannot read ({e.strerror}); check the path") from e
     bad, lines = looks_binary(raw)
     if raw[:2] == b"\x1f\x8b" or bad > 0.3 * lines:
         raise DataError(

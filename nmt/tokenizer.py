@@ -69,14 +69,14 @@ def train_bpe(sentences: Iterable[str], vocab_size: int, seed_sentencepiece: int
         if limit:
             raise ConfigError(
                 f"--vocab-size {vocab_size} is too large for this training text; choose at most {limit.group(1)}"
-            ) from None
+            ) from e
         too_small = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", message)
         if too_small:
             raise ConfigError(
                 f"--vocab-size {vocab_size} is too small for the distinct characters of the training text; "
                 f"choose at least {too_small.group(2)}"
-            ) from None
-        raise ConfigError(f"SentencePiece training failed: {message}") from None
+            ) from e
+        raise ConfigError(f"SentencePiece training failed: {message}") from e
     return model.getvalue()
 
 
@@ -89,8 +89,8 @@ class Tokenizer:
         self.sp = spm.SentencePieceProcessor()
         try:
             self.sp.LoadFromSerializedProto(model_proto)
-        except Exception:
-            raise CheckpointError(f"{source}: not a valid SentencePiece model; re-run `nmt prepare`") from None
+        except Exception as e:
+            raise CheckpointError(f"{source}: not a valid SentencePiece model; re-run `nmt prepare`") from e
         ids = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id())
         if ids != (SPECIAL.pad, SPECIAL.unk, SPECIAL.bos, SPECIAL.eos):
             raise CheckpointError(
@@ -102,8 +102,8 @@ class Tokenizer:
     def load(cls, path: Path) -> Tokenizer:
         try:
             data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise CheckpointError(f"{path}: SentencePiece model not found") from None
+        except FileNotFoundError as e:
+            raise CheckpointError(f"{path}: SentencePiece model not found") from e
         return cls(data, str(path))
 
     @property

@@ -252,7 +252,7 @@ class Trainer:
                 raise TrainingError(
                     f"step {self.state.step + 1}: lost touch with the other processes of the run "
                     f"({first}); one of them has probably died. Resume with --resume"
-                ) from None
+                ) from e
             raise
 
     def _train(self) -> str:

@@ -174,3 +174,16 @@ def test_nmt_debug_shows_the_traceback_before_the_error_line(tmp_path):
     assert "Traceback" not in plain.stderr and plain.stderr.strip().startswith("error: ")
     assert "Traceback (most recent call last)" in debug.stderr
     assert debug.stderr.strip().splitlines()[-1] == plain.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.system
+def test_nmt_debug_shows_the_cause_the_error_line_names(tmp_path):
+    """Errors are chained to what caused them (`raise ... from e`): users get one line, NMT_DEBUG=1 the cause."""
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "nmt_cli.main", "score", "-r", str(tmp_path / "missing.fr"), "-"]
+    plain = subprocess.run(args, capture_output=True, text=True, input="x\n")
+    debug = subprocess.run(args, capture_output=True, text=True, input="x\n", env={**os.environ, "NMT_DEBUG": "1"})
+    assert plain.returncode == debug.returncode == 2 and len(plain.stderr.strip().splitlines()) == 1
+    assert "FileNotFoundError" in debug.stderr and "direct cause" in debug.stderr

@@ -42,7 +42,7 @@ def iter_line_blocks(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[lis
             try:
                 data = handle.read(block_bytes)
             except (OSError, EOFError, zlib.error) as e:
-                raise _bad_gzip(path, e) from None
+                raise _bad_gzip(path, e) from e
             if data:
                 end = data.rfind(b"\n") + 1
                 if not end:  # a long line: its pieces are joined once it ends (not copied at every read)
@@ -62,7 +62,7 @@ def iter_line_blocks(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[lis
                     f"{path}:{number}: invalid UTF-8 (byte "
                     f"0x{block[e.start]:02x} at column {e.start - start + 1}); "
                     "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
-                ) from None
+                ) from e
             if "\r" in text:
                 text = text.replace("\r\n", "\n")
             lines = text.split("\n")
@@ -78,10 +78,10 @@ def _open_binary(path: Path) -> io.BufferedIOBase:
     """A text file (gzip-compressed when it ends in .gz) opened for reading bytes, or a clear error."""
     try:
         return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a text file") from None
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: no such file") from e
+    except IsADirectoryError as e:
+        raise DataError(f"{path}: is a directory, expected a text file") from e
 
 
 def _bad_gzip(path: Path, e: Exception) -> DataError:
@@ -104,7 +104,7 @@ def count_lines(path: Path) -> int:
                 n += block.count(b"\n")
                 last = block[-1:]
         except (OSError, EOFError, zlib.error) as e:
-            raise _bad_gzip(path, e) from None
+            raise _bad_gzip(path, e) from e
     return n + (last != b"\n")
 
 

@@ -120,10 +120,10 @@ class ParallelIds:
                 np.array(arrays["tgt_offsets"]),
                 source=io.FileIO(path, "r"),
             )
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such prepared split; run `nmt prepare` first") from None
+        except FileNotFoundError as e:
+            raise DataError(f"{path}: no such prepared split; run `nmt prepare` first") from e
         except Exception as e:  # safetensors raises its own error types for corrupted files
-            raise DataError(f"{path}: unreadable prepared split ({e}); re-run `nmt prepare --force`") from None
+            raise DataError(f"{path}: unreadable prepared split ({e}); re-run `nmt prepare --force`") from e
 
 
 # safetensors keeps its data uncompressed after a JSON header, so numpy can map it where it lies. The

@@ -46,8 +46,8 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     if declared is not None:
         try:
             size = int(declared)
-        except ValueError:
-            raise RequestError(400, f"Content-Length {declared!r} is not a number") from None
+        except ValueError as e:
+            raise RequestError(400, f"Content-Length {declared!r} is not a number") from e
         if size > max_bytes:
             if size <= DRAIN_FACTOR * max_bytes:  # read and drop it, so the client reads the 413 on a live socket
                 async for _ in request.stream():

@@ -121,15 +121,15 @@ def parse_request(body: bytes, max_lines: int, max_beam: int, can_align: bool = 
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise RequestError(400, f"the body is not valid UTF-8 (byte {e.start}); send UTF-8 JSON") from None
+        raise RequestError(400, f"the body is not valid UTF-8 (byte {e.start}); send UTF-8 JSON") from e
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as e:
-        raise RequestError(400, f"the body is not valid JSON ({e})") from None
+        raise RequestError(400, f"the body is not valid JSON ({e})") from e
     try:
         asked = request_schema(max_lines, max_beam, can_align).model_validate(data)
     except ValidationError as e:
-        raise _refusal(e.errors(include_url=False), data, max_lines, max_beam) from None
+        raise _refusal(e.errors(include_url=False), data, max_lines, max_beam) from e
     fields = asked.model_dump()
     lines = [fields["text"]] if isinstance(fields["text"], str) else fields["text"]
     return Asked(lines, fields["nbest"], Options(fields["beam"], fields["align"]))
