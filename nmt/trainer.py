@@ -16,6 +16,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+import nmt.runtime
 from nmt import distributed
 from nmt.checkpoint import restore_training, training_tensors
 from nmt.checkpointer import Checkpointer, Contents, RunFiles
@@ -176,10 +177,19 @@ class Trainer:
             }
         )
         self._checkpoint(best=self.early.update(st.last_valid, st.step))
+        nmt.runtime.release_freed_memory()  # what validation and the checkpoint freed (nmt.runtime: the memory bound)
         self._tick()
         return self.early.should_stop
 
     # -- training ------------------------------------------------------------------------------
+
+    def _updated(self) -> None:
+        """One update more: the step, the memory bound (freed memory handed back every RELEASE_EVERY updates,
+        see nmt.runtime.release_freed_memory), the clock."""
+        self.state.step += 1
+        if self.state.step % nmt.runtime.RELEASE_EVERY == 0:
+            nmt.runtime.release_freed_memory()
+        self._tick()
 
     def _tick(self) -> None:
         """Count the time since the last tick as training time."""
@@ -274,8 +284,7 @@ class Trainer:
             st.batch_in_epoch += taken
             if update is None:  # a non-finite loss or gradient, skipped as asked: the data moves on, the step does not
                 continue
-            st.step += 1
-            self._tick()
+            self._updated()
             window.add(update)
             if st.step % cfg.log_every == 0:
                 self._log(window.record(st, cfg))

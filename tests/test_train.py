@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 import torch
 from helpers import TINY_MODEL
 
+import nmt.runtime
 import nmt.train as training
 from nmt.checkpoint import average_checkpoints
 from nmt.config import TrainConfig
@@ -306,3 +308,32 @@ def test_batches_collated_ahead_on_a_thread_give_the_same_run(prepared_sample, t
     trainer.train()
     trainer.close()
     assert losses(tmp_path / "ahead") == losses(plain.run.path)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_release_freed_memory_gives_back_what_keep_freed_memory_keeps():
+    from nmt.runtime import keep_freed_memory, release_freed_memory
+
+    keep_freed_memory()
+    held = bytearray(64 << 20)  # on the heap, not mmap'd, once the thresholds are up
+    del held
+    assert release_freed_memory() is True  # 64 MB of freed heap to hand back
+    assert isinstance(release_freed_memory(), bool)
+
+
+def test_training_releases_freed_memory_every_so_often_and_after_each_validation(
+    prepared_sample, tmp_path, monkeypatch
+):
+    calls: list[int] = []  # the step at each call
+    trainer: Trainer | None = None
+
+    def release() -> bool:
+        calls.append(trainer.state.step if trainer else -1)
+        return True
+
+    monkeypatch.setattr(nmt.runtime, "RELEASE_EVERY", 3)
+    monkeypatch.setattr(nmt.runtime, "release_freed_memory", release)
+    trainer = training.start(prepared_sample, tmp_path / "r", TINY, tiny_train(max_steps=8, valid_every=4), threads=1)
+    trainer.train()
+    trainer.close()
+    assert calls == [3, 4, 6, 8]  # every 3 updates, and after the validations at steps 4 and 8
