@@ -11,10 +11,11 @@ sample belongs to the last step logged when it was taken: train records every lo
 records when a validation ends). It prints:
   one row per log record: its kind (train / valid), step, minutes, RSS when the record appeared and the
   peak RSS since the previous record (a jump during validation shows on the valid row);
-  the summary: RSS at step 100 (--at-step; the first sample once that step is logged), the peak, RSS at
-  the end (the last sample before the process exited: after the final validation and checkpoint), the
-  ratio end / step 100, the steps reached and the minutes, with the machine (cpus, load average at the
-  end), torch and the commit.
+  the summary: RSS at step 100 (--at-step: the highest sample while the updates up to it ran, its row's
+  peak; the sample right after a step that released freed memory would be a trough), at the end of
+  training (the same for the last train row, before the final validation), the peak, at exit (the last
+  sample: after the final validation and checkpoint), the ratios end / step 100 and peak / step 100, the
+  steps reached and the minutes, with the machine (cpus, load average at the end), torch and the commit.
 The bound it checks (issue 27): end <= 1.5 x step 100. RSS is the process's own (rank 0 under --nproc).
 --autogroup N lowers the run's scheduler priority on a shared Linux machine: the run starts a session of
 its own and N is written to /proc/PID/autogroup (the scheduler shares the CPU between sessions first, so
@@ -180,14 +181,25 @@ def report(args: argparse.Namespace, samples: list[tuple[float, int, int]], rows
         print(f"nmt train exited with code {code}")
     if not samples:
         sys.exit("no RSS samples: the run ended at once")
+    print(summary(args.at_step, samples, rows))
+
+
+def summary(at_step: int, samples: list[tuple[float, int, int]], rows: list[Row]) -> str:
     step = max([int(r["step"]) for r, *_ in rows] + [samples[-1][1]])
-    at = next((k for _, st, k in samples if st >= args.at_step), None)
-    peak, end = max(k for _, _, k in samples), samples[-1][2]
-    ratio = f"{end / at:.2f}" if at else f"- (step {args.at_step} not reached)"
+    # RSS "at" a logged step is the highest sample while the updates up to it ran (its row's peak): a sample
+    # taken right after a step that released freed memory (nmt.runtime.release_freed_memory) is a trough
+    at = next((peak for record, _, _, peak in rows if record["step"] >= at_step), None)
+    trained = [peak for record, _, _, peak in rows if record["kind"] == "train"]
+    end = trained[-1] if trained else None  # the last updates' level, before the final validation
+    peak, exit_kib = max(k for _, _, k in samples), samples[-1][2]
+    if not at or not end:
+        ratios = f"step {at_step} not reached"
+    else:
+        ratios = f"end / step {at_step} {end / at:.2f}, peak / step {at_step} {peak / at:.2f}"
     minutes = (rows[-1][1] if rows else samples[-1][0]) / 60
-    print(
-        f"RSS MiB: step {args.at_step} {mib(at) if at else '-'}, peak {mib(peak)}, end {mib(end)}; "
-        f"end / step {args.at_step} {ratio}; {step} steps in {minutes:.1f} minutes"
+    return (
+        f"RSS MiB: step {at_step} {mib(at) if at else '-'}, end of training {mib(end) if end else '-'}, "
+        f"peak {mib(peak)}, at exit {mib(exit_kib)}; {ratios}; {step} steps in {minutes:.1f} minutes"
     )
 
 
