@@ -391,26 +391,49 @@ class StepWeights:
         )
 
 
-def step_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, name: str) -> Tensor:
-    """Attention in a decoding step, as `Attention.attend` computes it in eval mode: recorded inside
-    `recording_attention`, by `inference_attention` on the CPU without gradients, else SDPA."""
-    records = _RECORDS.get()
-    if records is not None:
-        weights = attention_weights(q, k, mask)
-        records.append((name, weights.detach()))
-        return weights @ v
-    if q.device.type == "cpu" and not torch.is_grad_enabled():
-        return inference_attention(q, k, v, mask)
+StepAttention = Callable[[Tensor, Tensor, Tensor, "Tensor | None", str], Tensor]  # (q, k, v, mask, name) -> out
+
+
+def _cpu_step_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, name: str) -> Tensor:
+    return inference_attention(q, k, v, mask)
+
+
+def _sdpa_step_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, name: str) -> Tensor:
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
+def step_attention(device: torch.device) -> StepAttention:
+    """How a decoding step computes attention, as `Attention.attend` does in eval mode: recorded inside
+    `recording_attention`, by `inference_attention` on the CPU without gradients, else SDPA. Chosen once per
+    step rather than at each of its 2 x layers attentions (one sentence at a time, those checks cost ~1 % of a
+    step)."""
+    records = _RECORDS.get()
+    if records is not None:
+
+        def recorded(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, name: str) -> Tensor:
+            weights = attention_weights(q, k, mask)
+            records.append((name, weights.detach()))
+            return weights @ v
+
+        return recorded
+    if device.type == "cpu" and not torch.is_grad_enabled():
+        return _cpu_step_attention
+    return _sdpa_step_attention
+
+
 def decoder_step(
-    w: StepWeights, x: Tensor, past: tuple[Tensor, Tensor], memory_kv: tuple[Tensor, Tensor], mask: Tensor
+    w: StepWeights,
+    x: Tensor,
+    past: tuple[Tensor, Tensor],
+    memory_kv: tuple[Tensor, Tensor],
+    mask: Tensor,
+    attend: StepAttention,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """DecoderLayer.forward for one new position, without dropout: x (rows, d_model); past: the self-attention
     keys and values so far (rows, n_heads, length, head_dim) each; memory_kv: the cross-attention ones
     (sentences, n_heads, src_len, head_dim), shared by each sentence's consecutive rows; mask (sentences, 1, 1,
-    src_len), True at real source tokens. Returns x and the self-attention keys and values one position longer."""
+    src_len), True at real source tokens; attend: `step_attention(device)`, chosen by the caller once per step.
+    Returns x and the self-attention keys and values one position longer."""
     rows, d_model = x.shape
     sentences, n_heads = memory_kv[0].size(0), w.n_heads
     head_dim = d_model // n_heads
@@ -421,14 +444,14 @@ def decoder_step(
     q, k, v = w.qkv(h).view(rows, 3, n_heads, 1, head_dim).unbind(1)  # (rows, n_heads, 1, head_dim) each
     k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
     # one query per row, so (rows, n_heads, 1, head_dim) is already laid out as (rows, d_model)
-    x = x + w.self_out(step_attention(q, k, v, None, w.names[0]).reshape(rows, d_model))
+    x = x + w.self_out(attend(q, k, v, None, w.names[0]).reshape(rows, d_model))
     if not pre:
         x = w.self_norm(x)
 
     # cross-attention: a sentence's rows query its memory together (as CrossAttention.forward)
     h = w.cross_norm(x) if pre else x
     q = w.q(h).view(sentences, rows // sentences, n_heads, head_dim).transpose(1, 2)
-    out = step_attention(q, *memory_kv, mask, w.names[1])  # (sentences, n_heads, rows_each, head_dim)
+    out = attend(q, *memory_kv, mask, w.names[1])  # (sentences, n_heads, rows_each, head_dim)
     x = x + w.cross_out(out.transpose(1, 2).reshape(rows, d_model))
     if not pre:
         x = w.cross_norm(x)

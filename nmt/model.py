@@ -26,6 +26,7 @@ from nmt.layers import (
     StepWeights,
     decoder_step,
     relaid_linear,
+    step_attention,
 )
 
 
@@ -212,7 +213,7 @@ class Stepper:
         self.final_norm = Norm.of(norm) if isinstance(norm, nn.LayerNorm) else None
         # re-laid: its own copy even when tied to the embeddings
         self.output: Linear = relaid_linear(model.output_proj, dtype) if relaid else model.output_proj
-        self.embedding = model.tgt_embed.weight
+        self.embedding = model.tgt_embed.weight.detach()  # a plain tensor: ops on a Parameter cost more
 
     def encode(self, src: Tensor, src_len: Tensor) -> Memory:
         return self.model.encode(src, src_len)
@@ -228,10 +229,11 @@ class Stepper:
         positions = model.positions(1, cache.length)  # (1, d_model); raises past max_positions
         x = torch.add(positions, F.embedding(tokens, self.embedding), alpha=model.embed_scale)  # (rows, d_model)
         mask = attend_mask(memory.pad_mask)  # (sentences, 1, 1, src_len), True at real source tokens
+        attend = step_attention(x.device)
         self_k, self_v = [], []
         for i, layer in enumerate(self.layers):
             past, memory_kv = (cache.self_k[i], cache.self_v[i]), (cache.cross_k[i], cache.cross_v[i])
-            x, k, v = decoder_step(layer, x, past, memory_kv, mask)
+            x, k, v = decoder_step(layer, x, past, memory_kv, mask, attend)
             self_k.append(k)  # (rows, n_heads, length + 1, head_dim)
             self_v.append(v)
         if self.final_norm is not None:
