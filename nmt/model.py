@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.config import ModelConfig
+from nmt.dropout import Dropout
 from nmt.layers import (
     DecoderLayer,
-    Dropout,
     EncoderLayer,
     Linear,
     Norm,

@@ -275,7 +275,7 @@ def test_positional_encoding_matches_the_paper(model):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cpu_dropout_keeps_its_fraction_scales_and_passes_gradients_through_its_mask(dtype):
-    from nmt.layers import Dropout
+    from nmt.dropout import Dropout
 
     drop = Dropout(0.1)
     x = torch.rand(512, 1024, dtype=dtype) + 0.5
