@@ -6,7 +6,7 @@ latency, the ratio to the 1-client figure and the ratio to the same lines transl
     python benchmarks/serve_load.py -m work/multi30k_en_fr/averaged \\
         --input ../shared/data/multi30k/test_2016_flickr.en.gz --limit 1000 --clients 1,8,32
 
-First the first --limit lines are translated in this process (`nmt.load(MODEL, beam=B, threads=T)
+First the first --limit lines are translated in this process (`nmt.load(MODEL, beam_size=B, threads=T)
 .translate(lines)`, after a one-line warm-up); those translations are the reference answers. Then
 `nmt serve` starts as a subprocess on a free loopback port (127.0.0.1 only) with --beam, --threads and
 --max-wait-ms, gets one untimed warm-up request, and each client count is one round: that many threads,
@@ -215,7 +215,7 @@ def translate_locally(args: argparse.Namespace, lines: list[str], threads: int) 
     """The translations of one process (`nmt.load`) after a warm-up, and the seconds they took."""
     import nmt
 
-    loaded = nmt.load(args.model, beam=args.beam, threads=threads)
+    loaded = nmt.load(args.model, beam_size=args.beam, threads=threads)
     loaded.translate(lines[:1])  # warm-up
     start = time.perf_counter()
     expected = loaded.translate(lines)

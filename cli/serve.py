@@ -79,7 +79,7 @@ def serve(
     keep_freed_memory()  # process-wide settings are the command's to make, not the library's
     cores = threads or all_cores()
     app = create_app(
-        lambda: load(model, beam=beam, nbest=beam, threads=cores, batch_tokens=limits.batch_tokens), limits
+        lambda: load(model, beam_size=beam, nbest=beam, threads=cores, batch_tokens=limits.batch_tokens), limits
     )
     # uvicorn handles SIGINT/SIGTERM (stop listening, answer the requests in flight, drain the batcher) and then
     # raises the signal again under the handlers found before it: these make that a clean exit 0.

@@ -14,7 +14,7 @@ __all__ = ["__version__", "load"]
 
 
 def load(model: str | Path, **options: Any) -> Loaded:
-    """`nmt.load(MODEL, beam=5, ...)`: a loaded model to translate with (see nmt.api.load for the options).
+    """`nmt.load(MODEL, beam_size=5, ...)`: a loaded model to translate with (see nmt.api.load for the options).
     torch is imported only now, so `import nmt` stays instant."""
     from nmt.api import load as _load
 

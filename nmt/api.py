@@ -1,7 +1,7 @@
 """The Python API: `nmt.load(MODEL, ...)` gives a translator, the one `nmt translate` uses.
 
     import nmt
-    t = nmt.load("runs/en_fr", beam=5)
+    t = nmt.load("runs/en_fr", beam_size=5)
     t.translate(["How was your day?"])            # ["Comment s'est passée ta journée ?"]
     t.translate(["How was your day?"], results=True)[0].nbest   # [(text, score, log_prob), ...]
     t.info["parameters"]
@@ -135,9 +135,6 @@ def load(
     precision: str = "fp32",
     device: str | None = None,
     threads: int | None = None,
-    beam: int = 5,
-    nbest: int = 1,
-    length_penalty: float = 1.0,
     align: bool = False,
     sampling: SamplingConfig | None = None,
     config: DecodeConfig | None = None,
@@ -146,12 +143,11 @@ def load(
     """Load a model directory, run directory (its best checkpoint) or `nmt export` directory for translating.
     It changes no process-wide setting unless asked: `threads` sets torch's intra-op threads (None leaves them
     as they are); `nmt.runtime.keep_freed_memory()` is the allocator setting `nmt translate` makes.
-    Other keyword arguments are DecodeConfig fields (max_len_a, no_repeat_ngram, min_len, ...), checked as the
-    command line's are; or give a whole DecodeConfig as `config` (then beam, nbest, length_penalty and those
-    are not taken)."""
+    The search settings are DecodeConfig's fields, named as in a config file's [decode] table (beam_size,
+    nbest, length_penalty, max_len_a, no_repeat_ngram, min_len, ...), one name each and checked as the command
+    line's are (`beam=5`, the flag's word, is pointed at `beam_size`); or give a whole DecodeConfig as `config`."""
     if config is None:
-        values = {"beam_size": beam, "nbest": nbest, "length_penalty": length_penalty, **decode}
-        config = from_dict(DecodeConfig, values, where="nmt.load")
+        config = from_dict(DecodeConfig, decode, where="nmt.load")
     elif decode:
         raise ConfigError(f"nmt.load: give DecodeConfig fields in `config`, not as {', '.join(sorted(decode))}")
     if align and config.nbest > 1:

@@ -385,11 +385,13 @@ def from_dict(cls: type[ConfigT], data: dict[str, Any], where: str = "config", s
     """Build a config dataclass from a dict, rejecting unknown keys and wrong types; a value the config refuses
     is named by `spell` (the command line passes its flags) after `where` (none when empty)."""
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    known = sorted(f.name for f in fields(cls))
+    unknown = sorted(set(data) - set(known))
     prefix = f"{where}: " if where else ""
-    if unknown:
-        raise ConfigError(f"{prefix}unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if unknown:  # a flag's word ('beam' for --beam) is pointed at its field: one name per setting
+        flags = {f.name: f.metadata.get("flag") for f in fields(cls)}
+        aliases = {flag.split("/")[0].lstrip("-").replace("-", "_"): name for name, flag in flags.items() if flag}
+        raise ConfigError(prefix + "; ".join(_unknown(key, known, str, aliases=aliases) for key in unknown))
     values = {k: _coerce(v, hints[k], f"{prefix}{spell(k)}") for k, v in data.items()}
     try:
         return cls(**values)
@@ -447,9 +449,17 @@ def section_of(key: str) -> str:
     raise ConfigError(_unknown(key, known, lambda k: f"--{k.replace('_', '-')}", list_known=False))
 
 
-def _unknown(key: str, known: list[str], spell: Callable[[str], str], list_known: bool = True) -> str:
-    """'unknown option KEY; did you mean CLOSE?' (or the known ones), spelt as the user writes them."""
-    close = difflib.get_close_matches(key, known, n=1)
+def _unknown(
+    key: str,
+    known: list[str],
+    spell: Callable[[str], str],
+    list_known: bool = True,
+    aliases: dict[str, str] | None = None,
+) -> str:
+    """'unknown option KEY; did you mean CLOSE?' (or the known ones), spelt as the user writes them. `aliases`:
+    names that mean a known one (a flag's word for its field), suggested before any close spelling."""
+    aliases = aliases or {}
+    close = [aliases.get(name, name) for name in difflib.get_close_matches(key, [*aliases, *known], n=1)]
     hint = (
         f"; did you mean {spell(close[0])}?"
         if close

@@ -20,7 +20,7 @@ LINES = ["How was your day?", "", "The cat sleeps on the red sofa.", "Where is t
 
 
 def test_load_translates_line_for_line_as_the_command_does(tiny_model_dir):
-    translator = nmt.load(tiny_model_dir, beam=4, threads=1)
+    translator = nmt.load(tiny_model_dir, beam_size=4, threads=1)
     texts = translator.translate(LINES)
     command = CliRunner().invoke(
         app, ["translate", "-m", str(tiny_model_dir), "--beam", "4", "--threads", "1"], input="\n".join(LINES) + "\n"
@@ -31,10 +31,10 @@ def test_load_translates_line_for_line_as_the_command_does(tiny_model_dir):
 
 
 def test_results_carry_nbest_scores_and_alignment(tiny_model_dir):
-    translator = nmt.load(tiny_model_dir, beam=4, nbest=2, threads=1)
+    translator = nmt.load(tiny_model_dir, beam_size=4, nbest=2, threads=1)
     [result] = translator.translate([LINES[0]], results=True)
     assert len(result.nbest) == 2 and result.nbest[0][0] == result.text and result.nbest[0][1] == result.score
-    [aligned] = nmt.load(tiny_model_dir, beam=2, align=True, threads=1).translate([LINES[0]], results=True)
+    [aligned] = nmt.load(tiny_model_dir, beam_size=2, align=True, threads=1).translate([LINES[0]], results=True)
     assert aligned.alignment and all("-" in pair for pair in aligned.alignment.split())
     assert nmt.load(tiny_model_dir, threads=1).info["kind"] == "model"
 
@@ -43,7 +43,23 @@ def test_bad_options_and_input_are_config_errors(tiny_model_dir):
     with pytest.raises(ConfigError, match="nmt.load: unknown option"):
         nmt.load(tiny_model_dir, beam_width=3)
     with pytest.raises(ConfigError, match="nbest"):
-        nmt.load(tiny_model_dir, beam=2, nbest=3)
+        nmt.load(tiny_model_dir, beam_size=2, nbest=3)
+
+
+@pytest.mark.parametrize(
+    "options, said",
+    [
+        (dict(beam=3, beam_size=2), "unknown option beam; did you mean beam_size?"),  # not silently one of them
+        (dict(beem=5), "unknown option beem; did you mean beam_size?"),  # close to the flag's word, --beam
+        (dict(lenpen=0.6), "unknown option lenpen; did you mean length_penalty?"),
+        (dict(nbset=2), "unknown option nbset; did you mean nbest?"),
+        (dict(zzz=1), "unknown option zzz; known: batch_tokens, beam_size, "),
+    ],
+)
+def test_load_takes_one_name_per_option_and_suggests_it(tiny_model_dir, options, said):
+    with pytest.raises(ConfigError) as raised:
+        nmt.load(tiny_model_dir, **options)
+    assert str(raised.value).startswith(f"nmt.load: {said}")
     with pytest.raises(ConfigError, match="engine 'onnx'"):
         nmt.load(tiny_model_dir, engine="onnx")
     with pytest.raises(ConfigError, match="newline"):
@@ -77,7 +93,7 @@ def test_translate_file_matches_the_command_and_says_where(tiny_model_dir, tmp_p
     assert command.exit_code == 0, command.output
     said: list[str] = []
     seen: list[tuple[int, int]] = []
-    loaded = nmt.load(tiny_model_dir, beam=3, threads=1)
+    loaded = nmt.load(tiny_model_dir, beam_size=3, threads=1)
     texts = loaded.translate_file(src, tmp_path / "api.fr", warn=said.append, progress=lambda *p: seen.append(p))
     assert len(texts) == len(LINES) + 1
     assert (tmp_path / "api.fr").read_text(encoding="utf-8") == "".join(f"{t}\n" for t in texts)
@@ -133,7 +149,7 @@ def test_align_is_given_when_made_and_kept_by_with_config(tiny_model_dir, tmp_pa
     """Alignment is a setting of the translator, not an attribute patched afterwards: another beam keeps it."""
     from nmt.translate import Translator
 
-    aligned = nmt.load(tiny_model_dir, beam=2, align=True, threads=1).translator
+    aligned = nmt.load(tiny_model_dir, beam_size=2, align=True, threads=1).translator
     assert isinstance(aligned, Translator) and aligned.align
     wider = aligned.with_config(beam_size=3)
     assert wider.align and wider.translate_batch([LINES[0]])[0].alignment

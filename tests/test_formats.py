@@ -105,7 +105,7 @@ def test_the_python_api_loads_both_and_gives_the_same_translations(name):
         pytest.importorskip("ctranslate2")
     import nmt
 
-    loaded = nmt.load(FIXTURES / name, threads=1, beam=5)
+    loaded = nmt.load(FIXTURES / name, threads=1, beam_size=5)
     lines = SENTENCES.read_text(encoding="utf-8").splitlines()
     engine = "ctranslate2" if name == "ct2" else "pytorch"
     assert loaded.translate(lines) == [w["text"] for w in TRANSLATIONS[f"{engine} fp32 beam 5"]]
