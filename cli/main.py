@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import enum
 import os
 import sys
@@ -49,8 +50,10 @@ class Command(TyperCommand):
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         """An option that takes several choices also takes them space-separated, as sacreBLEU's
         `-m bleu chrf` does: `--metrics bleu chrf` is read as `--metrics bleu --metrics chrf`. A switch with an
-        'off' flag also takes a word, as a TOML value reads: `--pre-norm false` (or `=false`) is `--no-pre-norm`."""
+        'off' flag also takes a word, as a TOML value reads: `--pre-norm false` (or `=false`) is `--no-pre-norm`.
+        An option that takes one value, given twice, is an error (click would keep the last one silently)."""
         args = _switch_words(self.params, args)
+        self._refuse_repeats(ctx, args)
         for param in self.params:
             choices = self.choices.get(param.name or "")
             if not choices:
@@ -73,7 +76,88 @@ class Command(TyperCommand):
                     expanded += [param.opts[0], args[i]]
                     i += 1
             args = expanded
-        return super().parse_args(ctx, args)
+        return self._parse_in(ctx, args)
+
+    def _refuse_repeats(self, ctx: Any, args: list[str]) -> None:
+        """A one-line error for a repeated option (see `_repeated`); not while completing, nor when --help asks."""
+        if ctx.resilient_parsing or any(arg in self.get_help_option_names(ctx) for arg in args):
+            return
+        problem = _repeated(self.params, args)
+        if problem:
+            raise Plain(problem, ctx)
+
+    def _parse_in(self, ctx: Any, args: list[str]) -> list[str]:
+        """click's parsing, its errors said as this command's: its parser raises some (`--resume` without its
+        value) without a context, which would name `nmt` and `nmt --help` instead of `nmt train`."""
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as e:
+            if e.ctx is None:
+                e.ctx, e.cmd = ctx, self
+            raise
+
+
+class Plain(UsageError):
+    """A usage error that says all there is to say: no '; see `nmt COMMAND --help`' after it."""
+
+
+# What to add when an option that takes one value is given twice, where the repetition is a habit from elsewhere
+REPEATED_HINTS = {
+    "model": "one model: nmt has no ensembles",  # fairseq, OpenNMT and Marian ensemble repeated models
+    "input_file": "one input file: join several with cat",
+}
+
+
+def _repeated(params: list[Any], args: list[str]) -> str | None:
+    """What is wrong when an option that takes one value is given more than once (`-m A -m B`), or an on/off
+    switch both ways (`--joint --separate`): the flags as typed. A switch repeated the same way
+    (`--int8 --int8`) says the same thing twice, and passes."""
+    valued, switches = {}, {}
+    for param in params:
+        if getattr(param, "is_flag", False):
+            switches.update({name: param for name in [*param.opts, *param.secondary_opts]})
+        elif param.param_type_name == "option" and not param.multiple and not getattr(param, "count", False):
+            valued.update({name: param for name in param.opts})
+    typed: dict[str, list[str]] = {}  # parameter name → its flags as typed, in order
+    for name in _typed_options(args, valued, switches):
+        typed.setdefault((valued.get(name) or switches[name]).name, []).append(name)
+    for param_name, names in typed.items():
+        param = next(p for p in params if p.name == param_name)
+        shown = list(dict.fromkeys(names))
+        if param_name in {p.name for p in valued.values()} and len(names) > 1:
+            if not any(name.startswith("--") for name in shown):  # -m: say what it is
+                shown += [next((o for o in param.opts if o.startswith("--")), param.opts[0])]
+            times = "twice" if len(names) == 2 else f"{len(names)} times"
+            return f"{'/'.join(shown)} given {times}; {REPEATED_HINTS.get(param_name, 'give it once')}"
+        if {*names} & {*param.opts} and {*names} & {*param.secondary_opts}:
+            return f"{' and '.join(shown)} both given; choose one"
+    return None
+
+
+def _typed_options(args: list[str], valued: dict[str, Any], switches: dict[str, Any]) -> list[str]:
+    """The option names in `args` as typed (`--model`, `-m`; `--model=A` and `-mA` as `--model` and `-m`;
+    `-qm A` as `-q` and `-m`), skipping option values, up to a `--`."""
+    names: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            break
+        name, eq, _ = arg.partition("=")
+        if name in valued or name in switches:
+            names.append(name)
+            i += name in valued and not eq  # its value is the next argument
+        elif arg.startswith("-") and not arg.startswith("--"):  # short options run together
+            for j, char in enumerate(arg[1:], start=2):
+                short = f"-{char}"
+                if short not in valued and short not in switches:
+                    break
+                names.append(short)
+                if short in valued:
+                    i += j == len(arg)  # nothing attached: its value is the next argument
+                    break
+    return names
 
 
 SWITCH_WORDS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
@@ -116,6 +200,17 @@ class Group(TyperGroup):
     """Usage errors in the house style: one `error: ...` line on stderr and exit code 2, instead of
     click's usage text in a box; a misspelt option gets a 'did you mean'."""
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """`nmt transalte`: 'no such command 'transalte'; did you mean 'translate'?', one sentence (Typer's
+        own suggestion, 'No such command ... . Did you mean ...?', would come before a '; see ...')."""
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as e:
+            if args and not hasattr(e, "possibilities"):
+                e.message = f"No such command {args[0]!r}"
+                e.possibilities = [repr(name) for name in difflib.get_close_matches(args[0], list(self.commands))]
+            raise
+
     def main(
         self,
         args: Any = None,
@@ -136,6 +231,7 @@ class Group(TyperGroup):
             message = e.message.rstrip(".") if type(e).__name__ == "NoSuchOption" else e.format_message().rstrip(".")
             close = sorted(getattr(e, "possibilities", None) or [])
             hint = f"; did you mean {' or '.join(close)}?" if close else f"; see `{path} --help`"
+            hint = "" if isinstance(e, Plain) else hint
             _error(f"{path}: {message[:1].lower()}{message[1:]}{hint}", e.exit_code)
         except ClickException as e:
             _error(e.format_message(), e.exit_code)

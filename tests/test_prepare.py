@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 runner = CliRunner()
 
 
-def run_prepare(tmp_path, train, valid, out="out", *extra):
+def run_prepare(tmp_path, train, valid, out="out", *extra, vocab_size="400"):
     args = [
         "prepare",
         "--src",
@@ -30,7 +30,7 @@ def run_prepare(tmp_path, train, valid, out="out", *extra):
         "--out",
         str(tmp_path / out),
         "--vocab-size",
-        "400",
+        vocab_size,  # one value: nmt refuses a flag given twice
         *extra,
     ]
     return runner.invoke(app, args)
@@ -87,7 +87,7 @@ def test_prepare_is_deterministic_and_reuses_its_output(tmp_path, tiny_corpus):
     assert again.exit_code == 0 and "reusing" in again.output
     forced = run_prepare(tmp_path, train, valid, "a", "--force")
     assert forced.exit_code == 0 and "reusing" not in forced.output
-    other = run_prepare(tmp_path, train, valid, "a", "--vocab-size", "500")
+    other = run_prepare(tmp_path, train, valid, "a", vocab_size="500")
     assert other.exit_code == 2 and "already holds a different preparation" in other.output
 
 
@@ -101,7 +101,7 @@ def test_filters_are_counted(tmp_path):
     (tmp_path / "c.en").write_text("a b c\n\nsame\nsame\n" + "w " * 60 + "\n", encoding="utf-8")
     (tmp_path / "c.fr").write_text("x y z\nvide\npareil\npareil\nmot\n", encoding="utf-8")
     result = run_prepare(
-        tmp_path, tmp_path / "c", tmp_path / "c", "out", "--vocab-size", "300", "--dedup", "--max-ratio", "5"
+        tmp_path, tmp_path / "c", tmp_path / "c", "out", "--dedup", "--max-ratio", "5", vocab_size="300"
     )
     assert result.exit_code == 0, result.output
     train = json.loads((tmp_path / "out" / "prepare.json").read_text())["splits"]["train"]
@@ -157,7 +157,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, tiny_corpus
 
 
 def test_vocab_too_large_is_a_clear_error(tmp_path, tiny_corpus):
-    result = run_prepare(tmp_path, *tiny_corpus, "out", "--vocab-size", "50000")
+    result = run_prepare(tmp_path, *tiny_corpus, "out", vocab_size="50000")
     assert result.exit_code == 2
     assert "too large for this training text; choose at most" in result.output
     assert not (tmp_path / "out").exists()

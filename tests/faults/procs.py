@@ -90,8 +90,17 @@ class Train:
         return any(line.startswith("step") for line in self.stderr.splitlines())  # progress is on stderr
 
 
-def start_args(data_dir: Path, run_dir: Path, max_steps: int = MAX_STEPS) -> list[str]:
-    return [str(data_dir), "--out", str(run_dir), *TINY_ARGS, "--max-steps", str(max_steps)]
+def start_args(data_dir: Path, run_dir: Path, max_steps: int = MAX_STEPS, **changes: str) -> list[str]:
+    """A new run of the tiny model; `changes` (lr="1e30": --lr 1e30) replace TINY_ARGS' values or add flags, as
+    nmt refuses a flag given twice."""
+    args = [*TINY_ARGS, "--max-steps", str(max_steps)]
+    for name, value in changes.items():
+        flag = f"--{name.replace('_', '-')}"
+        if flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
+    return [str(data_dir), "--out", str(run_dir), *args]
 
 
 def resume_args(run_dir: Path, *extra: str) -> list[str]:

@@ -53,16 +53,15 @@ def steps_done(proc) -> int:
 def test_two_processes_make_the_updates_of_one_accumulating_their_batches(prepared_sample, tmp_path):
     """torchrun, two ranks of one batch each = one process with --accum-steps 2 over the same two batches; after
     every update both ranks hold the same weights, bit for bit."""
-    steps = ["--max-steps", "6", "--valid-every", "3"]
+    steps = dict(max_steps=6, valid_every="3")
     one = subprocess.run(
         [
             sys.executable,
             "-m",
             "nmt_cli.main",
             "train",
-            *start_args(prepared_sample, tmp_path / "one"),
+            *start_args(prepared_sample, tmp_path / "one", **steps),
             *NO_DROPOUT,
-            *steps,
             "--accum-steps",
             "2",
         ],
@@ -83,9 +82,8 @@ def test_two_processes_make_the_updates_of_one_accumulating_their_batches(prepar
             "2",
             str(Path(__file__).with_name("dist_worker.py")),
             "train",
-            *start_args(prepared_sample, tmp_path / "two"),
+            *start_args(prepared_sample, tmp_path / "two", **steps),
             *NO_DROPOUT,
-            *steps,
         ],
         capture_output=True,
         text=True,

@@ -125,7 +125,7 @@ def test_skip_nonfinite_skips_exactly_that_batch(fault, prepared_sample, tmp_pat
 def test_real_divergence_through_the_cli_stops_naming_the_step(train, prepared_sample, tmp_path):
     """An absurd learning rate: the first update blows the weights up, the second loss is NaN."""
     run_dir = tmp_path / "run"
-    proc = train([*start_args(prepared_sample, run_dir), "--lr", "1e30", "--warmup-steps", "1"])
+    proc = train(start_args(prepared_sample, run_dir, lr="1e30", warmup_steps="1"))
     assert proc.wait() == 2, proc.stderr
     error = proc.stderr.splitlines()[-1]
     assert error.startswith("error: step 2: the loss became nan; nothing was saved from this step"), proc.stderr
@@ -136,7 +136,7 @@ def test_real_divergence_through_the_cli_stops_naming_the_step(train, prepared_s
 
 def test_skipping_gives_up_when_every_batch_is_nonfinite(train, prepared_sample, tmp_path):
     run_dir = tmp_path / "run"
-    proc = train([*start_args(prepared_sample, run_dir), "--lr", "1e30", "--warmup-steps", "1", "--skip-nonfinite"])
+    proc = train([*start_args(prepared_sample, run_dir, lr="1e30", warmup_steps="1"), "--skip-nonfinite"])
     assert proc.wait() == 2, proc.stderr
     lines = [
         line for line in proc.stderr.splitlines() if line.startswith(("warning:", "error:"))

@@ -1,0 +1,102 @@
+"""The command line's usage errors as a new user meets them, through the real entry point (the `nmt` script
+installed beside this Python): one line on stderr, naming the flags as they were typed, exit
+code 2, before any work. Habits from fairseq, Marian and sacreBLEU get an answer in their own terms."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.system
+
+NMT = str(Path(sys.executable).with_name("nmt"))  # the console script pyproject.toml declares
+
+
+def nmt(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    return subprocess.run([NMT, *args], input=stdin, capture_output=True)
+
+
+def error_line(done: subprocess.CompletedProcess) -> str:
+    """The one error line of a run that failed as users expect (exit code 2, nothing on stdout)."""
+    lines = done.stderr.decode().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done
+    assert done.stdout == b"", done.stdout
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# A repeated option
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["translate", "-m", "A", "-m", "B"],
+            "error: nmt translate: -m/--model given twice; one model: nmt has no ensembles",
+        ),
+        (
+            ["translate", "-m", "A", "-i", "a.en", "-i", "b.en"],
+            "error: nmt translate: -i/--input given twice; one input file",
+        ),
+        (["translate", "-mA", "--input=a.en", "-qi", "b.en"], "error: nmt translate: --input/-i given twice"),
+        (["translate", "--model", "A", "--model=B", "-m", "C"], "error: nmt translate: --model/-m given 3 times"),
+        (["translate", "-m", "A", "--beam", "3", "--beam=4"], "error: nmt translate: --beam given twice; give it once"),
+        (["score", "-r", "ref", "hyp", "-w", "2", "-w", "3"], "error: nmt score: -w/--width given twice"),
+        (["serve", "-m", "A", "-m", "B"], "error: nmt serve: -m/--model given twice; one model"),
+        (["train", "DATA", "--out", "r", "--lr", "1", "--lr", "2"], "error: nmt train: --lr given twice"),
+        (
+            ["train", "DATA", "--out", "r", "--joint", "--pre-norm", "--no-pre-norm"],
+            "error: nmt train: --pre-norm and --no-pre-norm both given; choose one",
+        ),
+        (["prepare", "-s", "en", "--src", "de"], "error: nmt prepare: -s/--src given twice; give it once"),
+        (["export", "-m", "A", "--out", "x", "--out=y"], "error: nmt export: --out given twice"),
+        (
+            ["attention", "-m", "A", "--layer", "0", "--layer", "1", "hello"],
+            "error: nmt attention: --layer given twice",
+        ),
+    ],
+)
+def test_an_option_that_takes_one_value_given_twice_is_one_line(args, line):
+    got = error_line(nmt(*args))
+    assert got.startswith(line), got
+    assert "--help" not in got  # the line says all there is to say
+
+
+def test_what_may_repeat_still_repeats(tmp_path):
+    ref, hyp = tmp_path / "ref", tmp_path / "hyp"
+    ref.write_text("a b c d e\n", encoding="utf-8")
+    hyp.write_text("a b c d e\n", encoding="utf-8")
+    # options that take several values, and a switch said twice the same way
+    done = nmt("score", "-r", str(ref), "-r", str(ref), str(hyp), "--metrics", "bleu", "--metrics", "chrf", "-b", "-b")
+    assert done.returncode == 0 and done.stdout.decode().split() == ["100.0", "100.0"], done
+    # after `--`, nothing is an option: a file named like one is a file
+    assert "given twice" not in nmt("score", "-r", str(ref), "--", "-w", "-w").stderr.decode()
+    # --help wins over a repetition
+    done = nmt("translate", "-m", "A", "-m", "B", "--help")
+    assert done.returncode == 0 and done.stdout.startswith(b"Usage: nmt translate")
+
+
+def test_a_switch_repeated_the_same_way_is_harmless(tiny_model_dir, tmp_path):
+    src = tmp_path / "in.en"
+    src.write_text("Hello.\n", encoding="utf-8")
+    once = nmt("translate", "-m", str(tiny_model_dir), "-i", str(src), "--threads", "1", "-q", "--scores")
+    twice = nmt("translate", "-m", str(tiny_model_dir), "-i", str(src), "--threads", "1", "-q", "--scores", "--scores")
+    assert once.returncode == 0 and twice.returncode == 0 and twice.stdout == once.stdout != b""
+
+
+# ---------------------------------------------------------------------------------------------
+# Sentences, and the command's own help
+
+
+def test_an_unknown_command_is_one_sentence():
+    assert error_line(nmt("transalte")) == "error: nmt: no such command 'transalte'; did you mean 'translate'?"
+    assert error_line(nmt("frobnicate")) == "error: nmt: no such command 'frobnicate'; see `nmt --help`"
+
+
+def test_an_option_without_its_value_names_the_commands_help():
+    got = error_line(nmt("train", "DATA", "--resume"))
+    assert got == "error: nmt train: option '--resume' requires an argument; see `nmt train --help`"
