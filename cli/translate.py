@@ -125,6 +125,9 @@ def translate(
     ctx: typer.Context,
     model: ModelOpt,
     input_file: Annotated[Path | None, typer.Option("--input", "-i", help="Read this file instead of stdin.")] = None,
+    file: Annotated[
+        Path | None, typer.Argument(show_default=False, help="Read this file instead of stdin (the same as -i FILE).")
+    ] = None,
     output_file: Annotated[
         Path | None,
         typer.Option(
@@ -186,7 +189,7 @@ def translate(
         ),
     ] = False,
 ) -> None:
-    """Translate lines from stdin (or --input) to stdout (or --output): exactly one output line per input line.
+    """Translate lines from stdin (or FILE) to stdout (or --output): exactly one output line per input line.
 
     Interactive on a terminal (each line as soon as it is entered); batched by length for speed on pipes and files.
     Empty lines give empty lines, over-long lines are truncated with a warning, invalid UTF-8 is replaced with a
@@ -197,6 +200,9 @@ def translate(
     from nmt.errors import ConfigError
 
     say = (lambda message: None) if quiet else warn
+    if file is not None and input_file is not None:
+        raise ConfigError(f"-i/--input given twice (-i {input_file} and FILE {file}); one input file")
+    input_file = input_file if file is None else file
     table = load_toml(config_file).get("decode", {}) if config_file is not None else {}
     check_table(DecodeConfig, table, f"{config_file} [decode]")
     config = settings.make(DecodeConfig, table)

@@ -89,6 +89,23 @@ def test_a_switch_repeated_the_same_way_is_harmless(tiny_model_dir, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# The input as a positional FILE
+
+
+def test_translate_takes_its_input_file_as_an_argument(tiny_model_dir, tmp_path):
+    src = tmp_path / "in.en"
+    src.write_text("Hello.\nHow are you?\n", encoding="utf-8")
+    model = ["translate", "-m", str(tiny_model_dir), "--threads", "1", "-q"]
+    by_flag = nmt(*model, "-i", str(src))
+    by_argument = nmt(*model, str(src))
+    assert by_flag.returncode == 0 and by_argument.stdout == by_flag.stdout
+    assert len(by_argument.stdout.splitlines()) == 2
+    both = error_line(nmt(*model, str(src), "-i", str(src)))
+    assert "-i/--input given twice" in both and "one input file" in both
+    assert nmt("translate", "--help").stdout.startswith(b"Usage: nmt translate [OPTIONS] [FILE]\n")
+
+
+# ---------------------------------------------------------------------------------------------
 # Sentences, and the command's own help
 
 
