@@ -197,6 +197,9 @@ def _check_choices(
     """Refuse options that do not go together, before anything is read."""
     from nmt.errors import ConfigError
 
+    if model is not None and str(model).lower() in LABELS and not model.exists():  # sacreBLEU's -m bleu chrf
+        metrics = [str(model), *(h for h in hypotheses if h.lower() in LABELS and not Path(h).exists())]
+        raise ConfigError(f"-m is --model here; use --metrics {' '.join(metrics).lower()}")
     if (model is None) != (src is None):
         raise ConfigError("--model and --src go together: -m MODEL --src SRC -r REF")
     if hypotheses.count(STDIN) > 1:

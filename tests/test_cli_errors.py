@@ -117,3 +117,16 @@ def test_an_unknown_command_is_one_sentence():
 def test_an_option_without_its_value_names_the_commands_help():
     got = error_line(nmt("train", "DATA", "--resume"))
     assert got == "error: nmt train: option '--resume' requires an argument; see `nmt train --help`"
+
+
+# ---------------------------------------------------------------------------------------------
+# sacreBLEU's -m
+
+
+def test_score_minus_m_with_a_metric_says_what_minus_m_is_here(tmp_path):
+    ref = tmp_path / "ref"
+    ref.write_text("a b c\n", encoding="utf-8")
+    args = ["score", "-r", str(ref), str(ref)]
+    assert error_line(nmt(*args, "-m", "bleu")) == "error: -m is --model here; use --metrics bleu"
+    assert error_line(nmt(*args, "-m", "BLEU", "chrf")) == "error: -m is --model here; use --metrics bleu chrf"
+    assert "--model and --src go together" in error_line(nmt(*args, "-m", str(tmp_path)))  # a model: as before
