@@ -79,10 +79,13 @@ class Command(TyperCommand):
         return self._parse_in(ctx, args)
 
     def _refuse_repeats(self, ctx: Any, args: list[str]) -> None:
-        """A one-line error for a repeated option (see `_repeated`); not while completing, nor when --help asks."""
+        """A one-line error for a repeated option (see `_repeated`) or a URL where a path goes; not while
+        completing, nor when --help asks."""
         if ctx.resilient_parsing or any(arg in self.get_help_option_names(ctx) for arg in args):
             return
-        problem = _repeated(self.params, args)
+        valued, switches = _option_names(self.params)
+        typed = _typed_options(args, valued, switches)
+        problem = _repeated(self.params, valued, [name for name, _ in typed]) or _url(valued, typed)
         if problem:
             raise Plain(problem, ctx)
 
@@ -108,23 +111,28 @@ REPEATED_HINTS = {
 }
 
 
-def _repeated(params: list[Any], args: list[str]) -> str | None:
-    """What is wrong when an option that takes one value is given more than once (`-m A -m B`), or an on/off
-    switch both ways (`--joint --separate`): the flags as typed. A switch repeated the same way
-    (`--int8 --int8`) says the same thing twice, and passes."""
+def _option_names(params: list[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The options that take one value, and the switches (flags), by each of their names."""
     valued, switches = {}, {}
     for param in params:
         if getattr(param, "is_flag", False):
             switches.update({name: param for name in [*param.opts, *param.secondary_opts]})
         elif param.param_type_name == "option" and not param.multiple and not getattr(param, "count", False):
             valued.update({name: param for name in param.opts})
-    typed: dict[str, list[str]] = {}  # parameter name → its flags as typed, in order
-    for name in _typed_options(args, valued, switches):
-        typed.setdefault((valued.get(name) or switches[name]).name, []).append(name)
-    for param_name, names in typed.items():
+    return valued, switches
+
+
+def _repeated(params: list[Any], valued: dict[str, Any], typed: list[str]) -> str | None:
+    """What is wrong when an option that takes one value is given more than once (`-m A -m B`), or an on/off
+    switch both ways (`--joint --separate`): the flags as typed. A switch repeated the same way
+    (`--int8 --int8`) says the same thing twice, and passes."""
+    by_param: dict[str, list[str]] = {}  # parameter name → its flags as typed, in order
+    for name in typed:
+        by_param.setdefault(next(p.name for p in params if name in (*p.opts, *p.secondary_opts)), []).append(name)
+    for param_name, names in by_param.items():
         param = next(p for p in params if p.name == param_name)
         shown = list(dict.fromkeys(names))
-        if param_name in {p.name for p in valued.values()} and len(names) > 1:
+        if names[0] in valued and len(names) > 1:
             if not any(name.startswith("--") for name in shown):  # -m: say what it is
                 shown += [next((o for o in param.opts if o.startswith("--")), param.opts[0])]
             times = "twice" if len(names) == 2 else f"{len(names)} times"
@@ -134,30 +142,54 @@ def _repeated(params: list[Any], args: list[str]) -> str | None:
     return None
 
 
-def _typed_options(args: list[str], valued: dict[str, Any], switches: dict[str, Any]) -> list[str]:
-    """The option names in `args` as typed (`--model`, `-m`; `--model=A` and `-mA` as `--model` and `-m`;
-    `-qm A` as `-q` and `-m`), skipping option values, up to a `--`."""
-    names: list[str] = []
+def _url(valued: dict[str, Any], typed: list[tuple[str, str | None]]) -> str | None:
+    """`-m hf://x/y`: a path option given a URL (or a hub name) that is no local path, said as typed (a Path
+    would make it 'hf:/x/y')."""
+    for name, value in typed:
+        is_path = type(valued[name].type).__name__.endswith("Path") if name in valued else False
+        if is_path and value and "://" in value and not Path(value).exists():
+            return f"{name} {value}: a URL; nmt reads local files and directories (download it first)"
+    return None
+
+
+def _typed_options(args: list[str], valued: dict[str, Any], switches: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """The options in `args` as typed, with their values (None for a switch): `--model A`, `--model=A`, `-m A`,
+    `-mA`; `-qm A` is `-q` and `-m A`. Up to a `--`."""
+    typed: list[tuple[str, str | None]] = []
     i = 0
     while i < len(args):
         arg = args[i]
         i += 1
         if arg == "--":
             break
-        name, eq, _ = arg.partition("=")
+        name, eq, value = arg.partition("=")
         if name in valued or name in switches:
-            names.append(name)
-            i += name in valued and not eq  # its value is the next argument
+            if name in valued and not eq:  # its value is the next argument
+                value, i = (args[i] if i < len(args) else ""), i + 1
+            typed.append((name, value if name in valued else None))
         elif arg.startswith("-") and not arg.startswith("--"):  # short options run together
-            for j, char in enumerate(arg[1:], start=2):
-                short = f"-{char}"
-                if short not in valued and short not in switches:
-                    break
-                names.append(short)
-                if short in valued:
-                    i += j == len(arg)  # nothing attached: its value is the next argument
-                    break
-    return names
+            shorts, takes_next = _shorts(arg, args[i] if i < len(args) else "", valued, switches)
+            typed, i = typed + shorts, i + takes_next
+    return typed
+
+
+def _shorts(
+    arg: str, following: str, valued: dict[str, Any], switches: dict[str, Any]
+) -> tuple[list[tuple[str, str | None]], bool]:
+    """The short options run together in `arg` (`-qm`, `-mA`) with their values, and whether the last one takes
+    `following` (the next argument) as its value."""
+    typed: list[tuple[str, str | None]] = []
+    for j, char in enumerate(arg[1:], start=2):
+        short = f"-{char}"
+        if short in switches:
+            typed.append((short, None))
+        elif short in valued:
+            attached = arg[j:]
+            typed.append((short, attached or following))
+            return typed, not attached
+        else:
+            break
+    return typed, False
 
 
 SWITCH_WORDS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}

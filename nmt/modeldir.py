@@ -26,9 +26,10 @@ from safetensors.torch import load_model, save_file, save_model
 from torch.overrides import TorchFunctionMode
 
 from nmt.config import ModelConfig, from_dict, to_dict
-from nmt.errors import CheckpointError, ConfigError
+from nmt.errors import CheckpointError, ConfigError, NmtError
 from nmt.fileio import commit_dir, sha256_bytes, write_json
 from nmt.files import checked_tokenizers, read_json
+from nmt.info import kind_of
 from nmt.layout import BEST, CONFIG_FILE, LAST, MODEL_FILE, TRAINER_JSON, TRAINER_TENSORS
 from nmt.model import Transformer, build_model
 from nmt.tokenizer import Tokenizer
@@ -111,12 +112,28 @@ def resolve_model_dir(path: Path) -> Path:
     for name in (BEST, LAST):
         if (path / name / CONFIG_FILE).is_file():
             return (path / name).resolve()
+    if other := _what_else(path):
+        raise CheckpointError(f"{path}: {other}")
     if (path / MODEL_FILE).exists() or (path / CONFIG_FILE).exists():
         missing = MODEL_FILE if not (path / MODEL_FILE).exists() else CONFIG_FILE
         raise CheckpointError(f"{path / missing}: missing; the model directory is incomplete")
     raise CheckpointError(
         f"{path}: neither a model directory ({MODEL_FILE} + {CONFIG_FILE}) nor a run directory with best/ or last/"
     )
+
+
+def _what_else(path: Path) -> str | None:
+    """What to do with a directory of nmt's that holds no model: prepared data, or an export (nmt.info knows
+    the kinds of directory)."""
+    try:
+        kind = kind_of(path)
+    except NmtError:
+        return None
+    if kind == "data":
+        return f"this is prepared data; train a model on it with `nmt train {path} --out RUN_DIR`"
+    if kind == "ctranslate2":
+        return "a CTranslate2 export, which only the CTranslate2 engine reads; use the PyTorch model directory"
+    return None
 
 
 @dataclass

@@ -130,3 +130,24 @@ def test_score_minus_m_with_a_metric_says_what_minus_m_is_here(tmp_path):
     assert error_line(nmt(*args, "-m", "bleu")) == "error: -m is --model here; use --metrics bleu"
     assert error_line(nmt(*args, "-m", "BLEU", "chrf")) == "error: -m is --model here; use --metrics bleu chrf"
     assert "--model and --src go together" in error_line(nmt(*args, "-m", str(tmp_path)))  # a model: as before
+
+
+# ---------------------------------------------------------------------------------------------
+# -m given something that is no model
+
+
+def test_minus_m_on_prepared_data_says_to_train_on_it(prepared_sample):
+    for command in (
+        ["translate", "-m", str(prepared_sample)],
+        ["attention", "-m", str(prepared_sample), "Hi", "-o", "a.png"],
+    ):
+        line = error_line(nmt(*command, stdin=b"Hello.\n"))
+        assert line == (
+            f"error: {prepared_sample}: this is prepared data; train a model on it with "
+            f"`nmt train {prepared_sample} --out RUN_DIR`"
+        )
+
+
+def test_minus_m_with_a_url_is_echoed_as_typed():
+    line = error_line(nmt("translate", "-m", "hf://Helsinki-NLP/opus-mt-en-fr"))
+    assert line.startswith("error: nmt translate: -m hf://Helsinki-NLP/opus-mt-en-fr: a URL; nmt reads local files")
