@@ -23,7 +23,12 @@ def attention(
     sentence: Annotated[str | None, typer.Argument(help="The sentence; without it, one per line from stdin.")] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Picture to write (PNG); several sentences: NAME-1.png, NAME-2.png, ..."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Picture to write (PNG); several sentences: NAME-1.png, NAME-2.png, ... (-o and/or --json: "
+            "there is no default file to overwrite).",
+        ),
     ] = None,
     kind: Annotated[
         str, typer.Option(help="cross (target pieces over source pieces), encoder or decoder (self-attention).")
@@ -44,19 +49,16 @@ def attention(
 ) -> None:
     """Translate SENTENCE (or each line of stdin) and draw the attention that produced the translation: heatmaps
     with the subword pieces on the axes, from the model's own softmax weights (teacher-forced on its output)."""
-    from nmt.attention import KINDS, draw, import_pyplot
+    from nmt.attention import draw, import_pyplot
     from nmt.errors import ConfigError
     from nmt.translate import Translator
 
-    if kind not in KINDS:
-        raise ConfigError(f"--kind {kind!r}: choose {', '.join(KINDS)}")
+    _check_choices(model, kind, output, json_file)
     config = settings.make(DecodeConfig)
     lines = [sentence] if sentence is not None else [line.rstrip("\n") for line in sys.stdin]
     lines = [line for line in lines if line.strip()]
     if not lines:
         raise ConfigError("no sentence: give one as an argument or on stdin")
-    if output is None and json_file is None:
-        output = Path("attention.png")
     if output is not None:
         import_pyplot()  # before the model loads: a missing matplotlib is said at once
         writable(output, "--output")
@@ -96,3 +98,21 @@ def _index(value: str, count: int, flag: str) -> int:
     if not value.isdigit() or int(value) >= count:
         raise ConfigError(f"{flag} {value}: give a number from 0 to {count - 1}, or the words it allows")
     return int(value)
+
+
+def _check_choices(model: Path, kind: str, output: Path | None, json_file: Path | None) -> None:
+    """Refuse what cannot work before stdin is read or the model loaded."""
+    from nmt.attention import KINDS
+    from nmt.errors import ConfigError, NmtError
+    from nmt.info import kind_of  # it tells the kinds of directory apart
+
+    if kind not in KINDS:
+        raise ConfigError(f"--kind {kind!r}: choose {', '.join(KINDS)}")
+    try:
+        exported = kind_of(model) == "ctranslate2"
+    except NmtError:
+        exported = False  # not a directory nmt knows: loading it says why
+    if exported:
+        raise ConfigError(f"{model}: an export has no attention weights; use the PyTorch model directory")
+    if output is None and json_file is None:  # as nmt plot: a picture goes where it is asked to, never over one
+        raise ConfigError("nothing to write; give -o attention.png and/or --json FILE ('-': stdout)")

@@ -151,3 +151,20 @@ def test_minus_m_on_prepared_data_says_to_train_on_it(prepared_sample):
 def test_minus_m_with_a_url_is_echoed_as_typed():
     line = error_line(nmt("translate", "-m", "hf://Helsinki-NLP/opus-mt-en-fr"))
     assert line.startswith("error: nmt translate: -m hf://Helsinki-NLP/opus-mt-en-fr: a URL; nmt reads local files")
+
+
+def test_attention_on_an_export_says_it_has_no_attention(tmp_path):
+    export = tmp_path / "ct2"
+    export.mkdir()
+    (export / "nmt.json").write_text('{"format": "ctranslate2"}', encoding="utf-8")  # what tells an export apart
+    line = error_line(nmt("attention", "-m", str(export), "-o", str(tmp_path / "a.png")))  # before reading stdin
+    assert line == f"error: {export}: an export has no attention weights; use the PyTorch model directory"
+    assert "use the PyTorch model directory" in error_line(
+        nmt("export", "-m", str(export), "--out", str(tmp_path / "x"))
+    )
+
+
+def test_attention_writes_only_where_it_is_told(tiny_model_dir, tmp_path):
+    done = subprocess.run([NMT, "attention", "-m", str(tiny_model_dir), "Hello."], cwd=tmp_path, capture_output=True)
+    assert error_line(done) == "error: nothing to write; give -o attention.png and/or --json FILE ('-': stdout)"
+    assert list(tmp_path.iterdir()) == []
