@@ -178,7 +178,12 @@ def translate(
         ),
     ] = False,
     bf16: Annotated[
-        bool, typer.Option("--bf16", help="Compute in bfloat16 (log-probs and scores stay float32).")
+        bool,
+        typer.Option(
+            "--bf16",
+            help="Compute in bfloat16 (log-probs and scores stay float32); on an export, CTranslate2's bfloat16, "
+            "where the device has it (recent NVIDIA GPUs).",
+        ),
     ] = False,
     align: Annotated[
         bool,

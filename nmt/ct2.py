@@ -109,6 +109,21 @@ def ct2_device(name: str | None, ct2: Any) -> tuple[str, int]:
     raise ConfigError(f"--device {name!r} is not a device name; use cpu, cuda or cuda:N")
 
 
+PRECISION_FLAGS = {"int8": "--int8", "bfloat16": "--bf16"}  # the compute types `nmt translate` asks for, by flag
+
+
+def unsupported(ct2: Any, device: str, index: int, compute_type: str) -> str:
+    """One line for a compute type CTranslate2 cannot use on this device: the ones it can, and the flags to use."""
+    supported = sorted(ct2.get_supported_compute_types(device, index))
+    flag = PRECISION_FLAGS.get(compute_type)
+    ways = [f"leave out {flag}" if flag else "leave out the precision"]
+    ways += [f"use {f}" for t, f in PRECISION_FLAGS.items() if t in supported and t != compute_type]
+    return (
+        f"CTranslate2 cannot compute in {compute_type} on {device} here (it can in {', '.join(supported)}); "
+        f"{' or '.join(ways)}"
+    )
+
+
 class CT2Translator(LineTranslator):
     """A CTranslate2 export plus decoding settings; the same interface as `nmt.translate.Translator`
     (search only: sampling, --unk-penalty and --min-len are the PyTorch engine's)."""
@@ -165,7 +180,7 @@ class CT2Translator(LineTranslator):
                 intra_threads=threads or all_cores(),
             )
         except ValueError as e:  # an unsupported compute type on this device
-            raise ConfigError(f"CTranslate2 on {kind}: {e} Leave out --int8/--bf16 here") from e
+            raise ConfigError(unsupported(ct2, kind, index, compute_type)) from e
         except RuntimeError as e:
             raise CheckpointError(
                 f"{path}: CTranslate2 cannot load it ({str(e).strip()[:300]}); "

@@ -168,3 +168,22 @@ def test_attention_writes_only_where_it_is_told(tiny_model_dir, tmp_path):
     done = subprocess.run([NMT, "attention", "-m", str(tiny_model_dir), "Hello."], cwd=tmp_path, capture_output=True)
     assert error_line(done) == "error: nothing to write; give -o attention.png and/or --json FILE ('-': stdout)"
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# A precision the device cannot compute in
+
+
+def test_bf16_on_an_export_names_the_precisions_this_device_has(tiny_model_dir, tmp_path):
+    ct2 = pytest.importorskip("ctranslate2")
+    from nmt.export import export_ctranslate2
+
+    supported = ct2.get_supported_compute_types("cpu")
+    if "bfloat16" in supported:
+        pytest.skip("this CPU computes bfloat16 in CTranslate2")
+    export = export_ctranslate2(tiny_model_dir, tmp_path / "ct2")
+    line = error_line(nmt("translate", "-m", str(export), "--bf16", "--device", "cpu", stdin=b"Hello.\n"))
+    assert line.startswith("error: CTranslate2 cannot compute in bfloat16 on cpu here (it can in ")
+    assert all(kind in line for kind in supported) and line.endswith(
+        "leave out --bf16" + " or use --int8" * ("int8" in supported)
+    )
