@@ -48,6 +48,11 @@ class Settings:
     def given(self, cls: type) -> dict[str, Any]:
         return dict(self._given.get(cls, {}))
 
+    def flag(self, cls: type) -> Callable[[str], str]:
+        """Each field of `cls` by its flag (a field without one by its name), for the library's messages."""
+        flags = self._flags.get(cls, {})
+        return lambda key: flags.get(key, key)
+
     def make(self, cls: type[C], base: Mapping[str, Any] | None = None) -> C:
         """`cls` from `base` (a checked TOML table) overridden by the flags given. A value the config refuses
         is named as the user wrote it: by its flag, or by its key where it came from `base`."""

@@ -195,7 +195,7 @@ def _train(
                 "--max-steps"
             )
         with err.status(f"loading {resume}…"):
-            trainer = training.resume(resume, settings.given(TrainConfig), **run)
+            trainer = training.resume(resume, settings.given(TrainConfig), spell=settings.flag(TrainConfig), **run)
         run_dir = resume
     else:
         if data_dir is None or out_dir is None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from nmt import distributed
 from nmt.checkpointer import RunFiles
-from nmt.config import ModelConfig, TrainConfig, from_dict, to_dict
+from nmt.config import ModelConfig, Spell, TrainConfig, from_dict, to_dict
 from nmt.data import ParallelIds, TrainingData, read_lines
 from nmt.distributed import SINGLE, Group
 from nmt.errors import ConfigError, TrainingError
@@ -101,22 +101,27 @@ def resume(
     threads: int | None = None,
     callback: Callback | None = None,
     group: Group = SINGLE,
+    spell: Spell = str,
 ) -> Trainer:
     """The run in `run_dir`, at its last checkpoint (or from scratch if killed before the first one). With
-    several processes, each calls it and all read the same checkpoint."""
+    several processes, each calls it and all read the same checkpoint. `spell` names a setting as the caller
+    gives `train_overrides` (the command line: by its flag)."""
     run = RunDir(run_dir, writer=group.writer)
     config = run.read_config()
     run.lock()
     try:
         run.remove_leftovers()
-        changed = sorted(set(train_overrides or {}) - RESUMABLE_OVERRIDES)
+        overrides = train_overrides or {}
+        changed = sorted(set(overrides) - RESUMABLE_OVERRIDES)
         if changed:
             raise ConfigError(
-                f"--resume keeps the run's settings; only {', '.join(sorted(RESUMABLE_OVERRIDES))} "
-                f"may change, not {', '.join(changed)}"
+                f"--resume keeps the run's settings; only {', '.join(map(spell, sorted(RESUMABLE_OVERRIDES)))} "
+                f"may change, not {', '.join(map(spell, changed))}"
             )
         where = str(run.path / CONFIG_FILE)
-        train_cfg = from_dict(TrainConfig, {**config["train"], **(train_overrides or {})}, where=where)
+        from_dict(TrainConfig, config["train"], where=where)  # the run's own, then what the overrides make of it
+        given: Spell = lambda key: spell(key) if key in overrides else key  # noqa: E731
+        train_cfg = from_dict(TrainConfig, {**config["train"], **overrides}, where="", spell=given)
         model_cfg = from_dict(ModelConfig, config["model"], where=where)
         trainer = _assemble(run, Path(config["data_dir"]), model_cfg, train_cfg, device, threads, callback, group)
         last = run.last()

@@ -187,3 +187,21 @@ def test_bf16_on_an_export_names_the_precisions_this_device_has(tiny_model_dir, 
     assert all(kind in line for kind in supported) and line.endswith(
         "leave out --bf16" + " or use --int8" * ("int8" in supported)
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings named by the flags the user typed
+
+
+def test_resume_names_the_settings_by_their_flags(tiny_model_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir.parent, run, symlinks=True)  # resuming locks the run: not the shared one
+    assert error_line(nmt("train", "--resume", str(run), "--lr", "2", "--eps", "1e-8")) == (
+        "error: --resume keeps the run's settings; only --keep-last, --log-every, --max-epochs, --max-minutes, "
+        "--max-steps, --patience, --skip-nonfinite, --valid-every may change, not --eps, --lr"
+    )
+    assert error_line(nmt("train", "--resume", str(run), "--max-steps", "-1")) == (
+        "error: --max-steps -1: must be at least 0"
+    )
