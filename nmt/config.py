@@ -67,6 +67,19 @@ def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
+def _said(spell: Spell, name: str, value: Any) -> str:
+    """A setting and its value as the reader writes them: `--schedule cosine`, or `schedule = 'cosine'`."""
+    said = spell(name)
+    return f"{said} {value}" if said.startswith("-") else f"{said} = {value!r}"
+
+
+def _shown(value: Any) -> str:
+    """A refused value as it was most likely written: `--lr 0`, not 0.0 (the float it became); a pair as a list."""
+    if isinstance(value, tuple):
+        return f"[{', '.join(map(_shown, value))}]"
+    return _number(value) if isinstance(value, float) and math.isfinite(value) else str(value)
+
+
 def _out_of_bounds(value: Any, bounds: dict[str, float]) -> str | None:
     """What is wrong with `value` (each item of a tuple) under `bounds`, or None."""
     if not bounds:
@@ -104,8 +117,7 @@ def _check(config: Any, rules: Iterable[tuple[bool, str | Callable[[Spell], str]
             raise _field_error(f.name, f" must be {' or '.join(map(repr, allowed))}, not {value!r}")
         problem = _out_of_bounds(value, f.metadata.get("bounds", {}))
         if problem:
-            shown = list(value) if isinstance(value, tuple) else value
-            raise _field_error(f.name, f" {shown}: {problem}")
+            raise _field_error(f.name, f" {_shown(value)}: {problem}")
     for ok, say in rules:
         if not ok:
             raise SettingError(say)
@@ -202,8 +214,8 @@ class TrainConfig:
                 (
                     self.schedule == "inverse_sqrt" or self.max_steps > 0,
                     lambda k: (
-                        f"schedule = {self.schedule!r} decays over max_steps, which is 0 (no limit); set "
-                        "max_steps (--max-steps N) or use schedule = 'inverse_sqrt'"
+                        f"{_said(k, 'schedule', self.schedule)} decays over {k('max_steps')}, which is 0 (no "
+                        f"limit); set {k('max_steps')} or use {_said(k, 'schedule', 'inverse_sqrt')}"
                     ),
                 ),
                 (

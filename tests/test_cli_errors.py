@@ -205,3 +205,18 @@ def test_resume_names_the_settings_by_their_flags(tiny_model_dir, tmp_path):
     assert error_line(nmt("train", "--resume", str(run), "--max-steps", "-1")) == (
         "error: --max-steps -1: must be at least 0"
     )
+
+
+def test_a_rule_between_settings_names_them_as_written(prepared_sample, tmp_path):
+    args = ["train", str(prepared_sample), "--out", str(tmp_path / "run")]
+    assert error_line(nmt(*args, "--schedule", "linear", "--max-steps", "0")) == (
+        "error: --schedule linear decays over --max-steps, which is 0 (no limit); set --max-steps or use "
+        "--schedule inverse_sqrt"
+    )
+    config = tmp_path / "c.toml"
+    config.write_text("[train]\nschedule = 'cosine'\nmax_steps = 0\n", encoding="utf-8")
+    assert error_line(nmt(*args, "--config", str(config))) == (
+        "error: schedule = 'cosine' decays over max_steps, which is 0 (no limit); set max_steps or use "
+        "schedule = 'inverse_sqrt'"
+    )
+    assert not (tmp_path / "run").exists()

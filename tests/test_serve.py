@@ -387,7 +387,7 @@ def test_answers_have_the_shape_the_document_gives() -> None:
     [
         ({"max_lines": 0}, "max_lines 0: must be at least 1"),
         ({"batch_tokens": -5}, "batch_tokens -5: must be at least 1"),
-        ({"max_wait_ms": -1.0}, "max_wait_ms -1.0: must be at least 0"),
+        ({"max_wait_ms": -1.0}, "max_wait_ms -1: must be at least 0"),
         ({"max_wait_ms": float("nan")}, "max_wait_ms nan: must be at least 0"),
     ],
 )
