@@ -59,6 +59,8 @@ def looks_binary(raw: bytes) -> tuple[int, int]:
     """(lines with NUL bytes or invalid UTF-8, lines) in the first MiB: a text file with a stray bad
     byte has few, an executable or a compressed file has most."""
     lines = raw[: 1 << 20].split(b"\n")
+    if len(lines) > 1 and not lines[-1]:
+        lines.pop()  # what follows the last newline, when nothing does, is no line
     bad = 0
     for line in lines:
         try:
@@ -67,6 +69,16 @@ def looks_binary(raw: bytes) -> tuple[int, int]:
         except UnicodeDecodeError:
             bad += 1
     return bad, len(lines)
+
+
+def bad_share(bad: int, lines: int) -> str:
+    """How many of the first lines are bad, as a sentence's subject and verb: 'the first line holds', 'the first
+    3 lines all hold', '1 of the first 3 lines holds', '2 of the first 3 lines hold'."""
+    if lines == 1:
+        return "the first line holds"
+    if bad == lines:
+        return f"the first {lines:,} lines all hold"
+    return f"{bad:,} of the first {lines:,} lines {'holds' if bad == 1 else 'hold'}"
 
 
 def read_lines(path: Path, warn: Warn) -> list[str]:
@@ -80,7 +92,7 @@ def read_lines(path: Path, warn: Warn) -> list[str]:
     bad, lines = looks_binary(raw)
     if raw[:2] == b"\x1f\x8b" or bad > 0.3 * lines:
         raise DataError(
-            f"{path}: not a text file ({bad} of the first {lines} lines hold NUL bytes or invalid UTF-8); "
+            f"{path}: not a text file ({bad_share(bad, lines)} NUL bytes or invalid UTF-8); "
             "give UTF-8 text, one sentence per line (gunzip or `iconv -t utf-8` it first)"
         )
     return list(read_text_lines(io.BytesIO(raw), str(path), warn))

@@ -220,3 +220,14 @@ def test_a_rule_between_settings_names_them_as_written(prepared_sample, tmp_path
         "schedule = 'inverse_sqrt'"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_a_binary_file_is_refused_in_a_sentence(tmp_path):
+    one, three = tmp_path / "one.bin", tmp_path / "three.bin"
+    one.write_bytes(b"a\0b\n")  # one line: its newline ends it, no second (empty) line follows
+    three.write_bytes(b"ok\n\xff\0\n\xfe\0\n")
+    model = str(tmp_path / "no-model")  # the input is read before the model is looked for
+    assert f"error: {one}: not a text file (the first line holds NUL bytes or invalid UTF-8); give UTF-8" in (
+        error_line(nmt("translate", "-m", model, str(one)))
+    )
+    assert "(2 of the first 3 lines hold NUL bytes" in error_line(nmt("translate", "-m", model, str(three)))
