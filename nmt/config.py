@@ -371,7 +371,8 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
     if origin is Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:
-            raise ConfigError(f"{name} must be {' or '.join(map(repr, allowed))}, not {value!r}")
+            said = str if name.startswith("-") else repr  # as written: `--normalize avg`, `normalize = "avg"`
+            raise ConfigError(f"{name} must be {' or '.join(map(said, allowed))}, not {said(value)}")
         return value
     if isinstance(hint, type) and hint in _PLAIN:
         fits, what = _PLAIN[hint]

@@ -231,3 +231,14 @@ def test_a_binary_file_is_refused_in_a_sentence(tmp_path):
         error_line(nmt("translate", "-m", model, str(one)))
     )
     assert "(2 of the first 3 lines hold NUL bytes" in error_line(nmt("translate", "-m", model, str(three)))
+
+
+def test_a_choice_is_named_as_written(tmp_path):
+    assert error_line(nmt("translate", "-m", "M", "--normalize", "avg")) == (
+        "error: --normalize must be gnmt or length, not avg"
+    )
+    config = tmp_path / "d.toml"
+    config.write_text('[decode]\nnormalize = "avg"\n', encoding="utf-8")  # TOML writes strings in quotes
+    assert error_line(nmt("translate", "-m", "M", "--config", str(config))) == (
+        f"error: {config} [decode]: normalize must be 'gnmt' or 'length', not 'avg'"
+    )

@@ -88,7 +88,7 @@ def test_help_documents_every_option_with_its_sentence(name):
     [
         (["translate", "-m", "x", "--beam", "2", "--nbest", "3"], "--nbest 3 needs --beam of at least 3"),
         (["translate", "-m", "x", "--lenpen", "-1"], "--lenpen -1: must be at least 0"),
-        (["translate", "-m", "x", "--normalize", "avg"], "--normalize must be 'gnmt' or 'length', not 'avg'"),
+        (["translate", "-m", "x", "--normalize", "avg"], "--normalize must be gnmt or length, not avg"),
         (["translate", "-m", "x", "--sampling", "--top-p", "0"], "--top-p 0: must be in (0, 1]"),
         (["train", "DATA", "--out", "RUN", "--lr", "0"], "--lr 0: must be > 0"),
         (["train", "DATA", "--out", "RUN", "--d-model", "100", "--n-heads", "3"], "--d-model (100) must be divisible"),
