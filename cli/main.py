@@ -85,7 +85,7 @@ class Command(TyperCommand):
             return
         valued, switches = _option_names(self.params)
         typed = _typed_options(args, valued, switches)
-        problem = _repeated(self.params, valued, [name for name, _ in typed]) or _url(valued, typed)
+        problem = _repeated(valued, switches, [name for name, _ in typed]) or _url(valued, typed)
         if problem:
             raise Plain(problem, ctx)
 
@@ -122,21 +122,20 @@ def _option_names(params: list[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return valued, switches
 
 
-def _repeated(params: list[Any], valued: dict[str, Any], typed: list[str]) -> str | None:
+def _repeated(valued: dict[str, Any], switches: dict[str, Any], typed: list[str]) -> str | None:
     """What is wrong when an option that takes one value is given more than once (`-m A -m B`), or an on/off
     switch both ways (`--joint --separate`): the flags as typed. A switch repeated the same way
     (`--int8 --int8`) says the same thing twice, and passes."""
-    by_param: dict[str, list[str]] = {}  # parameter name → its flags as typed, in order
+    by_param: dict[Any, list[str]] = {}  # parameter → its flags as typed, in order
     for name in typed:
-        by_param.setdefault(next(p.name for p in params if name in (*p.opts, *p.secondary_opts)), []).append(name)
-    for param_name, names in by_param.items():
-        param = next(p for p in params if p.name == param_name)
+        by_param.setdefault(valued.get(name) or switches[name], []).append(name)
+    for param, names in by_param.items():
         shown = list(dict.fromkeys(names))
         if names[0] in valued and len(names) > 1:
             if not any(name.startswith("--") for name in shown):  # -m: say what it is
                 shown += [next((o for o in param.opts if o.startswith("--")), param.opts[0])]
             times = "twice" if len(names) == 2 else f"{len(names)} times"
-            return f"{'/'.join(shown)} given {times}; {REPEATED_HINTS.get(param_name, 'give it once')}"
+            return f"{'/'.join(shown)} given {times}; {REPEATED_HINTS.get(param.name, 'give it once')}"
         if {*names} & {*param.opts} and {*names} & {*param.secondary_opts}:
             return f"{' and '.join(shown)} both given; choose one"
     return None
@@ -146,6 +145,7 @@ def _url(valued: dict[str, Any], typed: list[tuple[str, str | None]]) -> str | N
     """`-m hf://x/y`: a path option given a URL (or a hub name) that is no local path, said as typed (a Path
     would make it 'hf:/x/y')."""
     for name, value in typed:
+        # by the type's name: click's Path, or Typer's TyperPath, whether Typer vendors click or not
         is_path = type(valued[name].type).__name__.endswith("Path") if name in valued else False
         if is_path and value and "://" in value and not Path(value).exists():
             return f"{name} {value}: a URL; nmt reads local files and directories (download it first)"
