@@ -126,7 +126,8 @@ def translate(
     model: ModelOpt,
     input_file: Annotated[Path | None, typer.Option("--input", "-i", help="Read this file instead of stdin.")] = None,
     file: Annotated[
-        Path | None, typer.Argument(show_default=False, help="Read this file instead of stdin (the same as -i FILE).")
+        Path | None,
+        typer.Argument(show_default=False, help="Read this file instead of stdin (the same as -i FILE; '-': stdin)."),
     ] = None,
     output_file: Annotated[
         Path | None,
@@ -208,6 +209,7 @@ def translate(
     if file is not None and input_file is not None:
         raise ConfigError(f"-i/--input given twice (-i {input_file} and FILE {file}); one input file")
     input_file = input_file if file is None else file
+    input_file = None if str(input_file) == "-" else input_file  # '-' is stdin, as in nmt score
     table = load_toml(config_file).get("decode", {}) if config_file is not None else {}
     check_table(DecodeConfig, table, f"{config_file} [decode]")
     config = settings.make(DecodeConfig, table)

@@ -100,6 +100,7 @@ def test_translate_takes_its_input_file_as_an_argument(tiny_model_dir, tmp_path)
     by_argument = nmt(*model, str(src))
     assert by_flag.returncode == 0 and by_argument.stdout == by_flag.stdout
     assert len(by_argument.stdout.splitlines()) == 2
+    assert nmt(*model, "-", stdin=src.read_bytes()).stdout == by_flag.stdout  # '-' is stdin
     both = error_line(nmt(*model, str(src), "-i", str(src)))
     assert "-i/--input given twice" in both and "one input file" in both
     assert nmt("translate", "--help").stdout.startswith(b"Usage: nmt translate [OPTIONS] [FILE]\n")
