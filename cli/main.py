@@ -261,9 +261,7 @@ class Group(TyperGroup):
                 sys.exit(e.exit_code)
             path = e.ctx.command_path if e.ctx is not None else "nmt"
             message = e.message.rstrip(".") if type(e).__name__ == "NoSuchOption" else e.format_message().rstrip(".")
-            close = sorted(getattr(e, "possibilities", None) or [])
-            hint = f"; did you mean {' or '.join(close)}?" if close else f"; see `{path} --help`"
-            hint = "" if isinstance(e, Plain) else hint
+            hint = "" if isinstance(e, Plain) else _hint(e, path)
             _error(f"{path}: {message[:1].lower()}{message[1:]}{hint}", e.exit_code)
         except ClickException as e:
             _error(e.format_message(), e.exit_code)
@@ -275,6 +273,31 @@ class Group(TyperGroup):
             print("aborted", file=sys.stderr)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _hint(e: Any, path: str) -> str:
+    """What follows a usage error: the command that takes an option this one lacks, else click's close
+    spellings, else the command's help."""
+    owners = _owners(e.option_name, e.ctx.info_name) if type(e).__name__ == "NoSuchOption" and e.ctx else []
+    if owners:
+        named = [f"`nmt {name}`" for name in owners]
+        return f"; it is an option of {named[0] if len(named) == 1 else ', '.join(named[:-1]) + ' and ' + named[-1]}"
+    close = sorted(getattr(e, "possibilities", None) or [])
+    return f"; did you mean {' or '.join(close)}?" if close else f"; see `{path} --help`"
+
+
+def _owners(option: str, here: str | None) -> list[str]:
+    """The other commands that take `option` (`nmt train --beam 5`: translate and serve do), read from the
+    commands themselves; only on this error path, where building every command costs nothing that matters."""
+    import typer.main
+
+    group = typer.main.get_command(make_app())
+    commands = getattr(group, "commands", {})
+    return [
+        name
+        for name, command in commands.items()
+        if name != here and any(option in (*p.opts, *getattr(p, "secondary_opts", [])) for p in command.params)
+    ]
 
 
 def _error(message: str, code: int) -> None:

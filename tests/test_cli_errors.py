@@ -120,6 +120,19 @@ def test_an_option_without_its_value_names_the_commands_help():
     assert got == "error: nmt train: option '--resume' requires an argument; see `nmt train --help`"
 
 
+def test_an_option_of_another_command_names_that_command():
+    """`nmt train --beam 5` (a decoding habit): not 'did you mean --betas?' but where --beam belongs."""
+    got = error_line(nmt("train", "DATA", "--out", "r", "--beam", "5"))
+    assert got == (
+        "error: nmt train: no such option: --beam; "
+        "it is an option of `nmt translate`, `nmt score`, `nmt attention` and `nmt serve`"
+    )
+    assert error_line(nmt("translate", "-m", "M", "--lr", "3")) == (
+        "error: nmt translate: no such option: --lr; it is an option of `nmt train`"
+    )
+    assert "did you mean --beam or --nbest?" in error_line(nmt("translate", "-m", "M", "--bem", "3"))
+
+
 # ---------------------------------------------------------------------------------------------
 # sacreBLEU's -m
 
