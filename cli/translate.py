@@ -143,7 +143,12 @@ def translate(
     ] = None,
     settings: Settings = FROM_FLAGS,  # the [decode] and sampling options (nmt_cli.settings)
     scores: Annotated[
-        bool, typer.Option("--scores", help="Print 'score<TAB>translation' instead of the translation alone.")
+        bool,
+        typer.Option(
+            "--scores",
+            help="Print 'score<TAB>translation' instead of the translation alone (jsonl and --nbest lists "
+            "hold scores already).",
+        ),
     ] = False,
     fmt: Annotated[
         str,
@@ -217,6 +222,7 @@ def translate(
         raise ConfigError(f"--format {fmt!r}: choose {' or '.join(FORMATS)}")
     if sampling and config.nbest > 1:
         raise ConfigError("--sampling draws one output per line; --nbest needs search")
+    check_scores(scores, fmt, config.nbest)
     if output_file is not None:
         writable(output_file, "--output")
     from nmt.textio import Output, read_lines, read_text_lines
@@ -260,6 +266,20 @@ def translate(
         ):
             output.write("".join(write(first + i, result, seconds) for i, result in enumerate(results)))
             output.flush()
+
+
+def check_scores(scores: bool, fmt: str, nbest: int) -> None:
+    """--scores adds a score to plain translations; the other outputs hold their scores already, so asking
+    again there is a mistake to say, not a flag to drop in silence."""
+    from nmt.errors import ConfigError
+
+    if scores and fmt == "jsonl":
+        raise ConfigError("--scores: --format jsonl already gives each line's score and log_prob; drop --scores")
+    if scores and nbest > 1:
+        raise ConfigError(
+            f"--scores: the n-best list (--nbest {nbest}) already gives each hypothesis's scores "
+            "(Moses: i ||| text ||| F0= log-prob ||| score); drop --scores"
+        )
 
 
 def precision(int8: bool, bf16: bool) -> str:
