@@ -82,12 +82,15 @@ def bare(name: str) -> list[str]:
 
 
 def table_rows(output: str) -> dict[str, list[str]]:
-    """System name → the cells after it, from the rich table."""
-    rows = {}
+    """System name → the cells after it, from the rich table; a row's second line (a blank name: the p-values
+    of --paired-bs) adds its cells after those of the first."""
+    rows: dict[str, list[str]] = {}
     for line in output.splitlines():
-        cells = [cell.strip() for cell in re.split(r"[│|┃]", line) if cell.strip()]
+        cells = [cell.strip() for cell in re.split(r"[│|┃]", line)[1:-1]]
         if cells and cells[0] in SYSTEMS:
             rows[cells[0]] = cells[1:]
+        elif cells and not cells[0] and any(cells) and rows:
+            rows[list(rows)[-1]] += cells[1:]
     return rows
 
 
@@ -146,7 +149,16 @@ def test_paired_bs_reports_sacrebleu_p_values(app, files):
     text = sacrebleu("ref.txt", "-i", *SYSTEMS, "--paired-bs", "--paired-bs-n", "200", "-f", "text")
     expected = [float(p) for p in re.findall(r"p = ([0-9.]+)", text)]
     assert p_values == pytest.approx(expected, abs=5e-5)  # sacreBLEU shows 4 decimals
-    assert [cell.rstrip("*") for cell in rows["sys_b.txt"][3:]] == [f"{p:.4f}" for p in p_values]
+    assert [cell.rstrip("*") for cell in rows["sys_b.txt"][3:]] == [f"p = {p:.4f}" for p in p_values]
+    # and each score as sacreBLEU's table shows it: the score (the bootstrap mean ± the 95% CI) ...
+    with_ci = re.findall(r"\d+\.\d \(\d+\.\d ± \d+\.\d\)", text)
+    assert len(with_ci) == 6 and rows["sys_a.txt"][:3] + rows["sys_b.txt"][:3] == with_ci
+    # ... with the numbers --json gives (to 2 decimals there)
+    for system, row in zip(report["systems"], (rows["sys_a.txt"], rows["sys_b.txt"])):
+        for key, cell in zip(("bleu", "chrf", "ter"), row):
+            mean, ci = map(float, re.findall(r"\d+\.\d", cell.partition(" ")[2]))
+            paired = system["paired"][key]
+            assert (mean, ci) == pytest.approx((paired["mean"], paired["ci"]), abs=0.051)
 
 
 def test_paired_bs_needs_two_systems(app, files):
