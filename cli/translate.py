@@ -225,7 +225,7 @@ def translate(
     check_scores(scores, fmt, config.nbest)
     if output_file is not None:
         writable(output_file, "--output")
-    from nmt.textio import Output, read_lines, read_text_lines
+    from nmt.textio import Output, read_lines, stream_lines
 
     lines = read_lines(input_file, say) if input_file is not None else None  # a bad file fails before the model loads
     sampler = settings.make(SamplingConfig) if sampling else None
@@ -257,7 +257,7 @@ def translate(
     if interactive and not quiet:
         err.print("type a sentence, Ctrl-D to end", markup=False)
     where = f"{input_file}:" if input_file is not None else "<stdin>:"
-    source = lines if lines is not None else read_text_lines(sys.stdin.buffer, "<stdin>", say)
+    source = lines if lines is not None else stream_lines(sys.stdin.buffer, "<stdin>", say)
     write = formatter(fmt, config.nbest, scores)
     report = not quiet and (input_file is not None or output_file is not None)
     with Output(output_file) as output, Progress(len(lines) if lines is not None else None, report, report) as progress:

@@ -187,6 +187,35 @@ def test_missing_file_exits_2(app, files, missing):
     assert "nope.txt" in result.stderr and "no such file" in result.stderr
 
 
+@pytest.mark.parametrize("where", ["hyp", "ref", "stdin", "gzip ref"])
+def test_what_is_not_text_is_refused_as_nmt_translate_refuses_it(app, files, where):
+    import gzip
+
+    binary = gzip.compress((files / "ref.txt").read_bytes()) if where == "gzip ref" else bytes(range(256)) * 40
+    (files / "bin.txt").write_bytes(binary)
+    args = {
+        "hyp": ["-r", "ref.txt", "sys_a.txt", "bin.txt"],
+        "ref": ["-r", "bin.txt", "sys_a.txt"],
+        "stdin": ["-r", "ref.txt"],
+        "gzip ref": ["-r", "bin.txt", "sys_a.txt"],
+    }[where]
+    result = CliRunner().invoke(app, ["score", *args], input=binary if where == "stdin" else None)
+    assert result.exit_code == 2 and result.stdout == ""
+    message = result.stderr.strip()
+    assert message.startswith(f"error: {'stdin' if where == 'stdin' else 'bin.txt'}: not a text file (")
+    assert "\n" not in message and "latin1" not in message
+
+
+def test_a_stray_bad_byte_is_named_with_its_line(app, files):
+    """Text with one byte that is not UTF-8 is still text: its line is named, with the way to re-encode it."""
+    lines = (files / "sys_a.txt").read_bytes().split(b"\n")
+    lines[4] += b" caf\xe9"
+    (files / "sys_a.txt").write_bytes(b"\n".join(lines))
+    result = CliRunner().invoke(app, ["score", "-r", "ref.txt", "sys_a.txt"])
+    assert result.exit_code == 2
+    assert "sys_a.txt:5: invalid UTF-8 (byte 0xe9)" in result.stderr and "iconv -f latin1" in result.stderr
+
+
 def test_unknown_tokenizer_exits_2(app, files):
     result = CliRunner().invoke(app, ["score", "-r", "ref.txt", "sys_a.txt", "--tokenize", "moses"])
     assert result.exit_code == 2
