@@ -112,6 +112,17 @@ def test_beam_and_alignment_per_request_equal_nmt_translate(
     assert with_alignment == other_options["aligned"]
 
 
+def test_info_of_an_average_says_what_it_is() -> None:
+    """/info is `nmt info --json`: an average of checkpoints, its steps, not validated."""
+    s = Server(ROOT / "tests" / "fixtures" / "averaged")
+    try:
+        status, info = s.request("GET", "/info")
+    finally:
+        assert s.stop() == 0
+    assert status == 200 and info["averaged"] == {"checkpoints": 2, "steps": [4, 8], "validated": False}
+    assert (info["step"], info["epoch"], info["valid"]) == (None, None, None)
+
+
 def test_health_info_openapi(server: Server) -> None:
     assert server.request("GET", "/health") == (200, {"status": "ok"})
     status, info = server.request("GET", "/info")
