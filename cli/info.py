@@ -109,6 +109,8 @@ def _model(d: dict[str, Any], nested: bool = False) -> list[Row]:
         ("parameters", f"{d['parameters']:,} ({dtype}, {_size(weights['bytes'])})"),
         ("vocabulary", _vocab(d["vocab"])),
     ]
+    if d.get("averaged"):
+        rows += _averaged(d["averaged"])
     if d["step"] is not None:
         epoch = f" (epoch {d['epoch'] + 1})" if isinstance(d["epoch"], int) else ""
         minutes = f", {_duration(d['train_minutes'])} of training" if d["train_minutes"] is not None else ""
@@ -117,14 +119,25 @@ def _model(d: dict[str, Any], nested: bool = False) -> list[Row]:
         rows.append(("valid", _scores(d["valid"])))
     if d["best"]:
         rows.append(("best so far", _best(d["best"])))
-    if d.get("averaged_from"):
-        rows.append(("averaged from", f"{len(d['averaged_from'])} checkpoints"))
     if d["train"] and not nested:
         rows.append(("train config", _non_default(d["train"], "train")))
     if d["data_dir"] and not nested:
         rows.append(("data", str(d["data_dir"])))
     rows.append(("spm", _spm(d["checksums"])))
     return rows
+
+
+def _averaged(averaged: dict[str, Any]) -> list[Row]:
+    """An average of checkpoints: which steps (where recorded) in place of a step, and no validation."""
+    n, steps = averaged["checkpoints"], averaged["steps"]
+    what = f"averaged from {n} checkpoint{'s' if n != 1 else ''}"
+    if not steps:
+        what += "; steps not recorded"
+    elif len(steps) == 1 or min(steps) == max(steps):
+        what += f", step {steps[0]:,}"
+    else:
+        what += f", steps {min(steps):,}–{max(steps):,}"
+    return [("step", what), ("valid", "not validated (score it: nmt score -m MODEL --src SRC -r REF)")]
 
 
 def _data(d: dict[str, Any]) -> list[Row]:

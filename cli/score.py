@@ -113,7 +113,8 @@ PairedOpt = Annotated[
     bool,
     typer.Option(
         "--paired-bs",
-        help="Paired bootstrap resampling of every hypothesis against the first; adds p-values. [default: off]",
+        help="Paired bootstrap resampling of every hypothesis against the first; adds the bootstrap mean ± 95% "
+        "CI and p-values. [default: off]",
     ),
 ]
 PairedNOpt = Annotated[
@@ -275,25 +276,30 @@ def _print_sentences(
 
 
 def _table(report: ScoreReport, keys: list[str], width: int) -> Table:
-    """One row per system; with a paired test, the p-values against the first row too."""
+    """One row per system. With a paired test each score cell reads as sacreBLEU's: the score, the bootstrap
+    mean ± the 95% confidence interval, and below it the p-value against the first row."""
     paired = report.paired_bs_n is not None
     caption = f"against {', '.join(report.references)}"
     if paired:
-        caption += f"; p: paired bootstrap ({report.paired_bs_n} resamples) against the first row, * p < {SIGNIFICANT}"
+        caption += (
+            f"; score (bootstrap mean ± 95% CI); p: paired bootstrap ({report.paired_bs_n} resamples) "
+            f"against the first row, * p < {SIGNIFICANT}"
+        )
     table = Table(caption=escape(caption), caption_justify="left")
     table.add_column("hypothesis")
     for key in keys:
         table.add_column(LABELS[key], justify="right")
-    if paired:
-        for key in keys:
-            table.add_column(f"p {LABELS[key]}", justify="right")
     for i, system in enumerate(report.systems):
-        cells = [escape(system.name), *(f"{getattr(system, key):.{width}f}" for key in keys)]
+        cells = [f"{getattr(system, key):.{width}f}" for key in keys]
         if paired:
-            cells += [_p_value(system.paired[key].p_value) if i else "baseline" for key in keys]
-        table.add_row(*cells)
+            cells = [
+                f"{cell} ({system.paired[key].mean:.{width}f} ± {system.paired[key].ci:.{width}f})\n"
+                + (_p_value(system.paired[key].p_value) if i else "baseline")
+                for cell, key in zip(cells, keys)
+            ]
+        table.add_row(escape(system.name), *cells)
     return table
 
 
 def _p_value(p: float | None) -> str:
-    return "" if p is None else f"{p:.4f}" + ("*" if p < SIGNIFICANT else "")
+    return "" if p is None else f"p = {p:.4f}" + ("*" if p < SIGNIFICANT else "")

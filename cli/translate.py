@@ -143,7 +143,12 @@ def translate(
     ] = None,
     settings: Settings = FROM_FLAGS,  # the [decode] and sampling options (nmt_cli.settings)
     scores: Annotated[
-        bool, typer.Option("--scores", help="Print 'score<TAB>translation' instead of the translation alone.")
+        bool,
+        typer.Option(
+            "--scores",
+            help="Print 'score<TAB>translation' instead of the translation alone (jsonl and --nbest lists "
+            "hold scores already).",
+        ),
     ] = False,
     fmt: Annotated[
         str,
@@ -217,9 +222,10 @@ def translate(
         raise ConfigError(f"--format {fmt!r}: choose {' or '.join(FORMATS)}")
     if sampling and config.nbest > 1:
         raise ConfigError("--sampling draws one output per line; --nbest needs search")
+    check_scores(scores, fmt, config.nbest)
     if output_file is not None:
         writable(output_file, "--output")
-    from nmt.textio import Output, read_lines, read_text_lines
+    from nmt.textio import Output, read_lines, stream_lines
 
     lines = read_lines(input_file, say) if input_file is not None else None  # a bad file fails before the model loads
     sampler = settings.make(SamplingConfig) if sampling else None
@@ -251,7 +257,7 @@ def translate(
     if interactive and not quiet:
         err.print("type a sentence, Ctrl-D to end", markup=False)
     where = f"{input_file}:" if input_file is not None else "<stdin>:"
-    source = lines if lines is not None else read_text_lines(sys.stdin.buffer, "<stdin>", say)
+    source = lines if lines is not None else stream_lines(sys.stdin.buffer, "<stdin>", say)
     write = formatter(fmt, config.nbest, scores)
     report = not quiet and (input_file is not None or output_file is not None)
     with Output(output_file) as output, Progress(len(lines) if lines is not None else None, report, report) as progress:
@@ -260,6 +266,20 @@ def translate(
         ):
             output.write("".join(write(first + i, result, seconds) for i, result in enumerate(results)))
             output.flush()
+
+
+def check_scores(scores: bool, fmt: str, nbest: int) -> None:
+    """--scores adds a score to plain translations; the other outputs hold their scores already, so asking
+    again there is a mistake to say, not a flag to drop in silence."""
+    from nmt.errors import ConfigError
+
+    if scores and fmt == "jsonl":
+        raise ConfigError("--scores: --format jsonl already gives each line's score and log_prob; drop --scores")
+    if scores and nbest > 1:
+        raise ConfigError(
+            f"--scores: the n-best list (--nbest {nbest}) already gives each hypothesis's scores "
+            "(Moses: i ||| text ||| F0= log-prob ||| score); drop --scores"
+        )
 
 
 def precision(int8: bool, bf16: bool) -> str:

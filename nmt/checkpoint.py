@@ -99,19 +99,34 @@ def restore_optimizer(
 
 
 def average_checkpoints(paths: list[Path], out: Path) -> Path:
-    """Average the weights of several checkpoints of one run into a new model directory."""
+    """Average the weights of several checkpoints of one run into a new model directory.
+
+    Its config.json names the checkpoints ("averaged_from") and their steps ("averaged_steps", null where a
+    checkpoint does not say). It keeps the first checkpoint's other entries as older versions wrote them
+    ("step", "epoch", "valid" included): readers take an average's own description from "averaged_*", and
+    nothing validates the average here (that needs the data and a decoding of the validation set: `nmt score
+    -m` does it when asked)."""
     if not paths:
         raise CheckpointError("no checkpoints to average")
     first = load_model_dir(paths[0])
     total = {k: v.double().clone() for k, v in first.model.state_dict().items()}
+    steps = [_step(first.config)]
     for p in paths[1:]:
         other = load_model_dir(p)
         if other.config.get("model") != first.config.get("model"):
             raise CheckpointError(f"{p}: a different model shape from {paths[0]}; average checkpoints of one run")
         for k, v in other.model.state_dict().items():
             total[k] += v.double()
+        steps.append(_step(other.config))
     averaged = {k: (v / len(paths)).to(first.model.state_dict()[k].dtype) for k, v in total.items()}
     first.model.load_state_dict(averaged)
     meta = {k: v for k, v in first.config.items() if k not in ("model", "nmt_version", "spm_sha256")}
     meta["averaged_from"] = [str(p) for p in paths]
+    meta["averaged_steps"] = steps
     return save_model_dir(out, first.model, meta, spm_files_of(first.path, first.config))
+
+
+def _step(config: dict[str, Any]) -> int | None:
+    """The training step a checkpoint's config.json records, if it records one."""
+    step = config.get("step")
+    return step if isinstance(step, int) and not isinstance(step, bool) else None

@@ -134,8 +134,24 @@ def describe_model(path: Path) -> dict[str, Any]:
         "files": files(path),
     }
     if "averaged_from" in config:
-        desc["averaged_from"] = config["averaged_from"]
+        desc.update(averaged(config))
     return desc
+
+
+def averaged(config: dict[str, Any]) -> dict[str, Any]:
+    """What describes an average of checkpoints (`nmt average`) in place of a checkpoint's step and scores:
+    its config.json keeps those of the first checkpoint averaged, which are not the average's. The steps
+    averaged are those recorded (by `nmt average` since issue 28), else null; nothing has validated an average."""
+    sources = config["averaged_from"] if isinstance(config["averaged_from"], list) else []
+    steps = config.get("averaged_steps")
+    recorded = isinstance(steps, list) and len(steps) == len(sources) and all(isinstance(s, int) for s in steps)
+    return {
+        "step": None,
+        "epoch": None,
+        "valid": None,
+        "averaged": {"checkpoints": len(sources), "steps": steps if recorded else None, "validated": False},
+        "averaged_from": config["averaged_from"],
+    }
 
 
 def describe_run(path: Path) -> dict[str, Any]:

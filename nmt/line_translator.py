@@ -23,13 +23,15 @@ class Translation:
     """The n-best translations of one input line, best first (one empty entry for an empty line).
     Each n-best entry is (text, score, log_prob): the search score (length-normalised as configured)
     and the total log-probability; `tokens` are the best translation's subword pieces; `alignment` its
-    source-target word alignment (Pharaoh `i-j`), when asked for."""
+    source-target word alignment (Pharaoh `i-j`), when asked for; `warnings` what was done to the line to
+    translate it (cut to the model's length), as the warnings of `translate_batch` say it, without the line."""
 
     text: str
     score: float
     nbest: list[tuple[str, float, float]]
     tokens: tuple[str, ...] = ()
     alignment: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 Warn = Callable[[str], None]
@@ -69,24 +71,31 @@ class LineTranslator:
     def encode(self, lines: list[str], warn: Warn, first_line: int = 1, where: str = "line ") -> list[list[int]]:
         """Clean and encode; over-long lines are truncated (never dropped) with a warning that names
         `where` and the line: "line 12: ...", or with where="notes.txt:", "notes.txt:12: ..."."""
+        return self._encode(lines, warn, first_line, where)[0]
+
+    def _encode(
+        self, lines: list[str], warn: Warn, first_line: int, where: str
+    ) -> tuple[list[list[int]], dict[int, str]]:
+        """`encode`, and what was done to each line cut for length, by its index (each also warned of)."""
         ids = self.src_tok.encode_batch([clean(line) for line in lines])
+        notes = {}
         for i, seq in enumerate(ids):
             if len(seq) > self.max_src_tokens:
-                warn(
-                    f"{where}{first_line + i}: {len(seq)} tokens, longer than the model takes; "
-                    f"translating its first {self.max_src_tokens}"
+                notes[i] = (
+                    f"{len(seq)} tokens, longer than the model takes; translating its first {self.max_src_tokens}"
                 )
+                warn(f"{where}{first_line + i}: {notes[i]}")
                 ids[i] = seq[: self.max_src_tokens]
-        return ids
+        return ids, notes
 
     def translate_batch(
         self, lines: list[str], warn: Warn = lambda s: None, first_line: int = 1, where: str = "line "
     ) -> list[Translation]:
         """Translate a list of lines; an empty or whitespace-only line gives an empty translation."""
-        ids = self.encode(lines, warn, first_line, where)
+        ids, notes = self._encode(lines, warn, first_line, where)
         hyps = self.search_ids(ids)
         out = []
-        for src_ids, found in zip(ids, hyps):
+        for i, (src_ids, found) in enumerate(zip(ids, hyps)):
             if not found:
                 out.append(Translation("", 0.0, [("", 0.0, 0.0)], alignment="" if self.align else None))
                 continue
@@ -96,7 +105,8 @@ class LineTranslator:
             pieces = tuple(self.tgt_tok.to_pieces(found[0].tokens))
             alignment = self.alignment(src_ids, found[0].tokens) if self.align else None
             nbest = [(t, h.score, h.log_prob) for t, h in zip(texts, found)]
-            out.append(Translation(texts[0], found[0].score, nbest, pieces, alignment))
+            cut = (notes[i],) if i in notes else ()
+            out.append(Translation(texts[0], found[0].score, nbest, pieces, alignment, cut))
         return out
 
     def alignment(self, src_ids: list[int], tokens: list[int]) -> str:

@@ -14,6 +14,7 @@ from sacrebleu.metrics.base import Metric
 from sacrebleu.significance import PairedTest, Result
 
 from nmt.errors import ConfigError, DataError
+from nmt.textio import check_text
 
 METRICS = ("bleu", "chrf", "ter")
 
@@ -78,7 +79,9 @@ def read_segments(path: str | Path) -> list[str]:
 
 
 def segments(raw: bytes, name: str) -> list[str]:
-    """`read_segments` of bytes read elsewhere (stdin); `name` goes in the error messages."""
+    """`read_segments` of bytes read elsewhere (stdin); `name` goes in the error messages. What is not text
+    at all (a gzip, an executable) is refused as `nmt translate` refuses it; a stray bad byte is named."""
+    check_text(raw, name)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

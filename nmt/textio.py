@@ -2,11 +2,13 @@
 as `nmt translate` and `nmt.load(...).translate_file` read and write them.
 
 Reading: lines split on '\\n' only ('\\r\\n' accepted), invalid UTF-8 replaced with a warning (never fatal, never a
-dropped line), and a file that is not text at all (gzip, an executable) refused in one line. Writing: a file
+dropped line), and a file or stream that is not text at all (gzip, an executable) refused in one line, by one
+check (`check_text`) that the readers of corpora and references use too. Writing: a file
 appears whole or not at all (`Output`)."""
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import re
@@ -43,7 +45,7 @@ def clean_lines(lines: list[str]) -> list[str]:
     return [" ".join(line.split()) for line in text.split("\n")]
 
 
-def read_text_lines(stream: BinaryIO, name: str, warn: Warn) -> Iterator[str]:
+def read_text_lines(stream: Iterable[bytes], name: str, warn: Warn) -> Iterator[str]:
     """Lines split on '\\n' only ('\\r\\n' accepted); invalid UTF-8 is replaced, with a warning, never fatal."""
     for number, raw in enumerate(stream, start=1):  # binary iteration splits on b'\n' alone
         raw = raw[:-1] if raw.endswith(b"\n") else raw
@@ -55,20 +57,44 @@ def read_text_lines(stream: BinaryIO, name: str, warn: Warn) -> Iterator[str]:
             yield raw.decode("utf-8", errors="replace")
 
 
-def looks_binary(raw: bytes) -> tuple[int, int]:
-    """(lines with NUL bytes or invalid UTF-8, lines) in the first MiB: a text file with a stray bad
-    byte has few, an executable or a compressed file has most."""
-    lines = raw[: 1 << 20].split(b"\n")
+HEAD_BYTES = 1 << 20  # what `check_text` looks at: the first MiB of a file, the first block read of a stream
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def looks_binary(raw: bytes, whole: bool = True) -> tuple[int, int, int]:
+    """(lines with NUL bytes or invalid UTF-8, lines, lines with NUL bytes) in the first MiB: a text file with
+    a stray bad byte has few, an executable or a compressed file has most. Unless `raw` is `whole`, its last
+    line may stop inside a character, which is not counted against it."""
+    lines = raw[:HEAD_BYTES].split(b"\n")
     if len(lines) > 1 and not lines[-1]:
         lines.pop()  # what follows the last newline, when nothing does, is no line
-    bad = 0
-    for line in lines:
+    whole = whole and len(raw) <= HEAD_BYTES
+    bad = nul = 0
+    for i, line in enumerate(lines):
         try:
-            line.decode("utf-8")
+            if whole or i < len(lines) - 1:
+                line.decode("utf-8")
+            else:
+                codecs.getincrementaldecoder("utf-8")().decode(line)  # an unfinished character is no error
             bad += b"\0" in line
         except UnicodeDecodeError:
             bad += 1
-    return bad, len(lines)
+        nul += b"\0" in line
+    return bad, len(lines), nul
+
+
+def check_text(head: bytes, name: str, whole: bool = True) -> None:
+    """A DataError when `head`, the start of a file or stream (all of it if `whole`), is not text (a gzip,
+    an executable): the one check of every reader of text, so that a file, stdin, a corpus or a reference
+    is refused in the same line. Text with a few bad bytes passes, its readers saying where they are: over
+    30% of the lines bad, and either NUL bytes or at least 3 bad lines (a short text with a bad byte is
+    not binary)."""
+    bad, lines, nul = looks_binary(head, whole)
+    if head[:2] == GZIP_MAGIC or (bad > 0.3 * lines and (nul or bad >= 3)):
+        raise DataError(
+            f"{name}: not a text file ({bad_share(bad, lines)} NUL bytes or invalid UTF-8); "
+            "give UTF-8 text, one sentence per line (gunzip or `iconv -t utf-8` it first)"
+        )
 
 
 def bad_share(bad: int, lines: int) -> str:
@@ -89,13 +115,32 @@ def read_lines(path: Path, warn: Warn) -> list[str]:
         raise DataError(f"{path}: is a directory; give a text file with one sentence per line") from e
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror}); check the path") from e
-    bad, lines = looks_binary(raw)
-    if raw[:2] == b"\x1f\x8b" or bad > 0.3 * lines:
-        raise DataError(
-            f"{path}: not a text file ({bad_share(bad, lines)} NUL bytes or invalid UTF-8); "
-            "give UTF-8 text, one sentence per line (gunzip or `iconv -t utf-8` it first)"
-        )
+    check_text(raw, str(path))
     return list(read_text_lines(io.BytesIO(raw), str(path), warn))
+
+
+def stream_lines(stream: BinaryIO, name: str, warn: Warn) -> Iterator[str]:
+    """The lines of a stream (stdin) as they come (see `read_text_lines`), once its first block, read now,
+    has passed `check_text`: a DataError before any line is given for what is not text. One read of what
+    is there (a pipe's buffer), so that a stream written a little at a time is not waited for."""
+    head = getattr(stream, "read1", stream.read)(HEAD_BYTES)
+    check_text(head, name, whole=not head)
+    return read_text_lines(_after(head, stream), name, warn)
+
+
+def _after(head: bytes, stream: BinaryIO) -> Iterator[bytes]:
+    """The lines of `head` and then of the rest of the stream, the line `head` stops inside made whole."""
+    if not head:
+        return  # the end already (another read of a terminal would wait for more)
+    *ended, unended = head.split(b"\n")
+    for line in ended:
+        yield line + b"\n"
+    rest = iter(stream)
+    first = next(rest, b"")
+    if unended or first:
+        yield unended + first
+    if first:  # past the end, a terminal is read again: stop at the first end
+        yield from rest
 
 
 class Output:

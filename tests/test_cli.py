@@ -91,6 +91,22 @@ def test_a_binary_input_is_refused_in_one_line(tiny_model_dir, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("kind", ["executable", "gzip"])
+def test_a_binary_stdin_is_refused_in_the_same_line(tiny_model_dir, tmp_path, kind):
+    """`head -c 3000 /bin/ls | nmt translate` and a gzip on stdin: refused as `-i` refuses them, nothing written."""
+    import gzip
+
+    data = bytes(range(256)) * 12 if kind == "executable" else gzip.compress(b"Hello.\nGood morning!\n" * 50)
+    (tmp_path / "in").write_bytes(data)
+    out = tmp_path / "out.fr"
+    args = ["translate", "-m", str(tiny_model_dir), "--threads", "1"]
+    piped = runner.invoke(app, [*args, "-o", str(out)], input=data)
+    one_error_line(piped, "<stdin>: not a text file")
+    assert not out.exists() and piped.stdout == ""
+    from_file = runner.invoke(app, [*args, "-i", str(tmp_path / "in")])
+    assert piped.stderr.replace("<stdin>", str(tmp_path / "in")) == from_file.stderr
+
+
 def test_warnings_name_the_file_and_quiet_silences_them(tiny_model_dir, tmp_path):
     src = tmp_path / "long.en"
     src.write_text("Hello.\n" + "word " * 3000 + "\n", encoding="utf-8")

@@ -111,6 +111,20 @@ def test_the_python_api_loads_both_and_gives_the_same_translations(name):
     assert loaded.translate(lines) == [w["text"] for w in TRANSLATIONS[f"{engine} fp32 beam 5"]]
 
 
+def test_the_averaged_model_of_today_loads_and_records_its_steps():
+    """averaged/: `nmt average` of the run's two checkpoints after resuming it to step 8 (issue 28): its
+    config.json names the checkpoints and their steps, and it translates."""
+    import nmt
+    from nmt.modeldir import load_model_dir
+
+    loaded = load_model_dir(FIXTURES / "averaged")
+    assert loaded.config["averaged_from"] == ["run/checkpoints/step_000004", "run/checkpoints/step_000008"]
+    assert loaded.config["averaged_steps"] == [4, 8]
+    assert loaded.model.config == load_model_dir(FIXTURES / "run" / "last").model.config
+    lines = SENTENCES.read_text(encoding="utf-8").splitlines()
+    assert len(nmt.load(FIXTURES / "averaged", threads=1, beam_size=2).translate(lines)) == len(lines)
+
+
 def test_the_model_directory_loads_with_its_config_and_vocabulary():
     from nmt.modeldir import load_model_dir
 
@@ -218,10 +232,47 @@ def facts(value: Any) -> Any:
     return value
 
 
-@pytest.mark.parametrize("name", ["data", "run", "model", "ct2"])
+def described_today(name: str) -> Any:
+    """expected/info-NAME.json, with what the description of an average changed since it was recorded
+    (issue 28): the step, epoch and validation that model/'s config.json keeps are those of the first
+    checkpoint averaged, not the average's, so they are described as null, and the average as what it is
+    (nmt average did not record the steps then). The files themselves still hold them (see the loading test)."""
+    recorded = expected(f"info-{name}.json")
+    if name != "model":
+        return recorded
+    assert (recorded["step"], recorded["epoch"]) == (400, 39) and recorded["valid"]["valid_bleu"] > 0
+    return {
+        **recorded,
+        "step": None,
+        "epoch": None,
+        "valid": None,
+        "averaged": {"checkpoints": 2, "steps": None, "validated": False},
+        "averaged_from": recorded["averaged_from"],  # last, as before
+    }
+
+
+@pytest.mark.parametrize("name", ["data", "run", "model", "averaged", "ct2"])
 def test_info_describes_each_as_recorded(name):
     result = runner.invoke(app, ["info", "--json", str(FIXTURES / name)])
     assert result.exit_code == 0, result.output
     desc = json.loads(result.stdout)
     assert desc["path"] == str(FIXTURES / name)
-    assert facts(desc) == expected(f"info-{name}.json")
+    assert facts(desc) == described_today(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "step"),
+    [
+        ("model", "averaged from 2 checkpoints; steps not recorded"),
+        ("averaged", "averaged from 2 checkpoints, steps 4–8"),
+    ],
+)
+def test_an_average_is_described_as_one_old_or_new(name, step):
+    """Never the first checkpoint's step and validation as if they were the average's."""
+    result = runner.invoke(app, ["info", str(FIXTURES / name)])
+    assert result.exit_code == 0, result.output
+    rows = dict(line.split(None, 1) for line in result.stdout.splitlines() if line[:1].strip())
+    assert rows["step"] == step
+    assert rows["valid"].startswith("not validated")
+    config = json.loads((FIXTURES / name / "config.json").read_text(encoding="utf-8"))
+    assert f"{config['step']:,} (epoch" not in result.stdout and "BLEU" not in result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -119,6 +120,9 @@ def test_filters_are_counted(tmp_path):
         ("missing", r"c\.fr: no such file"),
         ("tsv", r"c\.tsv:2: expected 2 tab-separated fields"),
         ("gzip", r"c\.en\.gz: not a valid gzip file"),
+        ("binary", r"c\.en: not a text file \(the first [\d,]+ lines all hold NUL bytes or invalid UTF-8\)"),
+        ("gzip-named-plain", r"c\.en: not a text file"),
+        ("binary-in-gzip", r"c\.en\.gz: not a text file"),
     ],
 )
 def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, tiny_corpus, case, expected):
@@ -142,6 +146,15 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, tiny_corpus
         (bad / "c.en").write_bytes(good_en)
     elif case == "gzip":  # counted before it is read: the count must say what is wrong too
         (bad / "c.en.gz").write_bytes(b"\x00")
+        (bad / "c.fr").write_bytes(good_fr)
+    elif case in ("binary", "gzip-named-plain", "binary-in-gzip"):  # what is not text: no latin-1 hint
+        binary = bytes(range(256)) * 40
+        name, data = {
+            "binary": ("c.en", binary),
+            "gzip-named-plain": ("c.en", gzip.compress(good_en)),
+            "binary-in-gzip": ("c.en.gz", gzip.compress(binary)),
+        }[case]
+        (bad / name).write_bytes(data)
         (bad / "c.fr").write_bytes(good_fr)
     train_arg = bad / "c"
     if case == "tsv":

@@ -82,12 +82,15 @@ def bare(name: str) -> list[str]:
 
 
 def table_rows(output: str) -> dict[str, list[str]]:
-    """System name → the cells after it, from the rich table."""
-    rows = {}
+    """System name → the cells after it, from the rich table; a row's second line (a blank name: the p-values
+    of --paired-bs) adds its cells after those of the first."""
+    rows: dict[str, list[str]] = {}
     for line in output.splitlines():
-        cells = [cell.strip() for cell in re.split(r"[│|┃]", line) if cell.strip()]
+        cells = [cell.strip() for cell in re.split(r"[│|┃]", line)[1:-1]]
         if cells and cells[0] in SYSTEMS:
             rows[cells[0]] = cells[1:]
+        elif cells and not cells[0] and any(cells) and rows:
+            rows[list(rows)[-1]] += cells[1:]
     return rows
 
 
@@ -146,7 +149,16 @@ def test_paired_bs_reports_sacrebleu_p_values(app, files):
     text = sacrebleu("ref.txt", "-i", *SYSTEMS, "--paired-bs", "--paired-bs-n", "200", "-f", "text")
     expected = [float(p) for p in re.findall(r"p = ([0-9.]+)", text)]
     assert p_values == pytest.approx(expected, abs=5e-5)  # sacreBLEU shows 4 decimals
-    assert [cell.rstrip("*") for cell in rows["sys_b.txt"][3:]] == [f"{p:.4f}" for p in p_values]
+    assert [cell.rstrip("*") for cell in rows["sys_b.txt"][3:]] == [f"p = {p:.4f}" for p in p_values]
+    # and each score as sacreBLEU's table shows it: the score (the bootstrap mean ± the 95% CI) ...
+    with_ci = re.findall(r"\d+\.\d \(\d+\.\d ± \d+\.\d\)", text)
+    assert len(with_ci) == 6 and rows["sys_a.txt"][:3] + rows["sys_b.txt"][:3] == with_ci
+    # ... with the numbers --json gives (to 2 decimals there)
+    for system, row in zip(report["systems"], (rows["sys_a.txt"], rows["sys_b.txt"])):
+        for key, cell in zip(("bleu", "chrf", "ter"), row):
+            mean, ci = map(float, re.findall(r"\d+\.\d", cell.partition(" ")[2]))
+            paired = system["paired"][key]
+            assert (mean, ci) == pytest.approx((paired["mean"], paired["ci"]), abs=0.051)
 
 
 def test_paired_bs_needs_two_systems(app, files):
@@ -173,6 +185,35 @@ def test_missing_file_exits_2(app, files, missing):
     result = CliRunner().invoke(app, ["score", *args])
     assert result.exit_code == 2
     assert "nope.txt" in result.stderr and "no such file" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["hyp", "ref", "stdin", "gzip ref"])
+def test_what_is_not_text_is_refused_as_nmt_translate_refuses_it(app, files, where):
+    import gzip
+
+    binary = gzip.compress((files / "ref.txt").read_bytes()) if where == "gzip ref" else bytes(range(256)) * 40
+    (files / "bin.txt").write_bytes(binary)
+    args = {
+        "hyp": ["-r", "ref.txt", "sys_a.txt", "bin.txt"],
+        "ref": ["-r", "bin.txt", "sys_a.txt"],
+        "stdin": ["-r", "ref.txt"],
+        "gzip ref": ["-r", "bin.txt", "sys_a.txt"],
+    }[where]
+    result = CliRunner().invoke(app, ["score", *args], input=binary if where == "stdin" else None)
+    assert result.exit_code == 2 and result.stdout == ""
+    message = result.stderr.strip()
+    assert message.startswith(f"error: {'stdin' if where == 'stdin' else 'bin.txt'}: not a text file (")
+    assert "\n" not in message and "latin1" not in message
+
+
+def test_a_stray_bad_byte_is_named_with_its_line(app, files):
+    """Text with one byte that is not UTF-8 is still text: its line is named, with the way to re-encode it."""
+    lines = (files / "sys_a.txt").read_bytes().split(b"\n")
+    lines[4] += b" caf\xe9"
+    (files / "sys_a.txt").write_bytes(b"\n".join(lines))
+    result = CliRunner().invoke(app, ["score", "-r", "ref.txt", "sys_a.txt"])
+    assert result.exit_code == 2
+    assert "sys_a.txt:5: invalid UTF-8 (byte 0xe9)" in result.stderr and "iconv -f latin1" in result.stderr
 
 
 def test_unknown_tokenizer_exits_2(app, files):

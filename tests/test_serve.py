@@ -72,6 +72,28 @@ def test_answers_equal_nmt_translate(server: Server, expected: dict[str, str]) -
     assert 1 <= len(best["nbest"]) <= 3 and all(set(h) == {"text", "score", "log_prob"} for h in best["nbest"])
 
 
+def test_a_line_cut_for_length_is_said_in_warnings(
+    server: Server, expected: dict[str, str], tiny_model_dir: Path
+) -> None:
+    """What `nmt translate` warns of on stderr, the answer says under 'warnings', naming the request's line."""
+    long = "word " * 3000  # far longer than the tiny model's positions
+    status, body = server.translate([LINES[0], long, LINES[2]])
+    assert status == 200 and [t["text"] for t in body["translations"]][::2] == [expected[LINES[0]], expected[LINES[2]]]
+    translated = subprocess.run(
+        [sys.executable, "-m", "nmt_cli.main", "translate", "-m", str(tiny_model_dir), "--threads", "1"],
+        input=f"{LINES[0]}\n{long}\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    said = translated.stderr.strip()
+    assert said.startswith("warning: <stdin>:2: ") and "longer than the model takes" in said
+    assert body["warnings"] == ["line " + said.removeprefix("warning: <stdin>:")]
+    status, body = server.translate(LINES)
+    assert status == 200 and "warnings" not in body  # nothing cut: no key, as before
+
+
 @pytest.fixture(scope="module")
 def other_options(tiny_model_dir: Path) -> dict[str, list[str]]:
     """What `nmt translate` says of LINES with --beam 1, and with --beam 3 --align."""
@@ -110,6 +132,17 @@ def test_beam_and_alignment_per_request_equal_nmt_translate(
         f"{t['text']} ||| {t['alignment']}" if t["alignment"] else t["text"] for t in aligned["translations"]
     ]
     assert with_alignment == other_options["aligned"]
+
+
+def test_info_of_an_average_says_what_it_is() -> None:
+    """/info is `nmt info --json`: an average of checkpoints, its steps, not validated."""
+    s = Server(ROOT / "tests" / "fixtures" / "averaged")
+    try:
+        status, info = s.request("GET", "/info")
+    finally:
+        assert s.stop() == 0
+    assert status == 200 and info["averaged"] == {"checkpoints": 2, "steps": [4, 8], "validated": False}
+    assert (info["step"], info["epoch"], info["valid"]) == (None, None, None)
 
 
 def test_health_info_openapi(server: Server) -> None:
@@ -375,6 +408,11 @@ def test_answers_have_the_shape_the_document_gives() -> None:
     ]
     body = answer(found, nbest=1)
     assert TypeAdapter(Translations).validate_python(body, strict=True) == body
+    assert "warnings" not in body
+    cut = Translation("D", -1.0, [("D", -1.0, -1.0)], warnings=("300 tokens, longer than the model takes",))
+    warned = answer([found[0], cut], nbest=1)
+    assert TypeAdapter(Translations).validate_python(warned, strict=True) == warned
+    assert warned["warnings"] == ["line 2: 300 tokens, longer than the model takes"]
     first, second = body["translations"]
     assert len(first["nbest"]) == 1 and first["alignment"] == "0-0 1-1"
     assert second["score"] is None and "alignment" not in second  # not finite: null; not asked: absent

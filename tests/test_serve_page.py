@@ -42,7 +42,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir: Path) -> Iterator[Server]:
-    s = Server(tiny_model_dir, "--beam", "3")
+    s = Server(tiny_model_dir, "--beam", "3", "--max-lines", "4", "--max-body-bytes", "3000")
     yield s
     assert s.stop() == 0
 
@@ -78,3 +78,43 @@ def test_type_a_sentence_and_see_its_translation(browser: Any, server: Server, t
     wait.until(lambda b: texts("#output .translation") == [expected[LINES[2]]])
     assert "ms" in browser.find_element(By.ID, "status").text
     assert browser.find_element(By.ID, "status").get_attribute("class") != "error"
+
+
+def test_a_refused_request_clears_the_last_translation_and_a_cut_line_is_said(
+    browser: Any, server: Server, tiny_model_dir: Path
+) -> None:
+    """A request refused (by the server: a body over --max-body-bytes; by the page: over --max-lines) leaves
+    its error and no translation of an earlier text; a line cut for length is said in the status line."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    status, body = server.translate(LINES[0], beam=3)
+    assert status == 200
+    shown_first = body["translations"][0]["text"]
+    browser.get(f"http://127.0.0.1:{server.port}/")
+    wait = WebDriverWait(browser, 60, ignored_exceptions=[StaleElementReferenceException])
+    wait.until(lambda b: len(Select(b.find_element(By.ID, "beam")).options) == 3)
+
+    def ask(text: str) -> None:  # set the text at once (no typing, no input event) and press the button
+        browser.execute_script("document.getElementById('source').value = arguments[0];", text)
+        browser.find_element(By.ID, "go").click()
+
+    def output() -> list[str]:
+        return [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#output .translation")]
+
+    def status_line() -> tuple[str, str]:
+        element = browser.find_element(By.ID, "status")
+        return element.text, element.get_attribute("class") or ""
+
+    for refused, says in [("x" * 4000, "bytes"), ("\n".join(LINES[:5]), "at most 4 lines")]:
+        ask(LINES[0])
+        wait.until(lambda b: output() == [shown_first] and "ms" in status_line()[0])
+        ask(refused)
+        wait.until(lambda b: status_line()[1] == "error")
+        assert says in status_line()[0] and output() == []
+
+    ask("word " * 400)  # cut to the model's length: translated, and said
+    wait.until(lambda b: len(output()) == 1 and "ms" in status_line()[0])
+    text, kind = status_line()
+    assert kind != "error" and "line 1: " in text and "longer than the model takes" in text

@@ -179,6 +179,13 @@ def test_average_of_checkpoints_is_the_mean(prepared_sample, tmp_path):
     for name, value in avg.model.state_dict().items():
         torch.testing.assert_close(value, (a[name] + b[name]) / 2)
     assert not (tmp_path / "avg" / "trainer.safetensors").exists()
+    # it records what it averaged, and `nmt info` describes it so (not as its first checkpoint)
+    assert avg.config["averaged_from"] == [str(p) for p in ckpts] and avg.config["averaged_steps"] == [2, 4]
+    from nmt.info import describe
+
+    desc = describe(tmp_path / "avg")
+    assert (desc["step"], desc["valid"]) == (None, None) and avg.config["step"] == 2 and avg.config["valid"]
+    assert desc["averaged"] == {"checkpoints": 2, "steps": [2, 4], "validated": False}
 
 
 def test_save_model_dir_leaves_no_partial_directory_on_failure(prepared_sample, tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import one_error_line
 from nmt_cli.main import app
 from typer.testing import CliRunner
 
@@ -74,6 +75,21 @@ def test_nbest_and_scores_formats(tiny_model_dir):
     scored = invoke(tiny_model_dir, b"Good morning!\n", "--scores")
     score, _, _ = scored.stdout.rstrip("\n").partition("\t")
     assert float(score) <= 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (("--format", "jsonl"), ("--scores", "jsonl", "score", "drop --scores")),
+        (("--beam", "3", "--nbest", "2"), ("--scores", "--nbest 2", "F0=", "drop --scores")),
+    ],
+)
+def test_scores_with_an_output_that_holds_scores_is_refused(tiny_model_dir, flags, words):
+    """jsonl records and Moses n-best lines carry their scores: --scores there is refused, not dropped."""
+    one_error_line(invoke(tiny_model_dir, b"Good morning!\n", "--scores", *flags), *words)
+    # and --scores with plain one-best text still prints score<TAB>translation
+    plain = invoke(tiny_model_dir, b"Good morning!\n", "--scores", "--nbest", "1")
+    assert plain.exit_code == 0 and len(plain.stdout.split("\t")) == 2
 
 
 def test_input_and_output_files(tiny_model_dir, tmp_path):

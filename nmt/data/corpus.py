@@ -15,7 +15,7 @@ from itertools import zip_longest
 from pathlib import Path
 
 from nmt.errors import DataError
-from nmt.textio import clean, clean_lines
+from nmt.textio import check_text, clean, clean_lines
 
 BLOCK_BYTES = 1 << 20
 
@@ -37,6 +37,7 @@ def iter_line_blocks(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[lis
     path = Path(path)
     handle = _open_binary(path)
     blank, before, pending = True, 0, []  # before: lines in earlier blocks; pending: pieces of a line not yet ended
+    first = True
     with handle:
         while True:
             try:
@@ -44,6 +45,9 @@ def iter_line_blocks(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[lis
             except (OSError, EOFError, zlib.error) as e:
                 raise _bad_gzip(path, e) from e
             if data:
+                if first:  # what is not text at all is refused as a whole, before a line of it is named
+                    check_text(data, str(path), whole=len(data) < block_bytes)
+                    first = False
                 end = data.rfind(b"\n") + 1
                 if not end:  # a long line: its pieces are joined once it ends (not copied at every read)
                     pending.append(data)

@@ -216,6 +216,15 @@ class TranslatedLine(TypedDict):
 
 class Translations(TypedDict):
     translations: Annotated[list[TranslatedLine], Field(description="One a line, in the order of the request's lines")]
+    warnings: NotRequired[
+        Annotated[
+            list[str],
+            Field(
+                description="What was done to translate a line, naming it (1-based): 'line 2: 1300 tokens, "
+                "longer than the model takes; translating its first 1022'. Absent when nothing was."
+            ),
+        ]
+    ]
 
 
 class Health(TypedDict):
@@ -253,7 +262,11 @@ def answer(translations: list[Translation], nbest: int) -> Translations:
             found["alignment"] = t.alignment
         return found
 
-    return Translations(translations=[one(t) for t in translations])
+    body = Translations(translations=[one(t) for t in translations])
+    warnings = [f"line {i}: {warning}" for i, t in enumerate(translations, start=1) for warning in t.warnings]
+    if warnings:
+        body["warnings"] = warnings
+    return body
 
 
 # ---------------------------------------------------------------------------------------------
