@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 from nmt_cli.common import err, handle_errors, out, writable
-from nmt_cli.settings import FROM_FLAGS, Settings, settings
+from nmt_cli.settings import FROM_FLAGS, Settings, choice, settings
 
 from nmt.config import DecodeConfig
+from nmt.layout import ATTENTION_KINDS
 
 
 @handle_errors
@@ -31,7 +32,11 @@ def attention(
         ),
     ] = None,
     kind: Annotated[
-        str, typer.Option(help="cross (target pieces over source pieces), encoder or decoder (self-attention).")
+        str,
+        typer.Option(
+            **choice(ATTENTION_KINDS),
+            help="cross (target pieces over source pieces), encoder or decoder (self-attention).",
+        ),
     ] = "cross",
     layer: Annotated[str, typer.Option(help="A layer number (0 = first) or 'all' (one row of panels each).")] = "all",
     head: Annotated[str, typer.Option(help="A head number, 'mean' of the heads, or 'all' (one panel each).")] = "mean",

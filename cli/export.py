@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 from nmt_cli.common import err, handle_errors, out, writable
+from nmt_cli.settings import choice
+
+from nmt.layout import QUANTIZATIONS
 
 FORMATS = ("ctranslate2",)
 
@@ -17,13 +20,12 @@ def export(
         Path, typer.Option("--model", "-m", help="Model directory, or a run directory (meaning its best checkpoint).")
     ],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory to write (must not exist unless --force).")],
-    fmt: Annotated[str, typer.Option("--format", help=f"Target format: {', '.join(FORMATS)}.")] = "ctranslate2",
+    fmt: Annotated[
+        str, typer.Option("--format", **choice(FORMATS), help=f"Target format: {', '.join(FORMATS)}.")
+    ] = "ctranslate2",
     quantization: Annotated[
         str,
-        typer.Option(
-            help="Weight type of the export: float32, int8, int8_float32, int8_float16, "
-            "int8_bfloat16, int16, float16 or bfloat16."
-        ),
+        typer.Option(**choice(QUANTIZATIONS), help="Weight type of the export."),
     ] = "float32",
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
 ) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from nmt_cli.settings import METAVARS, choices_metavar
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 import nmt
@@ -21,12 +22,11 @@ from nmt.errors import NmtError
 _CLICK = {cls.__name__: cls for cls in typer.BadParameter.__mro__}
 UsageError, ClickException = _CLICK["UsageError"], _CLICK["ClickException"]
 
-# Help metavars as click has always written them (Typer 0.2x writes <int>, <path>, <list[Path]>...)
-METAVARS = {int: "INTEGER", float: "FLOAT", str: "TEXT", Path: "PATH"}
-
 
 class Command(TyperCommand):
-    """A command whose help reads as click's: `--beam INTEGER`, arguments by their upper-case name."""
+    """A command whose help reads as click's: `--beam INTEGER`, `--metrics [bleu|chrf|ter]...`, arguments by their
+    upper-case name; the options read from a config file's tables come in a section per table, after the command's
+    own: `[model] options:`, `[train] options:`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -34,8 +34,11 @@ class Command(TyperCommand):
         self.choices: dict[str, set[str]] = {}  # options that take several choices: name → the choices
         for param in self.params:
             element = _element(hints.get(param.name or ""))
-            if getattr(param, "multiple", False) and isinstance(element, type) and issubclass(element, enum.Enum):
+            is_enum = isinstance(element, type) and issubclass(element, enum.Enum)
+            if is_enum and getattr(param, "multiple", False):
                 self.choices[param.name or ""] = {str(member.value) for member in element}
+            if is_enum and param.metavar is None:  # [bleu|chrf|ter], and '...' where it is repeated
+                param.metavar = choices_metavar(str(m.value) for m in element) + ("..." if param.multiple else "")
             if isinstance(param, TyperArgument):
                 param.metavar = param.metavar or (param.name or "").upper()
                 param.display_type_rich = lambda ctx: None  # the name says it all: no '<list[Path]>' after it
@@ -46,6 +49,23 @@ class Command(TyperCommand):
                 param.get_usage_pieces = lambda ctx, piece=piece: [piece]
             elif param.metavar is None and not getattr(param, "is_flag", False):
                 param.metavar = METAVARS.get(_element(hints.get(param.name or "")))
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        """Arguments, the command's own options, then a section per config table its options are read from
+        (`[model] options:`), in the order the options come: `nmt train --help` reads as its TOML file does."""
+        sections: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            table = getattr(param, "rich_help_panel", None)  # nmt_cli.settings puts the table there: '[model]'
+            if record is not None:
+                heading = "Arguments" if param.param_type_name == "argument" else "Options"
+                sections.setdefault(f"{table} options" if table else heading, []).append(record)
+        # one column for the option names in every section (click fits each list to its own, up to 30)
+        width = min(max((len(name) for rows in sections.values() for name, _ in rows), default=0), 30)
+        for heading, rows in sections.items():
+            if rows:
+                with formatter.section(heading):
+                    formatter.write_dl([(name.ljust(width), text) for name, text in rows])
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         """An option that takes several choices also takes them space-separated, as sacreBLEU's

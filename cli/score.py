@@ -76,7 +76,6 @@ MetricsOpt = Annotated[
     list[Metric] | None,
     typer.Option(
         "--metrics",
-        metavar="METRIC...",
         show_default=False,
         help="Metrics to compute, in this order: --metrics bleu chrf ter (or repeat the flag). [default: all three]",
     ),

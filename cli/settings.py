@@ -11,18 +11,21 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, Field, fields
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
-from nmt.config import from_dict, parse_flag
+from nmt.config import from_dict, parse_flag, table_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C")
 Spec = type | tuple[type, tuple[str, ...]]  # a config class (every field), or a class and the fields to offer
-METAVARS = {int: "INTEGER", float: "FLOAT", str: "TEXT"}
+# Help metavars, for every command (nmt_cli.main uses these too): a type as click has always written it (Typer 0.2x
+# writes <int>, <path>, <list[Path]>...), and a choice as click writes one: [text|jsonl]
+METAVARS = {int: "INTEGER", float: "FLOAT", str: "TEXT", Path: "PATH"}
 _CONTEXT = "settings_context"  # the parameter through which Typer hands over the click context, if the command has none
 
 
@@ -77,7 +80,9 @@ def _option(cls: type, field: Field, hint: Any) -> inspect.Parameter:
     if hint is bool and "/" not in names:
         names = f"{flag}/--no-{flag[2:]}"
     declared = [names, *([meta["short"]] if meta.get("short") else [])]
-    options: dict[str, Any] = {"help": meta.get("help") or None, "rich_help_panel": cls.__name__}
+    # the help section: the TOML table the field is read from ('[model]'), none for a config without one
+    table = table_of(cls)
+    options: dict[str, Any] = {"help": meta.get("help") or None, "rich_help_panel": table and f"[{table}]"}
     default = field.default
     annotation: Any
     if hint is bool or hint is str:
@@ -90,10 +95,8 @@ def _option(cls: type, field: Field, hint: Any) -> inspect.Parameter:
         items = typing.get_args(hint) if typing.get_origin(hint) is tuple else ()
         annotation = str
         options["parser"] = functools.partial(_parse, cls, field.name, flag)
-        if choices:
-            options["autocompletion"] = _completer(choices)
-        if choices:  # [relu|gelu]; a pair: FLOAT,FLOAT; else as click writes a type: INTEGER, FLOAT
-            options["metavar"] = f"[{'|'.join(choices)}]"
+        if choices:  # [relu|gelu], completed; a pair: FLOAT,FLOAT; else as click writes a type: INTEGER, FLOAT
+            options.update(choice(choices))
         elif items:
             options["metavar"] = ",".join(METAVARS[t] for t in items)
         else:
@@ -106,11 +109,23 @@ def _option(cls: type, field: Field, hint: Any) -> inspect.Parameter:
     )
 
 
+def choices_metavar(choices: Iterable[str]) -> str:
+    """'[text|jsonl]': how help shows an option that takes one of a few words."""
+    return f"[{'|'.join(choices)}]"
+
+
+def choice(choices: Iterable[str]) -> dict[str, Any]:
+    """The typer.Option arguments of a text option that takes one of `choices` (the command checks the value,
+    in its own words): help shows them, `[text|jsonl]`, and shell completion offers them."""
+    words = tuple(choices)
+    return {"metavar": choices_metavar(words), "autocompletion": _completer(words)}
+
+
 def _completer(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
     """Shell completion of a choice: the choices that start as typed."""
 
     def complete(incomplete: str) -> list[str]:
-        return [choice for choice in choices if choice.startswith(incomplete)]
+        return [word for word in choices if word.startswith(incomplete)]
 
     return complete
 

@@ -11,9 +11,10 @@ from typing import Annotated
 
 import typer
 from nmt_cli.common import count, err, handle_errors, writable
-from nmt_cli.settings import FROM_FLAGS, Settings, settings
+from nmt_cli.settings import FROM_FLAGS, Settings, choice, settings
 
 from nmt.config import DecodeConfig, SamplingConfig
+from nmt.layout import ENGINES
 
 ModelOpt = Annotated[
     Path, typer.Option("--model", "-m", help="Model directory, or a run directory (meaning its best checkpoint).")
@@ -154,6 +155,7 @@ def translate(
         str,
         typer.Option(
             "--format",
+            **choice(FORMATS),
             help="'text', or 'jsonl': one JSON object per line (text, score, log_prob, tokens, "
             "time: seconds of its batch per line, nbest) for programs.",
         ),
@@ -171,8 +173,9 @@ def translate(
     engine: Annotated[
         str,
         typer.Option(
+            **choice(ENGINES),
             help="'pytorch', 'ctranslate2' (a directory written by `nmt export`; pip install 'nmt[ct2]'), "
-            "or 'auto': ctranslate2 for an export, else pytorch."
+            "or 'auto': ctranslate2 for an export, else pytorch.",
         ),
     ] = "auto",
     int8: Annotated[

@@ -19,9 +19,8 @@ from typing import Any, Literal, overload
 
 from nmt.config import DecodeConfig, SamplingConfig, from_dict
 from nmt.errors import ConfigError
+from nmt.layout import ENGINES
 from nmt.line_translator import PRECISIONS, LineTranslator, Translation
-
-ENGINES = ("auto", "pytorch", "ctranslate2")
 
 
 def load_translator(

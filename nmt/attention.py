@@ -19,9 +19,10 @@ from torch import Tensor
 
 from nmt.errors import ConfigError
 from nmt.layers import recording_attention
+from nmt.layout import ATTENTION_KINDS
 from nmt.model import Transformer
 
-KINDS = ("cross", "encoder", "decoder")
+KINDS = ATTENTION_KINDS
 EOS_PIECE = "</s>"
 
 

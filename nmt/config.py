@@ -429,6 +429,14 @@ def to_dict(config: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
+TABLES: dict[str, type] = {"model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig}  # of a TOML config
+
+
+def table_of(cls: type) -> str | None:
+    """The TOML table a config is read from ('model' for ModelConfig), or None for one that has none."""
+    return next((table for table, of in TABLES.items() if of is cls), None)
+
+
 def parse_value(text: str) -> Any:
     """Parse a command-line override value as a TOML value, falling back to a plain string."""
     try:
@@ -455,10 +463,10 @@ def load_toml(path: Path) -> dict[str, Any]:
 
 def section_of(key: str) -> str:
     """Which table ('model', 'train' or 'decode') an option name belongs to."""
-    for section, cls in (("model", ModelConfig), ("train", TrainConfig), ("decode", DecodeConfig)):
+    for section, cls in TABLES.items():
         if key in {f.name for f in fields(cls)}:
             return section
-    known = [f.name for cls in (ModelConfig, TrainConfig, DecodeConfig) for f in fields(cls)]
+    known = [f.name for cls in TABLES.values() for f in fields(cls)]
     raise ConfigError(_unknown(key, known, lambda k: f"--{k.replace('_', '-')}", list_known=False))
 
 

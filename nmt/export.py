@@ -33,13 +33,10 @@ from nmt.config import to_dict
 from nmt.ct2 import import_ctranslate2
 from nmt.errors import CheckpointError, ConfigError
 from nmt.fileio import commit_dir, sha256_file, write_json
-from nmt.layout import CONFIG_FILE, CT2_MODEL_FILE, EXPORT_FILE, EXPORT_FORMAT, MODEL_FILE
+from nmt.layout import CONFIG_FILE, CT2_MODEL_FILE, EXPORT_FILE, EXPORT_FORMAT, MODEL_FILE, QUANTIZATIONS
 from nmt.model import Transformer
 from nmt.modeldir import LoadedModel, load_model_dir, spm_files_of
 from nmt.version import __version__
-
-QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16")
-
 
 # ---------------------------------------------------------------------------------------------
 # Our Transformer -> CTranslate2's TransformerSpec

@@ -41,6 +41,13 @@ JOINT_SPM = "spm.model"  # one SentencePiece model for both languages
 EXPORT_FILE = "nmt.json"  # config.json there is CTranslate2's own
 EXPORT_FORMAT = "ctranslate2"  # the "format" in nmt.json
 CT2_MODEL_FILE = "model.bin"
+# what runs a model: PyTorch on a model directory, CTranslate2 on an export; auto: the one its files call for
+ENGINES = ("auto", "pytorch", "ctranslate2")
+# the weight types an export can hold (the "quantization" in nmt.json)
+QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16")
+
+# the attention of a model, by kind (the tables of `nmt attention --json`)
+ATTENTION_KINDS = ("cross", "encoder", "decoder")
 
 
 def checkpoint_name(step: int) -> str:
