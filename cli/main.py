@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from nmt_cli.settings import METAVARS, choices_metavar
+from typer.completion import Shells, install_callback, show_callback
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 import nmt
@@ -263,6 +264,27 @@ class Group(TyperGroup):
                 e.possibilities = [repr(name) for name in difflib.get_close_matches(args[0], list(self.commands))]
             raise
 
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:  # Typer's --show-completion and --install-completion, which also take a shell's name
+            param.help = COMPLETION_HELP.get(param.name, param.help)
+        return params
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """`nmt --show-completion zsh` prints zsh's script, whatever the shell running nmt (Typer's flags take no
+        value: alone, they detect the shell); `--install-completion fish` installs fish's."""
+        for i, arg in enumerate(args):
+            if not arg.startswith("-"):
+                break  # the command: what follows is its own
+            if arg in COMPLETION_OPTIONS and i + 1 < len(args) and not args[i + 1].startswith("-"):
+                shell = args[i + 1]
+                if shell not in SHELLS and shell not in self.commands:
+                    raise UsageError(f"{arg} {shell}: name a shell: {', '.join(SHELLS[:-1])} or {SHELLS[-1]}", ctx)
+                if shell in SHELLS:
+                    param = next(p for p in self.get_params(ctx) if arg in p.opts)
+                    COMPLETION_OPTIONS[arg](ctx, param, shell)  # prints or installs, and exits
+        return super().parse_args(ctx, args)
+
     def main(
         self,
         args: Any = None,
@@ -318,6 +340,15 @@ def _owners(option: str, here: str | None) -> list[str]:
         for name, command in commands.items()
         if name != here and any(option in (*p.opts, *getattr(p, "secondary_opts", [])) for p in command.params)
     ]
+
+
+SHELLS = tuple(shell.value for shell in Shells)  # the shells Typer writes completion scripts for
+COMPLETION_OPTIONS = {"--show-completion": show_callback, "--install-completion": install_callback}
+COMPLETION_HELP = {
+    "show_completion": "Print the completion script of the current shell, or of the shell named after it "
+    f"({', '.join(SHELLS)}), to copy it or customize the installation.",
+    "install_completion": "Install completion for the current shell, or for the shell named after it.",
+}
 
 
 def _error(message: str, code: int) -> None:

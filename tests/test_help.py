@@ -119,6 +119,47 @@ def test_completion_offers_the_train_options():
     assert {"--valid-bleu", "--no-valid-bleu", "--early-stop-metric"} <= set(completed("nmt train --"))
 
 
+@pytest.mark.parametrize(
+    ("shell", "says"),
+    [
+        ("bash", "complete -o default -F _nmt_completion nmt"),
+        ("zsh", "compdef _nmt_completion nmt"),
+        ("fish", "complete --command nmt"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ],
+)
+def test_show_completion_prints_the_named_shells_script(shell, says):
+    run = nmt("--show-completion", shell)
+    assert run.returncode == 0, run.stderr
+    assert says in run.stdout
+    others = {"bash": "complete -o default", "zsh": "compdef", "fish": "--command nmt", "powershell": "PSReadLine"}
+    assert not any(mark in run.stdout for name, mark in others.items() if name != shell), shell
+
+
+def test_zsh_script_differs_from_bash():
+    zsh, bash = nmt("--show-completion", "zsh").stdout, nmt("--show-completion", "bash").stdout
+    assert zsh != bash and zsh.startswith("#compdef nmt") and "compdef" not in bash
+
+
+def test_install_completion_installs_the_named_shells_script(tmp_path):
+    run = nmt("--install-completion", "zsh", env={"HOME": str(tmp_path), "SHELL": "/bin/bash"})
+    assert run.returncode == 0, run.stderr
+    assert "compdef _nmt_completion nmt" in (tmp_path / ".zfunc" / "_nmt").read_text()
+    assert not (tmp_path / ".bashrc").exists()
+
+
+def test_an_unknown_shell_is_one_line():
+    run = nmt("--show-completion", "tcsh")
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.strip().count("\n") == 0
+    assert "--show-completion tcsh: name a shell: bash, zsh" in run.stderr
+
+
+def test_help_names_the_shells():
+    shown = " ".join(nmt("--help").stdout.split())
+    assert "--show-completion" in shown and "bash, zsh, fish" in shown
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="no bash here")
 def test_the_bash_script_completes_in_bash(tmp_path):
     """The printed script, sourced into a real bash, fills COMPREPLY from the real command."""
