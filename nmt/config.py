@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -435,6 +436,31 @@ TABLES: dict[str, type] = {"model": ModelConfig, "train": TrainConfig, "decode":
 def table_of(cls: type) -> str | None:
     """The TOML table a config is read from ('model' for ModelConfig), or None for one that has none."""
     return next((table for table, of in TABLES.items() if of is cls), None)
+
+
+def to_toml(
+    tables: Mapping[str, Mapping[str, Any]], commented: Mapping[str, Mapping[str, Any]] | None = None, note: str = ""
+) -> str:
+    """TOML text of plain values (bool, int, float, str and lists of them), one table each; `commented` keys are
+    written commented out at the end of their table, with `note` after them (values a reader cannot set)."""
+    blocks = []
+    for table, values in tables.items():
+        lines = [f"[{table}]", *(f"{key} = {_toml_value(value)}" for key, value in values.items())]
+        lines += [f"# {key} = {_toml_value(value)}{note}" for key, value in (commented or {}).get(table, {}).items()]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # Python writes floats as TOML reads them: 0.001, 1e-09, inf
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+    if isinstance(value, (list, tuple)):
+        return f"[{', '.join(map(_toml_value, value))}]"
+    raise TypeError(f"no TOML for {value!r}")
 
 
 def parse_value(text: str) -> Any:

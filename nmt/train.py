@@ -36,7 +36,15 @@ RESUMABLE_OVERRIDES = {
     "keep_last",
     "skip_nonfinite",
 }
-__all__ = ["RESUMABLE_OVERRIDES", "Trainer", "TrainingError", "model_config_for", "resume", "start"]
+__all__ = [
+    "RESUMABLE_OVERRIDES",
+    "Trainer",
+    "TrainingError",
+    "model_config_for",
+    "resume",
+    "resumed_configs",
+    "start",
+]
 
 
 def model_config_for(data_dir: Path, overrides: dict[str, Any]) -> ModelConfig:
@@ -111,18 +119,7 @@ def resume(
     run.lock()
     try:
         run.remove_leftovers()
-        overrides = train_overrides or {}
-        changed = sorted(set(overrides) - RESUMABLE_OVERRIDES)
-        if changed:
-            raise ConfigError(
-                f"--resume keeps the run's settings; only {', '.join(map(spell, sorted(RESUMABLE_OVERRIDES)))} "
-                f"may change, not {', '.join(map(spell, changed))}"
-            )
-        where = str(run.path / CONFIG_FILE)
-        from_dict(TrainConfig, config["train"], where=where)  # the run's own, then what the overrides make of it
-        given: Spell = lambda key: spell(key) if key in overrides else key  # noqa: E731
-        train_cfg = from_dict(TrainConfig, {**config["train"], **overrides}, where="", spell=given)
-        model_cfg = from_dict(ModelConfig, config["model"], where=where)
+        model_cfg, train_cfg = _resumed(config, train_overrides, str(run.path / CONFIG_FILE), spell)
         trainer = _assemble(run, Path(config["data_dir"]), model_cfg, train_cfg, device, threads, callback, group)
         last = run.last()
         if last is not None:
@@ -134,6 +131,31 @@ def resume(
         run.close()  # a refused resume must not keep the run locked
         raise
     return trainer
+
+
+def resumed_configs(
+    run_dir: Path, train_overrides: dict[str, Any] | None = None, spell: Spell = str
+) -> tuple[ModelConfig, TrainConfig]:
+    """What `resume` would go on with, read without touching the run: its model and training configs, with the
+    overrides that --resume allows."""
+    run = RunDir(run_dir, writer=False)
+    return _resumed(run.read_config(), train_overrides, str(run.path / CONFIG_FILE), spell)
+
+
+def _resumed(
+    config: dict[str, Any], train_overrides: dict[str, Any] | None, where: str, spell: Spell
+) -> tuple[ModelConfig, TrainConfig]:
+    overrides = train_overrides or {}
+    changed = sorted(set(overrides) - RESUMABLE_OVERRIDES)
+    if changed:
+        raise ConfigError(
+            f"--resume keeps the run's settings; only {', '.join(map(spell, sorted(RESUMABLE_OVERRIDES)))} "
+            f"may change, not {', '.join(map(spell, changed))}"
+        )
+    from_dict(TrainConfig, config["train"], where=where)  # the run's own, then what the overrides make of it
+    given: Spell = lambda key: spell(key) if key in overrides else key  # noqa: E731
+    train_cfg = from_dict(TrainConfig, {**config["train"], **overrides}, where="", spell=given)
+    return from_dict(ModelConfig, config["model"], where=where), train_cfg
 
 
 def _assemble(

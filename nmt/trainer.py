@@ -245,6 +245,8 @@ class Trainer:
             "device": str(self.device),
             "threads": self.threads,
             "max_steps": self.cfg.max_steps,
+            "max_minutes": self.cfg.max_minutes,
+            "train_seconds": self.state.train_seconds,  # before this start: a resumed run's time so far
             "processes": self.group.world,
         }
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import re
+import tomllib
 
 import pytest
 from nmt_cli.main import app
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from nmt.config import ModelConfig, TrainConfig, from_dict, load_toml
+from nmt.config import DecodeConfig, ModelConfig, TrainConfig, from_dict, load_toml, to_dict, to_toml
 from nmt.errors import ConfigError
 from nmt.optim import lr_at
 
@@ -71,6 +73,26 @@ def test_toml_errors(tmp_path):
     (tmp_path / "extra.toml").write_text("[optimizer]\nlr = 1\n")
     with pytest.raises(ConfigError, match="unknown table"):
         load_toml(tmp_path / "extra.toml")
+
+
+@pytest.mark.parametrize("cls", [ModelConfig, TrainConfig, DecodeConfig])
+def test_to_toml_reads_back_as_the_same_config(cls):
+    values = to_dict(cls())
+    assert from_dict(cls, tomllib.loads(to_toml({"t": values}))["t"]) == cls()
+
+
+def test_to_toml_writes_strings_numbers_and_comments_toml_reads():
+    values = {
+        "s": 'a "quoted" \\ back\nline é \x01',
+        "f": 1e-9,
+        "big": 1e300,
+        "inf": math.inf,
+        "b": False,
+        "xs": [1, 2.5],
+    }
+    text = to_toml({"one": values, "two": {"n": 3}}, {"one": {"hidden": 7}}, "  # why")
+    assert "# hidden = 7  # why\n\n[two]" in text
+    assert tomllib.loads(text) == {"one": values, "two": {"n": 3}}
 
 
 def test_warmup_then_inverse_sqrt():
