@@ -20,22 +20,53 @@ from nmt.config import ModelConfig, TrainConfig
 from nmt.errors import ConfigError, NmtError
 
 
+def duration(seconds: float) -> str:
+    """'42s', '5m40s', '2h03m'."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    return f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 class Display:
     """Training progress on stderr (stdout carries only the result line): a live table on a terminal,
-    whose elapsed time and ETA tick between events; plain lines otherwise (CI, pipes, logs)."""
+    whose elapsed time and ETA tick between events; plain lines otherwise (CI, pipes, logs), which carry the
+    same step total, elapsed time and ETA. Quiet: the warnings only."""
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False) -> None:
         self.last: dict[str, Any] = {}
         self.valid: dict[str, Any] = {}
         self.state = "starting"
         self.max_steps = self.first_step = self.step = 0
+        self.max_minutes = self.trained_before = 0.0  # the time limit; seconds trained before this start (resumed)
         self.started = time.monotonic()
+        self.quiet = quiet
         # last: rich renders the table once when Live is made, and the table reads the fields above
         self.live: Live | None = (
             Live(console=err, refresh_per_second=2, transient=False, get_renderable=self._table)
-            if err.is_terminal
+            if err.is_terminal and not quiet
             else None
         )
+
+    def elapsed(self) -> float:
+        """Seconds of training, over all the starts of the run (what max_minutes counts)."""
+        return self.trained_before + time.monotonic() - self.started
+
+    def eta(self) -> float | None:
+        """Seconds until max_steps or max_minutes ends the run, whichever comes first; None when neither
+        limits it (or when only max_steps does and no step has been timed yet)."""
+        left = []
+        done = self.step - self.first_step
+        if self.max_steps and done > 0:
+            left.append((self.max_steps - self.step) * (time.monotonic() - self.started) / done)
+        if self.max_minutes:
+            left.append(self.max_minutes * 60 - self.elapsed())
+        return max(0.0, min(left)) if left else None
+
+    def timing(self) -> str:
+        """'1m12s elapsed, ETA 5m40s'."""
+        eta = self.eta()
+        return f"{duration(self.elapsed())} elapsed" + (f", ETA {duration(eta)}" if eta is not None else "")
 
     def __enter__(self) -> Display:
         if self.live:
@@ -49,7 +80,6 @@ class Display:
     def _table(self) -> Table:
         table = Table(show_header=False, box=None)
         s = self.last
-        elapsed = time.monotonic() - self.started
         table.add_row("state", self.state)
         table.add_row("step", f"{self.step}" + (f" / {self.max_steps}" if self.max_steps else ""))
         if s:
@@ -57,11 +87,8 @@ class Display:
             table.add_row("loss / ppl", f"{s['loss']:.3f} / {s['ppl']:.1f}")
             table.add_row("lr", f"{s['lr']:.2e}")
             table.add_row("tokens/s", f"{s['tokens_per_s']:,.0f}")
-        eta = ""
-        done = self.step - self.first_step
-        if self.max_steps and done > 0:
-            eta = f"   ETA {(self.max_steps - self.step) * elapsed / done / 60:.1f} min"
-        table.add_row("elapsed", f"{elapsed / 60:.1f} min{eta}")
+        eta = self.eta()
+        table.add_row("elapsed", duration(self.elapsed()) + (f"   ETA {duration(eta)}" if eta is not None else ""))
         if self.valid:
             v = self.valid
             bleu = f"  BLEU {v['valid_bleu']:.2f}" if "valid_bleu" in v else ""
@@ -75,44 +102,49 @@ class Display:
         self.step = event.get("step", self.step)
         if kind == "start":
             self.max_steps, self.first_step, self.state = event["max_steps"], event["step"], "training"
+            self.max_minutes, self.trained_before = event.get("max_minutes", 0.0), event.get("train_seconds", 0.0)
             self.started = time.monotonic()
-            skipped = f", {event['skipped_long']} too long skipped" if event["skipped_long"] else ""
-            processes = f"{event['processes']} processes x " if event.get("processes", 1) > 1 else ""
-            err.print(
-                f"training {event['params']:,} parameters on {event['train_pairs']:,} pairs{skipped} "
-                f"({event['device']}, {processes}{count(event['threads'], 'thread')})",
-                markup=False,
-            )
-        elif kind == "resumed":
-            err.print(f"resumed from {event['path']} (step {event['step']})", markup=False)
         elif kind == "train":
             self.last, self.state = event, "training"
-            if not self.live:
-                err.print(
-                    f"step {event['step']:>6}  epoch {event['epoch']:>3}  loss {event['loss']:.3f}  "
-                    f"ppl {event['ppl']:8.2f}  lr {event['lr']:.2e}  {event['tokens_per_s']:,.0f} tok/s  "
-                    f"{event['train_minutes']:.1f} min",
-                    markup=False,
-                )
         elif kind == "validating":
             self.state = f"validating at step {event['step']}…"
         elif kind == "valid":
             self.valid, self.state = event, "training"
-            bleu = f"  BLEU {event['valid_bleu']:.2f}" if "valid_bleu" in event else ""
-            err.print(
-                f"valid step {event['step']:>6}  loss {event['valid_loss']:.3f}  ppl {event['valid_ppl']:.2f}{bleu}",
-                markup=False,
-            )
-        elif kind == "skip":
-            err.print(
-                f"warning: step {event['step']}: the {event['what']} became {event['value']}; "
-                "skipped this batch (--skip-nonfinite)",
-                markup=False,
-            )
-        elif kind == "checkpoint" and not self.live:
-            err.print(f"saved {event['path']}", markup=False)
+        line = self._line(kind, event) if kind == "skip" or not self.quiet else None
+        if line:
+            err.print(line, markup=False)
         if self.live:
             self.live.refresh()
+
+    def _line(self, kind: Any, event: dict[str, Any]) -> str | None:
+        """The line an event prints on stderr, if any (on a terminal the table shows steps and checkpoints)."""
+        if kind == "start":
+            skipped = f", {event['skipped_long']} too long skipped" if event["skipped_long"] else ""
+            processes = f"{event['processes']} processes x " if event.get("processes", 1) > 1 else ""
+            return (
+                f"training {event['params']:,} parameters on {event['train_pairs']:,} pairs{skipped} "
+                f"({event['device']}, {processes}{count(event['threads'], 'thread')})"
+            )
+        if kind == "resumed":
+            return f"resumed from {event['path']} (step {event['step']})"
+        if kind == "train" and not self.live:
+            total = f"/{self.max_steps}" if self.max_steps else ""
+            return (
+                f"step {event['step']:>{len(total) - 1 if total else 6}}{total}  epoch {event['epoch']:>3}  "
+                f"loss {event['loss']:.3f}  ppl {event['ppl']:8.2f}  lr {event['lr']:.2e}  "
+                f"{event['tokens_per_s']:,.0f} tok/s  {self.timing()}"
+            )
+        if kind == "valid":
+            bleu = f"  BLEU {event['valid_bleu']:.2f}" if "valid_bleu" in event else ""
+            return f"valid step {event['step']:>6}  loss {event['valid_loss']:.3f}  ppl {event['valid_ppl']:.2f}{bleu}"
+        if kind == "skip":
+            return (
+                f"warning: step {event['step']}: the {event['what']} became {event['value']}; "
+                "skipped this batch (--skip-nonfinite)"
+            )
+        if kind == "checkpoint" and not self.live:
+            return f"saved {event['path']}"
+        return None
 
 
 @handle_errors
@@ -142,6 +174,20 @@ def train(
             "launched by torch.distributed.run; see torchrun for several machines."
         ),
     ] = 1,
+    dump_config: Annotated[
+        bool,
+        typer.Option(
+            "--dump-config",
+            help="Print the configuration this command would train with, after --config, the options and --resume's "
+            "run, as TOML ([model] and [train] tables; --config reads it back), and exit without training.",
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No progress on stderr: notes, warnings and errors only (and the 'done:' line)."
+        ),
+    ] = False,
     settings: Settings = FROM_FLAGS,  # the [model] and [train] options (nmt_cli.settings)
 ) -> None:
     """nmt train DATA_DIR --out RUN_DIR [--config FILE.toml] [--OPTION VALUE ...]: train an encoder-decoder
@@ -153,6 +199,9 @@ def train(
     """
     from nmt import distributed
 
+    if dump_config:
+        print(_dump_config(ctx, config, resume, overwrite, settings), end="")
+        return
     group = distributed.from_environment()
     if nproc != 1:
         if nproc < 1 or group.distributed:
@@ -161,7 +210,7 @@ def train(
     if group.distributed:
         distributed.stop_with_launcher()
     try:
-        _train(ctx, out_dir, config, resume, overwrite, device, threads, group, settings)
+        _train(ctx, out_dir, config, resume, overwrite, device, threads, group, settings, quiet)
     except NmtError as e:
         if group.distributed:
             e.args = (f"rank {group.rank}: {e}",)
@@ -178,23 +227,18 @@ def _train(
     threads: int | None,
     group: Any,
     settings: Settings,
+    quiet: bool,
 ) -> None:
     import nmt.train as training
     from nmt.runtime import slow_bf16
 
-    positional = list(ctx.args)
-    if len(positional) > 1:
-        raise ConfigError(f"one DATA_DIR expected, got {' '.join(positional)}; options look like --name value")
-    data_dir = Path(positional[0]) if positional else None
-    display = Display() if group.writer else (lambda event: None)
+    data_dir = _data_dir(ctx)
+    display = Display(quiet) if group.writer else (lambda event: None)
     run: dict[str, Any] = dict(device=device, threads=threads, callback=display, group=group)
+    busy = _silent if quiet else err.status
     if resume:
-        if data_dir or config or overwrite or settings.given(ModelConfig):
-            raise ConfigError(
-                "--resume continues a run with its own data and config; give only RUN_DIR and limits such as "
-                "--max-steps"
-            )
-        with err.status(f"loading {resume}…"):
+        _resume_alone(data_dir, config, overwrite, settings)
+        with busy(f"loading {resume}…"):
             trainer = training.resume(resume, settings.given(TrainConfig), spell=settings.flag(TrainConfig), **run)
         run_dir = resume
     else:
@@ -202,7 +246,7 @@ def _train(
             raise ConfigError("give DATA_DIR and --out RUN_DIR (or --resume RUN_DIR)")
         writable(out_dir, "--out", directory=True)
         model_over, train_cfg = _configs(config, settings)
-        with err.status(f"loading {data_dir} and building the model…"):
+        with busy(f"loading {data_dir} and building the model…"):
             trainer = training.start(data_dir, out_dir, model_over, train_cfg, overwrite=overwrite, **run)
         run_dir = out_dir
     if trainer.cfg.precision == "bf16" and group.writer and (why := slow_bf16(trainer.device)):
@@ -227,6 +271,49 @@ def _train(
     )
 
 
+def _silent(what: str) -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
+def _data_dir(ctx: typer.Context) -> Path | None:
+    positional = list(ctx.args)
+    if len(positional) > 1:
+        raise ConfigError(f"one DATA_DIR expected, got {' '.join(positional)}; options look like --name value")
+    return Path(positional[0]) if positional else None
+
+
+def _resume_alone(data_dir: Path | None, config: Path | None, overwrite: bool, settings: Settings) -> None:
+    if data_dir or config or overwrite or settings.given(ModelConfig):
+        raise ConfigError(
+            "--resume continues a run with its own data and config; give only RUN_DIR and limits such as --max-steps"
+        )
+
+
+def _dump_config(
+    ctx: typer.Context, config: Path | None, resume: Path | None, overwrite: bool, settings: Settings
+) -> str:
+    """`--dump-config`: the [model] and [train] tables this command would train with, as TOML that --config reads
+    back. The keys the prepared data sets are shown commented out (a config that named them would not fit other
+    data); without DATA_DIR they are left out."""
+    import nmt.train as training
+    from nmt.config import to_dict, to_toml
+
+    data_dir = _data_dir(ctx)
+    if resume:
+        _resume_alone(data_dir, config, overwrite, settings)
+        given = settings.given(TrainConfig)
+        model_cfg, train_cfg = training.resumed_configs(resume, given, spell=settings.flag(TrainConfig))
+    else:
+        model_over, train_cfg = _configs(config, settings)
+        free = {k: v for k, v in model_over.items() if k not in DATA_FIXED}
+        model_cfg = training.model_config_for(data_dir, model_over) if data_dir else settings.make(ModelConfig, free)
+    model = to_dict(model_cfg)
+    fixed = {key: model.pop(key) for key in DATA_FIXED}
+    known = {"model": fixed} if resume or data_dir else None
+    tables = to_toml({"model": model, "train": to_dict(train_cfg)}, known, "  # set by the prepared data")
+    return f"# nmt train --dump-config; train with it: nmt train DATA_DIR --out RUN_DIR --config FILE\n\n{tables}"
+
+
 def _configs(config: Path | None, settings: Settings) -> tuple[dict[str, Any], TrainConfig]:
     """The [model] keys (the file's, then the flags') and the training config of a new run, checked."""
     from nmt.config import check_table, load_toml
@@ -238,11 +325,23 @@ def _configs(config: Path | None, settings: Settings) -> tuple[dict[str, Any], T
         err.print(
             f"note: {config}: nmt train ignores [decode]; `nmt translate --config {config}` reads it", markup=False
         )
-    train_cfg = settings.make(TrainConfig, file_cfg.get("train", {}))
+    train_cfg = settings.make(TrainConfig, _loss_without_bleu(config, file_cfg.get("train", {}), settings))
     model_file = file_cfg.get("model", {})
     # checked here too, so that a refused value is named by its flag; the prepared data fixes the vocabulary
     settings.make(ModelConfig, {k: v for k, v in model_file.items() if k not in DATA_FIXED})
     return {**model_file, **settings.given(ModelConfig)}, train_cfg
+
+
+def _loss_without_bleu(config: Path | None, table: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Without BLEU (--no-valid-bleu, or valid_bleu = false in the file) early stopping and the best checkpoint go
+    by the validation loss, said in a note, unless a metric is named (bleu then is the config's error)."""
+    given = settings.given(TrainConfig)
+    chosen = {**table, **given}
+    if chosen.get("valid_bleu", True) or "early_stop_metric" in chosen:
+        return table
+    said = "--no-valid-bleu" if "valid_bleu" in given else f"{config} [train] valid_bleu = false"
+    err.print(f"note: {said}: early stopping watches the validation loss", markup=False)
+    return {**table, "early_stop_metric": "loss"}
 
 
 def _stop_on_signals(trainer: Any, group: Any) -> None:

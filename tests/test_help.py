@@ -113,10 +113,10 @@ def test_one_metavar_style_everywhere(command):
 
 def test_completion_offers_the_train_options():
     offered = completed("nmt train --d")
-    assert {"--d-model", "--dec-layers", "--dropout", "--device"} <= set(offered)
+    assert {"--d-model", "--dec-layers", "--dropout", "--device", "--dump-config"} <= set(offered)
     assert all(word.startswith("--d") for word in offered)
     assert completed("nmt train --max-p") == ["--max-positions"]
-    assert {"--valid-bleu", "--no-valid-bleu", "--early-stop-metric"} <= set(completed("nmt train --"))
+    assert {"--quiet", "--valid-bleu", "--no-valid-bleu", "--early-stop-metric"} <= set(completed("nmt train --"))
 
 
 @pytest.mark.parametrize(
