@@ -178,8 +178,8 @@ def train(
         bool,
         typer.Option(
             "--dump-config",
-            help="Print the configuration this command would train with, after --config, the options and --resume's "
-            "run, as TOML ([model] and [train] tables; --config reads it back), and exit without training.",
+            help="Print the settings this command would train with (--config, then the options; or --resume's run) "
+            "as TOML that --config reads back, and exit without training.",
         ),
     ] = False,
     quiet: Annotated[

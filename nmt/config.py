@@ -202,7 +202,7 @@ class TrainConfig:
     valid_bleu: bool = setting(True, "Greedy-decode the validation set and compute sacreBLEU.")
     valid_max_sentences: int = setting(0, "Validate on the first this many sentences; 0: all.", at_least=0)
     early_stop_metric: Literal["bleu", "loss", "ppl"] = setting(
-        "bleu", "What the best checkpoint and early stopping go by; bleu needs --valid-bleu."
+        "bleu", "What the best checkpoint and early stopping go by; bleu needs --valid-bleu (without it: loss)."
     )
     patience: int = setting(0, "Validations without improvement before stopping; 0 disables.", at_least=0)
     keep_last: int = setting(5, "Checkpoints kept besides the best.", at_least=1)
