@@ -271,18 +271,21 @@ class Group(TyperGroup):
         return params
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        """`nmt --show-completion zsh` prints zsh's script, whatever the shell running nmt (Typer's flags take no
-        value: alone, they detect the shell); `--install-completion fish` installs fish's."""
+        """`nmt --show-completion zsh` (or `=zsh`) prints zsh's script, whatever the shell running nmt (Typer's
+        flags take no value: alone, they detect the shell); `--install-completion fish` installs fish's."""
         for i, arg in enumerate(args):
             if not arg.startswith("-"):
                 break  # the command: what follows is its own
-            if arg in COMPLETION_OPTIONS and i + 1 < len(args) and not args[i + 1].startswith("-"):
+            name, eq, shell = arg.partition("=")
+            if name in COMPLETION_OPTIONS and not eq and i + 1 < len(args) and not args[i + 1].startswith("-"):
                 shell = args[i + 1]
-                if shell not in SHELLS and shell not in self.commands:
-                    raise UsageError(f"{arg} {shell}: name a shell: {', '.join(SHELLS[:-1])} or {SHELLS[-1]}", ctx)
-                if shell in SHELLS:
-                    param = next(p for p in self.get_params(ctx) if arg in p.opts)
-                    COMPLETION_OPTIONS[arg](ctx, param, shell)  # prints or installs, and exits
+                if shell in self.commands:
+                    continue  # `nmt --show-completion translate`: the current shell's, as before
+            if name in COMPLETION_OPTIONS and shell:
+                if shell not in SHELLS:
+                    raise UsageError(f"{name} {shell}: name a shell: {', '.join(SHELLS[:-1])} or {SHELLS[-1]}", ctx)
+                param = next(p for p in self.get_params(ctx) if name in p.opts)
+                COMPLETION_OPTIONS[name](ctx, param, shell)  # prints or installs, and exits
         return super().parse_args(ctx, args)
 
     def main(

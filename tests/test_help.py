@@ -139,6 +139,7 @@ def test_show_completion_prints_the_named_shells_script(shell, says):
 def test_zsh_script_differs_from_bash():
     zsh, bash = nmt("--show-completion", "zsh").stdout, nmt("--show-completion", "bash").stdout
     assert zsh != bash and zsh.startswith("#compdef nmt") and "compdef" not in bash
+    assert nmt("--show-completion=zsh").stdout == zsh
 
 
 def test_install_completion_installs_the_named_shells_script(tmp_path):
