@@ -58,7 +58,7 @@ for path in sys.argv[2:]:
         while chunk := [line.rstrip("\\n") for line in islice(f, {chunk})]:
             sp.encode(chunk, num_threads={threads})
 """
-STEP_ONE = re.compile(r"^step\s+1\s")
+STEP_ONE = re.compile(r"^step\s+1[/\s]")  # the first progress line: "step  1/20  epoch ..."
 TRAIN_FLAGS = [
     "--max-steps",
     "20",

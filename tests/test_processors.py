@@ -105,10 +105,10 @@ def test_beam_one_with_processors_gives_greedy_tokens(tiny_model_dir, sample_dir
 
 def test_no_valid_bleu_with_bleu_early_stopping_fails_before_training(prepared_sample, tmp_path):
     """The bug: `nmt train DATA --out RUN --no-valid-bleu` used to train valid_every steps and then fail before
-    its first checkpoint, with a run --resume could not mend. Now it is one error line, before anything starts."""
-    result = CliRunner().invoke(
-        app, ["train", str(prepared_sample), "--out", str(tmp_path / "run"), "--no-valid-bleu", "--threads", "1"]
-    )
+    its first checkpoint, with a run --resume could not mend. Asked for BLEU early stopping without BLEU, it is
+    one error line before anything starts (alone, --no-valid-bleu watches the loss: tests/test_cli_train.py)."""
+    args = ["--no-valid-bleu", "--early-stop-metric", "bleu", "--threads", "1"]
+    result = CliRunner().invoke(app, ["train", str(prepared_sample), "--out", str(tmp_path / "run"), *args])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
