@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 # demo's output is meant to be the README's, byte for byte.
 demo: setup
 	$(NMT) prepare --src en --tgt fr --train data/sample/train --valid data/sample/val \
-		--test data/sample/test --vocab-size 2000 --out $(DEMO)/data
+		--test data/sample/test --vocab-size 2000 --out $(DEMO)/data --force
 	$(NMT) train $(DEMO)/data --out $(DEMO)/run --config recipes/sample_en_fr/config.toml --overwrite --threads 2
 	$(NMT) translate -m $(DEMO)/run --input data/demo.en --output $(DEMO)/demo.fr
 	@echo; paste -d '\t' data/demo.en $(DEMO)/demo.fr | awk -F '\t' '{ printf "  %-42s → %s\n", $$1, $$2 }'; echo
