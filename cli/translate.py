@@ -231,6 +231,10 @@ def translate(
     from nmt.textio import Output, read_lines, stream_lines
 
     lines = read_lines(input_file, say) if input_file is not None else None  # a bad file fails before the model loads
+    interactive = lines is None and sys.stdin.isatty()
+    # a piped stdin is checked before the model loads too (its first block); a terminal's only once the model is
+    # there, since reading it waits for the user's first sentence
+    piped = stream_lines(sys.stdin.buffer, "<stdin>", say) if lines is None and not interactive else None
     sampler = settings.make(SamplingConfig) if sampling else None
     from nmt.api import load
     from nmt.runtime import all_cores, keep_freed_memory
@@ -256,11 +260,12 @@ def translate(
             if why := slow_bf16(translator.device):
                 say(f"{why}; leave out --bf16 here (or try --int8)")
 
-    interactive = lines is None and sys.stdin.isatty()
     if interactive and not quiet:
         err.print("type a sentence, Ctrl-D to end", markup=False)
     where = f"{input_file}:" if input_file is not None else "<stdin>:"
-    source = lines if lines is not None else stream_lines(sys.stdin.buffer, "<stdin>", say)
+    source = (
+        lines if lines is not None else piped if piped is not None else stream_lines(sys.stdin.buffer, "<stdin>", say)
+    )
     write = formatter(fmt, config.nbest, scores)
     report = not quiet and (input_file is not None or output_file is not None)
     with Output(output_file) as output, Progress(len(lines) if lines is not None else None, report, report) as progress:

@@ -107,6 +107,12 @@ def test_a_binary_stdin_is_refused_in_the_same_line(tiny_model_dir, tmp_path, ki
     assert piped.stderr.replace("<stdin>", str(tmp_path / "in")) == from_file.stderr
 
 
+def test_a_binary_stdin_is_refused_before_the_model_loads(tmp_path):
+    """As -i FILE is: no model load (seconds) before the refusal, so a missing model is not even reached."""
+    result = runner.invoke(app, ["translate", "-m", str(tmp_path / "no-model")], input=bytes(range(256)) * 12)
+    one_error_line(result, "<stdin>: not a text file")
+
+
 def test_warnings_name_the_file_and_quiet_silences_them(tiny_model_dir, tmp_path):
     src = tmp_path / "long.en"
     src.write_text("Hello.\n" + "word " * 3000 + "\n", encoding="utf-8")
