@@ -10,7 +10,7 @@ from typing import Any
 
 from nmt import distributed
 from nmt.checkpointer import RunFiles
-from nmt.config import ModelConfig, Spell, TrainConfig, from_dict, to_dict
+from nmt.config import ModelConfig, TrainConfig, from_dict, to_dict
 from nmt.data import ParallelIds, TrainingData, read_lines
 from nmt.distributed import SINGLE, Group
 from nmt.errors import ConfigError, TrainingError
@@ -19,6 +19,7 @@ from nmt.model import build_model
 from nmt.optim import build_optimizer
 from nmt.rundir import RunDir
 from nmt.runtime import keep_freed_memory, pick_device, seed_everything, set_threads
+from nmt.setting import Spell
 from nmt.tokenizer import SPECIAL, Tokenizer
 from nmt.trainer import Callback, Trainer
 from nmt.validation import EarlyStopping, Validator
