@@ -26,9 +26,9 @@ demo: setup
 	$(NMT) prepare --src en --tgt fr --train data/sample/train --valid data/sample/val \
 		--test data/sample/test --vocab-size 2000 --out $(DEMO)/data --force
 	$(NMT) train $(DEMO)/data --out $(DEMO)/run --config recipes/sample_en_fr/config.toml --overwrite --threads 2
-	$(NMT) translate -m $(DEMO)/run --input data/demo.en --output $(DEMO)/demo.fr
+	$(NMT) translate -m $(DEMO)/run --input data/demo.en --output $(DEMO)/demo.fr --split none
 	@echo; paste -d '\t' data/demo.en $(DEMO)/demo.fr | awk -F '\t' '{ printf "  %-42s → %s\n", $$1, $$2 }'; echo
-	$(NMT) translate -m $(DEMO)/run --input data/sample/test.en --output $(DEMO)/test.fr
+	$(NMT) translate -m $(DEMO)/run --input data/sample/test.en --output $(DEMO)/test.fr --split none
 	$(NMT) score -r data/sample/test.fr $(DEMO)/test.fr
 	$(NMT) attention -m $(DEMO)/run "How was your day?" -o $(DEMO)/attention.png
 	$(NMT) plot $(DEMO)/run -o $(DEMO)/curves.png

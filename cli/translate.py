@@ -113,6 +113,11 @@ def formatter(fmt: str, nbest: int, scores: bool) -> Callable[..., str]:
         }
         if result.alignment is not None:
             record["alignment"] = result.alignment
+        # what was translated piece by piece: each sentence (or part of one too long for the model)
+        record["sentences"] = [
+            {"source": s.source, "text": s.text, "score": round(s.score, 4), "log_prob": round(s.log_prob, 4)}
+            for s in result.sentences
+        ]
         if nbest > 1:
             record["nbest"] = [{"text": t, "score": round(s, 4), "log_prob": round(lp, 4)} for t, s, lp in result.nbest]
         return json.dumps(record, ensure_ascii=False) + "\n"
@@ -157,7 +162,8 @@ def translate(
             "--format",
             **choice(FORMATS),
             help="'text', or 'jsonl': one JSON object per line (text, score, log_prob, tokens, "
-            "time: seconds of its batch per line, nbest) for programs.",
+            "time: seconds of its batch per line, nbest, and sentences: the source, text, score and log_prob of "
+            "each sentence translated) for programs.",
         ),
     ] = "text",
     quiet: Annotated[
@@ -205,8 +211,10 @@ def translate(
 ) -> None:
     """Translate lines from stdin (or FILE) to stdout (or --output): exactly one output line per input line.
 
-    Interactive on a terminal (each line as soon as it is entered); batched by length for speed on pipes and files.
-    Empty lines give empty lines, over-long lines are truncated with a warning, invalid UTF-8 is replaced with a
+    Each line's sentences are translated and joined back in the line's spacing (--split none: a line is one
+    sentence). Interactive on a terminal (each line as soon as it is entered); batched by length for speed on pipes
+    and files. Empty lines give empty lines; a sentence longer than the model takes is cut at punctuation or
+    between words and translated in parts, with a warning, never truncated; invalid UTF-8 is replaced with a
     warning.
     With --engine ctranslate2 (found by itself for a directory written by `nmt export`) the search runs in CTranslate2.
     """
@@ -299,11 +307,14 @@ def precision(int8: bool, bf16: bool) -> str:
 
 
 def translate_file(model: Path, src: Path, config, output: Path | None = None) -> list[str]:
-    """Translate a whole file (for `nmt score -m`); returns the translations, optionally also written."""
+    """Translate a whole file (for `nmt score -m`), one sentence per line as a test set is (split none);
+    returns the translations, optionally also written."""
+    from dataclasses import replace
+
     from nmt.api import load
 
     with err.status(f"loading {model}…"):
-        loaded = load(model, config=config)
+        loaded = load(model, config=replace(config, split="none"))
     with Progress(None, True, False) as progress:
 
         def advance(done: int, total: int) -> None:

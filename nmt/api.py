@@ -80,8 +80,10 @@ class Loaded:
     def translate(self, lines: str | list[str], results: Literal[True]) -> list[Translation]: ...
 
     def translate(self, lines: str | list[str], results: bool = False) -> list[str] | list[Translation]:
-        """One translation per line, in order (a string is one line). `results=True`: `Translation`s with
-        the score, the n-best list (text, score, log-prob), the subword pieces and, if asked, the alignment."""
+        """One translation per line, in order (a string is one line); each line's sentences are translated and
+        joined back (split="none" when loading: a line is one sentence). `results=True`: `Translation`s with the
+        score, the n-best list (text, score, log-prob), the subword pieces, the sentences one by one
+        (`.sentences`) and, if asked, the alignment."""
         batch = [lines] if isinstance(lines, str) else list(lines)
         if any("\n" in line for line in batch):
             raise ConfigError("a line to translate holds a newline; split the text into lines first")
@@ -97,9 +99,11 @@ class Loaded:
         progress: Callable[[int, int], None] | None = None,
         chunk: int = 512,
     ) -> list[str]:
-        """Translate a UTF-8 text file, one sentence per line: one translation per line, in order, returned and,
-        given `dest`, written there (the file appears whole when every line is done, never half-written).
-        Invalid UTF-8 is replaced and over-long lines are truncated, each with a warning naming `src:LINE`
+        """Translate a UTF-8 text file: one translation per line, in order (the sentences of a line translated
+        and joined back, unless the model was loaded with split="none"), returned and, given `dest`, written
+        there (the file appears whole when every line is done, never half-written). Invalid UTF-8 is replaced
+        and a sentence longer than the model takes is cut and translated in parts, each with a warning naming
+        `src:LINE`
         (given to `warn`, by default Python's warnings); a file that is not text raises a DataError.
         `progress(done, total)` is called with the lines done and the file's lines after each `chunk` lines."""
         from nmt.textio import Output, read_lines
@@ -143,7 +147,7 @@ def load(
     It changes no process-wide setting unless asked: `threads` sets torch's intra-op threads (None leaves them
     as they are); `nmt.runtime.keep_freed_memory()` is the allocator setting `nmt translate` makes.
     The search settings are DecodeConfig's fields, named as in a config file's [decode] table (beam_size,
-    nbest, length_penalty, max_len_a, no_repeat_ngram, min_len, ...), one name each and checked as the command
+    nbest, length_penalty, max_len_a, no_repeat_ngram, min_len, split, ...), one name each and checked as the command
     line's are (`beam=5`, the flag's word, is pointed at `beam_size`); or give a whole DecodeConfig as `config`."""
     if config is None:
         config = from_dict(DecodeConfig, decode, where="nmt.load")

@@ -156,6 +156,12 @@ class DecodeConfig:
         0, "No end of sentence before this many subword tokens (the length limit still ends one).", at_least=0
     )
     batch_tokens: int = setting(4096, "Source tokens per batch (times the beam).", at_least=1)
+    split: Literal["sentence", "none"] = setting(
+        "sentence",
+        "sentence: translate each sentence of a line on its own (all in one batch) and join them back in the "
+        "line's spacing; none: each line is one sentence (test sets, scoring). Either way a sentence longer "
+        "than the model takes is cut at punctuation or between words, never truncated.",
+    )
 
     def __post_init__(self) -> None:
         check(

@@ -1,6 +1,6 @@
 """The CTranslate2 engine: `nmt translate --engine ctranslate2 -m DIR` on a directory written by
 `nmt export`. Same text side as the PyTorch engine (`LineTranslator`: cleaning, SentencePiece,
-truncation, one result per line), with CTranslate2's C++ search in place of nmt/search.py.
+sentences, one result per line), with CTranslate2's C++ search in place of nmt/search.py.
 
 CTranslate2 is asked for what our own search would find, and the scores are recomputed our way:
   - the output length limit int(a * (source tokens + EOS) + b) is per sentence in our search and
@@ -24,7 +24,7 @@ from typing import Any, TypeAlias
 
 from nmt.config import DecodeConfig, ModelConfig, from_dict
 from nmt.errors import CheckpointError, ConfigError
-from nmt.files import checked_tokenizers, read_json
+from nmt.files import checked_tokenizers, export_languages, read_json
 from nmt.hypotheses import Hypothesis, max_lengths, max_source_tokens, normalise
 from nmt.layout import BEST, CONFIG_FILE, EXPORT_FILE, EXPORT_FORMAT, LAST, MODEL_FILE
 from nmt.line_translator import LineTranslator
@@ -137,6 +137,7 @@ class CT2Translator(LineTranslator):
         max_positions: int,
         config: DecodeConfig,
         align: bool = False,
+        src_lang: str | None = None,
     ):
         self.align = self.check_align(align)  # a ConfigError when asked: CTranslate2 gives no attention
         for name, flag in (("unk_penalty", "--unk-penalty"), ("min_len", "--min-len")):
@@ -147,6 +148,7 @@ class CT2Translator(LineTranslator):
         self.src_pieces = src_tok.pieces()  # ids -> CTranslate2's token strings
         self.tgt_ids = {piece: i for i, piece in enumerate(tgt_tok.pieces())}  # and back
         self.max_src_tokens = max_source_tokens(max_positions, config)
+        self.src_lang = src_lang
 
     @classmethod
     def load(
@@ -187,7 +189,10 @@ class CT2Translator(LineTranslator):
                 f"the export is damaged or from another version (see {path / CONFIG_FILE}); "
                 "re-run nmt export"
             ) from e
-        return cls(path, engine, src_tok, tgt_tok, max_positions, config)
+        lang = export_languages(path, desc)["src_lang"]
+        return cls(
+            path, engine, src_tok, tgt_tok, max_positions, config, src_lang=lang if isinstance(lang, str) else None
+        )
 
     def with_config(self, align: bool | None = None, **changes: Any) -> CT2Translator:
         return CT2Translator(
@@ -198,6 +203,7 @@ class CT2Translator(LineTranslator):
             self.max_positions,
             replace(self.config, **changes),
             self.align if align is None else align,
+            self.src_lang,
         )
 
     def search_ids(self, ids: list[list[int]]) -> list[list[Hypothesis]]:
@@ -244,7 +250,7 @@ class CT2Translator(LineTranslator):
             length_penalty=0.0 if beam == 1 else -1.0,  # greedy: the plain sum; beam: see the module's doc
             max_decoding_length=limit,
             min_decoding_length=0,  # an output may be empty, as in ours
-            max_input_length=0,  # `encode` has truncated already
+            max_input_length=0,  # translate_batch has cut longer sentences already
             no_repeat_ngram_size=cfg.no_repeat_ngram,
             return_scores=True,
             return_end_token=True,  # lengths count EOS, as ours do

@@ -175,6 +175,8 @@ def _description(loaded: LoadedModel, quantization: str, ct2_version: str, tmp: 
         "ctranslate2_version": ct2_version,
         "quantization": quantization,
         "model": to_dict(loaded.model.config),
+        "src_lang": loaded.config.get("src_lang"),  # the rules for sentence boundaries (nmt.sentences)
+        "tgt_lang": loaded.config.get("tgt_lang"),
         "spm": loaded.config["spm"],
         "spm_sha256": loaded.config["spm_sha256"],
         "model_bin_sha256": sha256_file(tmp / CT2_MODEL_FILE),

@@ -53,3 +53,21 @@ def checked_tokenizers(
             raise CheckpointError(f"{file}: {mismatch}")
         tokenizers.append(Tokenizer(data, str(file)))
     return tokenizers
+
+
+def export_languages(path: Path, desc: dict[str, Any]) -> dict[str, Any]:
+    """The languages of an export (`src_lang`, `tgt_lang`; None where unknown): its nmt.json's, or for an
+    export made before nmt.json recorded them, the exported model's config.json when it is still there,
+    unchanged."""
+    if "src_lang" in desc or "tgt_lang" in desc:
+        return {"src_lang": desc.get("src_lang"), "tgt_lang": desc.get("tgt_lang")}
+    source = desc.get("source")
+    source = source if isinstance(source, dict) else {}
+    config = Path(str(source.get("path", ""))) / CONFIG_FILE
+    if source.get("path") and config.is_file() and fileio.sha256_file(config) == source.get("config_sha256"):
+        try:
+            found = read_json(config)
+        except CheckpointError:
+            found = {}
+        return {"src_lang": found.get("src_lang"), "tgt_lang": found.get("tgt_lang")}
+    return {"src_lang": None, "tgt_lang": None}

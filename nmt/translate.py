@@ -106,6 +106,8 @@ class Translator(LineTranslator):
         self.stepper = stepper if stepper is not None else step_model(self.model, precision, device)
         self.src_tok, self.tgt_tok = loaded.src_tokenizer, loaded.tgt_tokenizer
         self.max_src_tokens = max_source_tokens(loaded.model.config.max_positions, config)
+        lang = loaded.config.get("src_lang")  # config.json's; older ones may not record it (English rules)
+        self.src_lang = lang if isinstance(lang, str) else None
 
     def alignment(self, src_ids: list[int], tokens: list[int]) -> str:
         """Source-target word alignment of one translation, from the model's cross-attention

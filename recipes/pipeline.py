@@ -241,7 +241,15 @@ class Pipeline:
 
     def translate_and_score(self, models: dict[str, Path], data_dir: Path) -> dict:
         decode = self.config.get("decode", {})
-        options = ["--beam", str(decode.get("beam_size", 5)), "--lenpen", str(decode.get("length_penalty", 1.0))]
+        # a test set holds one sentence a line: translated as such, whatever the sentence splitter would say
+        options = [
+            "--beam",
+            str(decode.get("beam_size", 5)),
+            "--lenpen",
+            str(decode.get("length_penalty", 1.0)),
+            "--split",
+            "none",
+        ]
         threads = ["--threads", str(self.threads)] if self.threads else []
         scores: dict = {}
         for split in ["valid", *self.test_splits()]:
@@ -308,6 +316,8 @@ class Pipeline:
             str(decode.get("beam_size", 5)),
             "--lenpen",
             str(decode.get("length_penalty", 1.0)),
+            "--split",
+            "none",
             *threads,
             stage="translate",
             capture=True,

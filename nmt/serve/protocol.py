@@ -221,7 +221,7 @@ class Translations(TypedDict):
             list[str],
             Field(
                 description="What was done to translate a line, naming it (1-based): 'line 2: 1300 tokens, "
-                "longer than the model takes; translating its first 1022'. Absent when nothing was."
+                "longer than the model takes; translated in 2 parts'. Absent when nothing was."
             ),
         ]
     ]
