@@ -276,7 +276,7 @@ def test_ctranslate2_engine_keeps_one_line_per_line(ct2_dir, tmp_path, beam):
     lines = result.stdout.split("\n")
     assert lines[-1] == "" and len(lines) - 1 == len(HOSTILE) + 2
     assert lines[1] == lines[2] == lines[8] == ""
-    assert lines[0] and lines[3]  # the over-long line is translated (truncated), not dropped
+    assert lines[0] and lines[3]  # the over-long line is translated (in parts), not dropped
     assert "invalid UTF-8" in result.stderr and "longer than the model takes" in result.stderr
 
 
@@ -357,6 +357,8 @@ def test_export_command(tiny_model_dir, tmp_path):
     described = json.loads((out / "nmt.json").read_text(encoding="utf-8"))
     assert described["format"] == "ctranslate2" and described["spm"] == {"src": "spm.model", "tgt": "spm.model"}
     assert len(described["source"]["model_sha256"]) == 64
+    # the languages, so that the export alone knows the rules of the source's sentences
+    assert (described["src_lang"], described["tgt_lang"]) == ("en", "fr")
     again = runner.invoke(app, ["export", "-m", str(tiny_model_dir), "--out", str(out)])
     assert again.exit_code == 2 and "already exists" in again.output
     forced = runner.invoke(
@@ -461,3 +463,21 @@ def test_bf16_where_it_is_emulated_gets_a_warning(tiny_model_dir, prepared_sampl
     )
     assert result.exit_code == 0, result.output
     assert ("warning: no bf16 instructions here; use --precision fp32 here" in result.output) == (not native)
+
+
+def test_both_engines_know_the_source_language(tiny_model_dir, ct2_dir, tmp_path):
+    """The rules of the sentence boundaries: from config.json, from nmt.json, or for an export made before
+    nmt.json recorded them, from the exported model's config.json while it is there unchanged (else none)."""
+    from nmt.ct2 import CT2Translator
+    from nmt.translate import Translator
+
+    assert Translator.load(tiny_model_dir, threads=1).src_lang == "en"
+    moved = shutil.copytree(ct2_dir, tmp_path / "elsewhere")
+    assert CT2Translator.load(moved, threads=1).src_lang == "en"
+    described = json.loads((moved / "nmt.json").read_text(encoding="utf-8"))
+    older = {k: v for k, v in described.items() if k not in ("src_lang", "tgt_lang")}
+    (moved / "nmt.json").write_text(json.dumps(older), encoding="utf-8")
+    assert CT2Translator.load(moved, threads=1).src_lang == "en"  # the source model is still where it was
+    older["source"]["path"] = str(tmp_path / "gone")
+    (moved / "nmt.json").write_text(json.dumps(older), encoding="utf-8")
+    assert CT2Translator.load(moved, threads=1).src_lang is None

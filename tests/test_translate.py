@@ -1,9 +1,13 @@
 """`nmt translate` is a Unix filter: exactly one output line per input line whatever the input;
-batched translation equals one sentence at a time; `nmt score -m` equals translate-then-score."""
+batched translation equals one sentence at a time; `nmt score -m` equals translate-then-score; the sentences
+of a line are translated each and joined back in one line; a 5,000-token line is translated whole."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from helpers import one_error_line
@@ -16,6 +20,8 @@ from nmt.translate import Translator
 pytestmark = pytest.mark.integration
 
 runner = CliRunner()
+NMT = str(Path(sys.executable).with_name("nmt"))  # the console script pyproject.toml declares
+PARAGRAPH = "Hello! How was your day? I hope the meeting went well."
 
 HOSTILE = [
     "How was your day?",
@@ -147,3 +153,56 @@ def test_sampling_is_reproducible_and_keeps_lines(tiny_model_dir):
     greedy = invoke(tiny_model_dir, data, "--beam", "1")
     one_choice = invoke(tiny_model_dir, data, "--sampling", "--top-k", "1")
     assert one_choice.stdout == greedy.stdout
+
+
+@pytest.mark.system
+def test_a_paragraph_comes_back_as_one_line_of_translated_sentences(tiny_model_dir):
+    """The issue's acceptance: `echo "Hello! How was your day? I hope ..." | nmt translate -m MODEL`."""
+    run = [NMT, "translate", "-m", str(tiny_model_dir), "--threads", "1"]
+    plain = subprocess.run(run, input=f"{PARAGRAPH}\n".encode(), capture_output=True, check=True)
+    [line] = plain.stdout.decode("utf-8").splitlines()
+    as_json = subprocess.run([*run, "--format", "jsonl"], input=f"{PARAGRAPH}\n".encode(), capture_output=True)
+    [record] = [json.loads(row) for row in as_json.stdout.decode("utf-8").splitlines()]
+    sentences = record["sentences"]
+    assert [s["source"] for s in sentences] == ["Hello!", "How was your day?", "I hope the meeting went well."]
+    assert record["text"] == line == " ".join(s["text"] for s in sentences)
+    assert record["log_prob"] == pytest.approx(sum(s["log_prob"] for s in sentences), abs=1e-3)
+    assert all(s["text"] and s["score"] <= 0 for s in sentences)
+    whole = subprocess.run([*run, "--split", "none"], input=f"{PARAGRAPH}\n".encode(), capture_output=True)
+    assert whole.returncode == 0 and len(whole.stdout.decode("utf-8").splitlines()) == 1
+
+
+def test_split_none_translates_each_line_as_one_search(tiny_model_dir, sample_dir):
+    """--split none is one sentence a line, as test sets and `nmt score` want: each line's translation is the
+    best hypothesis of one search of the whole line."""
+    lines = [PARAGRAPH, *(sample_dir / "test.en").read_text(encoding="utf-8").splitlines()[:5]]
+    translator = Translator.load(tiny_model_dir, DecodeConfig(beam_size=2, split="none"), threads=1)
+    found = translator.translate_batch(lines)
+    hyps = translator.search_ids(translator.encode(lines, lambda message: None))
+    assert [t.text for t in found] == [" ".join(translator.tgt_tok.decode(h[0].tokens).split()) for h in hyps]
+    assert [t.score for t in found] == [h[0].score for h in hyps]
+    assert all(len(t.sentences) == 1 for t in found)
+    split = translator.with_config(split="sentence").translate_batch(lines)
+    assert len(split[0].sentences) == 3 and [t.text for t in split[1:]] == [t.text for t in found[1:]]
+
+
+def test_a_5000_token_line_is_translated_whole_not_cut(tiny_model_dir):
+    words = [f"house{i % 7}" if i % 3 else "the" for i in range(2500)]
+    long_line = " ".join(words)  # one sentence, no punctuation: cut between words
+    translator = Translator.load(tiny_model_dir, DecodeConfig(beam_size=1), threads=1)
+    searched: list[list[int]] = []
+    search = translator.search_ids
+
+    def spy(ids: list[list[int]]):
+        searched.extend(ids)
+        return search(ids)
+
+    translator.search_ids = spy  # type: ignore[method-assign]
+    warned: list[str] = []
+    [t] = translator.translate_batch([long_line], warned.append)
+    assert len(translator.src_tok.encode(long_line)) >= 5000
+    assert len(searched) == len(t.sentences) > 1 and all(len(ids) <= translator.max_src_tokens for ids in searched)
+    assert " ".join(s.source for s in t.sentences).split() == words  # every word of the line went in
+    assert all(s.tokens for s in t.sentences)  # and every piece gave output
+    assert t.text.split() == " ".join(s.text for s in t.sentences).split()
+    assert warned and "translated in" in warned[0] and "longer than the model takes" in warned[0]
