@@ -38,14 +38,14 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 @handle_errors
-@settings(Limits, (DecodeConfig, ("beam_size",)))
+@settings(Limits, (DecodeConfig, ("beam_size", "split")))
 def serve(
     model: ModelOpt,
     host: Annotated[
         str, typer.Option(help="Address to listen on; 0.0.0.0 exposes the server to the network (put a proxy first).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
-    settings: Settings = FROM_FLAGS,  # the request limits and --beam (nmt_cli.settings)
+    settings: Settings = FROM_FLAGS,  # the request limits, --beam and --split (nmt_cli.settings)
     threads: Annotated[
         int | None, typer.Option(help="CPU threads for the model. [default: all cores]", show_default=False)
     ] = None,
@@ -69,7 +69,8 @@ def serve(
     from nmt.serve import create_app
 
     limits = settings.make(Limits)
-    beam = settings.make(DecodeConfig).beam_size
+    decode = settings.make(DecodeConfig)
+    beam = decode.beam_size
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port {port}: must be from 0 to 65535")
     if threads is not None and threads < 1:
@@ -79,7 +80,10 @@ def serve(
     keep_freed_memory()  # process-wide settings are the command's to make, not the library's
     cores = threads or all_cores()
     app = create_app(
-        lambda: load(model, beam_size=beam, nbest=beam, threads=cores, batch_tokens=limits.batch_tokens), limits
+        lambda: load(
+            model, beam_size=beam, nbest=beam, threads=cores, batch_tokens=limits.batch_tokens, split=decode.split
+        ),
+        limits,
     )
     # uvicorn handles SIGINT/SIGTERM (stop listening, answer the requests in flight, drain the batcher) and then
     # raises the signal again under the handlers found before it: these make that a clean exit 0.

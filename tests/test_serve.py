@@ -134,6 +134,32 @@ def test_beam_and_alignment_per_request_equal_nmt_translate(
     assert with_alignment == other_options["aligned"]
 
 
+def test_split_per_request_equals_nmt_translate(server: Server, tiny_model_dir: Path) -> None:
+    """A request's "split" is `nmt translate --split`; without one, the server's (sentence, the default)."""
+    paragraphs = ["Hello! How was your day? I hope the meeting went well.", "Good morning. Thank you very much."]
+    said = {}
+    for split in ("sentence", "none"):
+        run = subprocess.run(
+            [sys.executable, "-m", "nmt_cli.main", "translate", "-m", str(tiny_model_dir), "--threads", "1"]
+            + ["--split", split],
+            input="\n".join(paragraphs) + "\n",
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        )
+        said[split] = run.stdout.split("\n")[: len(paragraphs)]
+    # sent together, so the batcher sees requests with different options side by side
+    asked = [
+        ThreadPoolExecutor(1).submit(server.translate, paragraphs, **fields)
+        for fields in ({"split": "none"}, {}, {"split": "sentence"})
+    ]
+    (s1, whole), (s2, default), (s3, split) = [f.result(60) for f in asked]
+    assert s1 == s2 == s3 == 200
+    texts = [[t["text"] for t in body["translations"]] for body in (whole, default, split)]
+    assert texts == [said["none"], said["sentence"], said["sentence"]]
+
+
 def test_info_of_an_average_says_what_it_is() -> None:
     """/info is `nmt info --json`: an average of checkpoints, its steps, not validated."""
     s = Server(ROOT / "tests" / "fixtures" / "averaged")
@@ -203,6 +229,7 @@ def test_concurrent_requests_batched_and_in_order(server: Server, expected: dict
             "'nbest' 3: must be from 1 to the beam size, 2",
         ),
         (json.dumps({"text": "a", "align": "yes"}).encode(), 400, "'align' is str"),
+        (json.dumps({"text": "a", "split": "words"}).encode(), 400, "'split' 'words': give 'sentence' or 'none'"),
         (json.dumps({"text": "a\nb"}).encode(), 400, "line break"),
         (json.dumps({"text": ["hello"] * 10_000}).encode(), 413, "10,000 lines"),
         (json.dumps({"text": "a" * 1_000_000}).encode(), 413, "over 1,000,000 bytes"),  # a 1 MB line: body too large

@@ -1,6 +1,7 @@
 """`nmt serve`: a loaded model behind a small HTTP JSON API (Starlette), with micro-batching.
 
-    POST /translate     {"text": "one line"} or {"text": ["line", ...], "beam": 5, "nbest": 2, "align": true}
+    POST /translate     {"text": "one line"} or {"text": ["line", ...], "beam": 5, "nbest": 2, "align": true,
+                         "split": "none"}
                         → {"translations": [{"text", "score", "nbest": [{"text", "score", "log_prob"}],
                                              "alignment": "0-0 1-2 ..." (when asked)}, ...]}
     GET  /              → a small web page: type, see the translation (nmt/serve_page.html, no external assets)

@@ -27,11 +27,13 @@ class ShuttingDown(RuntimeError):
 
 @dataclass(frozen=True)
 class Options:
-    """How a request's lines are searched: the beam size (the n-best list holds up to that many) and whether
-    each translation carries its word alignment. Requests batch together only with the same options."""
+    """How a request's lines are searched: the beam size (the n-best list holds up to that many), whether
+    each translation carries its word alignment, and what a line is cut into (DecodeConfig.split; None: the
+    server's). Requests batch together only with the same options."""
 
     beam: int
     align: bool = False
+    split: str | None = None
 
 
 @dataclass
@@ -97,10 +99,13 @@ class Batcher:
     def _translator(self, options: Options | None) -> LineTranslator:
         """The translator for `options`: the loaded one with another beam, or with alignments (made once)."""
         base = self.translator
-        if options is None or (options.beam == base.config.beam_size and options.align == base.align):
+        if options is None:
+            return base
+        split = options.split or base.config.split
+        if options.beam == base.config.beam_size and options.align == base.align and split == base.config.split:
             return base
         if options not in self._variants:
-            variant = base.with_config(beam_size=options.beam, nbest=options.beam, align=options.align)
+            variant = base.with_config(beam_size=options.beam, nbest=options.beam, align=options.align, split=split)
             self._variants[options] = variant
         return self._variants[options]
 

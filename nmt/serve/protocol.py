@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any, NotRequired, cast
+from typing import Annotated, Any, NotRequired, cast, get_type_hints
 
 from pydantic import (
     BaseModel,
@@ -30,10 +30,17 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
+from nmt.config import DecodeConfig
 from nmt.line_translator import Translation
 from nmt.serve.batcher import Limits, Options
 
-FIELDS = ("text", "beam", "nbest", "align")  # the fields of a /translate request, in the order they are checked
+FIELDS = (
+    "text",
+    "beam",
+    "nbest",
+    "align",
+    "split",
+)  # the fields of a /translate request, in the order they are checked
 
 
 class RequestError(Exception):
@@ -84,6 +91,7 @@ def request_schema(max_lines: int, max_beam: int, can_align: bool) -> type[BaseM
     converted (a "2" is not a 2, a true not a 1)."""
     lines = Annotated[list[Line], Tag("lines"), Field(min_length=1, max_length=max_lines)]
     text = Annotated[Annotated[Line, Tag("line")] | lines, Discriminator(_text_kind)]
+    split: Any = get_type_hints(DecodeConfig)["split"] | None  # DecodeConfig.split's choices; None: the server's
     return create_model(
         "Request",
         __config__=ConfigDict(extra="forbid", strict=True, frozen=True),
@@ -112,6 +120,14 @@ def request_schema(max_lines: int, max_beam: int, can_align: bool) -> type[BaseM
                 "translation; PyTorch engine only.",
             ),
         ),
+        split=(
+            split,
+            Field(
+                None,
+                description="'sentence': translate each sentence of a line and join them back; 'none': a line "
+                "is one sentence. Default: the server's (--split).",
+            ),
+        ),
     )
 
 
@@ -132,13 +148,13 @@ def parse_request(body: bytes, max_lines: int, max_beam: int, can_align: bool = 
         raise _refusal(e.errors(include_url=False), data, max_lines, max_beam) from e
     fields = asked.model_dump()
     lines = [fields["text"]] if isinstance(fields["text"], str) else fields["text"]
-    return Asked(lines, fields["nbest"], Options(fields["beam"], fields["align"]))
+    return Asked(lines, fields["nbest"], Options(fields["beam"], fields["align"], fields["split"]))
 
 
 # What a request's faults are told under, in the order they are told (the first only): the body's shape, then
 # the fields as listed, and within 'text' its form before its lines' contents. A check across fields (pydantic
 # runs it only when every field is valid) is told under the field it refuses.
-_ORDER = ("model_type", "extra_forbidden", "missing", "text", "text:line", "beam", "nbest", "align")
+_ORDER = ("model_type", "extra_forbidden", "missing", "text", "text:line", "beam", "nbest", "align", "split")
 _ACROSS = {"nbest_over_beam": "nbest", "cannot_align": "align"}
 
 
@@ -174,6 +190,8 @@ def _refusal(errors: list[ErrorDetails], data: Any, max_lines: int, max_beam: in
             400, f"'{about}' is {name}: " + ("give true or false" if about == "align" else "give an integer")
         )
     fields = cast(dict[str, Any], data)
+    if about == "split":
+        return RequestError(400, f"'split' {value!r}: give 'sentence' or 'none'")
     if about == "beam":
         return RequestError(400, f"'beam' {value}: must be from 1 to the server's --beam, {max_beam}")
     if about == "nbest":
