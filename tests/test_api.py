@@ -39,6 +39,25 @@ def test_results_carry_nbest_scores_and_alignment(tiny_model_dir):
     assert nmt.load(tiny_model_dir, threads=1).info["kind"] == "model"
 
 
+def test_sentences_of_a_line_are_translated_each_unless_split_none(tiny_model_dir, tmp_path):
+    paragraph = "Hello! How was your day? I hope the meeting went well."
+    [split] = nmt.load(tiny_model_dir, beam_size=2, threads=1, align=True).translate(paragraph, results=True)
+    assert [s.source for s in split.sentences] == ["Hello!", "How was your day?", "I hope the meeting went well."]
+    assert split.text == " ".join(s.text for s in split.sentences)
+    assert split.nbest[0][2] == pytest.approx(sum(s.log_prob for s in split.sentences))
+    # the alignment numbers the words of the whole line on both sides
+    pairs = [tuple(map(int, pair.split("-"))) for pair in (split.alignment or "").split()]
+    assert pairs and all(i < len(paragraph.split()) and j < len(split.text.split()) for i, j in pairs)
+    assert max(i for i, _ in pairs) >= len("Hello! How was your day?".split())  # the third sentence's words too
+    whole = nmt.load(tiny_model_dir, beam_size=2, threads=1, split="none")
+    [one] = whole.translate(paragraph, results=True)
+    assert len(one.sentences) == 1 and one.sentences[0].source == paragraph
+    (tmp_path / "p.en").write_text(f"{paragraph}\n", encoding="utf-8")
+    assert whole.translate_file(tmp_path / "p.en") == [one.text]
+    with pytest.raises(ConfigError, match="split must be 'sentence' or 'none', not 'words'"):
+        nmt.load(tiny_model_dir, split="words")
+
+
 def test_bad_options_and_input_are_config_errors(tiny_model_dir):
     with pytest.raises(ConfigError, match="nmt.load: unknown option"):
         nmt.load(tiny_model_dir, beam_width=3)

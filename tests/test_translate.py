@@ -110,6 +110,15 @@ def test_bad_model_dir_is_a_clear_error(tmp_path):
     assert result.exit_code == 2 and "no such model directory" in result.output
 
 
+def test_a_split_that_is_not_one_is_refused(tiny_model_dir, tmp_path):
+    one_error_line(invoke(tiny_model_dir, b"Hello\n", "--split", "words"), "--split", "sentence", "none")
+    config = tmp_path / "c.toml"
+    config.write_text('[decode]\nsplit = "none"\n', encoding="utf-8")
+    paragraph = b"Hello! How was your day? I hope the meeting went well.\n"
+    by_table = invoke(tiny_model_dir, paragraph, "--config", str(config))
+    assert by_table.exit_code == 0 and by_table.stdout == invoke(tiny_model_dir, paragraph, "--split", "none").stdout
+
+
 def test_nbest_larger_than_beam_is_refused(tiny_model_dir):
     result = invoke(tiny_model_dir, b"Hello\n", "--beam", "2", "--nbest", "3")
     assert result.exit_code == 2 and "--nbest 3 needs --beam of at least 3" in result.output
