@@ -1,10 +1,10 @@
 """A line as the pieces the model translates, and their translations put back together as the line's.
 
 `sentences` gives a line's sentences (nmt.sentences), or the whole line with split "none", each without the
-whitespace around it, which is kept to join the translations back. `fit` cuts a sentence
-longer than the model takes: at punctuation inside it (; then : then , then dashes), then between words, and a
-single word longer than that between its subword pieces, packing neighbours back together while they fit; no
-text is ever left out. `join` writes the translations with the line's own spacing, and `word_offsets` says
+whitespace around it, which is kept to join the translations back. `fit` cuts a sentence longer than the model
+takes: at punctuation inside it (; then : then , then dashes), then between words, and a single word longer
+than that between its subword pieces, packing neighbours back together while they fit; no text is ever left
+out. `join` writes the translations with the line's own spacing, and `word_offsets` says
 where each piece's words start among the joined line's whitespace-separated words (to shift an alignment).
 
 Knows text, ids and a SentencePiece tokenizer; not the model, not the search, not `Translation`."""
