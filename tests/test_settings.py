@@ -24,7 +24,7 @@ CONFIGS = (ModelConfig, TrainConfig, DecodeConfig, SamplingConfig, PrepareConfig
 COMMANDS = {
     "train": {ModelConfig: None, TrainConfig: None},
     "translate": {DecodeConfig: None, SamplingConfig: None},
-    "serve": {Limits: None, DecodeConfig: {"beam_size"}},
+    "serve": {Limits: None, DecodeConfig: {"beam_size", "split"}},
     "prepare": {PrepareConfig: None},
     "score": {DecodeConfig: {"beam_size", "length_penalty", "batch_tokens"}},
     "attention": {DecodeConfig: {"beam_size"}},
