@@ -1,0 +1,498 @@
+"""A run of inline text with markup (a Markdown paragraph, an HTML <p>): the plain text the model translates, and
+the markup carried over to the translation along the word alignment.
+
+Markup comes in two kinds. A span wraps words (emphasis, a link, <b>...</b>): its opening and closing markup are
+kept verbatim and put around the target words aligned to its source words (from the first to the last of them).
+An atom is a verbatim piece between words that is not translated (inline code, an image, <br>, a URL): it goes
+after the target word aligned to the source word before it. Where the alignment is missing (an engine that cannot
+align) or would break the nesting (two spans crossing), a span or an atom falls back to the same relative position
+in the target. Every atom and every span's markup appears exactly once in the output, properly nested; a span that
+holds no words is kept as an atom, and one never closed (or a close never opened) as an atom where it stood.
+
+Words are whitespace-separated, as the model's alignments count them (nmt.attention.word_alignment). This module
+knows neither Markdown nor HTML: a format module feeds a `Builder` and escapes the translated words."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+WORD = re.compile(r"\S+")
+URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"']*[^\s<>\"'.,;:!?)\]}]")  # a bare URL: kept, never translated
+HEAD = re.compile(r"^[^\w\s]+")  # leading punctuation of a word (an opening quote)
+TAIL = re.compile(r"[^\w\s]+$")  # trailing punctuation of a word (a full stop after a link)
+
+
+@dataclass
+class _Span:
+    open: str
+    key: str | None
+    note: object
+    start: int  # where it opens in the plain text
+    piece: int  # how many source pieces came before it (to rebuild it verbatim when it holds no words)
+    atoms: int  # how many atoms came before it
+    last: str  # the source character before it
+    parent: int | None
+    close: str = ""
+    end: int = -1  # -1 while it is open
+
+
+@dataclass
+class _Atom:
+    text: str
+    pos: int  # the separating space it stands on in the plain text
+    glued_left: bool  # no whitespace between it and what comes before (kept so in the output)
+    owner: int | None  # the innermost span around it
+    glued_right: bool = False
+    opener: bool = False  # the opening markup of a span never closed
+
+
+@dataclass(frozen=True)
+class SpanAt:
+    """A span over source words first..last (inclusive); `trim_head`/`trim_tail`: its markup stood inside the
+    punctuation of its first/last word (`*hello*,`), and goes inside the target word's punctuation too."""
+
+    open: str
+    close: str
+    first: int
+    last: int
+    parent: int | None
+    trim_head: bool
+    trim_tail: bool
+
+
+@dataclass(frozen=True)
+class AtomAt:
+    """An atom after source word `after` (-1: before every word), glued to its neighbours or not."""
+
+    text: str
+    after: int
+    owner: int | None
+    glued_left: bool
+    glued_right: bool
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a Builder made: the words the model translates (`text`, one line), spans and atoms around them."""
+
+    words: tuple[str, ...]
+    spans: tuple[SpanAt, ...]
+    atoms: tuple[AtomAt, ...]
+    unclosed: tuple[object, ...]  # the notes of spans never closed (kept as atoms)
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+    @property
+    def plain(self) -> bool:
+        """No markup at all: the translation is the output."""
+        return not self.spans and not self.atoms
+
+
+class Builder:
+    """Feed a run's pieces in source order: text (unescaped, newlines allowed), atoms, opening and closing markup."""
+
+    def __init__(self, protect_urls: bool = True) -> None:
+        self._plain: list[str] = []
+        self._length = 0
+        self._pieces: list[str] = []  # every verbatim piece, in order
+        self._spans: list[_Span] = []
+        self._atoms: list[_Atom] = []
+        self._stack: list[int] = []
+        self._last = ""  # the last source character (for glue)
+        self._waiting: list[_Atom | _Span] = []  # atoms and opens waiting to learn what follows them
+        self._protect_urls = protect_urls
+
+    def _follow(self, first: str) -> None:
+        for item in self._waiting:
+            if isinstance(item, _Atom):
+                item.glued_right = not first.isspace()
+        self._waiting = []
+
+    def text(self, text: str) -> None:
+        if not text:
+            return
+        if self._protect_urls and ("://" in text or "www." in text):
+            cursor = 0
+            for match in URL.finditer(text):
+                self._text(text[cursor : match.start()])
+                self.atom(match.group())
+                cursor = match.end()
+            text = text[cursor:]
+        self._text(text)
+
+    def _text(self, text: str) -> None:
+        if not text:
+            return
+        self._follow(text[0])
+        self._pieces.append(text)
+        self._plain.append(text)
+        self._length += len(text)
+        self._last = text[-1]
+
+    def atom(self, text: str) -> None:
+        """A verbatim piece that is not translated; it stands between words (a space separates it in the plain
+        text, so that `one<br>two` is two words)."""
+        self._follow(text[:1] or " ")
+        glued = bool(self._last) and not self._last.isspace()
+        atom = _Atom(text, self._length, glued, self._stack[-1] if self._stack else None)
+        self._atoms.append(atom)
+        self._waiting.append(atom)
+        self._pieces.append(text)
+        self._plain.append(" ")
+        self._length += 1
+        self._last = text[-1:] or self._last
+
+    def open(self, markup: str, key: str | None = None, note: object = None) -> None:
+        """Opening markup of a span; `close` with the same `key` ends it."""
+        self._follow(markup[:1] or " ")
+        parent = self._stack[-1] if self._stack else None
+        span = _Span(markup, key, note, self._length, len(self._pieces), len(self._atoms), self._last, parent)
+        self._stack.append(len(self._spans))
+        self._spans.append(span)
+        self._pieces.append(markup)
+        self._last = markup[-1:] or self._last
+
+    def close(self, markup: str, key: str | None = None) -> bool:
+        """Closing markup of the innermost open span, if its key is `key`; False (nothing done) otherwise."""
+        if not self._stack or self._spans[self._stack[-1]].key != key:
+            return False
+        index = self._stack.pop()
+        span = self._spans[index]
+        if not "".join(self._plain)[span.start :].strip():  # no words inside: one atom, verbatim
+            verbatim = span.open + "".join(self._pieces[span.piece + 1 :]) + markup
+            folded = self._atoms[span.atoms :]
+            self._waiting = [item for item in self._waiting if not any(item is atom for atom in folded)]
+            del self._spans[index:], self._atoms[span.atoms :], self._pieces[span.piece :]
+            self._truncate(span.start)
+            self._last = span.last
+            self.atom(verbatim)
+            return True
+        self._follow(markup[:1] or " ")
+        span.close, span.end = markup, self._length
+        self._pieces.append(markup)
+        self._last = markup[-1:] or self._last
+        return True
+
+    def _truncate(self, length: int) -> None:
+        plain = "".join(self._plain)[:length]
+        self._plain, self._length = [plain], length
+
+    def finish(self) -> Run:
+        """The run; spans still open become atoms where they opened."""
+        unclosed = []
+        for index in reversed(self._stack):
+            span = self._spans[index]
+            unclosed.append(span.note)
+            glued_left = bool(span.last) and not span.last.isspace()
+            self._atoms.append(_Atom(span.open, span.start, glued_left, span.parent, glued_right=True, opener=True))
+        open_spans = set(self._stack)
+        plain = "".join(self._plain)
+        words = [(m.start(), m.end()) for m in WORD.finditer(plain)]
+        starts = [start for start, _ in words]
+        spans = self._spans_at(plain, words, starts, open_spans)
+        renumber = {old: new for new, old in enumerate(i for i in range(len(self._spans)) if i not in open_spans)}
+        atoms = [
+            AtomAt(
+                atom.text,
+                _words_before(starts, atom.pos) - 1,
+                _owner(atom.owner, self._spans, renumber),
+                atom.glued_left,
+                atom.glued_right,
+            )
+            for atom in sorted(self._atoms, key=lambda atom: (atom.pos, not atom.opener))
+        ]
+        return Run(tuple(plain[s:e] for s, e in words), tuple(spans), tuple(atoms), tuple(reversed(unclosed)))
+
+    def _spans_at(
+        self, plain: str, words: list[tuple[int, int]], starts: list[int], open_spans: set[int]
+    ) -> list[SpanAt]:
+        renumber: dict[int, int] = {}
+        out: list[SpanAt] = []
+        for index, span in enumerate(self._spans):
+            if index in open_spans:
+                continue
+            first = _words_before(starts, span.start + 1) - 1
+            if first < 0 or words[first][1] <= span.start:
+                first += 1  # the span starts between words
+            last = _words_before(starts, span.end) - 1
+            head = plain[words[first][0] : span.start]
+            tail = plain[span.end : words[last][1]] if span.end < words[last][1] else ""
+            renumber[index] = len(out)
+            out.append(
+                SpanAt(
+                    span.open,
+                    span.close,
+                    first,
+                    last,
+                    _owner(span.parent, self._spans, renumber),
+                    bool(head) and bool(HEAD.fullmatch(head)),
+                    bool(tail) and bool(TAIL.fullmatch(tail)),
+                )
+            )
+        return out
+
+
+def _words_before(starts: list[int], pos: int) -> int:
+    """How many words start before `pos`."""
+    import bisect
+
+    return bisect.bisect_left(starts, pos)
+
+
+def _owner(index: int | None, spans: list[_Span], renumber: dict[int, int]) -> int | None:
+    """The innermost span that is kept (closed), renumbered."""
+    while index is not None and index not in renumber:
+        index = spans[index].parent
+    return None if index is None else renumber[index]
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing a translated run back
+
+
+def alignment_pairs(alignment: str | None, n_src: int, n_tgt: int) -> dict[int, list[int]] | None:
+    """Source word -> its aligned target words, from a Pharaoh string; None without a usable alignment."""
+    if alignment is None:
+        return None
+    aligned: dict[int, list[int]] = {}
+    try:
+        for pair in alignment.split():
+            s, t = (int(x) for x in pair.split("-"))
+            if 0 <= s < n_src and 0 <= t < n_tgt:
+                aligned.setdefault(s, []).append(t)
+    except ValueError:
+        return None
+    return aligned
+
+
+@dataclass
+class _Placed:
+    span: SpanAt
+    start: int  # target word boundaries: the span wraps target words start..end-1
+    end: int
+    children: list[int] = field(default_factory=list)
+
+
+def render(run: Run, target: str, alignment: str | None, escape: Callable[[str], str] = lambda word: word) -> list[str]:
+    """The translated run with its markup, as chunks: " ".join(chunks) is the text, and a line may break between
+    any two chunks (each starts with a word or the opening markup before one). `target` is the translation of
+    `run.text`, `alignment` its Pharaoh word alignment (None: by relative position)."""
+    words = target.split()
+    aligned = alignment_pairs(alignment, len(run.words), len(words))
+    placed = _place_spans(run, len(words), aligned)
+    pieces = _Emitter(run, words, placed, aligned).emit()
+    return _chunks(pieces, escape)
+
+
+def _relative(first: int, last: int, n_src: int, n_tgt: int) -> tuple[int, int]:
+    start = first * n_tgt // max(n_src, 1)
+    end = max(start + 1, -(-(last + 1) * n_tgt // max(n_src, 1)))
+    return min(start, n_tgt), min(end, n_tgt)
+
+
+def _place_spans(run: Run, n_tgt: int, aligned: dict[int, list[int]] | None) -> list[_Placed]:
+    placed: list[_Placed] = []
+    roots: list[int] = []
+    for index, span in enumerate(run.spans):
+        fallback = _relative(span.first, span.last, len(run.words), n_tgt)
+        wanted = None
+        if aligned is not None:
+            targets = [t for s in range(span.first, span.last + 1) for t in aligned.get(s, [])]
+            wanted = (min(targets), max(targets) + 1) if targets else None
+        bounds = (0, n_tgt) if span.parent is None else (placed[span.parent].start, placed[span.parent].end)
+        siblings = roots if span.parent is None else placed[span.parent].children
+        start, end = _fit(wanted, fallback, bounds, [(placed[i].start, placed[i].end) for i in siblings])
+        siblings.append(index)
+        placed.append(_Placed(span, start, end))
+    return placed
+
+
+def _fit(
+    wanted: tuple[int, int] | None, fallback: tuple[int, int], bounds: tuple[int, int], taken: list[tuple[int, int]]
+) -> tuple[int, int]:
+    """An interval inside `bounds` that crosses no interval of `taken` (its placed siblings): the aligned one
+    if it fits, else the relative one, else the best part of the free gap nearest to it."""
+    low, high = bounds
+    for option in (wanted, fallback):
+        if option is None:
+            continue
+        start, end = max(option[0], low), min(option[1], high)
+        if start < end and all(end <= a or start >= b for a, b in taken):
+            return start, end
+    gaps = _gaps(bounds, taken)
+    if not gaps:  # every word is taken by a sibling: an empty span where the relative position says
+        point = min(max(fallback[0], low), high)
+        for a, b in taken:
+            if a < point < b:
+                point = b
+        return point, point
+    want_start, want_end = fallback
+
+    def distance(gap: tuple[int, int]) -> tuple[int, int]:
+        overlap = min(gap[1], want_end) - max(gap[0], want_start)
+        return (-overlap, max(gap[0] - want_end, want_start - gap[1], 0))
+
+    gap = min(gaps, key=distance)
+    start, end = max(gap[0], want_start), min(gap[1], want_end)
+    if start >= end:  # no overlap: the gap's word nearest to where it was wanted
+        start = min(max(want_start, gap[0]), gap[1] - 1)
+        end = start + 1
+    return start, end
+
+
+def _gaps(bounds: tuple[int, int], taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The stretches of words inside `bounds` that no interval of `taken` holds."""
+    gaps, cursor = [], bounds[0]
+    for a, b in sorted(taken):
+        if a > cursor:
+            gaps.append((cursor, a))
+        cursor = max(cursor, b)
+    if cursor < bounds[1]:
+        gaps.append((cursor, bounds[1]))
+    return gaps
+
+
+@dataclass
+class _Piece:
+    kind: str  # word, head, tail, open, close, atom
+    text: str
+    space_before: bool
+    space_after: bool
+    trim: bool = False
+
+
+class _Emitter:
+    """Walks the placed spans as a tree, putting words, atoms and markup in order."""
+
+    def __init__(
+        self,
+        run: Run,
+        words: list[str],
+        placed: list[_Placed],
+        aligned: dict[int, list[int]] | None,
+    ) -> None:
+        self.words, self.placed = words, placed
+        self.pieces: list[_Piece] = []
+        roots = [i for i, p in enumerate(placed) if p.span.parent is None]
+        self.roots = roots
+        self.atoms_at: dict[tuple[int | None, int], list[AtomAt]] = {}
+        self.glue: dict[int, tuple[bool, bool]] = {}
+        for atom in run.atoms:
+            boundary = _atom_boundary(atom.after, len(run.words), len(words), aligned)
+            owner = self._effective_owner(atom.owner, boundary)
+            self.atoms_at.setdefault((owner, boundary), []).append(atom)
+            self.glue[id(atom)] = _glue(atom, boundary, words, aligned)
+
+    def _effective_owner(self, owner: int | None, boundary: int) -> int | None:
+        while owner is not None and not self.placed[owner].start <= boundary <= self.placed[owner].end:
+            owner = self.placed[owner].span.parent
+        while True:  # down into a child that now holds the boundary strictly inside
+            children = self.roots if owner is None else self.placed[owner].children
+            inner = [c for c in children if self.placed[c].start < boundary < self.placed[c].end]
+            if not inner:
+                return owner
+            owner = inner[0]
+
+    def emit(self) -> list[_Piece]:
+        self._node(None, 0, len(self.words))
+        return self.pieces
+
+    def _node(self, node: int | None, start: int, end: int) -> None:
+        children = self.roots if node is None else self.placed[node].children
+        cursor = start
+        for child in sorted(children, key=lambda c: (self.placed[c].start, self.placed[c].end)):
+            placed = self.placed[child]
+            self._words(node, cursor, placed.start)
+            self._open(placed.span)
+            self._node(child, placed.start, placed.end)
+            self._close(placed.span)
+            cursor = placed.end
+        self._words(node, cursor, end)
+
+    def _words(self, node: int | None, start: int, end: int) -> None:
+        for boundary in range(start, end + 1):
+            for atom in self.atoms_at.pop((node, boundary), []):
+                left, right = self.glue[id(atom)]
+                self.pieces.append(_Piece("atom", atom.text, not left, not right))
+            if boundary < end:
+                self._word(self.words[boundary])
+
+    def _word(self, word: str) -> None:
+        opens = 0  # the opens just before it that stood inside the word's leading punctuation
+        while opens < len(self.pieces) and self.pieces[-1 - opens].kind == "open" and self.pieces[-1 - opens].trim:
+            opens += 1
+        head = HEAD.match(word) if opens else None
+        if head and head.end() < len(word):
+            at = len(self.pieces) - opens
+            self.pieces.insert(at, _Piece("head", head.group(), True, False))
+            word = word[head.end() :]
+        self.pieces.append(_Piece("word", word, True, True))
+
+    def _open(self, span: SpanAt) -> None:
+        self.pieces.append(_Piece("open", span.open, True, False, span.trim_head))
+
+    def _close(self, span: SpanAt) -> None:
+        close = _Piece("close", span.close, False, True)
+        last = self.pieces[-1] if self.pieces else None
+        if span.trim_tail and last is not None and last.kind == "tail":
+            self.pieces.insert(len(self.pieces) - 1, close)
+            return
+        if span.trim_tail and last is not None and last.kind == "word":
+            tail = TAIL.search(last.text)
+            if tail and tail.start() > 0:
+                last.text, last.space_after = last.text[: tail.start()], False
+                self.pieces += [close, _Piece("tail", tail.group(), False, True)]
+                return
+        self.pieces.append(close)
+
+
+def _atom_boundary(after: int, n_src: int, n_tgt: int, aligned: dict[int, list[int]] | None) -> int:
+    """The target word boundary an atom goes to: before every word, after every word, or after the target
+    word aligned to the source word before it."""
+    if after < 0:
+        return 0
+    if after >= n_src - 1:
+        return n_tgt
+    if aligned is not None and aligned.get(after):
+        return max(aligned[after]) + 1
+    return min(n_tgt, round((after + 1) * n_tgt / n_src))
+
+
+def _glue(atom: AtomAt, boundary: int, words: list[str], aligned: dict[int, list[int]] | None) -> tuple[bool, bool]:
+    """Whether an atom stays glued (no space) to the target word before and after it: where it was glued in the
+    source and that word is the translation of its source neighbour (or, unaligned, is punctuation: `x`.)."""
+    before, after = words[boundary - 1] if boundary > 0 else "", words[boundary] if boundary < len(words) else ""
+    left = (
+        atom.glued_left
+        and bool(before)
+        and (boundary - 1 in (aligned or {}).get(atom.after, []) or bool(TAIL.search(before)))
+    )
+    right = (
+        atom.glued_right
+        and bool(after)
+        and (boundary in (aligned or {}).get(atom.after + 1, []) or bool(HEAD.match(after)))
+    )
+    return left, right
+
+
+def _chunks(pieces: list[_Piece], escape: Callable[[str], str]) -> list[str]:
+    chunks: list[str] = []
+    current = ""
+    previous: _Piece | None = None
+    for piece in pieces:
+        space = previous is not None and previous.space_after and piece.space_before
+        text = escape(piece.text) if piece.kind in ("word", "head", "tail") else piece.text
+        breakable = piece.kind in ("word", "head") or (piece.kind == "open" and not piece.text.startswith("<"))
+        if space and breakable and current:
+            chunks.append(current)
+            current = text
+        else:
+            current += (" " if space else "") + text
+        previous = piece
+    if current:
+        chunks.append(current)
+    return chunks
