@@ -176,3 +176,35 @@ class Server:
             if self.proc.poll() is None:
                 self.proc.kill()
             self.proc.communicate()
+
+
+# ---------------------------------------------------------------------------------------------
+# Fake translators for documents (nmt.documents' `Translate`): words in, words out, with a word alignment
+
+
+class FakeTranslate:
+    """Uppercases every word; `reverse` also reverses their order; `align` False gives no alignment (an engine
+    such as CTranslate2). Records every batch it is given and refuses texts a document must not send."""
+
+    def __init__(self, reverse: bool = False, align: bool = True) -> None:
+        self.reverse, self.align = reverse, align
+        self.batches: list[list[str]] = []
+
+    def __call__(self, texts: list[str]) -> list[Any]:
+        from nmt.line_translator import Translation
+
+        self.batches.append(list(texts))
+        out = []
+        for text in texts:
+            assert "\n" not in text and text.strip(), repr(text)
+            words = [word.upper() for word in text.split()]
+            n = len(words)
+            order = list(reversed(range(n))) if self.reverse else list(range(n))
+            target = [words[i] for i in order]
+            alignment = " ".join(f"{s}-{t}" for t, s in enumerate(order)) if self.align else None
+            out.append(Translation(" ".join(target), 0.0, [(" ".join(target), 0.0, 0.0)], alignment=alignment))
+        return out
+
+    @property
+    def texts(self) -> list[str]:
+        return [text for batch in self.batches for text in batch]
