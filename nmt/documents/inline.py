@@ -45,21 +45,25 @@ class _Atom:
     glued_left: bool  # no whitespace between it and what comes before (kept so in the output)
     owner: int | None  # the innermost span around it
     glued_right: bool = False
-    opener: bool = False  # the opening markup of a span never closed
+    markup: bool = False
 
 
 @dataclass(frozen=True)
 class SpanAt:
-    """A span over source words first..last (inclusive); `trim_head`/`trim_tail`: its markup stood inside the
-    punctuation of its first/last word (`*hello*,`), and goes inside the target word's punctuation too."""
+    """A span over source words first..last (inclusive). `head`/`tail`: where its markup stood inside its
+    first/last word, and goes inside the target word: PUNCTUATION (`*hello*,`: inside the word's punctuation), a
+    fraction of the word (`**un**done`), or None (around the whole word)."""
 
     open: str
     close: str
     first: int
     last: int
     parent: int | None
-    trim_head: bool
-    trim_tail: bool
+    head: float | None
+    tail: float | None
+
+
+PUNCTUATION = -1.0  # a span's markup stood inside its word's punctuation (SpanAt.head, SpanAt.tail)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class AtomAt:
     owner: int | None
     glued_left: bool
     glued_right: bool
+    markup: bool = False  # markup of a span that did not close (or open) here: glued as in the source
 
 
 @dataclass(frozen=True)
@@ -133,12 +138,13 @@ class Builder:
         self._length += len(text)
         self._last = text[-1]
 
-    def atom(self, text: str) -> None:
+    def atom(self, text: str, markup: bool = False) -> None:
         """A verbatim piece that is not translated; it stands between words (a space separates it in the plain
-        text, so that `one<br>two` is two words)."""
+        text, so that `one<br>two` is two words). `markup`: a span's markup that could not be one here (a close
+        that opened nothing), kept glued to its neighbours as in the source."""
         self._follow(text[:1] or " ")
         glued = bool(self._last) and not self._last.isspace()
-        atom = _Atom(text, self._length, glued, self._stack[-1] if self._stack else None)
+        atom = _Atom(text, self._length, glued, self._stack[-1] if self._stack else None, markup=markup)
         self._atoms.append(atom)
         self._waiting.append(atom)
         self._pieces.append(text)
@@ -148,16 +154,22 @@ class Builder:
 
     def open(self, markup: str, key: str | None = None, note: object = None) -> None:
         """Opening markup of a span; `close` with the same `key` ends it."""
-        self._follow(markup[:1] or " ")
+        self._follow(" ")  # an atom is glued to words, not to markup that moves with other words
         parent = self._stack[-1] if self._stack else None
         span = _Span(markup, key, note, self._length, len(self._pieces), len(self._atoms), self._last, parent)
         self._stack.append(len(self._spans))
         self._spans.append(span)
         self._pieces.append(markup)
-        self._last = markup[-1:] or self._last
+        self._last = " "
 
-    def close(self, markup: str, key: str | None = None) -> bool:
-        """Closing markup of the innermost open span, if its key is `key`; False (nothing done) otherwise."""
+    def close(self, markup: str, key: str | None = None, unwind: bool = False) -> bool:
+        """Closing markup of the innermost open span, if its key is `key`; False (nothing done) otherwise. With
+        `unwind`, spans opened inside it and still open end here, with no closing markup (Markdown's emphasis
+        may cross an inline HTML tag)."""
+        keys = [self._spans[i].key for i in self._stack]
+        if unwind and key in keys:
+            while keys.pop() != key:
+                self.close("", self._spans[self._stack[-1]].key)
         if not self._stack or self._spans[self._stack[-1]].key != key:
             return False
         index = self._stack.pop()
@@ -171,10 +183,10 @@ class Builder:
             self._last = span.last
             self.atom(verbatim)
             return True
-        self._follow(markup[:1] or " ")
+        self._follow(" ")
         span.close, span.end = markup, self._length
         self._pieces.append(markup)
-        self._last = markup[-1:] or self._last
+        self._last = " "
         return True
 
     def _truncate(self, length: int) -> None:
@@ -182,58 +194,61 @@ class Builder:
         self._plain, self._length = [plain], length
 
     def finish(self) -> Run:
-        """The run; spans still open become atoms where they opened."""
-        unclosed = []
-        for index in reversed(self._stack):
-            span = self._spans[index]
-            unclosed.append(span.note)
-            glued_left = bool(span.last) and not span.last.isspace()
-            self._atoms.append(_Atom(span.open, span.start, glued_left, span.parent, glued_right=True, opener=True))
-        open_spans = set(self._stack)
+        """The run; spans still open end with it, with no closing markup (as in the source)."""
+        unclosed = [self._spans[index].note for index in reversed(self._stack)]
+        while self._stack:
+            self.close("", self._spans[self._stack[-1]].key)
         plain = "".join(self._plain)
         words = [(m.start(), m.end()) for m in WORD.finditer(plain)]
         starts = [start for start, _ in words]
-        spans = self._spans_at(plain, words, starts, open_spans)
-        renumber = {old: new for new, old in enumerate(i for i in range(len(self._spans)) if i not in open_spans)}
+        spans = self._spans_at(plain, words, starts)
         atoms = [
             AtomAt(
                 atom.text,
                 _words_before(starts, atom.pos) - 1,
-                _owner(atom.owner, self._spans, renumber),
+                atom.owner,
                 atom.glued_left,
                 atom.glued_right,
+                atom.markup,
             )
-            for atom in sorted(self._atoms, key=lambda atom: (atom.pos, not atom.opener))
+            for atom in self._atoms
         ]
         return Run(tuple(plain[s:e] for s, e in words), tuple(spans), tuple(atoms), tuple(reversed(unclosed)))
 
-    def _spans_at(
-        self, plain: str, words: list[tuple[int, int]], starts: list[int], open_spans: set[int]
-    ) -> list[SpanAt]:
-        renumber: dict[int, int] = {}
+    def _spans_at(self, plain: str, words: list[tuple[int, int]], starts: list[int]) -> list[SpanAt]:
         out: list[SpanAt] = []
-        for index, span in enumerate(self._spans):
-            if index in open_spans:
-                continue
+        for span in self._spans:
             first = _words_before(starts, span.start + 1) - 1
             if first < 0 or words[first][1] <= span.start:
                 first += 1  # the span starts between words
             last = _words_before(starts, span.end) - 1
-            head = plain[words[first][0] : span.start]
-            tail = plain[span.end : words[last][1]] if span.end < words[last][1] else ""
-            renumber[index] = len(out)
-            out.append(
-                SpanAt(
-                    span.open,
-                    span.close,
-                    first,
-                    last,
-                    _owner(span.parent, self._spans, renumber),
-                    bool(head) and bool(HEAD.fullmatch(head)),
-                    bool(tail) and bool(TAIL.fullmatch(tail)),
-                )
-            )
+            word_start, word_end = words[first][0], words[last][1]
+            head = _where(plain[word_start : span.start], words[first], HEAD)
+            tail = _where(plain[span.end : word_end] if span.end < word_end else "", words[last], TAIL, from_end=True)
+            out.append(SpanAt(span.open, span.close, first, last, span.parent, head, tail))
         return out
+
+
+def _where(outside: str, word: tuple[int, int], punctuation: re.Pattern[str], from_end: bool = False) -> float | None:
+    """Where in a word a span's markup stood, `outside` being the part of the word left out of the span."""
+    if not outside:
+        return None
+    if punctuation.fullmatch(outside):
+        return PUNCTUATION
+    length = word[1] - word[0]
+    return (length - len(outside)) / length if from_end else len(outside) / length
+
+
+def _cut(word: str, where: float | None, head: bool) -> int | None:
+    """Where to cut a target word for markup that stood inside its source word (None: around the whole word)."""
+    if where is None:
+        return None
+    if where == PUNCTUATION:
+        found = HEAD.match(word) if head else TAIL.search(word)
+        at = (found.end() if head else found.start()) if found else 0
+    else:
+        at = round(where * len(word))
+    return at if 0 < at < len(word) else None
 
 
 def _words_before(starts: list[int], pos: int) -> int:
@@ -241,13 +256,6 @@ def _words_before(starts: list[int], pos: int) -> int:
     import bisect
 
     return bisect.bisect_left(starts, pos)
-
-
-def _owner(index: int | None, spans: list[_Span], renumber: dict[int, int]) -> int | None:
-    """The innermost span that is kept (closed), renumbered."""
-    while index is not None and index not in renumber:
-        index = spans[index].parent
-    return None if index is None else renumber[index]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,7 +370,7 @@ class _Piece:
     text: str
     space_before: bool
     space_after: bool
-    trim: bool = False
+    cut: float | None = None  # an open's: where in the next word it goes (SpanAt.head)
 
 
 class _Emitter:
@@ -422,31 +430,30 @@ class _Emitter:
                 self._word(self.words[boundary])
 
     def _word(self, word: str) -> None:
-        opens = 0  # the opens just before it that stood inside the word's leading punctuation
-        while opens < len(self.pieces) and self.pieces[-1 - opens].kind == "open" and self.pieces[-1 - opens].trim:
+        opens = 0  # the opens just before it that stood inside the word (inner spans start no earlier)
+        while opens < len(self.pieces) and self.pieces[-1 - opens].kind == "open" and self.pieces[-1 - opens].cut:
             opens += 1
-        head = HEAD.match(word) if opens else None
-        if head and head.end() < len(word):
-            at = len(self.pieces) - opens
-            self.pieces.insert(at, _Piece("head", head.group(), True, False))
-            word = word[head.end() :]
+        at = _cut(word, self.pieces[-opens].cut, head=True) if opens else None
+        if at is not None:
+            self.pieces.insert(len(self.pieces) - opens, _Piece("head", word[:at], True, False))
+            word = word[at:]
         self.pieces.append(_Piece("word", word, True, True))
 
     def _open(self, span: SpanAt) -> None:
-        self.pieces.append(_Piece("open", span.open, True, False, span.trim_head))
+        self.pieces.append(_Piece("open", span.open, True, False, span.head))
 
     def _close(self, span: SpanAt) -> None:
         close = _Piece("close", span.close, False, True)
         last = self.pieces[-1] if self.pieces else None
-        if span.trim_tail and last is not None and last.kind == "tail":
+        if span.tail is not None and last is not None and last.kind == "tail":
             self.pieces.insert(len(self.pieces) - 1, close)
             return
-        if span.trim_tail and last is not None and last.kind == "word":
-            tail = TAIL.search(last.text)
-            if tail and tail.start() > 0:
-                last.text, last.space_after = last.text[: tail.start()], False
-                self.pieces += [close, _Piece("tail", tail.group(), False, True)]
-                return
+        at = _cut(last.text, span.tail, head=False) if last is not None and last.kind == "word" else None
+        if last is not None and at is not None:
+            tail = last.text[at:]
+            last.text, last.space_after = last.text[:at], False
+            self.pieces += [close, _Piece("tail", tail, False, True)]
+            return
         self.pieces.append(close)
 
 
@@ -466,6 +473,8 @@ def _glue(atom: AtomAt, boundary: int, words: list[str], aligned: dict[int, list
     """Whether an atom stays glued (no space) to the target word before and after it: where it was glued in the
     source and that word is the translation of its source neighbour (or, unaligned, is punctuation: `x`.)."""
     before, after = words[boundary - 1] if boundary > 0 else "", words[boundary] if boundary < len(words) else ""
+    if atom.markup:
+        return atom.glued_left and bool(before), atom.glued_right and bool(after)
     left = (
         atom.glued_left
         and bool(before)

@@ -39,7 +39,8 @@ def translate(text: str, translate: Translate, *, lang: str | None, warn: Warn, 
     lines = text.split("\n")
     ends = ["\r" if line.endswith("\r") else "" for line in lines]
     bodies = [line[:-1] if end else line for line, end in zip(lines, ends)]
-    units = list(_units(bodies, warn, where))
+    parser = _Parser()
+    units = list(_units(parser, bodies, warn, where))
     todo = [unit for unit in units if unit.run.words]
     results = translate([unit.run.text for unit in todo]) if todo else []
     edits: list[tuple[Slot, str]] = []
@@ -48,7 +49,11 @@ def translate(text: str, translate: Translate, *, lang: str | None, warn: Warn, 
         if not result.text.strip():  # nothing came back: the source stays
             continue
         chunks = render(unit.run, result.text, result.alignment, escape_word)
-        placed, gone = _wrap(chunks, unit.slots)
+        if result.alignment is not None and _shape(parser.inline(" ".join(chunks))) != unit.shape:
+            # Markdown reads markup by its neighbours: `*` `*x*` `*` moved together would read `**x**` (strong).
+            # The relative positions keep the source's order, hence its reading.
+            chunks = render(unit.run, result.text, None, escape_word)
+        placed, gone = _wrap(chunks, unit.slots, bodies)
         edits += placed
         dropped |= gone
     for (line, start, end), new in sorted(edits, key=lambda edit: (edit[0][0], -edit[0][1])):
@@ -77,6 +82,7 @@ class _Unit:
 
     slots: list[Slot]
     run: Run
+    shape: tuple[Any, ...]  # its markup as a tree (nmt.documents.markdown._shape), to check the output by
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,6 +96,7 @@ class _Parser:
     def __init__(self) -> None:
         self.md = MarkdownIt("commonmark").enable(["table", "strikethrough"]).disable(["inline", "text_join"])
         self.ranges: dict[int, tuple[int, int, int]] = {}  # id(token) -> (start, end, label end for links)
+        self.env: dict[str, Any] = {}  # the document's link reference definitions
         for name in ("backticks", "link", "image", "autolink", "html_inline", "newline", "escape"):
             rule = next(r for r in self.md.inline.ruler.__rules__ if r.name == name).fn
             self.md.inline.ruler.at(name, self._recording(rule))
@@ -107,23 +114,21 @@ class _Parser:
 
         return recorded
 
-    def blocks(self, source: str, env: dict[str, Any]) -> list[Token]:
-        return self.md.parse(source, env)
+    def blocks(self, source: str) -> list[Token]:
+        return self.md.parse(source, self.env)
 
-    def inline(self, text: str, env: dict[str, Any]) -> list[Token]:
+    def inline(self, text: str) -> list[Token]:
         tokens: list[Token] = []
         self.ranges = {}  # ids of tokens gone may come back
-        self.md.inline.parse(text, self.md, env, tokens)
+        self.md.inline.parse(text, self.md, self.env, tokens)
         return tokens
 
 
-def _units(bodies: list[str], warn: Warn, where: str) -> Iterator[_Unit]:
-    parser = _Parser()
+def _units(parser: _Parser, bodies: list[str], warn: Warn, where: str) -> Iterator[_Unit]:
     source = list(bodies)
     for line in range(_front_matter(bodies)):  # kept as it is: the parser sees blank lines
         source[line] = ""
-    env: dict[str, Any] = {}
-    tokens = parser.blocks("\n".join(source), env)
+    tokens = parser.blocks("\n".join(source))
     cursors: dict[int, int] = {}  # a table row's line -> where its next cell is looked for
     for i, token in enumerate(tokens):
         if token.type != "inline" or not token.map or not token.content.strip():
@@ -133,7 +138,7 @@ def _units(bodies: list[str], warn: Warn, where: str) -> Iterator[_Unit]:
         if not slots or (tokens[i - 1].type not in ("th_open", "td_open") and region != token.content):
             warn(f"{where}{token.map[0] + 1}: could not find this text in its lines; kept as it is")
             continue
-        yield from _segments(parser, region, slots, env)
+        yield from _segments(parser, region, slots)
 
 
 def _front_matter(lines: list[str]) -> int:
@@ -174,23 +179,40 @@ def _slots(token: Token, parent: Token, lines: list[str], cursors: dict[int, int
     return slots
 
 
-def _segments(parser: _Parser, region: str, slots: list[Slot], env: dict[str, Any]) -> Iterator[_Unit]:
+def _segments(parser: _Parser, region: str, slots: list[Slot]) -> Iterator[_Unit]:
     """The runs of a text, one per stretch between hard line breaks (each keeps its own lines)."""
-    builder, start = Builder(), 0
-    children = parser.inline(region, env)
+    builder, start, first = Builder(), 0, 0
+    children = parser.inline(region)
     skip_to_close = False
-    for token in children:
+    for i, token in enumerate(children):
         if skip_to_close:  # inside an autolink, already kept whole as an atom
             skip_to_close = token.type != "link_close"
             continue
         if token.type == "hardbreak":
             at, after, _ = parser.ranges[id(token)]
             end = len(region[:at].rstrip(" ")) if region[at] == "\n" else at
-            yield _Unit(_sub_slots(region, slots, start, end), builder.finish())
-            builder, start = Builder(), after
+            yield _Unit(_sub_slots(region, slots, start, end), builder.finish(), _shape(children[first:i]))
+            builder, start, first = Builder(), after, i + 1
             continue
         skip_to_close = _feed(builder, token, region, parser.ranges)
-    yield _Unit(_sub_slots(region, slots, start, len(region)), builder.finish())
+    yield _Unit(_sub_slots(region, slots, start, len(region)), builder.finish(), _shape(children[first:]))
+
+
+def _shape(tokens: list[Token]) -> tuple[Any, ...]:
+    """Inline markup as a tree, its text and the order of siblings left out: what a translation must keep."""
+    stack: list[list[Any]] = [[]]
+    for token in tokens:
+        if token.nesting == 1:
+            stack.append([token.type, token.markup, token.attrGet("href")])
+        elif token.nesting == -1 and len(stack) > 1:
+            node = stack.pop()
+            stack[-1].append((*node[:3], tuple(sorted(map(repr, node[3:])))))
+        elif token.type not in ("text", "text_special", "softbreak"):
+            stack[-1].append((token.type, token.content))
+    while len(stack) > 1:
+        node = stack.pop()
+        stack[-1].append((*node[:3], tuple(sorted(map(repr, node[3:])))))
+    return tuple(sorted(map(repr, stack[0])))
 
 
 def _feed(builder: Builder, token: Token, region: str, ranges: dict[int, tuple[int, int, int]]) -> bool:
@@ -210,13 +232,13 @@ def _feed(builder: Builder, token: Token, region: str, ranges: dict[int, tuple[i
     elif kind == "link_open":
         builder.open("[", "link")
     elif kind == "link_close":
-        builder.close(region[label:end].replace("\n", " ") if label >= 0 else "]", "link")
+        builder.close(region[label:end].replace("\n", " ") if label >= 0 else "]", "link", unwind=True)
     elif kind == "html_inline":
         _html(builder, token.content.replace("\n", " "))
     elif kind.endswith("_open"):
         builder.open(token.markup, kind[: -len("_open")])
-    elif kind.endswith("_close") and not builder.close(token.markup, kind[: -len("_close")]):
-        builder.atom(token.markup)
+    elif kind.endswith("_close") and not builder.close(token.markup, kind[: -len("_close")], unwind=True):
+        builder.atom(token.markup, markup=True)
     return False
 
 
@@ -248,9 +270,10 @@ def _sub_slots(region: str, slots: list[Slot], start: int, end: int) -> list[Slo
 # Writing: a translation wrapped over the lines its source took
 
 
-def _wrap(chunks: list[str], slots: list[Slot]) -> tuple[list[tuple[Slot, str]], set[int]]:
+def _wrap(chunks: list[str], slots: list[Slot], bodies: list[str]) -> tuple[list[tuple[Slot, str]], set[int]]:
     """Edits putting `chunks` on the slots' lines, about as long as the source's, and the lines left empty
-    (dropped: the translation needed fewer). The last slot keeps what follows it (a hard break's markup)."""
+    (dropped: the translation needed fewer). The first line keeps what comes before it (a list marker), the
+    last what follows it (a hard break's markup)."""
     widths = [max(end - start, 1) for _, start, end in slots]
     total = sum(len(chunk) + 1 for chunk in chunks)
     lines: list[list[str]] = [[]]
@@ -262,6 +285,9 @@ def _wrap(chunks: list[str], slots: list[Slot]) -> tuple[list[tuple[Slot, str]],
         lines[-1].append(chunk)
         filled += len(chunk) + 1
     texts = [escape_line_start(" ".join(line)) for line in lines]
-    targets = slots[: len(texts) - 1] + [slots[-1]]
-    gone = {line for line, _, _ in slots[len(texts) - 1 : -1]}
-    return list(zip(targets, texts)), gone
+    edits = list(zip(slots, texts))
+    if len(texts) < len(slots):  # the last line used takes the end of the last source line
+        (line, start, _), text = edits[-1]
+        last_line, _, last_end = slots[-1]
+        edits[-1] = ((line, start, len(bodies[line])), text + bodies[last_line][last_end:])
+    return edits, {line for line, _, _ in slots[len(texts) :]}
