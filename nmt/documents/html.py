@@ -36,6 +36,7 @@ OPTIONAL_END = frozenset(
 )
 PEOPLE = frozenset({"alt", "title", "placeholder", "aria-label"})  # attributes a reader sees
 TAG_NAME = re.compile(r"<[^\s/>]+")
+BROKEN = re.compile(r"<[!?/A-Za-z]")  # data the parser gave up on reading as markup
 ATTRIBUTE = re.compile(r"""([^\s/>"'=][^\s/>=]*)(\s*=\s*("[^"]*"|'[^']*'|(?!['"])[^>\s]*))?""")
 
 
@@ -95,21 +96,34 @@ def read(text: str) -> list[_Event]:
         events.insert(0, _Event("data", "", 0, unescape(text[: events[0].start] if events else text)))
     for event, following in zip(events, events[1:] + [_Event("other", "", len(text))]):
         event.end = following.start
-    return events
+    merged: list[_Event] = []
+    for event in events:  # a tag or comment cut short by the end: the parser gives it as text, in pieces
+        if event.kind == "data" and merged and merged[-1].kind == "broken":
+            merged[-1].end = event.end
+            continue
+        if event.kind == "data" and BROKEN.match(text, event.start):
+            event.kind = "broken"
+        merged.append(event)
+    return merged
 
 
 def translate(text: str, translate: Translate, *, lang: str | None, warn: Warn, where: str) -> str:
     events = read(text)
     line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
 
-    def line(offset: int) -> int:
-        return bisect.bisect_right(line_starts, offset)
+    found: list[tuple[int, str]] = []  # warnings, by where in the text: told in the order of the lines
+
+    def warn_at(offset: int, message: str) -> None:
+        found.append((offset, message))
 
     def original(i: int) -> str:
         return text[events[i].start : events[i].end]
 
     skipped: set[int] = set()
-    pieces = _pieces(events, skipped, warn, where, line)
+    for event in events:
+        if event.kind == "broken":
+            warn_at(event.start, f"markup never finished ({text[event.start : event.end][:20]!r}); kept")
+    pieces = _pieces(events, skipped, warn_at)
     attributes = [
         (i, found)
         for i, event in enumerate(events)
@@ -130,7 +144,7 @@ def translate(text: str, translate: Translate, *, lang: str | None, warn: Warn, 
         if isinstance(piece, int):
             out.append(source(piece))
             continue
-        done = _build(piece, events, source, warn, where, line)  # again, with attributes translated and warnings
+        done = _build(piece, events, source, warn_at)  # again, with attributes translated, and warnings
         result = next(answers) if run is not None and run.words else None
         if result is None or not result.text.strip():
             out.append("".join(source(i) for i in _indices(piece)))
@@ -139,13 +153,16 @@ def translate(text: str, translate: Translate, *, lang: str | None, warn: Warn, 
         lead, trail = raw[: len(raw) - len(raw.lstrip())], raw[len(raw.rstrip()) :]
         body = " ".join(render(done, result.text, result.alignment, lambda word: escape(word, quote=False)))
         out.append(lead + body + trail)
+    for offset, message in sorted(found, key=lambda item: item[0]):
+        warn(f"{where}{bisect.bisect_right(line_starts, offset)}: {message}")
     return "".join(out)
 
 
+WarnAt = Callable[[int, str], None]  # a warning about the text at an offset
 Piece = int | list[tuple[int, int]]  # an event kept as it is, or a run: (first, last) event ranges in order
 
 
-def _pieces(events: list[_Event], skipped: set[int], warn: Warn, where: str, line: Callable[[int], int]) -> list[Piece]:
+def _pieces(events: list[_Event], skipped: set[int], warn_at: WarnAt) -> list[Piece]:
     """The page cut into events kept as they are and runs of inline content (each range one event, or an
     element never translated from its start tag to its end tag); `skipped` gets the events of those elements."""
     pieces: list[Piece] = []
@@ -158,7 +175,7 @@ def _pieces(events: list[_Event], skipped: set[int], warn: Warn, where: str, lin
         if event.kind == "start" and event.tag in SKIP:
             last = _matching_end(events, i)
             if last is None:
-                warn(f"{where}{line(event.start)}: <{event.tag}> is never closed; kept as it is to the end")
+                warn_at(event.start, f"<{event.tag}> is never closed; kept as it is to the end")
                 last = len(events) - 1
             skipped.update(range(i, last + 1))
             if event.tag in BLOCK_SKIP:
@@ -175,13 +192,13 @@ def _pieces(events: list[_Event], skipped: set[int], warn: Warn, where: str, lin
                 pieces.append(run)
                 run = []
             pieces.append(i)
-            _check_block(event, blocks, warn, where, line)
+            _check_block(event, blocks, warn_at)
         i += 1
     if run:
         pieces.append(run)
     for tag, offset in blocks:
         if tag not in OPTIONAL_END:
-            warn(f"{where}{line(offset)}: <{tag}> is never closed")
+            warn_at(offset, f"<{tag}> is never closed")
     return pieces
 
 
@@ -195,22 +212,20 @@ def _matching_end(events: list[_Event], first: int) -> int | None:
     return None
 
 
-def _check_block(
-    event: _Event, blocks: list[tuple[str, int]], warn: Warn, where: str, line: Callable[[int], int]
-) -> None:
+def _check_block(event: _Event, blocks: list[tuple[str, int]], warn_at: WarnAt) -> None:
     """Warn of block tags closed without being opened, or left open inside one that closes."""
     if event.kind == "start" and event.tag not in VOID:
         blocks.append((event.tag, event.start))
     elif event.kind == "end" and event.tag not in VOID:
         if event.tag not in (tag for tag, _ in blocks):
-            warn(f"{where}{line(event.start)}: </{event.tag}> closes nothing; kept as it is")
+            warn_at(event.start, f"</{event.tag}> closes nothing; kept as it is")
             return
         while blocks:
             tag, offset = blocks.pop()
             if tag == event.tag:
                 break
             if tag not in OPTIONAL_END:
-                warn(f"{where}{line(offset)}: <{tag}> is never closed")
+                warn_at(offset, f"<{tag}> is never closed")
 
 
 def _indices(piece: Piece) -> list[int]:
@@ -223,11 +238,9 @@ def _build(
     piece: list[tuple[int, int]],
     events: list[_Event],
     source: Callable[[int], str],
-    warn: Warn | None = None,
-    where: str = "",
-    line: Callable[[int], int] = lambda offset: 0,
+    warn_at: WarnAt | None = None,
 ) -> Run:
-    """A run's inline content as a Run; warnings only when `warn` is given."""
+    """A run's inline content as a Run; warnings only when `warn_at` is given."""
     builder = Builder()
     for first, last in piece:
         event = events[first]
@@ -240,15 +253,15 @@ def _build(
         elif event.kind == "end" and event.tag in INLINE:
             if not builder.close(source(first), event.tag):
                 builder.atom(source(first))
-                if warn:
-                    warn(f"{where}{line(event.start)}: </{event.tag}> closes nothing here; kept as it is")
+                if warn_at:
+                    warn_at(event.start, f"</{event.tag}> closes nothing here; kept as it is")
         else:
             builder.atom(source(first))
     run = builder.finish()
     for note in run.unclosed:
         tag, offset = cast(tuple[str, int], note)
-        if warn:
-            warn(f"{where}{line(offset)}: <{tag}> is not closed here; kept as it is")
+        if warn_at:
+            warn_at(offset, f"<{tag}> is not closed here; kept as it is")
     return run
 
 
