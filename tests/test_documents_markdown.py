@@ -196,10 +196,11 @@ def phrase(draw: st.DrawFn, depth: int = 0) -> str:
         text = " ".join(draw(st.lists(WORD, min_size=1, max_size=3)))
         if kind == "word":
             parts.append(text)
-        elif kind == "em" and depth < 2:
-            parts.append(f"*{draw(phrase(depth + 1))}*")
-        elif kind == "strong" and depth < 2:
-            parts.append(f"**{draw(phrase(depth + 1))}**")
+        elif kind in ("em", "strong") and depth < 2:
+            # words at both ends: `****a** b**` reads by its neighbours' punctuation (CommonMark's rule of 3),
+            # which a translation changes; nobody writes it
+            mark = "*" if kind == "em" else "**"
+            parts.append(f"{mark}{draw(WORD)} {draw(phrase(depth + 1))} {draw(WORD)}{mark}")
         elif kind == "link" and depth < 2:
             parts.append(f"[{text}](https://example.com/{draw(st.integers(0, 9))})")
         elif kind == "code":

@@ -14,6 +14,7 @@ knows neither Markdown nor HTML: a format module feeds a `Builder` and escapes t
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class _Span:
     atoms: int  # how many atoms came before it
     last: str  # the source character before it
     parent: int | None
+    texts: int  # how many texts with words came before it
     close: str = ""
     end: int = -1  # -1 while it is open
 
@@ -110,6 +112,7 @@ class Builder:
         self._last = ""  # the last source character (for glue)
         self._waiting: list[_Atom | _Span] = []  # atoms and opens waiting to learn what follows them
         self._protect_urls = protect_urls
+        self._texts = 0  # how many texts with words were given (a span with none between is an atom)
 
     def _follow(self, first: str) -> None:
         for item in self._waiting:
@@ -137,6 +140,7 @@ class Builder:
         self._plain.append(text)
         self._length += len(text)
         self._last = text[-1]
+        self._texts += not text.isspace()
 
     def atom(self, text: str, markup: bool = False) -> None:
         """A verbatim piece that is not translated; it stands between words (a space separates it in the plain
@@ -156,7 +160,9 @@ class Builder:
         """Opening markup of a span; `close` with the same `key` ends it."""
         self._follow(" ")  # an atom is glued to words, not to markup that moves with other words
         parent = self._stack[-1] if self._stack else None
-        span = _Span(markup, key, note, self._length, len(self._pieces), len(self._atoms), self._last, parent)
+        span = _Span(
+            markup, key, note, self._length, len(self._pieces), len(self._atoms), self._last, parent, self._texts
+        )
         self._stack.append(len(self._spans))
         self._spans.append(span)
         self._pieces.append(markup)
@@ -174,7 +180,7 @@ class Builder:
             return False
         index = self._stack.pop()
         span = self._spans[index]
-        if not "".join(self._plain)[span.start :].strip():  # no words inside: one atom, verbatim
+        if self._texts == span.texts:  # no words inside: one atom, verbatim
             verbatim = span.open + "".join(self._pieces[span.piece + 1 :]) + markup
             folded = self._atoms[span.atoms :]
             self._waiting = [item for item in self._waiting if not any(item is atom for atom in folded)]
@@ -190,8 +196,12 @@ class Builder:
         return True
 
     def _truncate(self, length: int) -> None:
-        plain = "".join(self._plain)[:length]
-        self._plain, self._length = [plain], length
+        """Drop the plain text after `length` (only whitespace: what a span without words held)."""
+        while self._plain and self._length - len(self._plain[-1]) >= length:
+            self._length -= len(self._plain.pop())
+        if self._length > length:
+            self._plain[-1] = self._plain[-1][: length - self._length]
+            self._length = length
 
     def finish(self) -> Run:
         """The run; spans still open end with it, with no closing markup (as in the source)."""
@@ -253,8 +263,6 @@ def _cut(word: str, where: float | None, head: bool) -> int | None:
 
 def _words_before(starts: list[int], pos: int) -> int:
     """How many words start before `pos`."""
-    import bisect
-
     return bisect.bisect_left(starts, pos)
 
 
@@ -277,22 +285,14 @@ def alignment_pairs(alignment: str | None, n_src: int, n_tgt: int) -> dict[int, 
     return aligned
 
 
-@dataclass
-class _Placed:
-    span: SpanAt
-    start: int  # target word boundaries: the span wraps target words start..end-1
-    end: int
-    children: list[int] = field(default_factory=list)
-
-
 def render(run: Run, target: str, alignment: str | None, escape: Callable[[str], str] = lambda word: word) -> list[str]:
     """The translated run with its markup, as chunks: " ".join(chunks) is the text, and a line may break between
     any two chunks (each starts with a word or the opening markup before one). `target` is the translation of
     `run.text`, `alignment` its Pharaoh word alignment (None: by relative position)."""
     words = target.split()
     aligned = alignment_pairs(alignment, len(run.words), len(words))
-    placed = _place_spans(run, len(words), aligned)
-    pieces = _Emitter(run, words, placed, aligned).emit()
+    placed, roots = _place_spans(run, len(words), aligned)
+    pieces = _Emitter(run, words, placed, roots, aligned).emit()
     return _chunks(pieces, escape)
 
 
@@ -302,9 +302,43 @@ def _relative(first: int, last: int, n_src: int, n_tgt: int) -> tuple[int, int]:
     return min(start, n_tgt), min(end, n_tgt)
 
 
-def _place_spans(run: Run, n_tgt: int, aligned: dict[int, list[int]] | None) -> list[_Placed]:
+class _Siblings:
+    """The placed spans under one parent, sorted: they never cross, so their ends are sorted too."""
+
+    def __init__(self) -> None:
+        self.intervals: list[tuple[int, int, int]] = []  # (start, end, span index)
+        self.keys: list[tuple[int, int]] = []  # (start, end): an empty span first
+
+    def add(self, start: int, end: int, index: int) -> None:
+        at = bisect.bisect_right(self.keys, (start, end))
+        self.keys.insert(at, (start, end))
+        self.intervals.insert(at, (start, end, index))
+
+    def crossing(self, start: int, end: int) -> bool:
+        """Whether [start, end) would overlap one of them (touching is fine)."""
+        before = bisect.bisect_left(self.keys, (end, -1))  # those starting before it ends
+        return before > 0 and self.intervals[before - 1][1] > start
+
+    def holding(self, boundary: int) -> int | None:
+        """The one holding a word boundary strictly inside, if any."""
+        before = bisect.bisect_left(self.keys, (boundary, -1))
+        if before and self.intervals[before - 1][1] > boundary:
+            return self.intervals[before - 1][2]
+        return None
+
+
+@dataclass
+class _Placed:
+    span: SpanAt
+    start: int  # target word boundaries: the span wraps target words start..end-1
+    end: int
+    children: _Siblings = field(default_factory=_Siblings)
+
+
+def _place_spans(run: Run, n_tgt: int, aligned: dict[int, list[int]] | None) -> tuple[list[_Placed], _Siblings]:
+    """Each span's target words; the spans at the top (the others are under their parent's `children`)."""
     placed: list[_Placed] = []
-    roots: list[int] = []
+    roots = _Siblings()
     for index, span in enumerate(run.spans):
         fallback = _relative(span.first, span.last, len(run.words), n_tgt)
         wanted = None
@@ -313,24 +347,25 @@ def _place_spans(run: Run, n_tgt: int, aligned: dict[int, list[int]] | None) -> 
             wanted = (min(targets), max(targets) + 1) if targets else None
         bounds = (0, n_tgt) if span.parent is None else (placed[span.parent].start, placed[span.parent].end)
         siblings = roots if span.parent is None else placed[span.parent].children
-        start, end = _fit(wanted, fallback, bounds, [(placed[i].start, placed[i].end) for i in siblings])
-        siblings.append(index)
+        start, end = _fit(wanted, fallback, bounds, siblings)
+        siblings.add(start, end, index)
         placed.append(_Placed(span, start, end))
-    return placed
+    return placed, roots
 
 
 def _fit(
-    wanted: tuple[int, int] | None, fallback: tuple[int, int], bounds: tuple[int, int], taken: list[tuple[int, int]]
+    wanted: tuple[int, int] | None, fallback: tuple[int, int], bounds: tuple[int, int], siblings: _Siblings
 ) -> tuple[int, int]:
-    """An interval inside `bounds` that crosses no interval of `taken` (its placed siblings): the aligned one
-    if it fits, else the relative one, else the best part of the free gap nearest to it."""
+    """An interval inside `bounds` that crosses none of its placed siblings: the aligned one if it fits, else
+    the relative one, else the best part of the free gap nearest to it."""
     low, high = bounds
     for option in (wanted, fallback):
         if option is None:
             continue
         start, end = max(option[0], low), min(option[1], high)
-        if start < end and all(end <= a or start >= b for a, b in taken):
+        if start < end and not siblings.crossing(start, end):
             return start, end
+    taken = [(a, b) for a, b, _ in siblings.intervals]
     gaps = _gaps(bounds, taken)
     if not gaps:  # every word is taken by a sibling: an empty span where the relative position says
         point = min(max(fallback[0], low), high)
@@ -381,12 +416,11 @@ class _Emitter:
         run: Run,
         words: list[str],
         placed: list[_Placed],
+        roots: _Siblings,
         aligned: dict[int, list[int]] | None,
     ) -> None:
-        self.words, self.placed = words, placed
+        self.words, self.placed, self.roots = words, placed, roots
         self.pieces: list[_Piece] = []
-        roots = [i for i, p in enumerate(placed) if p.span.parent is None]
-        self.roots = roots
         self.atoms_at: dict[tuple[int | None, int], list[AtomAt]] = {}
         self.glue: dict[int, tuple[bool, bool]] = {}
         for atom in run.atoms:
@@ -399,11 +433,10 @@ class _Emitter:
         while owner is not None and not self.placed[owner].start <= boundary <= self.placed[owner].end:
             owner = self.placed[owner].span.parent
         while True:  # down into a child that now holds the boundary strictly inside
-            children = self.roots if owner is None else self.placed[owner].children
-            inner = [c for c in children if self.placed[c].start < boundary < self.placed[c].end]
-            if not inner:
+            inner = (self.roots if owner is None else self.placed[owner].children).holding(boundary)
+            if inner is None:
                 return owner
-            owner = inner[0]
+            owner = inner
 
     def emit(self) -> list[_Piece]:
         self._node(None, 0, len(self.words))
@@ -412,7 +445,7 @@ class _Emitter:
     def _node(self, node: int | None, start: int, end: int) -> None:
         children = self.roots if node is None else self.placed[node].children
         cursor = start
-        for child in sorted(children, key=lambda c: (self.placed[c].start, self.placed[c].end)):
+        for _, _, child in children.intervals:
             placed = self.placed[child]
             self._words(node, cursor, placed.start)
             self._open(placed.span)
