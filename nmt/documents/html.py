@@ -125,10 +125,10 @@ def translate(text: str, translate: Translate, *, lang: str | None, warn: Warn, 
             warn_at(event.start, f"markup never finished ({text[event.start : event.end][:20]!r}); kept")
     pieces = _pieces(events, skipped, warn_at)
     attributes = [
-        (i, found)
+        (i, attribute)
         for i, event in enumerate(events)
         if event.kind in ("start", "startend") and i not in skipped
-        for found in _people(text, event)
+        for attribute in _people(text, event)
     ]
     runs = [None if isinstance(piece, int) else _build(piece, events, original) for piece in pieces]
     todo = [run.text for run in runs if run is not None and run.words]

@@ -28,7 +28,7 @@ from nmt.documents.inline import Builder, Run, render
 Slot = tuple[int, int, int]  # (line, start column, end column): the part of one source line a text holds
 
 RECORDED = {"code_inline", "image", "html_inline", "link_open", "link_close", "softbreak", "hardbreak"}
-SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")  # what must be escaped in translated words to stay text
+SPECIAL = re.compile(r"([\\`*\[\]<>|~]|(?<![^\W_])_|_(?![^\W_]))")  # to escape in translated words (not d_model)
 ENTITY = re.compile(r"&(?=#?\w+;)")
 VOID = re.compile(r"<(?:!--|\?|!)|<(?:area|base|br|col|embed|hr|img|input|link|meta|source|track|wbr)\b|/>$", re.I)
 OPEN_TAG = re.compile(r"<([A-Za-z][\w-]*)")
@@ -279,7 +279,7 @@ def _wrap(chunks: list[str], slots: list[Slot], bodies: list[str]) -> tuple[list
     lines: list[list[str]] = [[]]
     filled, budget = 0, total * widths[0] / sum(widths)
     for chunk in chunks:
-        if lines[-1] and filled >= budget and len(lines) < len(slots):
+        if lines[-1] and filled + (len(chunk) + 1) / 2 > budget and len(lines) < len(slots):  # past half of it
             budget += total * widths[len(lines)] / sum(widths)
             lines.append([])
         lines[-1].append(chunk)
