@@ -181,7 +181,9 @@ def inline(draw: st.DrawFn, depth: int = 0) -> str:
             parts.append(f'<img src="p.png" alt="{words}">')
         else:
             parts.append(f"<code>{words} &lt;b&gt;</code>")
-    return draw(st.sampled_from([" ", "", "\n  "])).join(parts)
+    # parts glued into one word (`<b>a</b>b<i>c</i>`) each want the same target word: their tags stay nested
+    # but may change order (the Markdown tests glue emphasis inside a word)
+    return draw(st.sampled_from([" ", "\n  "])).join(parts)
 
 
 @st.composite
