@@ -504,20 +504,14 @@ def _atom_boundary(after: int, n_src: int, n_tgt: int, aligned: dict[int, list[i
 
 def _glue(atom: AtomAt, boundary: int, words: list[str], aligned: dict[int, list[int]] | None) -> tuple[bool, bool]:
     """Whether an atom stays glued (no space) to the target word before and after it: where it was glued in the
-    source and that word is the translation of its source neighbour (or, unaligned, is punctuation: `x`.)."""
+    source and that word is the translation of its source neighbour (unaligned: is punctuation, `x`.)."""
     before, after = words[boundary - 1] if boundary > 0 else "", words[boundary] if boundary < len(words) else ""
     if atom.markup:
         return atom.glued_left and bool(before), atom.glued_right and bool(after)
-    left = (
-        atom.glued_left
-        and bool(before)
-        and (boundary - 1 in (aligned or {}).get(atom.after, []) or bool(TAIL.search(before)))
-    )
-    right = (
-        atom.glued_right
-        and bool(after)
-        and (boundary in (aligned or {}).get(atom.after + 1, []) or bool(HEAD.match(after)))
-    )
+    if aligned is None:
+        return atom.glued_left and bool(TAIL.search(before)), atom.glued_right and bool(HEAD.match(after))
+    left = atom.glued_left and bool(before) and boundary - 1 in aligned.get(atom.after, [])
+    right = atom.glued_right and bool(after) and boundary in aligned.get(atom.after + 1, [])
     return left, right
 
 
