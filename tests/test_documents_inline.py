@@ -1,5 +1,6 @@
-"""Inline runs (nmt/documents/inline.py): spans land around the target words aligned to theirs, atoms after the
-word aligned to the one before them, and whatever the alignment, every piece of markup comes out once, nested."""
+"""Inline runs (nmt/documents/inline.py) carried to a translation (nmt/documents/carry.py): spans land around the
+target words aligned to theirs, atoms after the word aligned to the one before them, and whatever the alignment,
+every piece of markup comes out once, nested."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nmt.documents.inline import Builder, Run, render
+from nmt.documents.carry import render
+from nmt.documents.inline import Builder, Run
 
 pytestmark = pytest.mark.unit
 

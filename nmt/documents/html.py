@@ -1,6 +1,7 @@
 """HTML as a document: the text of every block (a paragraph, a heading, a list item, a table cell, a title) is
-translated as one inline run, with inline tags (<b>, <a href>, <span>...) carried to the words they belong to
-(nmt.documents.inline); attributes meant for people (alt, title, placeholder, aria-label) are translated too.
+translated as one inline run (nmt.documents.inline), with inline tags (<b>, <a href>, <span>...) carried to the
+words they belong to (nmt.documents.carry); attributes meant for people (alt, title, placeholder, aria-label) are
+translated too.
 Everything else is byte-identical: script, style, code, pre, textarea, svg and math with all they hold, comments,
 the doctype, every tag and attribute not named above, entities outside the translated text, whitespace around
 blocks. Translated text is escaped minimally (& < >, and the attribute's quote).
@@ -20,7 +21,8 @@ from html.parser import HTMLParser
 from typing import cast
 
 from nmt.documents import Translate, Warn
-from nmt.documents.inline import Builder, Run, render
+from nmt.documents.carry import render
+from nmt.documents.inline import Builder, Run
 from nmt.line_translator import Translation
 
 SKIP = frozenset({"script", "style", "code", "pre", "textarea", "svg", "math", "template"})  # never translated

@@ -6,7 +6,8 @@ markdown-it-py finds the blocks (their source lines) and parses their inline tex
 text's source span in the original lines rather than rendering the document again. A paragraph keeps its source
 lines (its translation is wrapped over them, or over fewer when it is shorter); a hard line break keeps its line,
 the text on each side being translated on its own. Emphasis, links and inline HTML tags become spans and inline
-code, images and autolinks atoms of an inline run (nmt.documents.inline), carried to the words they belong to.
+code, images and autolinks atoms of an inline run (nmt.documents.inline), carried to the words they belong to
+(nmt.documents.carry).
 Image alt texts are kept as they are (an image is an atom). Knows Markdown only: not the model, not HTML."""
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
 
 from nmt.documents import Translate, Warn
-from nmt.documents.inline import Builder, Run, render
+from nmt.documents.carry import render
+from nmt.documents.inline import Builder, Run
 
 Slot = tuple[int, int, int]  # (line, start column, end column): the part of one source line a text holds
 
