@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from markdown_it import MarkdownIt
+from markdown_it import MarkdownIt, rules_inline
 from markdown_it.helpers import parseLinkLabel
 from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
@@ -29,6 +29,15 @@ from nmt.documents.inline import Builder, Run
 
 Slot = tuple[int, int, int]  # (line, start column, end column): the part of one source line a text holds
 
+RECORDING = {  # the inline rules whose tokens must say where they came from, by their names in markdown-it-py
+    "backticks": rules_inline.backtick,
+    "link": rules_inline.link,
+    "image": rules_inline.image,
+    "autolink": rules_inline.autolink,
+    "html_inline": rules_inline.html_inline,
+    "newline": rules_inline.newline,
+    "escape": rules_inline.escape,
+}
 RECORDED = {"code_inline", "image", "html_inline", "link_open", "link_close", "softbreak", "hardbreak"}
 SPECIAL = re.compile(r"([\\`*\[\]<>|~]|(?<![^\W_])_|_(?![^\W_]))")  # to escape in translated words (not d_model)
 ENTITY = re.compile(r"&(?=#?\w+;)")
@@ -99,8 +108,7 @@ class _Parser:
         self.md = MarkdownIt("commonmark").enable(["table", "strikethrough"]).disable(["inline", "text_join"])
         self.ranges: dict[int, tuple[int, int, int]] = {}  # id(token) -> (start, end, label end for links)
         self.env: dict[str, Any] = {}  # the document's link reference definitions
-        for name in ("backticks", "link", "image", "autolink", "html_inline", "newline", "escape"):
-            rule = next(r for r in self.md.inline.ruler.__rules__ if r.name == name).fn
+        for name, rule in RECORDING.items():
             self.md.inline.ruler.at(name, self._recording(rule))
 
     def _recording(self, rule: Callable[[StateInline, bool], bool]) -> Callable[[StateInline, bool], bool]:
