@@ -74,6 +74,14 @@ ALIGNED = frozenset({"markdown", "html", "srt", "vtt"})
 MARKUP = frozenset({"markdown", "html"})  # ... and those that lose something without it
 
 
+def no_alignment_note(fmt: str) -> str:
+    """What a document in `fmt` (one of MARKUP) loses on an engine without word alignments."""
+    return (
+        f"{fmt}: this engine (CTranslate2) gives no word alignment, so inline markup is placed by position; "
+        "the PyTorch engine carries it along the words"
+    )
+
+
 class Loaded:
     """A loaded model with its decoding settings: `translate` lines, read `info`."""
 
@@ -160,10 +168,7 @@ class Loaded:
             return base
         if not base.can_align:
             if fmt in MARKUP:
-                say(
-                    f"{fmt}: this engine (CTranslate2) gives no word alignment, so inline markup is placed by "
-                    "position; the PyTorch engine carries it along the words"
-                )
+                say(no_alignment_note(fmt))
             return base
         if self._aligned is None:
             self._aligned = base.with_config(align=True)
