@@ -340,10 +340,12 @@ def translate_document(
     """Read a whole document (a file or stdin), translate it and write it in its own format to stdout or --output
     (whole, or not at all). `options`: nmt.load's engine, precision, device, threads and sampling."""
     from nmt.api import load
+    from nmt.documents import translate_document as read_as
     from nmt.runtime import all_cores, keep_freed_memory
     from nmt.textio import Output, read_document
 
-    text = read_document(input_file, say)  # a bad file fails before the model loads
+    text = read_document(input_file, say)  # a bad file fails before the model loads, and so does
+    read_as("", document, lambda texts: [], lang=None)  # a format whose reader is not installed
     keep_freed_memory()
     with err.status(f"loading {model}…"):
         loaded = load(model, config=config, **{**options, "threads": options["threads"] or all_cores()})

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 import nmt
 from nmt.errors import ConfigError
+from nmt.line_translator import LineTranslator
 
 pytest.importorskip("webvtt", reason="webvtt-py is not installed (pip install -e '.[dev]')")
 
@@ -97,6 +98,12 @@ def test_options_that_describe_lines_are_refused_for_a_document_in_one_line(flag
     one_error_line(result, *words)
 
 
+def test_without_webvtt_py_it_says_what_to_install_before_the_model_loads(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "webvtt", None)  # as if not installed: importing it fails
+    result = runner.invoke(app, ["translate", "-m", str(tmp_path / "none"), str(STORY)])
+    one_error_line(result, "SRT and WebVTT subtitles need webvtt-py: pip install 'nmt[subtitles]'")
+
+
 def test_a_binary_subtitle_file_is_refused_as_a_text_file_is(tmp_path):
     packed = tmp_path / "film.srt"
     packed.write_bytes(gzip.compress(STORY.read_bytes()))
@@ -119,3 +126,36 @@ def test_the_api_translates_a_document_as_the_command_does(tiny_model_dir):
     warnings: list[str] = []
     translator.translate_document("1\n00:00:01,000 -> x\nHi.\n", format="srt", warn=warnings.append, where="f.srt:")
     assert warnings == ["f.srt:2: a broken cue timing line; kept as it is, the cue's text translated"]
+
+
+class Engine(LineTranslator):
+    """An engine that translates nothing: what `translate_document` asks of it is all that is looked at."""
+
+    def __init__(self, can_align: bool, align: bool = False) -> None:
+        self.can_align, self.align, self.made = can_align, align, []
+
+    def with_config(self, align=None, **changes):
+        self.made.append(align)
+        return Engine(self.can_align, bool(align))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html", "srt", "vtt"])
+def test_documents_ask_for_alignments_where_the_engine_has_them_and_say_where_it_has_not(fmt):
+    from nmt.api import Loaded
+
+    notes: list[str] = []
+    aligning = Loaded(Path("m"), Engine(can_align=True))
+    chosen = aligning._for_document(fmt, notes.append)
+    assert chosen.align is (fmt != "text") and aligning._for_document(fmt, notes.append) is chosen  # made once
+    assert aligning.translator.align is False and notes == []
+    blind = Loaded(Path("m"), Engine(can_align=False))
+    assert blind._for_document(fmt, notes.append) is blind.translator
+    assert notes == (
+        [
+            f"{fmt}: this engine (CTranslate2) gives no word alignment, so inline markup is placed by "
+            "position; the PyTorch engine carries it along the words"
+        ]
+        if fmt in ("markdown", "html")
+        else []
+    )
