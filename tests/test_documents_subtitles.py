@@ -135,6 +135,12 @@ def test_a_webvtt_file_keeps_its_header_notes_style_identifiers_and_settings() -
     assert after[-3:] == ["SHE READ IT TWICE", "AND SMILED.", ""]  # a two-line cue keeps its two lines
 
 
+def test_a_cue_whose_identifier_starts_like_a_note_is_still_a_cue() -> None:
+    out, warnings, fake = run("WEBVTT\n\nNOTES-1\n00:01.000 --> 00:02.000\nHello.\n\nNOTE a comment\n", "vtt")
+    assert out == "WEBVTT\n\nNOTES-1\n00:01.000 --> 00:02.000\nHELLO.\n\nNOTE a comment\n"
+    assert fake.texts == ["Hello."] and warnings == []
+
+
 def test_line_ends_and_byte_order_mark_are_kept() -> None:
     document = "\ufeff1\r\n00:00:01,000 --> 00:00:02,000\r\nHello there.\r\n\r\n"
     out, _, _ = run(document, "srt")

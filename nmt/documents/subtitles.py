@@ -66,7 +66,7 @@ class Piece:
 
     @property
     def dialogue(self) -> bool:
-        return bool(_DASH.search(self.before))
+        return bool(_DASH.search(_TAG.sub("", self.before)))  # a dash of its own, not one inside <c.a-b>
 
 
 @dataclass(frozen=True)
@@ -118,10 +118,12 @@ class Reader:
     def text_lines(self, block: list[int]) -> list[int]:
         """The lines of `block` to translate: a cue's text, or stray text; none of a header, comment or style."""
         lines = [self.lines[i] for i in block]
-        if self.webvtt and (block[0] == 0 or self._vtt_block(lines)):
+        if self.webvtt and block[0] == 0:
             return []
         timing = 0 if _timing_like(lines[0]) else 1 if len(lines) > 1 and _timing_like(lines[1]) else None
         if timing is None:
+            if self.webvtt and self._vtt_block(lines):  # as webvtt-py reads: a cue first, else a comment or style
+                return []
             if len(lines) == 1 and lines[0].strip().isdigit():
                 self.say(block[0], "a cue number with no timing line after it; kept as it is")
                 return []
@@ -164,7 +166,7 @@ class Reader:
         core = line[start:stop]
         if tags := _TAG.findall(core):
             self.say(index, f"markup inside the line ({' '.join(tags)}) is left out of its translation")
-            core = _TAG.sub(" ", core)
+            core = _TAG.sub("", core)
         core = " ".join(core.split())
         return Piece(index, line[:start], core, line[stop:]) if core else None
 
