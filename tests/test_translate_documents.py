@@ -132,10 +132,9 @@ class Engine(LineTranslator):
     """An engine that translates nothing: what `translate_document` asks of it is all that is looked at."""
 
     def __init__(self, can_align: bool, align: bool = False) -> None:
-        self.can_align, self.align, self.made = can_align, align, []
+        self.can_align, self.align = can_align, align
 
     def with_config(self, align=None, **changes):
-        self.made.append(align)
         return Engine(self.can_align, bool(align))
 
 

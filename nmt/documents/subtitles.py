@@ -35,6 +35,7 @@ MAX_SENTENCE_CHARS = 300
 _FRAME_START = re.compile(r"(?:\s|<[^>]*>|\{\\[^}]*\}|[-‐–—](?:\s+|(?=[^\W\d_]))|♪)*")
 _FRAME_END = re.compile(r"(?:\s|<[^>]*>|\{\\[^}]*\}|♪)*$")  # ... and trailing tags and notes
 _DASH = re.compile(r"[-‐–—]")
+_LEAD = re.compile(r"[-‐–—]\s+")
 _TAG = re.compile(r"<[^>]*>|\{\\[^}]*\}")  # markup inside a line (left out of what is translated)
 _PAIR = re.compile(r"(\d+)-(\d+)")
 # A timing line, or one meant as one (a broken arrow): it is kept as it is, never translated
@@ -76,6 +77,7 @@ class Fragment:
     piece: Piece
     text: str
     glued: bool = False  # no space before it in the line (a sentence end inside a word, "?:"): none after either
+    lead: str = ""  # a speaker's dash that starts a sentence inside the line ("Yes. - No."): kept, not translated
 
 
 class Reader:
@@ -201,6 +203,9 @@ def _fragment(piece: Piece, begin: int, end: int) -> Fragment | None:
     if not text:
         return None
     first = begin + len(part) - len(part.lstrip())
+    lead = _LEAD.match(text) if first > 0 else None
+    if lead and lead.end() < len(text):
+        return Fragment(piece, text[lead.end() :], not piece.core[first - 1].isspace(), lead.group())
     return Fragment(piece, text, first > 0 and not piece.core[first - 1].isspace())
 
 
@@ -317,7 +322,7 @@ def translate(text: str, translate: Translate, *, lang: str | None, warn: Warn, 
             reader.say(group[0].piece.line, warning)
         for fragment, words in zip(group, share(group, result)):
             if words:
-                fragment.piece.out.append((words, fragment.glued))
+                fragment.piece.out.append((fragment.lead + words, fragment.glued))
     return bom + _written(lines, ends, groups)
 
 
