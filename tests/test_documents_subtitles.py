@@ -121,6 +121,21 @@ def test_a_short_translation_leaves_no_cue_empty_where_it_can() -> None:
     )
 
 
+def test_fewer_words_than_lines_still_give_every_cue_a_word_whatever_the_alignment_says() -> None:
+    """Three cues of two lines, a translation of four words, all aligned to the last source word."""
+    document = "".join(
+        f"{n}\n00:00:0{n},000 --> 00:00:0{n},900\n{first}\n{second}\n\n"
+        for n, (first, second) in enumerate(
+            [("When the wind", "fell at last"), ("the sea turned", "as flat"), ("as a", "table.")], start=1
+        )
+    )
+    last = len(" ".join(text_lines(document)).split()) - 1
+    out, _, _ = run(document, "srt", Fake(lambda text: ("La mer était plate.", f"{last}-0 {last}-1 {last}-2 {last}-3")))
+    cue_texts = [" ".join(block.split("\n")[2:]) for block in out.split("\n\n") if block]
+    assert cue_texts == ["La", "mer", "était plate."]
+    assert timing_lines(out) == timing_lines(document)
+
+
 def test_a_webvtt_file_keeps_its_header_notes_style_identifiers_and_settings() -> None:
     out, warnings, fake = run(SCENE, "vtt")
     assert warnings == [] and len(fake.calls) == 1

@@ -60,6 +60,7 @@ class Piece:
     """A cue's text line: `core` is translated; `before` and `after` (spaces, tags, a dash) are kept around it."""
 
     line: int  # 0-based, in the document
+    cue: int  # the block it is in
     before: str
     core: str
     after: str
@@ -156,10 +157,13 @@ class Reader:
 
     def pieces(self) -> list[Piece]:
         return [
-            piece for block in self.blocks() for i in self.text_lines(block) if (piece := self._piece(i)) is not None
+            piece
+            for cue, block in enumerate(self.blocks())
+            for i in self.text_lines(block)
+            if (piece := self._piece(i, cue)) is not None
         ]
 
-    def _piece(self, index: int) -> Piece | None:
+    def _piece(self, index: int, cue: int) -> Piece | None:
         line = self.lines[index]
         before = _FRAME_START.match(line)
         start = before.end() if before else 0
@@ -170,7 +174,7 @@ class Reader:
             self.say(index, f"markup inside the line ({' '.join(tags)}) is left out of its translation")
             core = _TAG.sub("", core)
         core = " ".join(core.split())
-        return Piece(index, line[:start], core, line[stop:]) if core else None
+        return Piece(index, cue, line[:start], core, line[stop:]) if core else None
 
 
 def sentences(pieces: list[Piece], lang: str | None) -> list[list[Fragment]]:
@@ -233,13 +237,23 @@ def _capped(sentence: list[Fragment]) -> list[list[Fragment]]:
 def share(fragments: list[Fragment], result: Translation) -> list[str]:
     """A sentence's translation shared over the fragments it came from, in order and on word boundaries: along
     its word alignment when there is one, else in proportion to the fragments' characters. Every fragment gets
-    at least one word when the translation has enough."""
+    at least one word when the translation has enough, else every cue."""
     words = result.text.split()
     if len(fragments) == 1:
         return [" ".join(words)]
     wanted = _by_alignment(fragments, result.alignment, len(words)) if result.alignment else None
-    owners = _monotone(wanted or _by_length(fragments, words), len(fragments))
+    owners = _monotone(wanted or _by_length(fragments, words), len(fragments), _units(fragments, len(words)))
     return [" ".join(w for w, owner in zip(words, owners) if owner == i) for i in range(len(fragments))]
+
+
+def _units(fragments: list[Fragment], n: int) -> list[int] | None:
+    """What must not be left empty, numbered for each fragment: the fragments themselves when there are words
+    enough, else the cues; None when there are fewer words than cues."""
+    if n >= len(fragments):
+        return list(range(len(fragments)))
+    cues = [fragment.piece.cue for fragment in fragments]
+    units = [sum(1 for a, b in zip(cues, cues[1 : i + 1]) if a != b) for i in range(len(cues))]
+    return units if n > units[-1] else None
 
 
 def _by_alignment(fragments: list[Fragment], alignment: str, n: int) -> list[float | None] | None:
@@ -270,30 +284,27 @@ def _by_length(fragments: list[Fragment], words: list[str]) -> list[float | None
     return wanted
 
 
-def _monotone(wanted: list[float | None], k: int) -> list[int]:
-    """The owner (0..k-1) of each word, never going back, closest to `wanted` (distance summed); with at least
-    k words every owner gets one (owners then step by one at most)."""
+def _monotone(wanted: list[float | None], k: int, units: list[int] | None) -> list[int]:
+    """The owner (one of k fragments) of each word, never going back, closest to `wanted` (distance summed).
+    Given `units` (each fragment's, in order), every unit gets a word: the first word's is the first unit, the
+    last's the last, and owners never skip a unit."""
     n = len(wanted)
     if n == 0:
         return []
-    every = n >= k
 
     def cost(j: int, owner: int) -> float:
         w = wanted[j]
         return 0.0 if w is None else abs(owner - w)
 
     inf = float("inf")
-    best = [[cost(0, f) if (f == 0 or not every) else inf for f in range(k)]]
+    best = [[cost(0, f) if units is None or units[f] == 0 else inf for f in range(k)]]
     back: list[list[int]] = [[0] * k]
     for j in range(1, n):
-        row, came = [], []
-        for f in range(k):
-            g = _previous(best[-1], f, every)
-            row.append(best[-1][g] + cost(j, f))
-            came.append(g)
-        best.append(row)
+        came = [_previous(best[-1], f, units) for f in range(k)]
+        best.append([best[-1][g] + cost(j, f) for f, g in enumerate(came)])
         back.append(came)
-    owner = k - 1 if every else min(range(k), key=lambda f: best[-1][f])
+    ends = [f for f in range(k) if units is None or units[f] == units[-1]]
+    owner = min(ends, key=lambda f: best[-1][f])
     owners = [owner]
     for j in range(n - 1, 0, -1):
         owner = back[j][owner]
@@ -301,10 +312,10 @@ def _monotone(wanted: list[float | None], k: int) -> list[int]:
     return owners[::-1]
 
 
-def _previous(row: list[float], f: int, every: bool) -> int:
+def _previous(row: list[float], f: int, units: list[int] | None) -> int:
     """The best owner of the word before one owned by `f` (staying wins ties: words keep together)."""
-    choices = [f - 1, f] if every else list(range(f + 1))
-    return min((g for g in choices if g >= 0), key=lambda g: (row[g], g != f))
+    choices = [g for g in range(f + 1) if units is None or units[f] - units[g] <= 1]
+    return min(choices, key=lambda g: (row[g], g != f))
 
 
 def translate(text: str, translate: Translate, *, lang: str | None, warn: Warn, where: str) -> str:
