@@ -123,6 +123,7 @@ def test_a_refused_request_clears_the_last_translation_and_a_cut_line_is_said(
 def test_document_mode_gives_the_same_shape_back(browser: Any, server: Server) -> None:
     """Choose a document format, paste a document: it comes back whole, in its format, as the API answers it;
     the n-best choice (lines only) is off meanwhile, and back on with lines."""
+    pytest.importorskip("webvtt", reason="webvtt-py is not installed (pip install -e '.[dev]')")
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
