@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from nmt.config import DecodeConfig, SamplingConfig, from_dict
-from nmt.errors import ConfigError, NmtError
+from nmt.errors import ConfigError
 from nmt.layout import ENGINES
 from nmt.line_translator import PRECISIONS, LineTranslator, Translation
 
@@ -152,14 +152,13 @@ class Loaded:
         fmt = check_format(format)
         say = warn if warn is not None else _python_warning
         translator = self._for_document(fmt, say)
-        if fmt == "text":  # a text's lines are the document's lines: the engine's warnings name them
 
-            def lines(texts: list[str]) -> list[Translation]:
+        def pieces(texts: list[str]) -> list[Translation]:
+            if fmt == "text":  # a text's lines are the document's lines: the engine's warnings name them
                 return translator.translate_batch(texts, say, 1, where)
+            return translator.translate_batch(texts)  # pieces, not lines: the format says their warnings
 
-            return translate_document(text, fmt, lines, lang=self.source_lang, warn=say, where=where)
-        # other formats send pieces, not lines: they say the Translation's warnings at their own lines
-        return translate_document(text, fmt, translator.translate_batch, lang=self.source_lang, warn=say, where=where)
+        return translate_document(text, fmt, pieces, lang=translator.src_lang, warn=say, where=where)
 
     def _for_document(self, fmt: str, say: Callable[[str], None]) -> LineTranslator:
         """The translator for a document in `fmt`: with word alignments where the format uses them."""
@@ -173,17 +172,6 @@ class Loaded:
         if self._aligned is None:
             self._aligned = base.with_config(align=True)
         return self._aligned
-
-    @property
-    def source_lang(self) -> str | None:
-        """The source language code the model records (its sentence boundaries), or None."""
-        lang = getattr(self.translator, "src_lang", None)
-        if lang is None:
-            try:
-                lang = self.info.get("src_lang")
-            except NmtError:  # a directory `nmt info` cannot describe: the default rules
-                return None
-        return str(lang) if lang else None
 
     @property
     def info(self) -> dict[str, Any]:

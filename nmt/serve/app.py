@@ -104,7 +104,7 @@ def _document(batcher: Batcher, loaded: Loaded, limits: Limits) -> Callable[[Ask
             futures = [batcher.submit(texts[i : i + step], options) for i in range(0, len(texts), step)]
             return [found for future in futures for found in future.result()]
 
-        lang = loaded.source_lang  # read once, then cached by `Loaded`
+        lang = loaded.translator.src_lang  # the model's, for sentence boundaries
         text = translate_document(asked.lines[0], asked.format, pieces, lang=lang, warn=warnings.append)
         return text, warnings
 
