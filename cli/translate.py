@@ -14,6 +14,7 @@ from nmt_cli.common import count, err, handle_errors, writable
 from nmt_cli.settings import FROM_FLAGS, Settings, choice, settings
 
 from nmt.config import DecodeConfig, SamplingConfig
+from nmt.documents import FORMATS as DOCUMENTS
 from nmt.layout import ENGINES
 
 ModelOpt = Annotated[
@@ -208,6 +209,16 @@ def translate(
             "(Pharaoh, 0-based words; the penultimate decoder layer, heads averaged).",
         ),
     ] = False,
+    input_format: Annotated[
+        str | None,
+        typer.Option(
+            "--input-format",
+            **choice(DOCUMENTS),
+            help="'text': sentences, line by line; or a document, translated whole and written back in its own "
+            "format: 'markdown', 'html', 'srt', 'vtt' (markup, code, cue numbers and timings kept). "
+            "Default: from the file's extension (.md, .html, .srt, .vtt), text for stdin.",
+        ),
+    ] = None,
 ) -> None:
     """Translate lines from stdin (or FILE) to stdout (or --output): exactly one output line per input line.
 
@@ -217,6 +228,7 @@ def translate(
     between words and translated in parts, with a warning, never truncated; invalid UTF-8 is replaced with a
     warning.
     With --engine ctranslate2 (found by itself for a directory written by `nmt export`) the search runs in CTranslate2.
+    A Markdown, HTML or subtitle file (--input-format, or its extension) comes back whole, in the same format.
     """
     from nmt.config import check_table, load_toml
     from nmt.errors import ConfigError
@@ -236,6 +248,10 @@ def translate(
     check_scores(scores, fmt, config.nbest)
     if output_file is not None:
         writable(output_file, "--output")
+    if (document := document_format(input_format, input_file, fmt, config.nbest, scores, align)) != "text":
+        sampler = settings.make(SamplingConfig) if sampling else None
+        options = dict(engine=engine, precision=precision(int8, bf16), device=device, threads=threads, sampling=sampler)
+        return translate_document(model, config, options, document, input_file, output_file, say)
     from nmt.textio import Output, read_lines, stream_lines
 
     lines = read_lines(input_file, say) if input_file is not None else None  # a bad file fails before the model loads
@@ -259,14 +275,7 @@ def translate(
             sampling=sampler,
             align=align,
         ).translator
-    if bf16:
-        from nmt.translate import Translator  # only here: the CTranslate2 engine runs without torch
-
-        if isinstance(translator, Translator):
-            from nmt.runtime import slow_bf16
-
-            if why := slow_bf16(translator.device):
-                say(f"{why}; leave out --bf16 here (or try --int8)")
+    check_bf16(translator, bf16, say)
 
     if interactive and not quiet:
         err.print("type a sentence, Ctrl-D to end", markup=False)
@@ -282,6 +291,69 @@ def translate(
         ):
             output.write("".join(write(first + i, result, seconds) for i, result in enumerate(results)))
             output.flush()
+
+
+def check_bf16(translator, bf16: bool, say: Callable[[str], None]) -> None:
+    """A warning where bfloat16 is slower than float32 on this device."""
+    if bf16:
+        from nmt.translate import Translator  # only here: the CTranslate2 engine runs without torch
+
+        if isinstance(translator, Translator):
+            from nmt.runtime import slow_bf16
+
+            if why := slow_bf16(translator.device):
+                say(f"{why}; leave out --bf16 here (or try --int8)")
+
+
+def document_format(
+    input_format: str | None, input_file: Path | None, fmt: str, nbest: int, scores: bool, align: bool
+) -> str:
+    """What the input is (--input-format, else its file's extension, else text); a document format refuses the
+    options that describe lines, since what comes back is the document itself."""
+    from nmt.documents import check_format, format_of
+    from nmt.errors import ConfigError
+
+    document = check_format(input_format) if input_format is not None else format_of(input_file)
+    asked = [
+        flag
+        for flag, given in (("--format jsonl", fmt == "jsonl"), (f"--nbest {nbest}", nbest > 1), ("--scores", scores))
+        if given
+    ] + (["--align"] if align else [])
+    if document != "text" and asked:
+        said = "--input-format " + document if input_format is not None else f"its extension says {document}"
+        raise ConfigError(
+            f"{asked[0]} describes translated lines, but a {document} document ({said}) is written back whole in "
+            "its own format; leave it out, or give --input-format text"
+        )
+    return document
+
+
+def translate_document(
+    model: Path,
+    config: DecodeConfig,
+    options: dict,
+    document: str,
+    input_file: Path | None,
+    output_file: Path | None,
+    say: Callable[[str], None],
+) -> None:
+    """Read a whole document (a file or stdin), translate it and write it in its own format to stdout or --output
+    (whole, or not at all). `options`: nmt.load's engine, precision, device, threads and sampling."""
+    from nmt.api import load
+    from nmt.documents import translate_document as read_as
+    from nmt.runtime import all_cores, keep_freed_memory
+    from nmt.textio import Output, read_document
+
+    text = read_document(input_file, say)  # a bad file fails before the model loads, and so does
+    read_as("", document, lambda texts: [], lang=None)  # a format whose reader is not installed
+    keep_freed_memory()
+    with err.status(f"loading {model}…"):
+        loaded = load(model, config=config, **{**options, "threads": options["threads"] or all_cores()})
+    check_bf16(loaded.translator, options["precision"] == "bf16", say)
+    where = f"{input_file}:" if input_file is not None else "<stdin>:"
+    translated = loaded.translate_document(text, document, warn=say, where=where)
+    with Output(output_file) as output:
+        output.write(translated)
 
 
 def check_scores(scores: bool, fmt: str, nbest: int) -> None:

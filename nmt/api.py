@@ -6,6 +6,8 @@
     t.translate(["How was your day?"], results=True)[0].nbest   # [(text, score, log_prob), ...]
     t.info["parameters"]
     t.translate_file("notes.en", "notes.fr")    # what `nmt translate -i notes.en -o notes.fr` does
+    t.translate_document("# Plans\n\nWe leave on *Friday*.", format="markdown")  # Markdown again, same shape
+    t.translate_document(Path("film.srt").read_text(), format="srt")   # cue numbers and timings as they were
 
 The engine is chosen here (PyTorch for a model or run directory, CTranslate2 for an `nmt export` directory),
 not in the command line."""
@@ -66,12 +68,27 @@ def _python_warning(message: str) -> None:
     warnings.warn(message, stacklevel=3)
 
 
+# Documents whose pieces are placed by the word alignment when the engine gives one: inline markup (Markdown,
+# HTML) goes to the words it belongs to, a sentence's translation is shared over its cues (subtitles)
+ALIGNED = frozenset({"markdown", "html", "srt", "vtt"})
+MARKUP = frozenset({"markdown", "html"})  # ... and those that lose something without it
+
+
+def no_alignment_note(fmt: str) -> str:
+    """What a document in `fmt` (one of MARKUP) loses on an engine without word alignments."""
+    return (
+        f"{fmt}: this engine (CTranslate2) gives no word alignment, so inline markup is placed by position; "
+        "the PyTorch engine carries it along the words"
+    )
+
+
 class Loaded:
     """A loaded model with its decoding settings: `translate` lines, read `info`."""
 
     def __init__(self, path: Path, translator: LineTranslator) -> None:
         self.path, self.translator = path, translator
         self._info: dict[str, Any] | None = None
+        self._aligned: LineTranslator | None = None  # the same model giving word alignments (documents)
 
     @overload
     def translate(self, lines: str | list[str], results: Literal[False] = False) -> list[str]: ...
@@ -120,6 +137,41 @@ class Loaded:
             with Output(Path(dest)) as sink:
                 sink.write("".join(f"{text}\n" for text in texts))
         return texts
+
+    def translate_document(
+        self, text: str, format: str = "text", *, warn: Callable[[str], None] | None = None, where: str = "line "
+    ) -> str:
+        """A whole document translated, in the same format and shape (`format`: text, markdown, html, srt or vtt;
+        nmt.documents.format_of tells it from a file name): only text meant for people is translated, its
+        markup, code, cue numbers and timings kept. Markdown and HTML carry inline markup along the word
+        alignment, which the engine is asked for when it can give one (CTranslate2 cannot: the markup is then
+        placed by position, with a warning). Warnings name `where` and the document's line ("film.srt:12: ..."),
+        given to `warn` (by default Python's warnings)."""
+        from nmt.documents import check_format, translate_document
+
+        fmt = check_format(format)
+        say = warn if warn is not None else _python_warning
+        translator = self._for_document(fmt, say)
+
+        def pieces(texts: list[str]) -> list[Translation]:
+            if fmt == "text":  # a text's lines are the document's lines: the engine's warnings name them
+                return translator.translate_batch(texts, say, 1, where)
+            return translator.translate_batch(texts)  # pieces, not lines: the format says their warnings
+
+        return translate_document(text, fmt, pieces, lang=translator.src_lang, warn=say, where=where)
+
+    def _for_document(self, fmt: str, say: Callable[[str], None]) -> LineTranslator:
+        """The translator for a document in `fmt`: with word alignments where the format uses them."""
+        base = self.translator
+        if fmt not in ALIGNED or base.align:
+            return base
+        if not base.can_align:
+            if fmt in MARKUP:
+                say(no_alignment_note(fmt))
+            return base
+        if self._aligned is None:
+            self._aligned = base.with_config(align=True)
+        return self._aligned
 
     @property
     def info(self) -> dict[str, Any]:

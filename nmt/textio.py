@@ -109,14 +109,37 @@ def bad_share(bad: int, lines: int) -> str:
 
 def read_lines(path: Path, warn: Warn) -> list[str]:
     """Every line of a UTF-8 text file (see `read_text_lines`); a DataError for what is not one."""
-    try:
-        raw = path.read_bytes()
-    except IsADirectoryError as e:
-        raise DataError(f"{path}: is a directory; give a text file with one sentence per line") from e
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror}); check the path") from e
+    raw = _file_bytes(path, "a text file with one sentence per line")
     check_text(raw, str(path))
     return list(read_text_lines(io.BytesIO(raw), str(path), warn))
+
+
+def _file_bytes(path: Path, wanted: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except IsADirectoryError as e:
+        raise DataError(f"{path}: is a directory; give {wanted}") from e
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror}); check the path") from e
+
+
+def read_document(path: Path | None, warn: Warn) -> str:
+    """A whole document (a file, or stdin for None) as it is, line ends and all: refused by `check_text` as
+    `read_lines` refuses a file, invalid UTF-8 replaced with a warning naming the line as it warns."""
+    name = str(path) if path is not None else "<stdin>"
+    raw = _file_bytes(path, "a document file") if path is not None else sys.stdin.buffer.read()
+    check_text(raw, name)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    lines = raw.split(b"\n")
+    for number, line in enumerate(lines, start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            warn(f"{name}:{number}: invalid UTF-8 at column {e.start + 1}; replaced with U+FFFD")
+    return raw.decode("utf-8", errors="replace")
 
 
 def stream_lines(stream: BinaryIO, name: str, warn: Warn) -> Iterator[str]:

@@ -118,3 +118,36 @@ def test_a_refused_request_clears_the_last_translation_and_a_cut_line_is_said(
     wait.until(lambda b: len(output()) == 1 and "ms" in status_line()[0])
     text, kind = status_line()
     assert kind != "error" and "line 1: " in text and "longer than the model takes" in text
+
+
+def test_document_mode_gives_the_same_shape_back(browser: Any, server: Server) -> None:
+    """Choose a document format, paste a document: it comes back whole, in its format, as the API answers it;
+    the n-best choice (lines only) is off meanwhile, and back on with lines."""
+    pytest.importorskip("webvtt", reason="webvtt-py is not installed (pip install -e '.[dev]')")
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    document = (
+        "1\n00:00:01,000 --> 00:00:02,500\nHow was your day?\nThe cat\n\n"
+        "2\n00:00:02,600 --> 00:00:04,000\nsleeps on the red sofa.\n"
+    )
+    status, body = server.translate(document, format="srt", beam=3)
+    assert status == 200
+    browser.get(f"http://127.0.0.1:{server.port}/")
+    wait = WebDriverWait(browser, 60, ignored_exceptions=[StaleElementReferenceException])
+    wait.until(lambda b: len(Select(b.find_element(By.ID, "format")).options) == 5)  # from /info
+    Select(browser.find_element(By.ID, "format")).select_by_value("srt")
+    assert not browser.find_element(By.ID, "nbest").is_enabled()
+    browser.execute_script("document.getElementById('source').value = arguments[0];", document)
+    browser.find_element(By.ID, "go").click()
+
+    def shown() -> str | None:
+        found = browser.find_elements(By.CSS_SELECTOR, "#output pre.document")
+        return found[0].get_attribute("textContent") if found else None
+
+    wait.until(lambda b: shown() == body["document"])
+    assert "SRT subtitles document in" in browser.find_element(By.ID, "status").text
+    Select(browser.find_element(By.ID, "format")).select_by_value("text")  # lines again: 6, over --max-lines
+    wait.until(lambda b: "at most 4 lines" in b.find_element(By.ID, "status").text and shown() is None)
+    assert browser.find_element(By.ID, "nbest").is_enabled()

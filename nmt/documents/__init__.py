@@ -14,11 +14,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nmt.errors import ConfigError
-from nmt.line_translator import Translation
 
-Translate = Callable[[list[str]], list[Translation]]  # one-line texts in, one Translation each out, in order
+if TYPE_CHECKING:  # `nmt --help` reads FORMATS, and imports no tokenizer
+    from nmt.line_translator import Translation
+
+Translate = Callable[[list[str]], "list[Translation]"]  # one-line texts in, one Translation each out, in order
 Warn = Callable[[str], None]
 
 FORMATS = ("text", "markdown", "html", "srt", "vtt")

@@ -4,6 +4,8 @@
                          "split": "none"}
                         → {"translations": [{"text", "score", "nbest": [{"text", "score", "log_prob"}],
                                              "alignment": "0-0 1-2 ..." (when asked)}, ...]}
+    POST /translate     {"text": "a whole document", "format": "markdown" | "html" | "srt" | "vtt", "beam": 5}
+                        → {"document": "the same document, translated", "warnings": [...] (when any)}
     GET  /              → a small web page: type, see the translation (nmt/serve_page.html, no external assets)
     GET  /health        → {"status": "ok"}
     GET  /info          → the model's description (nmt.info.describe), and "server": its beam and limits

@@ -13,9 +13,21 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, cast
 
-from nmt.line_translator import LineTranslator
-from nmt.serve.batcher import Batcher, Limits, ShuttingDown
-from nmt.serve.protocol import Error, Health, RequestError, answer, finite, openapi, parse_request
+from nmt.documents import FORMATS
+from nmt.errors import NmtError
+from nmt.line_translator import LineTranslator, Translation
+from nmt.serve.batcher import Batcher, Limits, Options, ShuttingDown
+from nmt.serve.protocol import (
+    Asked,
+    Error,
+    Health,
+    RequestError,
+    answer,
+    document_answer,
+    finite,
+    openapi,
+    parse_request,
+)
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -72,6 +84,44 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(Error(error=message), status_code=status)
 
 
+def _document(batcher: Batcher, loaded: Loaded, limits: Limits) -> Callable[[Asked], Awaitable[Response]]:
+    """The /translate answer to a document: read and written on a thread of asyncio's pool, its pieces translated
+    by the batcher (with other requests, `max_lines` at a time), with word alignments where the format places
+    pieces by them and the engine gives them."""
+    from starlette.responses import JSONResponse
+
+    from nmt.api import ALIGNED, MARKUP, no_alignment_note
+    from nmt.documents import translate_document
+
+    can_align = _can_align(loaded.translator)
+
+    def translated(asked: Asked) -> tuple[str, list[str]]:
+        options = Options(asked.options.beam, can_align and asked.format in ALIGNED, asked.options.split)
+        warnings = [no_alignment_note(asked.format)] if asked.format in MARKUP and not can_align else []
+
+        def pieces(texts: list[str]) -> list[Translation]:
+            step = limits.max_lines
+            futures = [batcher.submit(texts[i : i + step], options) for i in range(0, len(texts), step)]
+            return [found for future in futures for found in future.result()]
+
+        lang = loaded.translator.src_lang  # the model's, for sentence boundaries
+        text = translate_document(asked.lines[0], asked.format, pieces, lang=lang, warn=warnings.append)
+        return text, warnings
+
+    async def document(asked: Asked) -> Response:
+        try:
+            text, warnings = await asyncio.to_thread(translated, asked)
+        except ShuttingDown as e:
+            return _error(503, str(e))
+        except NmtError as e:  # what the document needs and this server has not (pip install 'nmt[subtitles]')
+            return _error(400, str(e))
+        except Exception as e:
+            return _error(500, f"the translation failed: {type(e).__name__}: {e}")
+        return JSONResponse(document_answer(text, warnings))
+
+    return document
+
+
 def _endpoints(batcher: Batcher, loaded: Loaded, limits: Limits) -> dict[tuple[str, str], Endpoint]:
     """The server's routes, (method, path) → endpoint; every one is described in `protocol.openapi`."""
     from starlette.responses import HTMLResponse, JSONResponse
@@ -83,10 +133,12 @@ def _endpoints(batcher: Batcher, loaded: Loaded, limits: Limits) -> dict[tuple[s
         "align": can_align,
         "max_lines": limits.max_lines,
         "max_body_bytes": limits.max_body_bytes,
+        "formats": list(FORMATS),
     }
     info = {**finite(loaded.info), "server": server}
     spec = openapi(limits, max_beam, can_align)
     page = (resources.files("nmt") / "serve_page.html").read_text(encoding="utf-8")
+    document = _document(batcher, loaded, limits)
 
     async def translate(request: Request) -> Response:
         try:
@@ -94,6 +146,8 @@ def _endpoints(batcher: Batcher, loaded: Loaded, limits: Limits) -> dict[tuple[s
             asked = parse_request(body, limits.max_lines, max_beam, can_align)
         except RequestError as e:
             return _error(e.status, e.message)
+        if asked.format != "text":
+            return await document(asked)
         try:
             future = batcher.submit(asked.lines, asked.options)
         except ShuttingDown as e:

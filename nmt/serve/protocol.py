@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any, NotRequired, cast, get_type_hints
+from typing import Annotated, Any, Literal, NotRequired, cast, get_type_hints
 
 from pydantic import (
     BaseModel,
@@ -31,16 +31,12 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from nmt.config import DecodeConfig
+from nmt.documents import FORMATS
 from nmt.line_translator import Translation
 from nmt.serve.batcher import Limits, Options
 
-FIELDS = (
-    "text",
-    "beam",
-    "nbest",
-    "align",
-    "split",
-)  # the fields of a /translate request, in the order they are checked
+FIELDS = ("text", "beam", "nbest", "align", "split", "format")  # the fields of a /translate request, in order
+DOCUMENTS = tuple(fmt for fmt in FORMATS if fmt != "text")  # formats whose 'text' is a whole document
 
 
 class RequestError(Exception):
@@ -55,9 +51,10 @@ class RequestError(Exception):
 class Asked:
     """A checked /translate request."""
 
-    lines: list[str]
+    lines: list[str]  # a document's request: one, the whole document
     nbest: int
     options: Options
+    format: str = "text"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,13 +82,23 @@ def _across_fields(can_align: bool) -> Callable[[Any], Any]:
     return check
 
 
+def _one_of(words: tuple[str, ...]) -> Any:
+    """The Literal type of one of `words` (made from the tuple that names them, not a second list)."""
+    return cast(Any, Literal)[words]
+
+
+def _split() -> Any:
+    """DecodeConfig.split's choices, or None: the server's."""
+    return get_type_hints(DecodeConfig)["split"] | None
+
+
 @cache
 def request_schema(max_lines: int, max_beam: int, can_align: bool) -> type[BaseModel]:
     """The /translate body a server with these limits takes (made once for each). Strict: no value is
     converted (a "2" is not a 2, a true not a 1)."""
     lines = Annotated[list[Line], Tag("lines"), Field(min_length=1, max_length=max_lines)]
     text = Annotated[Annotated[Line, Tag("line")] | lines, Discriminator(_text_kind)]
-    split: Any = get_type_hints(DecodeConfig)["split"] | None  # DecodeConfig.split's choices; None: the server's
+    split = _split()
     return create_model(
         "Request",
         __config__=ConfigDict(extra="forbid", strict=True, frozen=True),
@@ -128,6 +135,32 @@ def request_schema(max_lines: int, max_beam: int, can_align: bool) -> type[BaseM
                 "is one sentence. Default: the server's (--split).",
             ),
         ),
+        format=(
+            _one_of(FORMATS),
+            Field(
+                "text",
+                description="'text': lines, as above. 'markdown', 'html', 'srt' or 'vtt': 'text' is one whole "
+                "document (a DocumentRequest), answered in the same format (a TranslatedDocument).",
+            ),
+        ),
+    )
+
+
+@cache
+def document_schema(max_beam: int) -> type[BaseModel]:
+    """The /translate body of a document: one string, line breaks and all, in one of DOCUMENTS."""
+    return create_model(
+        "DocumentRequest",
+        __config__=ConfigDict(extra="forbid", strict=True, frozen=True),
+        text=(str, Field(description="The whole document, line breaks and all.")),
+        beam=(int, Field(max_beam, ge=1, le=max_beam, description="Beam size; at most the server's --beam.")),
+        nbest=(Literal[1], Field(1, description="A document comes back whole: one translation.")),
+        align=(Literal[False], Field(False, description="No alignment: the document comes back whole.")),
+        split=(_split(), Field(None, description="As for lines: what each piece of text is cut into.")),
+        format=(
+            _one_of(DOCUMENTS),
+            Field(description="What the document is; the answer's `document` is in the same format."),
+        ),
     )
 
 
@@ -142,6 +175,8 @@ def parse_request(body: bytes, max_lines: int, max_beam: int, can_align: bool = 
         data = json.loads(text)
     except (ValueError, RecursionError) as e:
         raise RequestError(400, f"the body is not valid JSON ({e})") from e
+    if isinstance(data, dict) and data.get("format") in DOCUMENTS:
+        return _document(cast(dict[str, Any], data), max_beam)
     try:
         asked = request_schema(max_lines, max_beam, can_align).model_validate(data)
     except ValidationError as e:
@@ -151,10 +186,41 @@ def parse_request(body: bytes, max_lines: int, max_beam: int, can_align: bool = 
     return Asked(lines, fields["nbest"], Options(fields["beam"], fields["align"], fields["split"]))
 
 
+def _document(data: dict[str, Any], max_beam: int) -> Asked:
+    """A document's request, checked: its text one string, and nothing that describes lines."""
+    try:
+        checked = document_schema(max_beam).model_validate(data).model_dump()
+    except ValidationError as e:
+        raise _document_refusal(e.errors(include_url=False), data, max_beam) from e
+    return Asked([checked["text"]], 1, Options(checked["beam"], False, checked["split"]), checked["format"])
+
+
+def _document_refusal(errors: list[ErrorDetails], data: dict[str, Any], max_beam: int) -> RequestError:
+    error = min(errors, key=lambda e: _ORDER.index(_about(e)))
+    about, fmt = _about(error), data["format"]
+    if about in ("nbest", "align") and error["type"] == "literal_error":
+        return RequestError(400, f"'{about}' describes lines; a document ({fmt}) comes back whole, in one translation")
+    if about in ("missing", "text"):
+        said = "missing" if about == "missing" else type(data["text"]).__name__
+        return RequestError(400, f"'text' is {said}: give the whole {fmt} document as one string")
+    return _refusal(errors, data, 1, max_beam)
+
+
 # What a request's faults are told under, in the order they are told (the first only): the body's shape, then
 # the fields as listed, and within 'text' its form before its lines' contents. A check across fields (pydantic
 # runs it only when every field is valid) is told under the field it refuses.
-_ORDER = ("model_type", "extra_forbidden", "missing", "text", "text:line", "beam", "nbest", "align", "split")
+_ORDER = (
+    "model_type",
+    "extra_forbidden",
+    "missing",
+    "text",
+    "text:line",
+    "beam",
+    "nbest",
+    "align",
+    "split",
+    "format",
+)
 _ACROSS = {"nbest_over_beam": "nbest", "cannot_align": "align"}
 
 
@@ -185,6 +251,8 @@ def _refusal(errors: list[ErrorDetails], data: Any, max_lines: int, max_beam: in
         return RequestError(400, "'text' is missing: give a string (one line) or a list of strings")
     if about.startswith("text"):
         return _text_refusal(error, max_lines)
+    if about == "format":
+        return RequestError(400, f"'format' {value!r}: choose {', '.join(map(repr, FORMATS))}")
     if kind in ("int_type", "bool_type"):
         return RequestError(
             400, f"'{about}' is {name}: " + ("give true or false" if about == "align" else "give an integer")
@@ -245,6 +313,27 @@ class Translations(TypedDict):
     ]
 
 
+class TranslatedDocument(TypedDict):
+    document: Annotated[str, Field(description="The document translated, in the request's format and shape")]
+    warnings: NotRequired[
+        Annotated[
+            list[str],
+            Field(
+                description="What was done to read or translate it, naming the document's line: 'line 12: a "
+                "broken cue timing line; kept as it is, the cue's text translated'. Absent when nothing was."
+            ),
+        ]
+    ]
+
+
+def document_answer(document: str, warnings: list[str]) -> TranslatedDocument:
+    """The /translate response body for a document."""
+    body = TranslatedDocument(document=document)
+    if warnings:
+        body["warnings"] = warnings
+    return body
+
+
 class Health(TypedDict):
     status: str
 
@@ -301,9 +390,10 @@ def _ref(name: str) -> dict[str, Any]:
 
 def openapi(limits: Limits, beam: int, can_align: bool = True) -> dict[str, Any]:
     """The OpenAPI 3.1 description of the server; its schemas are made from the types above."""
-    request = request_schema(limits.max_lines, beam, can_align)
+    request, document = request_schema(limits.max_lines, beam, can_align), document_schema(beam)
+    types = (request, document, Translations, TranslatedDocument, Health, Error)
     _, schemas = TypeAdapter.json_schemas(
-        [(t, "validation", TypeAdapter(t)) for t in (request, Translations, Health, Error)],
+        [(t, "validation", TypeAdapter(t)) for t in types],
         ref_template="#/components/schemas/{model}",
     )
     refused = {
@@ -315,9 +405,21 @@ def openapi(limits: Limits, beam: int, can_align: bool = True) -> dict[str, Any]
         "503": _reply("The server is shutting down", _ref("Error")),
     }
     translate = {
-        "summary": "Translate one line or a list of lines; one translation per line, in order.",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Request")}}},
-        "responses": {"200": _reply("The translations", _ref("Translations")), **refused},
+        "summary": "Translate one line or a list of lines (one translation per line, in order), or a whole "
+        "document (Markdown, HTML, SRT, WebVTT: the same document back, translated)",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"oneOf": [_ref("Request"), _ref("DocumentRequest")]}},
+            },
+        },
+        "responses": {
+            "200": _reply(
+                "The translations, or the translated document",
+                {"oneOf": [_ref("Translations"), _ref("TranslatedDocument")]},
+            ),
+            **refused,
+        },
     }
     html = {"200": {"description": "The page", "content": {"text/html": {}}}}
     return {
