@@ -239,17 +239,15 @@ class Pipeline:
         )
         return out
 
-    def translate_and_score(self, models: dict[str, Path], data_dir: Path) -> dict:
+    def translate_options(self) -> list[str]:
+        """The recipe's [decode] search settings as `nmt translate` options. A test set (and the samples file)
+        holds one sentence a line: translated as such, whatever the sentence splitter would say."""
         decode = self.config.get("decode", {})
-        # a test set holds one sentence a line: translated as such, whatever the sentence splitter would say
-        options = [
-            "--beam",
-            str(decode.get("beam_size", 5)),
-            "--lenpen",
-            str(decode.get("length_penalty", 1.0)),
-            "--split",
-            "none",
-        ]
+        beam, lenpen = decode.get("beam_size", 5), decode.get("length_penalty", 1.0)
+        return ["--beam", str(beam), "--lenpen", str(lenpen), "--split", "none"]
+
+    def translate_and_score(self, models: dict[str, Path], data_dir: Path) -> dict:
+        options = self.translate_options()
         threads = ["--threads", str(self.threads)] if self.threads else []
         scores: dict = {}
         for split in ["valid", *self.test_splits()]:
@@ -304,7 +302,6 @@ class Pipeline:
         seen = set()
         for split in ["train", self.valid, *self.test_splits()]:
             seen.update(fold(clean(s)) for s in read_lines(self.split_file(split, self.src)))
-        decode = self.config.get("decode", {})
         threads = ["--threads", str(self.threads)] if self.threads else []
         output = self.run(
             "translate",
@@ -312,12 +309,7 @@ class Pipeline:
             str(model),
             "--input",
             str(source),
-            "--beam",
-            str(decode.get("beam_size", 5)),
-            "--lenpen",
-            str(decode.get("length_penalty", 1.0)),
-            "--split",
-            "none",
+            *self.translate_options(),
             *threads,
             stage="translate",
             capture=True,
