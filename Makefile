@@ -52,6 +52,17 @@ lint: setup
 docs: setup
 	$(PY) -m nmt_cli.reference
 
+# docs/examples: the test documents (tests/fixtures/documents) and this README translated by MODEL, in their own
+# formats; docs/examples/README.md names the model the committed ones came from.
+.PHONY: examples
+MODEL ?= work/tatoeba_en_fr/averaged
+EXAMPLES := letter.md page.html lighthouse.srt harbour.vtt
+examples: setup
+	for f in $(EXAMPLES); do \
+		$(NMT) translate -m $(MODEL) tests/fixtures/documents/$$f -o docs/examples/$${f%.*}.fr.$${f##*.} || exit 1; \
+	done
+	$(NMT) translate -m $(MODEL) README.md -o docs/examples/README.fr.md
+
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
