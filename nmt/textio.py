@@ -50,11 +50,16 @@ def read_text_lines(stream: Iterable[bytes], name: str, warn: Warn) -> Iterator[
     for number, raw in enumerate(stream, start=1):  # binary iteration splits on b'\n' alone
         raw = raw[:-1] if raw.endswith(b"\n") else raw
         raw = raw[:-1] if raw.endswith(b"\r") else raw
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            warn(f"{name}:{number}: invalid UTF-8 at column {e.start + 1}; replaced with U+FFFD")
-            yield raw.decode("utf-8", errors="replace")
+        yield _decoded(raw, name, number, warn)
+
+
+def _decoded(raw: bytes, name: str, number: int, warn: Warn) -> str:
+    """Line `number` of `name` as text: invalid UTF-8 replaced (U+FFFD), with a warning naming the line."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        warn(f"{name}:{number}: invalid UTF-8 at column {e.start + 1}; replaced with U+FFFD")
+        return raw.decode("utf-8", errors="replace")
 
 
 HEAD_BYTES = 1 << 20  # what `check_text` looks at: the first MiB of a file, the first block read of a stream
@@ -129,17 +134,9 @@ def read_document(path: Path | None, warn: Warn) -> str:
     name = str(path) if path is not None else "<stdin>"
     raw = _file_bytes(path, "a document file") if path is not None else sys.stdin.buffer.read()
     check_text(raw, name)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    lines = raw.split(b"\n")
-    for number, line in enumerate(lines, start=1):
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            warn(f"{name}:{number}: invalid UTF-8 at column {e.start + 1}; replaced with U+FFFD")
-    return raw.decode("utf-8", errors="replace")
+    # line by line, so that each warning names its line; no UTF-8 sequence spans a b"\n", so the lines joined
+    # are the whole decoded at once
+    return "\n".join(_decoded(line, name, number, warn) for number, line in enumerate(raw.split(b"\n"), start=1))
 
 
 def stream_lines(stream: BinaryIO, name: str, warn: Warn) -> Iterator[str]:
