@@ -167,7 +167,16 @@ def word_offsets(texts: list[str], afters: list[str]) -> list[int]:
     return offsets
 
 
+def pharaoh_pairs(alignment: str) -> list[tuple[int, int]]:
+    """The (source word, target word) pairs of a Pharaoh alignment 'i-j i-j ...' (nmt.attention.pharaoh writes
+    it); a ValueError for anything else."""
+    out = []
+    for pair in alignment.split():
+        i, j = pair.split("-")
+        out.append((int(i), int(j)))
+    return out
+
+
 def shifted(alignment: str, src: int, tgt: int) -> list[str]:
     """Pharaoh pairs 'i-j' moved by `src` source and `tgt` target words."""
-    pairs = (pair.split("-") for pair in alignment.split())
-    return [f"{int(i) + src}-{int(j) + tgt}" for i, j in pairs]
+    return [f"{i + src}-{j + tgt}" for i, j in pharaoh_pairs(alignment)]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nmt.documents.inline import HEAD, PUNCTUATION, TAIL, AtomAt, Run, SpanAt
+from nmt.segments import pharaoh_pairs
 
 
 def alignment_pairs(alignment: str | None, n_src: int, n_tgt: int) -> dict[int, list[int]] | None:
@@ -21,12 +22,12 @@ def alignment_pairs(alignment: str | None, n_src: int, n_tgt: int) -> dict[int, 
         return None
     aligned: dict[int, list[int]] = {}
     try:
-        for pair in alignment.split():
-            s, t = (int(x) for x in pair.split("-"))
-            if 0 <= s < n_src and 0 <= t < n_tgt:
-                aligned.setdefault(s, []).append(t)
+        pairs = pharaoh_pairs(alignment)
     except ValueError:
         return None
+    for s, t in pairs:
+        if 0 <= s < n_src and 0 <= t < n_tgt:
+            aligned.setdefault(s, []).append(t)
     return aligned
 
 

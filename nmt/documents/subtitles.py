@@ -25,6 +25,7 @@ from typing import Any
 from nmt.documents import Translate, Warn
 from nmt.errors import ConfigError
 from nmt.line_translator import Translation
+from nmt.segments import pharaoh_pairs
 from nmt.sentences import split_sentences
 
 INSTALL = "pip install 'nmt[subtitles]'"
@@ -37,7 +38,6 @@ _FRAME_END = re.compile(r"(?:\s|<[^>]*>|\{\\[^}]*\}|♪)*$")  # ... and trailing
 _DASH = re.compile(r"[-‐–—]")
 _LEAD = re.compile(r"[-‐–—]\s+")
 _TAG = re.compile(r"<[^>]*>|\{\\[^}]*\}")  # markup inside a line (left out of what is translated)
-_PAIR = re.compile(r"(\d+)-(\d+)")
 # A timing line, or one meant as one (a broken arrow): it is kept as it is, never translated
 _TIMING_LIKE = re.compile(r"-->|^\s*\d+:\d+[:.,]\d+.*(?:->|–>|—>|→|-- >)")
 
@@ -260,7 +260,11 @@ def _by_alignment(fragments: list[Fragment], alignment: str, n: int) -> list[flo
     """For each target word, the fragment its aligned source words are in (their mean; None: unaligned)."""
     owner = [i for i, fragment in enumerate(fragments) for _ in fragment.text.split()]
     votes: dict[int, list[int]] = {}
-    for s, t in ((int(a), int(b)) for a, b in _PAIR.findall(alignment)):
+    try:
+        pairs = pharaoh_pairs(alignment)
+    except ValueError:
+        return None
+    for s, t in pairs:
         if s < len(owner) and t < n:
             votes.setdefault(t, []).append(owner[s])
     if not votes:
