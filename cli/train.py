@@ -160,6 +160,14 @@ def train(
         Path | None,
         typer.Option(help="Continue the run in this run directory exactly where its last checkpoint left off."),
     ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="MODEL",
+            help="Start from this model's (or run's) weights and [model] settings, with a fresh optimizer and "
+            "schedule (fine-tuning); DATA_DIR must be prepared with `nmt prepare --tokenizer MODEL`.",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Delete an existing run in --out and start over.")] = False,
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda or cuda:N (default: cuda when available, else cpu).")
@@ -199,8 +207,12 @@ def train(
     """
     from nmt import distributed
 
+    if init is not None and resume is not None:
+        raise ConfigError(
+            "--init starts a new run from a model; --resume continues a run from its checkpoint: give one"
+        )
     if dump_config:
-        print(_dump_config(ctx, config, resume, overwrite, settings), end="")
+        print(_dump_config(ctx, config, resume, overwrite, settings, init), end="")
         return
     group = distributed.from_environment()
     if nproc != 1:
@@ -210,7 +222,7 @@ def train(
     if group.distributed:
         distributed.stop_with_launcher()
     try:
-        _train(ctx, out_dir, config, resume, overwrite, device, threads, group, settings, quiet)
+        _train(ctx, out_dir, config, resume, overwrite, device, threads, group, settings, quiet, init)
     except NmtError as e:
         if group.distributed:
             e.args = (f"rank {group.rank}: {e}",)
@@ -228,6 +240,7 @@ def _train(
     group: Any,
     settings: Settings,
     quiet: bool,
+    init: Path | None = None,
 ) -> None:
     import nmt.train as training
     from nmt.runtime import slow_bf16
@@ -247,8 +260,24 @@ def _train(
         writable(out_dir, "--out", directory=True)
         model_over, train_cfg = _configs(config, settings)
         with busy(f"loading {data_dir} and building the model…"):
-            trainer = training.start(data_dir, out_dir, model_over, train_cfg, overwrite=overwrite, **run)
+            trainer = training.start(
+                data_dir,
+                out_dir,
+                model_over,
+                train_cfg,
+                overwrite=overwrite,
+                init=init,
+                spell=_said(config, settings),
+                **run,
+            )
         run_dir = out_dir
+        if init is not None and group.writer:
+            record = trainer.checkpointer.files.meta["init"]
+            err.print(
+                f"note: starting from {record['path']} (model.safetensors sha256 {record['model_sha256'][:16]}…), "
+                "with a fresh optimizer and schedule",
+                markup=False,
+            )
     if trainer.cfg.precision == "bf16" and group.writer and (why := slow_bf16(trainer.device)):
         err.print(f"warning: {why}; use --precision fp32 here")
 
@@ -289,8 +318,19 @@ def _resume_alone(data_dir: Path | None, config: Path | None, overwrite: bool, s
         )
 
 
+def _said(config: Path | None, settings: Settings) -> Any:
+    """A [model] setting as the user gave it: by its flag, or as a key of the --config file."""
+    given, flag = settings.given(ModelConfig), settings.flag(ModelConfig)
+    return lambda key: flag(key) if key in given else f"{config} [model] {key}"
+
+
 def _dump_config(
-    ctx: typer.Context, config: Path | None, resume: Path | None, overwrite: bool, settings: Settings
+    ctx: typer.Context,
+    config: Path | None,
+    resume: Path | None,
+    overwrite: bool,
+    settings: Settings,
+    init: Path | None = None,
 ) -> str:
     """`--dump-config`: the [model] and [train] tables this command would train with, as TOML that --config reads
     back. The keys the prepared data sets are shown commented out (a config that named them would not fit other
@@ -306,7 +346,14 @@ def _dump_config(
     else:
         model_over, train_cfg = _configs(config, settings)
         free = {k: v for k, v in model_over.items() if k not in DATA_FIXED}
-        model_cfg = training.model_config_for(data_dir, model_over) if data_dir else settings.make(ModelConfig, free)
+        if init is not None:
+            if data_dir is None:
+                raise ConfigError("--init needs DATA_DIR, to check that its vocabulary is the model's")
+            model_cfg = training.init_from(init, data_dir, model_over, _said(config, settings)).model_cfg
+        else:
+            model_cfg = (
+                training.model_config_for(data_dir, model_over) if data_dir else settings.make(ModelConfig, free)
+            )
     model = to_dict(model_cfg)
     fixed = {key: model.pop(key) for key in DATA_FIXED}
     known = {"model": fixed} if resume or data_dir else None

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from nmt.prepare_clean import clean_corpus
 from nmt.prepare_encode import Chunk, encode_split
 from nmt.tokenizer import SPECIAL, Tokenizer, train_bpe
 from nmt.version import __version__
+
+if TYPE_CHECKING:
+    from nmt.lineage import ModelTokenizers
 
 DEFAULT_SPM_SAMPLE = PrepareConfig.spm_sample  # its name across versions (benchmarks/prepare_scale.py reads it)
 SPM_SAMPLE_SEED = 1
@@ -109,13 +112,22 @@ def prepare(
     force: bool = False,
     stage: Callable[[str], None] = lambda s: None,
     threads: int | None = None,
+    tokenizer: Path | None = None,
 ) -> PrepareResult:
     """Run the whole preparation; reuse `out` when it already holds exactly this preparation.
 
     Streams: memory is bounded by the SentencePiece sample, a chunk of lines and a few bytes a pair,
-    not by the corpus. `stage` receives what is being done, with counts, as it goes."""
+    not by the corpus. `stage` receives what is being done, with counts, as it goes. `tokenizer`, a model
+    directory: encode with that model's tokenizers instead of training SentencePiece (the vocabulary settings
+    then do not apply), and count the pairs whose ids hold <unk>."""
     threads = threads or len(os.sched_getaffinity(0))
-    plan = _plan(cfg, stage)
+    source = None
+    if tokenizer is not None:
+        from nmt.lineage import model_tokenizers  # reads a model directory: torch, only when asked
+
+        stage(f"reading the tokenizers of {tokenizer}")
+        source = model_tokenizers(tokenizer)
+    plan = _plan(cfg, stage, source.record() if source else None)
     out = Path(out)
     reused = _reuse(out, plan.fingerprint, force)
     if reused is not None:
@@ -127,9 +139,13 @@ def prepare(
     tmp.mkdir(parents=True)
     try:
         lines = _read_and_clean(cfg, plan.corpora, tmp, threads, stage)
-        models, spm_names = _train_sentencepiece(cfg, tmp, lines["train"], stage)
-        tokenizers = Tokenizer(models[spm_names["src"]]), Tokenizer(models[spm_names["tgt"]])
-        splits = _encode_splits(cfg, plan.files, lines, tmp, tokenizers, threads, stage)
+        if source is None:
+            models, spm_names = _train_sentencepiece(cfg, tmp, lines["train"], stage)
+            tokenizers = Tokenizer(models[spm_names["src"]]), Tokenizer(models[spm_names["tgt"]])
+        else:
+            models, spm_names, tokenizers = _copy_tokenizers(source, tmp), source.names, (source.src, source.tgt)
+        unk_id = SPECIAL.unk if source else None
+        splits = _encode_splits(cfg, plan.files, lines, tmp, tokenizers, threads, stage, unk_id)
         summary = {
             "nmt_version": __version__,
             "fingerprint": plan.fingerprint,
@@ -140,6 +156,8 @@ def prepare(
             "splits": splits,
             "inputs": plan.inputs,
         }
+        if source is not None:
+            summary["tokenizer"] = plan.settings["tokenizer"]
         _write_out(tmp, out, summary, stage)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -161,7 +179,7 @@ class _Plan:
     fingerprint: str
 
 
-def _plan(cfg: PrepareConfig, stage: Callable[[str], None]) -> _Plan:
+def _plan(cfg: PrepareConfig, stage: Callable[[str], None], tokenizer: dict[str, Any] | None = None) -> _Plan:
     corpora = {"train": corpus_files(cfg.train, cfg.src, cfg.tgt), "valid": corpus_files(cfg.valid, cfg.src, cfg.tgt)}
     for name, prefix in zip(_split_names(cfg.tests), cfg.tests):
         corpora[name] = corpus_files(prefix, cfg.src, cfg.tgt)
@@ -172,6 +190,10 @@ def _plan(cfg: PrepareConfig, stage: Callable[[str], None]) -> _Plan:
     sentences = count_lines(file_lists["train"][0]) * (2 if cfg.joint else 1)  # per SentencePiece model
     if not cfg.spm_sample or cfg.spm_sample >= sentences:
         del settings["spm_sample"]  # every sentence is used: the output (and prepare.json) of earlier versions
+    if tokenizer is not None:  # no SentencePiece is trained: the model's vocabulary, known by its files' sha256
+        for key in ("vocab_size", "joint", "spm_sample"):
+            settings.pop(key, None)
+        settings["tokenizer"] = tokenizer
     fingerprint = hashlib.sha256(json.dumps([settings, inputs, __version__], sort_keys=True).encode()).hexdigest()
     return _Plan(corpora, file_lists, inputs, settings, fingerprint)
 
@@ -246,6 +268,17 @@ def _train_sentencepiece(
     return models, spm_names
 
 
+def _copy_tokenizers(source: ModelTokenizers, tmp: Path) -> dict[str, bytes]:
+    """Stage 2 with --tokenizer: the model's tokenizer files copied to `tmp` as they are, each SentencePiece model
+    with its readable vocabulary as a trained one has; the files by name."""
+    for name, data in source.files.items():
+        (tmp / name).write_bytes(data)
+    for side, tokenizer in (("src", source.src), ("tgt", source.tgt)):
+        vocab = tmp / vocab_name(source.names[side])
+        vocab.write_text("".join(f"{p}\n" for p in tokenizer.pieces()), encoding="utf-8")
+    return dict(source.files)
+
+
 def _encode_splits(
     cfg: PrepareConfig,
     files: dict[str, list[Path]],
@@ -254,9 +287,10 @@ def _encode_splits(
     tokenizers: tuple[Tokenizer, Tokenizer],
     threads: int,
     stage: Callable[[str], None],
+    unk_id: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Stage 3: every split encoded into NAME.ids.safetensors (nmt.prepare_encode), the training split through
-    its filters; the entry of each in prepare.json."""
+    its filters; the entry of each in prepare.json (with the pairs holding `unk_id`, when given)."""
     langs = (cfg.src, cfg.tgt)
     return {
         name: encode_split(
@@ -270,6 +304,7 @@ def _encode_splits(
             threads,
             stage,
             _TrainingFilter(cfg, tmp) if name == "train" else None,
+            unk_id,
         )
         for name, split_files in files.items()
     }
@@ -283,6 +318,7 @@ class _TrainingFilter:
     def __init__(self, cfg: PrepareConfig, tmp: Path) -> None:
         self.cfg = cfg
         self.counts = {"empty": 0, "too_long": 0, "ratio": 0, "duplicate": 0}
+        self.kept = np.zeros(0, dtype=bool)
         self.seen: set[int] = set()
         self.text = {
             lang: open(tmp / f"train.{lang}", "w", encoding="utf-8", newline="\n") for lang in (cfg.src, cfg.tgt)
@@ -299,7 +335,7 @@ class _TrainingFilter:
                     self.counts["duplicate"] += 1
                 else:
                     self.seen.add(key)
-        rows = np.flatnonzero(keep)
+        rows, self.kept = np.flatnonzero(keep), keep
         if len(rows) < len(src_text):
             src_ids, tgt_ids = [src_ids[i] for i in rows], [tgt_ids[i] for i in rows]
             src_text, tgt_text = [src_text[i] for i in rows], [tgt_text[i] for i in rows]

@@ -1,12 +1,15 @@
-"""Making a `Trainer` (nmt.trainer): a new run on a prepared data directory (`start`), or a run resumed from
-its last checkpoint (`resume`): the run directory, the data and tokenizers, the model and optimizer (seeded), and
-the process group, put together. The loop itself, the update step and the checkpoints live in nmt.trainer,
-nmt.update and nmt.checkpointer."""
+"""Making a `Trainer` (nmt.trainer): a new run on a prepared data directory (`start`), from scratch or from the
+weights of a model (`init_from`: fine-tuning), or a run resumed from its last checkpoint (`resume`): the run
+directory, the data and tokenizers, the model and optimizer (seeded), and the process group, put together. The
+loop itself, the update step and the checkpoints live in nmt.trainer, nmt.update and nmt.checkpointer."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from nmt import distributed
 from nmt.checkpointer import RunFiles
@@ -15,7 +18,9 @@ from nmt.data import ParallelIds, TrainingData, read_lines
 from nmt.distributed import SINGLE, Group
 from nmt.errors import ConfigError, TrainingError
 from nmt.layout import CONFIG_FILE, ids_file, load_summary
+from nmt.lineage import check_vocabulary, init_record, same_model
 from nmt.model import build_model
+from nmt.modeldir import load_model_dir
 from nmt.optim import build_optimizer
 from nmt.rundir import RunDir
 from nmt.runtime import keep_freed_memory, pick_device, seed_everything, set_threads
@@ -39,8 +44,10 @@ RESUMABLE_OVERRIDES = {
 }
 __all__ = [
     "RESUMABLE_OVERRIDES",
+    "Init",
     "Trainer",
     "TrainingError",
+    "init_from",
     "model_config_for",
     "resume",
     "resumed_configs",
@@ -67,6 +74,32 @@ def model_config_for(data_dir: Path, overrides: dict[str, Any]) -> ModelConfig:
 # -- making a Trainer: a new run, or one resumed from its last checkpoint ---------------------------
 
 
+@dataclass
+class Init:
+    """The model a run starts from (`--init`): its shape, its weights, and the record of which model it was."""
+
+    model_cfg: ModelConfig
+    weights: dict[str, torch.Tensor]
+    record: dict[str, Any]
+
+
+def init_from(model: Path, data_dir: Path, overrides: dict[str, Any], spell: Spell = str) -> Init:
+    """The model in `model` (a model, checkpoint or run directory) to start a run on `data_dir` from: its [model]
+    settings (a different value in `overrides` is an error, named by `spell`), its weights, and its record. The
+    data must be encoded with its tokenizers (`nmt prepare --tokenizer MODEL`)."""
+    loaded = load_model_dir(model)
+    mine = to_dict(loaded.model.config)
+    for key, value in overrides.items():
+        if key in mine and value != mine[key]:
+            raise ConfigError(
+                f"{spell(key)} {value} conflicts with --init {loaded.path}, whose {key} is {mine[key]}; "
+                "a run started from a model has the model's [model] settings: leave it out"
+            )
+    model_cfg = from_dict(ModelConfig, {**mine, **overrides}, where="[model]", spell=spell)
+    check_vocabulary(Path(data_dir), load_summary(Path(data_dir)), loaded.path, loaded.config)
+    return Init(model_cfg, loaded.model.state_dict(), init_record(loaded.path))
+
+
 def start(
     data_dir: Path,
     run_dir: Path,
@@ -77,9 +110,13 @@ def start(
     threads: int | None = None,
     callback: Callback | None = None,
     group: Group = SINGLE,
+    init: Path | None = None,
+    spell: Spell = str,
 ) -> Trainer:
     """A new run in `run_dir` on the prepared data in `data_dir`; --overwrite replaces a run already there.
-    With several processes, each calls it; rank 0 writes the run directory once all have joined."""
+    With several processes, each calls it; rank 0 writes the run directory once all have joined. `init`: start
+    from that model's weights and shape (`init_from`; `spell` names the settings of `model_overrides`), with a
+    fresh optimizer and schedule."""
     run = RunDir(run_dir, writer=group.writer)
     if run.path.exists() and not run.path.is_dir():
         raise ConfigError(f"{run.path}: exists and is not a directory; choose another --out")
@@ -88,8 +125,9 @@ def start(
             f"{run.path}: already holds a run; continue it with `nmt train --resume {run.path}`, "
             "or add --overwrite to start over"
         )
-    model_cfg = model_config_for(data_dir, model_overrides)
-    trainer = _assemble(run, Path(data_dir), model_cfg, train_cfg, device, threads, callback, group)
+    start_from = init_from(init, data_dir, model_overrides, spell) if init is not None else None
+    model_cfg = start_from.model_cfg if start_from else model_config_for(data_dir, model_overrides)
+    trainer = _assemble(run, Path(data_dir), model_cfg, train_cfg, device, threads, callback, group, start_from)
     run.lock()  # never wipe a directory another trainer is writing to
     run.wipe()
     run.write_config(
@@ -98,6 +136,7 @@ def start(
             "data_dir": str(Path(data_dir).resolve()),
             "model": to_dict(model_cfg),
             "train": to_dict(train_cfg),
+            **({"init": start_from.record} if start_from else {}),
         }
     )
     return trainer
@@ -121,8 +160,12 @@ def resume(
     try:
         run.remove_leftovers()
         model_cfg, train_cfg = _resumed(config, train_overrides, str(run.path / CONFIG_FILE), spell)
-        trainer = _assemble(run, Path(config["data_dir"]), model_cfg, train_cfg, device, threads, callback, group)
         last = run.last()
+        start_from = _started_from(config, model_cfg) if last is None else None
+        if start_from is None and isinstance(config.get("init"), dict):  # the weights come from the checkpoint
+            start_from = Init(model_cfg, {}, config["init"])
+        data_dir = Path(config["data_dir"])
+        trainer = _assemble(run, data_dir, model_cfg, train_cfg, device, threads, callback, group, start_from)
         if last is not None:
             trainer.restore(last)
         else:
@@ -132,6 +175,16 @@ def resume(
         run.close()  # a refused resume must not keep the run locked
         raise
     return trainer
+
+
+def _started_from(config: dict[str, Any], model_cfg: ModelConfig) -> Init | None:
+    """A run killed before its first checkpoint starts over; one started from a model (`init` in its config.json)
+    starts over from that model again, which must still be as it was."""
+    record = config.get("init")
+    if not isinstance(record, dict):
+        return None
+    loaded = load_model_dir(same_model(record))
+    return Init(model_cfg, loaded.model.state_dict(), record)
 
 
 def resumed_configs(
@@ -168,9 +221,10 @@ def _assemble(
     threads: int | None,
     callback: Callback | None,
     group: Group,
+    start_from: Init | None = None,
 ) -> Trainer:
-    """Load the data and tokenizers, build the model and optimizer (seeded), join the other processes of the run
-    if any, and hand it all to a Trainer."""
+    """Load the data and tokenizers, build the model (with the weights of `start_from`, if it has any) and
+    optimizer (seeded), join the other processes of the run if any, and hand it all to a Trainer."""
     device = pick_device(distributed.device_name(group, device_name))
     threads = set_threads(threads, share=group.local_world if device.type == "cpu" else 1)
     keep_freed_memory()
@@ -196,13 +250,16 @@ def _assemble(
     )
     seed_everything(cfg.seed)
     model = build_model(model_cfg).to(device)
+    if start_from is not None and start_from.weights:  # after the seeded initialisation: the same random draws follow
+        model.load_state_dict(start_from.weights)
     optimizer = build_optimizer(model.parameters(), cfg, device)
     if group.rank:
         seed_everything(cfg.seed + group.rank)  # the same weights (DDP copies rank 0's anyway), other dropout draws
     distributed.start(group, device)
-    files = RunFiles(
-        spm, {"spm": spm_names, "src_lang": src_lang, "tgt_lang": tgt_lang, "data_dir": str(data_dir.resolve())}
-    )
+    meta = {"spm": spm_names, "src_lang": src_lang, "tgt_lang": tgt_lang, "data_dir": str(data_dir.resolve())}
+    if start_from is not None:  # every checkpoint (and an average of them) says where the run started
+        meta["init"] = start_from.record
+    files = RunFiles(spm, meta)
     return Trainer(
         cfg,
         model,
