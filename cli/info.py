@@ -77,6 +77,8 @@ def render(desc: dict[str, Any]) -> list[Row]:
 
 def _run(d: dict[str, Any]) -> list[Row]:
     rows = [_languages(d), ("data", str(d["data_dir"]))]
+    if d.get("init"):
+        rows.append(_lineage(d["init"]))
     steps = f"{d['step']:,} (epoch {d['epoch'] + 1}), {_duration(d['train_minutes'])} of training"
     log = d["log"] or {}
     if isinstance(log.get("last_step"), int) and log["last_step"] > d["step"]:
@@ -111,6 +113,8 @@ def _model(d: dict[str, Any], nested: bool = False) -> list[Row]:
     ]
     if d.get("averaged"):
         rows += _averaged(d["averaged"])
+    if d.get("init") and not nested:
+        rows.append(_lineage(d["init"]))
     if d["step"] is not None:
         epoch = f" (epoch {d['epoch'] + 1})" if isinstance(d["epoch"], int) else ""
         minutes = f", {_duration(d['train_minutes'])} of training" if d["train_minutes"] is not None else ""
@@ -125,6 +129,11 @@ def _model(d: dict[str, Any], nested: bool = False) -> list[Row]:
         rows.append(("data", str(d["data_dir"])))
     rows.append(("spm", _spm(d["checksums"])))
     return rows
+
+
+def _lineage(init: dict[str, Any]) -> Row:
+    """Where a run started (nmt train --init): the model and the sha256 of its weights."""
+    return ("started", f"initialised from {init.get('path')} (sha256 {str(init.get('model_sha256'))[:16]}…)")
 
 
 def _averaged(averaged: dict[str, Any]) -> list[Row]:
@@ -150,9 +159,19 @@ def _data(d: dict[str, Any]) -> list[Row]:
         tokens = split.get("tokens") or {}
         if tokens:
             text += ", " + " + ".join(f"{n:,} {lang}" for lang, n in tokens.items()) + " tokens"
+        unk = split.get("unk") or {}
+        if isinstance(unk.get("pairs"), int) and unk["pairs"]:
+            text += f"; {unk['pairs']:,} holding <unk>"
         rows.append((name, text))
-    settings = {k: v for k, v in d["settings"].items() if k not in ("src", "tgt", "train", "valid", "tests")}
+    shown_elsewhere = ("src", "tgt", "train", "valid", "tests", "tokenizer")
+    settings = {k: v for k, v in d["settings"].items() if k not in shown_elsewhere}
     rows.append(("settings", ", ".join(f"{k} {_value(v)}" for k, v in settings.items())))
+    if d.get("tokenizer"):
+        tokenizer = d["tokenizer"]
+        files = ", ".join(
+            f"{name} sha256 {str(digest)[:16]}…" for name, digest in (tokenizer.get("sha256") or {}).items()
+        )
+        rows.append(("tokenizer", f"from {tokenizer.get('path')} ({files}); no vocabulary trained"))
     sums = d["checksums"]
     rows.append(("inputs", f"{len(sums['inputs'] or {})} files, sha256 recorded; fingerprint {_short(sums)}"))
     rows.append(("spm", _spm(sums)))

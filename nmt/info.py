@@ -135,6 +135,8 @@ def describe_model(path: Path) -> dict[str, Any]:
     }
     if "averaged_from" in config:
         desc.update(averaged(config))
+    if isinstance(config.get("init"), dict):  # a run started from a model (nmt train --init): its checkpoints say so
+        desc["init"] = config["init"]
     return desc
 
 
@@ -180,7 +182,9 @@ def describe_run(path: Path) -> dict[str, Any]:
     if best is not None and links["best"] is not None:
         best["checkpoint"] = links["best"].name
     model = describe_model(described) if described is not None and (described / MODEL_FILE).is_file() else None
+    started = {"init": config["init"]} if isinstance(config.get("init"), dict) else {}
     return {
+        **started,
         "kind": "run",
         "path": str(path.resolve()),
         "src_lang": model["src_lang"] if model else None,
@@ -213,7 +217,9 @@ def describe_data(path: Path) -> dict[str, Any]:
         if isinstance(split, dict):
             splits[name] = {"pairs": split.get("kept", split.get("lines")), **split}
     sums = object_at(spm, "sha256")
+    tokenizer = {"tokenizer": summary["tokenizer"]} if isinstance(summary.get("tokenizer"), dict) else {}
     return {
+        **tokenizer,
         "kind": "data",
         "path": str(path.resolve()),
         "src_lang": settings.get("src"),
