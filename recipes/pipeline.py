@@ -13,6 +13,13 @@ file whose first two columns are `download_langs`) and `carve = { valid = 2000, 
 validation and test sets carved deterministically, grouped by source sentence (see carve.py).
 `samples = "FILE"` (in the recipe directory) lists sentences to translate into RESULTS.md, each checked
 against the corpus's source side.
+
+A recipe that fine-tunes names the model it starts from: `init = "DIR"` (or --init DIR): the data is prepared
+with that model's tokenizers (`nmt prepare --tokenizer DIR`), the run starts from its weights (`nmt train
+--init DIR`), and the model is scored beside the fine-tuned ones ("before"). `general = { recipe = "DIR", data =
+"DIR", mix = N }` adds a second corpus, carved as that recipe carves it: its test set is scored too (named
+CORPUS_test), and N of its training pairs (evenly spaced) join the training text. Relative paths in [recipe] are
+the repository's.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -57,6 +65,11 @@ class Pipeline:
         self.carved: dict | None = None  # what carve() did, for RESULTS.md
         self.work, self.threads = work, threads
         self.data = data
+        self.init = from_root(r["init"]) if r.get("init") else None  # the model a fine-tuning recipe starts from
+        self.general = dict(r.get("general", {}))  # a second corpus (see the module's docstring)
+        self.extra_tests: dict[str, Path] = {}  # test splits from the second corpus, by name: their prefix
+        self.train_prefix: Path | None = None  # the training text, when the pipeline wrote it (mixed)
+        self.mixed: dict | None = None  # what mix_general() did, for RESULTS.md
         self.results_path = results or recipe / "RESULTS.md"
         self.commands: list[str] = []
         self.timings: dict[str, float] = {}
@@ -173,15 +186,49 @@ class Pipeline:
         )
         self.data = out
 
+    def add_general(self, data: Path | None) -> None:
+        """[recipe] general: the second corpus carved as its own recipe carves it, into work/general; its test set
+        becomes the test split CORPUS_test, and `mix` of its training pairs join the training text."""
+        other = Pipeline(from_root(self.general["recipe"]), data, self.work / "general", self.threads, None)
+        if other.data is None or not other.corpus:
+            sys.exit("pipeline: [recipe] general needs a recipe that carves one corpus, and its data (--general-data)")
+        other.carve()
+        name = f"{other.corpus}_test"
+        for lang in (self.src, self.tgt):
+            shutil.copyfile(other.data / f"test.{lang}", self.work / "general" / f"{name}.{lang}")
+        self.extra_tests[name] = self.work / "general" / name
+        if int(self.general.get("mix", 0)):
+            self.mix_general(other.data / "train", int(self.general["mix"]))
+
+    def mix_general(self, general: Path, n: int) -> None:
+        """Training text = this recipe's training pairs, then `n` of the second corpus's, evenly spaced (the same
+        ones on every run), in work/mixed."""
+        from nmt.data import read_parallel
+
+        ours, theirs = (
+            read_parallel(self.data / "train", self.src, self.tgt),
+            read_parallel(general, self.src, self.tgt),
+        )
+        chosen = [i * len(theirs) // n for i in range(min(n, len(theirs)))]
+        out = self.work / "mixed"
+        out.mkdir(parents=True, exist_ok=True)
+        for lang, mine, other in ((self.src, ours.src, theirs.src), (self.tgt, ours.tgt, theirs.tgt)):
+            lines = [*mine, *(other[i] for i in chosen)]
+            (out / f"train.{lang}").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        self.train_prefix = out / "train"
+        self.mixed = {"pairs": len(ours), "general": len(chosen), "of": len(theirs)}
+        print(f"training text: {len(ours):,} pairs + {len(chosen):,} of {general} in {out}", flush=True)
+
     def split_file(self, split: str, lang: str) -> Path | None:
-        for name in (f"{split}.{lang}", f"{split}.{lang}.gz"):
-            if (self.data / name).exists():
-                return self.data / name
+        folder, stem = (self.extra_tests[split].parent, split) if split in self.extra_tests else (self.data, split)
+        for name in (f"{stem}.{lang}", f"{stem}.{lang}.gz"):
+            if (folder / name).exists():
+                return folder / name
         return None
 
     def test_splits(self) -> list[str]:
         present = [s for s in self.optional_tests if self.split_file(s, self.src) and self.split_file(s, self.tgt)]
-        return self.tests + present
+        return self.tests + present + list(self.extra_tests)
 
     def prepare(self) -> Path:
         out = self.work / "data"
@@ -192,17 +239,20 @@ class Pipeline:
             "--tgt",
             self.tgt,
             "--train",
-            str(self.data / "train"),
+            str(self.train_prefix or self.data / "train"),
             "--valid",
             str(self.data / self.valid),
             "--out",
             str(out),
         ]
         for split in self.test_splits():
-            args += ["--test", str(self.data / split)]
-        args += ["--vocab-size", str(self.config["recipe"].get("vocab_size", 8000))]
-        if not self.config["recipe"].get("joint", True):
-            args.append("--separate")
+            args += ["--test", str(self.extra_tests.get(split, self.data / split))]
+        if self.init:  # the model's own vocabulary
+            args += ["--tokenizer", str(self.init)]
+        else:
+            args += ["--vocab-size", str(self.config["recipe"].get("vocab_size", 8000))]
+            if not self.config["recipe"].get("joint", True):
+                args.append("--separate")
         self.run(*args, stage="prepare")
         return out
 
@@ -219,6 +269,7 @@ class Pipeline:
                 str(run_dir),
                 "--config",
                 str(self.recipe_dir / "config.toml"),
+                *(["--init", str(self.init)] if self.init else []),
                 "--overwrite",
                 *threads,
                 stage="train",
@@ -362,6 +413,7 @@ class Pipeline:
             signatures["bleu -lc"] = result["lowercased"]["signatures"]["bleu"]
         lines += ["", "sacreBLEU signatures:", ""]
         lines += [f"- {name}: `{sig}`" for name, sig in signatures.items()]
+        lines += self.starting_point()
         if samples:
             unseen = sum(not s for _, _, s in samples)
             lines += [
@@ -448,6 +500,31 @@ class Pipeline:
         self.results_path.write_text("\n".join(lines), encoding="utf-8")
         print(f"\nwrote {self.results_path}")
 
+    def starting_point(self) -> list[str]:
+        """RESULTS.md's words on the model a fine-tuning recipe started from, and on the second corpus."""
+        if not self.init:
+            return []
+        from nmt.fileio import sha256_file
+        from nmt.modeldir import resolve_model_dir
+
+        model = resolve_model_dir(self.init)
+        lines = [
+            "",
+            "## Starting point",
+            "",
+            f"- fine-tuned from `{model}` (model.safetensors sha256 `{sha256_file(model / 'model.safetensors')}`), "
+            'with its own tokenizer (`nmt prepare --tokenizer`) and [model] settings; "before" is that model.',
+        ]
+        for name, prefix in self.extra_tests.items():
+            lines.append(f"- `{name}`: the test set carved by `{self.general['recipe']}` from its corpus ({prefix}).")
+        if self.mixed:
+            m = self.mixed
+            lines.append(
+                f"- training text: {m['pairs']:,} pairs of this recipe's corpus + {m['general']:,} of the "
+                f"{m['of']:,} training pairs of the second corpus (evenly spaced)."
+            )
+        return lines
+
 
 def read_zipped_tsv(archive: Path) -> list[list[str]]:
     """The rows of the one tab-separated .txt file in a zip (files named _*.txt, such as _about.txt, are
@@ -482,6 +559,11 @@ def read_zipped_tsv(archive: Path) -> list[list[str]]:
     return rows
 
 
+def from_root(path: str | Path) -> Path:
+    """A path of [recipe] or of a flag: as given when absolute, else the repository's."""
+    return Path(path) if Path(path).is_absolute() else (ROOT / path).resolve()
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -508,19 +590,36 @@ def main() -> None:
     parser.add_argument(
         "--results", type=Path, default=None, help="where to write RESULTS.md (default: the recipe directory)"
     )
+    parser.add_argument(
+        "--init", type=Path, default=None, help="the model to fine-tune (default: [recipe] init, if the recipe has one)"
+    )
+    parser.add_argument(
+        "--general-data",
+        type=Path,
+        default=None,
+        help="data directory of [recipe] general's corpus (default: [recipe] general's data)",
+    )
     args = parser.parse_args()
     recipe = args.recipe.resolve()
     work = (args.work or ROOT / "work" / recipe.name).resolve()
     work.mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline(recipe, args.data, work, args.threads, args.results)
+    if args.init:
+        pipeline.init = args.init.resolve()
+    if pipeline.init and not pipeline.init.exists():
+        sys.exit(f"pipeline: {pipeline.init}: no such model; give the model to fine-tune with --init DIR")
     start = time.perf_counter()
     pipeline.get_data()
     if pipeline.corpus:
         pipeline.carve()
+    if pipeline.general:
+        general = args.general_data or (from_root(pipeline.general["data"]) if "data" in pipeline.general else None)
+        pipeline.add_general(general)
     data_dir = pipeline.prepare()
     run_dir = pipeline.train(data_dir)
     averaged = pipeline.average(run_dir)
-    scores = pipeline.translate_and_score({"best": run_dir / "best", "averaged": averaged}, data_dir)
+    before = {"before": pipeline.init} if pipeline.init else {}  # the model fine-tuned, scored beside the result
+    scores = pipeline.translate_and_score({**before, "best": run_dir / "best", "averaged": averaged}, data_dir)
     samples = pipeline.translate_samples(averaged)
     pipeline.write_results(run_dir, scores, time.perf_counter() - start, samples)
 
