@@ -43,7 +43,7 @@ class ModelTokenizers:
 def model_tokenizers(model: Path) -> ModelTokenizers:
     """The tokenizers of the model in `model` (a model, checkpoint or run directory), each checked against the
     sha256 its config.json records."""
-    path = resolve_model_dir(Path(model))
+    path = resolve_model_dir(Path(model)).resolve()  # a run's `best` moves on: the checkpoint it points at now
     config = read_json(path / CONFIG_FILE)
     src, tgt = checked_tokenizers(
         path,

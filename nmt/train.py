@@ -92,12 +92,12 @@ def init_from(model: Path, data_dir: Path, overrides: dict[str, Any], spell: Spe
     for key, value in overrides.items():
         if key in mine and value != mine[key]:
             raise ConfigError(
-                f"{spell(key)} {value} conflicts with --init {loaded.path}, whose {key} is {mine[key]}; "
+                f"{spell(key)} {value} conflicts with --init {model}, whose {key} is {mine[key]}; "
                 "a run started from a model has the model's [model] settings: leave it out"
             )
     model_cfg = from_dict(ModelConfig, {**mine, **overrides}, where="[model]", spell=spell)
-    check_vocabulary(Path(data_dir), load_summary(Path(data_dir)), loaded.path, loaded.config)
-    return Init(model_cfg, loaded.model.state_dict(), init_record(loaded.path))
+    check_vocabulary(Path(data_dir), load_summary(Path(data_dir)), model, loaded.config)
+    return Init(model_cfg, loaded.model.state_dict(), init_record(loaded.path.resolve()))
 
 
 def start(
