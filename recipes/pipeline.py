@@ -413,7 +413,7 @@ class Pipeline:
             signatures["bleu -lc"] = result["lowercased"]["signatures"]["bleu"]
         lines += ["", "sacreBLEU signatures:", ""]
         lines += [f"- {name}: `{sig}`" for name, sig in signatures.items()]
-        lines += self.starting_point()
+        lines += self.starting_point(run_dir)
         if samples:
             unseen = sum(not s for _, _, s in samples)
             lines += [
@@ -500,19 +500,17 @@ class Pipeline:
         self.results_path.write_text("\n".join(lines), encoding="utf-8")
         print(f"\nwrote {self.results_path}")
 
-    def starting_point(self) -> list[str]:
-        """RESULTS.md's words on the model a fine-tuning recipe started from, and on the second corpus."""
+    def starting_point(self, run_dir: Path) -> list[str]:
+        """RESULTS.md's words on the model a fine-tuning recipe started from (as the run records it), and on the
+        second corpus."""
         if not self.init:
             return []
-        from nmt.fileio import sha256_file
-        from nmt.modeldir import resolve_model_dir
-
-        model = resolve_model_dir(self.init)
+        init = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["init"]
         lines = [
             "",
             "## Starting point",
             "",
-            f"- fine-tuned from `{model}` (model.safetensors sha256 `{sha256_file(model / 'model.safetensors')}`), "
+            f"- fine-tuned from `{init['path']}` (model.safetensors sha256 `{init['model_sha256']}`), "
             'with its own tokenizer (`nmt prepare --tokenizer`) and [model] settings; "before" is that model.',
         ]
         for name, prefix in self.extra_tests.items():

@@ -214,3 +214,69 @@ def test_carved_recipe_runs_end_to_end_with_its_samples(tmp_path, sample_dir):
     assert "| A sentence that is in no corpus at all. |" in results and f"| {seen} |" in results
     hyp = (work / "hyp" / "test.averaged.fr").read_text(encoding="utf-8")
     assert hyp.count("\n") == 100
+
+
+# -- a recipe that fine-tunes: [recipe] init and general ----------------------------------------
+
+ADAPT_RECIPE = """
+[recipe]
+name = "adapt tiny"
+src = "en"
+tgt = "fr"
+valid = "val"
+tests = ["test"]
+init = "{init}"
+general = {{ recipe = "{general}", data = "{general_data}", mix = {mix} }}
+average_last = 2
+
+[train]
+batch_tokens = 1500
+lr = 0.0005
+warmup_steps = 2
+schedule = "linear"
+max_steps = 4
+log_every = 2
+valid_every = 2
+valid_max_sentences = 10
+
+[decode]
+beam_size = 1
+"""
+
+
+def test_a_fine_tuning_recipe_scores_the_model_before_and_after_on_both_test_sets(tmp_path, sample_dir, tiny_model_dir):
+    general_data = tmp_path / "general_data"
+    general_data.mkdir()
+    for lang in ("en", "fr"):  # the general corpus: the sample's test pairs, carved into train and test
+        (general_data / f"pairs.{lang}").write_bytes((sample_dir / f"test.{lang}").read_bytes())
+    general = tmp_path / "general"
+    general.mkdir()
+    (general / "config.toml").write_text(
+        '[recipe]\nname = "general"\nsrc = "en"\ntgt = "fr"\ncorpus = "pairs"\n'
+        "carve = { valid = 10, test = 30, seed = 2 }\n",
+        encoding="utf-8",
+    )
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    config = ADAPT_RECIPE.format(init=tiny_model_dir, general=general, general_data=general_data, mix=25)
+    (recipe / "config.toml").write_text(config, encoding="utf-8")
+    work = tmp_path / "work"
+    args = ["--recipe", str(recipe), "--data", str(sample_dir), "--work", str(work), "--threads", "1"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "pipeline.py"), *args], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"nmt prepare --src en --tgt fr --train {work / 'mixed' / 'train'}" in result.stdout
+    assert f"--tokenizer {tiny_model_dir}" in result.stdout and f"--init {tiny_model_dir}" in result.stdout
+    results = (recipe / "RESULTS.md").read_text(encoding="utf-8")
+    for split in ("test", "pairs_test"):
+        for model in ("before", "best", "averaged"):
+            assert f"| {split} | {model} |" in results
+    assert f"fine-tuned from `{tiny_model_dir.resolve()}`" in results
+    train_en = (work / "mixed" / "train.en").read_text(encoding="utf-8").splitlines()
+    carved_train = (work / "general" / "split" / "train.en").read_text(encoding="utf-8").splitlines()
+    assert len(carved_train) == 200 - 40 and len(train_en) == 1971 + 25  # the sample's training pairs, then 25
+    assert train_en[-25:] == [carved_train[i * 160 // 25] for i in range(25)]  # evenly spaced
+    assert (work / "general" / "pairs_test.en").read_text(encoding="utf-8").count("\n") == 30
+    config_json = json.loads((work / "run" / "config.json").read_text(encoding="utf-8"))
+    assert config_json["init"]["path"] == str(tiny_model_dir.resolve())
