@@ -22,7 +22,7 @@ from nmt.layout import CONFIG_FILE, MODEL_FILE
 from nmt.modeldir import resolve_model_dir, spm_files_of
 from nmt.tokenizer import Tokenizer
 
-__all__ = ["ModelTokenizers", "check_vocabulary", "init_record", "model_tokenizers", "same_model"]
+__all__ = ["ModelTokenizers", "check_languages", "check_vocabulary", "init_record", "model_tokenizers", "same_model"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,18 @@ def check_vocabulary(data_dir: Path, summary: dict[str, Any], model: Path, confi
         raise ConfigError(
             f"{data_dir}: its tokenizer files are not those of {model} (sha256 differs); "
             f"prepare the data with the model's: `nmt prepare ... --tokenizer {model}`"
+        )
+
+
+def check_languages(data_dir: Path, summary: dict[str, Any], model: Path, config: dict[str, Any]) -> None:
+    """A prepared data directory in the direction of the model in `model`, where both record their languages;
+    else a one-line ConfigError (a model started on the other direction unlearns what it knew)."""
+    settings = _object(summary.get("settings"))
+    ours, theirs = (settings.get("src"), settings.get("tgt")), (config.get("src_lang"), config.get("tgt_lang"))
+    if None not in ours and None not in theirs and ours != theirs:
+        raise ConfigError(
+            f"{data_dir}: prepared for {ours[0]}→{ours[1]}, but {model} translates {theirs[0]}→{theirs[1]}; "
+            f"prepare the data with --src {theirs[0]} --tgt {theirs[1]}"
         )
 
 

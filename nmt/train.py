@@ -18,7 +18,7 @@ from nmt.data import ParallelIds, TrainingData, read_lines
 from nmt.distributed import SINGLE, Group
 from nmt.errors import ConfigError, TrainingError
 from nmt.layout import CONFIG_FILE, ids_file, load_summary
-from nmt.lineage import check_vocabulary, init_record, same_model
+from nmt.lineage import check_languages, check_vocabulary, init_record, same_model
 from nmt.model import build_model
 from nmt.modeldir import load_model_dir
 from nmt.optim import build_optimizer
@@ -96,7 +96,9 @@ def init_from(model: Path, data_dir: Path, overrides: dict[str, Any], spell: Spe
                 "a run started from a model has the model's [model] settings: leave it out"
             )
     model_cfg = from_dict(ModelConfig, {**mine, **overrides}, where="[model]", spell=spell)
-    check_vocabulary(Path(data_dir), load_summary(Path(data_dir)), model, loaded.config)
+    summary = load_summary(Path(data_dir))
+    check_languages(Path(data_dir), summary, model, loaded.config)
+    check_vocabulary(Path(data_dir), summary, model, loaded.config)
     return Init(model_cfg, loaded.model.state_dict(), init_record(loaded.path.resolve()))
 
 

@@ -296,6 +296,14 @@ def test_data_with_another_vocabulary_is_a_one_line_error(sample_dir, tiny_model
     assert not (tmp_path / "r").exists()
 
 
+def test_data_in_the_other_direction_is_a_one_line_error(sample_dir, tiny_model_dir, tmp_path):
+    train, valid = corpus(tmp_path, sample_dir)
+    cfg = PrepareConfig(src="fr", tgt="en", train=str(train), valid=str(valid))
+    data = prepare(cfg, tmp_path / "data", tokenizer=tiny_model_dir).out  # one vocabulary: it encodes either way
+    result = runner.invoke(app, train_args(data, tmp_path / "r", tiny_model_dir))
+    one_error_line(result, "prepared for fr→en", "translates en→fr", "--src en --tgt fr")
+
+
 def test_init_with_resume_is_a_one_line_error(tiny_model_dir):
     result = runner.invoke(app, ["train", "--resume", str(tiny_model_dir.parent), "--init", str(tiny_model_dir)])
     one_error_line(result, "--init", "--resume")
