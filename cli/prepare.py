@@ -1,4 +1,5 @@
-"""`nmt prepare`: train SentencePiece BPE on parallel text and write a prepared data directory."""
+"""`nmt prepare`: train SentencePiece BPE on parallel text (or take a model's: --tokenizer) and write a prepared
+data directory."""
 
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def prepare(
         ),
     ] = None,
 ) -> None:
-    """Train a SentencePiece BPE model on parallel text and encode every split (like fairseq-preprocess).
+    """Train a SentencePiece BPE model on parallel text and encode every split (like fairseq-preprocess); with
+    --tokenizer MODEL, encode with that model's SentencePiece model(s) instead, to fine-tune it (nmt train --init).
 
     Special ids: pad=0, unk=1, bos=2 (<s>), eos=3 (</s>). Valid and test splits are never filtered.
     """
