@@ -8,6 +8,9 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -327,3 +330,27 @@ def test_info_shows_where_a_run_its_checkpoints_and_their_average_started(prepar
         assert as_json["init"]["model_sha256"] == digest
     data = runner.invoke(app, ["info", str(prepared_sample)])
     assert "initialised from" not in data.stdout and "tokenizer" not in data.stdout  # a data's own vocabulary
+
+
+@pytest.mark.system
+def test_an_init_run_killed_by_sigterm_resumes_with_the_losses_of_the_uninterrupted_run(
+    prepared_sample, tiny_model_dir, tmp_path
+):
+    def command(run: Path, *extra: str) -> list[str]:
+        limits = ["--max-steps", "12", "--valid-every", "4", "--valid-max-sentences", "8", "--log-every", "1"]
+        limits += ["--batch-tokens", "400"]
+        return [sys.executable, "-m", "nmt_cli.main", *train_args(prepared_sample, run, tiny_model_dir, *limits)]
+
+    subprocess.run(command(tmp_path / "full"), check=True, capture_output=True, timeout=300)
+    proc = subprocess.Popen(command(tmp_path / "k"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # progress lines are on stderr
+        if line.startswith("step"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    stopped = json.loads((tmp_path / "k" / "last" / "trainer.json").read_text())["step"]
+    assert 1 <= stopped < 12
+    resumed = runner.invoke(app, ["train", "--resume", str(tmp_path / "k"), "--threads", "1", "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    assert losses(tmp_path / "k") == losses(tmp_path / "full")
