@@ -307,6 +307,15 @@ def test_data_in_the_other_direction_is_a_one_line_error(sample_dir, tiny_model_
     one_error_line(result, "prepared for fr→en", "translates en→fr", "--src en --tgt fr")
 
 
+def test_dump_config_with_init_shows_the_models_settings(prepared_sample, tiny_model_dir, tmp_path):
+    result = runner.invoke(app, [*train_args(prepared_sample, tmp_path / "r", tiny_model_dir), "--dump-config"])
+    assert result.exit_code == 0, result.output
+    model = load_model_dir(tiny_model_dir).model.config
+    for key in ("d_model", "n_heads", "enc_layers", "ffn_dim", "max_positions"):
+        assert f"\n{key} = {getattr(model, key)}\n" in result.stdout
+    assert not (tmp_path / "r").exists()
+
+
 def test_init_with_resume_is_a_one_line_error(tiny_model_dir):
     result = runner.invoke(app, ["train", "--resume", str(tiny_model_dir.parent), "--init", str(tiny_model_dir)])
     one_error_line(result, "--init", "--resume")
