@@ -163,8 +163,7 @@ def _data(d: dict[str, Any]) -> list[Row]:
         if isinstance(unk.get("pairs"), int) and unk["pairs"]:
             text += f"; {unk['pairs']:,} holding <unk>"
         rows.append((name, text))
-    shown_elsewhere = ("src", "tgt", "train", "valid", "tests", "tokenizer")
-    settings = {k: v for k, v in d["settings"].items() if k not in shown_elsewhere}
+    settings = {k: v for k, v in d["settings"].items() if k not in ("src", "tgt", "train", "valid", "tests")}
     rows.append(("settings", ", ".join(f"{k} {_value(v)}" for k, v in settings.items())))
     if d.get("tokenizer"):
         tokenizer = d["tokenizer"]

@@ -3,8 +3,8 @@ The output directory is written whole or not at all, and the same inputs give th
 corpus is streamed, never held in memory: millions of pairs prepare in a bounded amount of memory.
 
 `prepare` runs four stages into a temporary directory: read and clean every split (nmt.prepare_clean), train
-SentencePiece, encode every split with the training split's filters (nmt.prepare_encode), then write
-prepare.json and put the directory in place."""
+SentencePiece (or, with a model's tokenizer, copy the model's SentencePiece files: nmt.lineage), encode every split
+with the training split's filters (nmt.prepare_encode), then write prepare.json and put the directory in place."""
 
 from __future__ import annotations
 
@@ -121,13 +121,14 @@ def prepare(
     directory: encode with that model's tokenizers instead of training SentencePiece (the vocabulary settings
     then do not apply), and count the pairs whose ids hold <unk>."""
     threads = threads or len(os.sched_getaffinity(0))
-    source = None
+    source, record = None, None
     if tokenizer is not None:
         from nmt.lineage import model_tokenizers  # reads a model directory: torch, only when asked
 
         stage(f"reading the tokenizers of {tokenizer}")
         source = model_tokenizers(tokenizer)
-    plan = _plan(cfg, stage, source.record() if source else None)
+        record = source.record()
+    plan = _plan(cfg, stage, record)
     out = Path(out)
     reused = _reuse(out, plan.fingerprint, force)
     if reused is not None:
@@ -156,8 +157,8 @@ def prepare(
             "splits": splits,
             "inputs": plan.inputs,
         }
-        if source is not None:
-            summary["tokenizer"] = plan.settings["tokenizer"]
+        if record is not None:
+            summary["tokenizer"] = record
         _write_out(tmp, out, summary, stage)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -193,8 +194,8 @@ def _plan(cfg: PrepareConfig, stage: Callable[[str], None], tokenizer: dict[str,
     if tokenizer is not None:  # no SentencePiece is trained: the model's vocabulary, known by its files' sha256
         for key in ("vocab_size", "joint", "spm_sample"):
             settings.pop(key, None)
-        settings["tokenizer"] = tokenizer
-    fingerprint = hashlib.sha256(json.dumps([settings, inputs, __version__], sort_keys=True).encode()).hexdigest()
+    known_by = [settings, inputs, __version__, *([tokenizer] if tokenizer else [])]
+    fingerprint = hashlib.sha256(json.dumps(known_by, sort_keys=True).encode()).hexdigest()
     return _Plan(corpora, file_lists, inputs, settings, fingerprint)
 
 
