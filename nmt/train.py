@@ -79,7 +79,7 @@ class Init:
     """The model a run starts from (`--init`): its shape, its weights, and the record of which model it was."""
 
     model_cfg: ModelConfig
-    weights: dict[str, torch.Tensor]
+    weights: dict[str, torch.Tensor]  # empty when a checkpoint brings them (a resumed run)
     record: dict[str, Any]
 
 
@@ -163,9 +163,7 @@ def resume(
         run.remove_leftovers()
         model_cfg, train_cfg = _resumed(config, train_overrides, str(run.path / CONFIG_FILE), spell)
         last = run.last()
-        start_from = _started_from(config, model_cfg) if last is None else None
-        if start_from is None and isinstance(config.get("init"), dict):  # the weights come from the checkpoint
-            start_from = Init(model_cfg, {}, config["init"])
+        start_from = _started_from(config, model_cfg, weights=last is None)
         data_dir = Path(config["data_dir"])
         trainer = _assemble(run, data_dir, model_cfg, train_cfg, device, threads, callback, group, start_from)
         if last is not None:
@@ -179,12 +177,15 @@ def resume(
     return trainer
 
 
-def _started_from(config: dict[str, Any], model_cfg: ModelConfig) -> Init | None:
-    """A run killed before its first checkpoint starts over; one started from a model (`init` in its config.json)
-    starts over from that model again, which must still be as it was."""
+def _started_from(config: dict[str, Any], model_cfg: ModelConfig, weights: bool) -> Init | None:
+    """The model a resumed run started from (`init` in its config.json), if any. Its weights are read again only
+    when asked (`weights`: a run killed before its first checkpoint starts over, from the model again, which must
+    still be as it was); otherwise they come from the checkpoint."""
     record = config.get("init")
     if not isinstance(record, dict):
         return None
+    if not weights:
+        return Init(model_cfg, {}, record)
     loaded = load_model_dir(same_model(record))
     return Init(model_cfg, loaded.model.state_dict(), record)
 
