@@ -54,7 +54,23 @@ def model_tokenizers(model: Path) -> ModelTokenizers:
         mismatch="does not match the sha256 the model records; the model directory is damaged",
     )
     names = {side: str(config["spm"][side]) for side in ("src", "tgt")}
-    return ModelTokenizers(path, src, tgt, names, spm_files_of(path, config))
+    return ModelTokenizers(path, src, tgt, names, _tokenizer_files(path, config))
+
+
+def _tokenizer_files(path: Path, config: dict[str, Any]) -> dict[str, bytes]:
+    """Every file config.json records a tokenizer sha256 for (the SentencePiece models, and whatever else a
+    tokenizer is made of), each checked against it."""
+    files = spm_files_of(path, config)
+    for name, digest in _object(config.get("spm_sha256")).items():
+        if name in files:
+            continue  # checked by checked_tokenizers
+        if "/" in name or name.startswith(".") or not (path / name).is_file():
+            raise CheckpointError(f"{path / CONFIG_FILE}: spm_sha256 names {name!r}, which is not a file of the model")
+        data = (path / name).read_bytes()
+        if sha256_bytes(data) != digest:
+            raise CheckpointError(f"{path / name}: does not match the sha256 the model records; the model is damaged")
+        files[name] = data
+    return files
 
 
 def init_record(path: Path) -> dict[str, Any]:

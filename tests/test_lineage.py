@@ -116,6 +116,21 @@ def test_the_same_preparation_is_reused_and_another_model_is_another_preparation
         prepare(cfg, tmp_path / "data")  # a vocabulary of its own: not the same preparation
 
 
+def test_every_tokenizer_file_the_model_records_is_copied_and_checked(tiny_model_dir, sample_dir, tmp_path):
+    """A tokenizer may be more than its SentencePiece model (an id map beside it): whatever the model's config.json
+    records a sha256 for is copied into the data, checked on the way."""
+    loaded = load_model_dir(tiny_model_dir)
+    files = {"spm.model": (tiny_model_dir / "spm.model").read_bytes(), "vocab.json": b'{"<pad>": 0}'}
+    model = save_model_dir(tmp_path / "m", loaded.model, {"spm": loaded.config["spm"]}, files)
+    train, valid = corpus(tmp_path, sample_dir)
+    out = prepare(prepare_config(train, valid), tmp_path / "data", tokenizer=model).out
+    assert (out / "vocab.json").read_bytes() == files["vocab.json"]
+    assert set(json.loads((out / "prepare.json").read_text())["spm"]["sha256"]) == {"spm.model", "vocab.json"}
+    (model / "vocab.json").write_bytes(b'{"<pad>": 1}')
+    with pytest.raises(Exception, match="vocab.json: does not match the sha256 the model records"):
+        prepare(prepare_config(train, valid), tmp_path / "data2", tokenizer=model)
+
+
 @pytest.mark.parametrize("flag", [["--vocab-size", "400"], ["--separate"]], ids=["vocab-size", "separate"])
 def test_a_vocabulary_setting_conflicts_with_tokenizer(tiny_model_dir, sample_dir, tmp_path, flag):
     train, valid = corpus(tmp_path, sample_dir)

@@ -11,4 +11,4 @@ python="${PYTHON:-$root/.venv/bin/python}"
 extra=()
 if [[ -n "${INIT:-}" ]]; then extra+=(--init "$INIT"); fi
 if [[ -n "${GENERAL_DATA:-}" ]]; then extra+=(--general-data "$GENERAL_DATA"); fi
-exec "$python" "$root/recipes/pipeline.py" --recipe "$here" "${extra[@]}" "$@"
+exec "$python" "$root/recipes/pipeline.py" --recipe "$here" ${extra[@]+"${extra[@]}"} "$@"
