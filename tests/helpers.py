@@ -55,6 +55,50 @@ def one_error_line(result: Any, *words: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Marian's (OPUS-MT's) tokenizer files, made small: a source and a target SentencePiece model (unigram, SentencePiece's
+# own ids: <unk> 0, <s> 1, </s> 2, no <pad>) and one vocabulary over both, in Marian's order (</s> 0, <unk> 1, the
+# pieces, <pad> last)
+
+
+def marian_spm(lines: list[str], vocab_size: int = 200) -> bytes:
+    """A SentencePiece model as OPUS-MT's source.spm/target.spm are made (unigram, no byte fallback)."""
+    import io
+
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines),
+        model_writer=model,
+        model_type="unigram",
+        vocab_size=vocab_size,
+        character_coverage=1.0,
+        num_threads=1,
+        minloglevel=2,
+    )
+    return model.getvalue()
+
+
+def marian_vocab(*protos: bytes) -> dict[str, int]:
+    """One vocabulary over the pieces of every model given: </s> 0, <unk> 1, the pieces, <pad> last."""
+    import sentencepiece as spm
+
+    vocab = {"</s>": 0, "<unk>": 1}
+    for proto in protos:
+        sp = spm.SentencePieceProcessor()
+        sp.LoadFromSerializedProto(proto)
+        for i in range(sp.get_piece_size()):
+            if not (sp.is_control(i) or sp.is_unknown(i)):
+                vocab.setdefault(sp.id_to_piece(i), len(vocab))
+    vocab["<pad>"] = len(vocab)
+    return vocab
+
+
+def sample_lines(lang: str, n: int = 400) -> list[str]:
+    return (SAMPLE / f"train.{lang}").read_text(encoding="utf-8").splitlines()[:n]
+
+
+# ---------------------------------------------------------------------------------------------
 # A scripted model for search: probabilities written out by hand, so that the expected beams can be worked out
 
 PAD, UNK, BOS, EOS = SPECIAL.pad, SPECIAL.unk, SPECIAL.bos, SPECIAL.eos
