@@ -104,7 +104,7 @@ def sample_lines(lang: str, n: int = 400) -> list[str]:
 PAD, UNK, BOS, EOS = SPECIAL.pad, SPECIAL.unk, SPECIAL.bos, SPECIAL.eos
 FIRST_WORD = max(PAD, UNK, BOS, EOS) + 1  # ids from here on are words
 A, B, C = FIRST_WORD, FIRST_WORD + 1, FIRST_WORD + 2  # the scripted model's three words
-IDS = dict(bos_id=BOS, eos_id=EOS)
+IDS = dict(bos_id=BOS, eos_id=EOS, pad_id=PAD)
 
 
 class ScriptedModel:

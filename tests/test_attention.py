@@ -64,7 +64,9 @@ def test_the_cached_decoder_used_the_same_cross_attention(translator):
     [ids] = translator.encode([SENTENCES[1]], lambda s: None)
     src = torch.tensor([[*ids, SPECIAL.eos]])
     with torch.inference_mode(), recording_attention() as records:
-        [hyp] = greedy(model, src, torch.tensor([src.size(1)]), bos_id=SPECIAL.bos, eos_id=SPECIAL.eos)
+        [hyp] = greedy(
+            model, src, torch.tensor([src.size(1)]), bos_id=SPECIAL.bos, eos_id=SPECIAL.eos, pad_id=SPECIAL.pad
+        )
     maps = attention_maps(
         model,
         ids,
