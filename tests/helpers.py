@@ -98,6 +98,53 @@ def sample_lines(lang: str, n: int = 400) -> list[str]:
     return (SAMPLE / f"train.{lang}").read_text(encoding="utf-8").splitlines()[:n]
 
 
+def marian_model(vocab: dict[str, int], tgt_vocab: dict[str, int] | None = None) -> Any:
+    """A tiny random Transformer with every option Marian uses, over the vocabulary's ids (pad last)."""
+    from nmt.model import Transformer
+
+    torch.manual_seed(0)
+    tgt = tgt_vocab or vocab
+    config = tiny_config(
+        len(vocab),
+        tgt_vocab_size=len(tgt),
+        pad_id=vocab["<pad>"],
+        share_all_embeddings=tgt_vocab is None,
+        pre_norm=False,
+        activation="swish",
+        positions="halves",
+        output_bias=True,
+    )
+    model = Transformer(config).eval()
+    with torch.no_grad():
+        model.output_proj.bias.normal_()
+        model.output_proj.bias[config.pad_id] = 6.0  # pad likely: a search that let it out would emit it
+    return model
+
+
+def save_marian(path: Path, separate_vocabs: bool = False) -> Path:
+    """A model directory as `nmt import` makes one of an OPUS-MT model: source.spm, target.spm, vocab.json (or one
+    per side), and `marian_model`'s random weights."""
+    from nmt.modeldir import save_model_dir
+
+    source, target = marian_spm(sample_lines("en")), marian_spm(sample_lines("fr"))
+    spm = {"src": "source.spm", "tgt": "target.spm"}
+    if separate_vocabs:
+        vocabs = {"vocab.json": marian_vocab(source), "target_vocab.json": marian_vocab(target)}
+        names = {"src": "vocab.json", "tgt": "target_vocab.json"}
+        model = marian_model(vocabs["vocab.json"], vocabs["target_vocab.json"])
+    else:
+        vocabs = {"vocab.json": marian_vocab(source, target)}
+        names = {"src": "vocab.json", "tgt": "vocab.json"}
+        model = marian_model(vocabs["vocab.json"])
+    return save_model_dir(
+        path,
+        model,
+        {"spm": spm, "vocab": names, "src_lang": "en", "tgt_lang": "fr"},
+        {"source.spm": source, "target.spm": target},
+        vocab_files={name: json.dumps(v).encode() for name, v in vocabs.items()},
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # A scripted model for search: probabilities written out by hand, so that the expected beams can be worked out
 

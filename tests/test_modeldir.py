@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, marian_spm, marian_vocab, sample_lines, tiny_config
+from helpers import ROOT, marian_model, save_marian
 
 from nmt.config import DecodeConfig
 from nmt.errors import CheckpointError
-from nmt.model import Transformer
 from nmt.modeldir import load_model_dir, save_model_dir, vocab_files_of
 from nmt.search import greedy
 from nmt.tokenizer import SPECIAL, SpecialIds
@@ -23,46 +22,6 @@ from nmt.translate import Translator
 pytestmark = pytest.mark.unit
 
 LINES = ["the cat sat on the mat .", "two dogs run", "hello"]
-
-
-def marian_model(vocab: dict[str, int], tgt_vocab: dict[str, int] | None = None) -> Transformer:
-    """A tiny random model with every option Marian uses, over the vocabulary's ids (pad last)."""
-    torch.manual_seed(0)
-    tgt = tgt_vocab or vocab
-    config = tiny_config(
-        len(vocab),
-        tgt_vocab_size=len(tgt),
-        pad_id=vocab["<pad>"],
-        share_all_embeddings=tgt_vocab is None,
-        pre_norm=False,
-        activation="swish",
-        positions="halves",
-        output_bias=True,
-    )
-    model = Transformer(config).eval()
-    with torch.no_grad():
-        model.output_proj.bias.normal_()
-    return model
-
-
-def save_marian(path: Path, separate_vocabs: bool = False) -> Path:
-    source, target = marian_spm(sample_lines("en")), marian_spm(sample_lines("fr"))
-    spm = {"src": "source.spm", "tgt": "target.spm"}
-    if separate_vocabs:
-        vocabs = {"vocab.json": marian_vocab(source), "target_vocab.json": marian_vocab(target)}
-        names = {"src": "vocab.json", "tgt": "target_vocab.json"}
-        model = marian_model(vocabs["vocab.json"], vocabs["target_vocab.json"])
-    else:
-        vocabs = {"vocab.json": marian_vocab(source, target)}
-        names = {"src": "vocab.json", "tgt": "vocab.json"}
-        model = marian_model(vocabs["vocab.json"])
-    return save_model_dir(
-        path,
-        model,
-        {"spm": spm, "vocab": names, "src_lang": "en", "tgt_lang": "fr"},
-        {"source.spm": source, "target.spm": target},
-        vocab_files={name: json.dumps(v).encode() for name, v in vocabs.items()},
-    )
 
 
 @pytest.fixture(scope="module")
