@@ -179,15 +179,15 @@ def load_model_dir(path: Path, device: torch.device | str = "cpu") -> LoadedMode
         mismatch="SentencePiece model does not match the checkpoint (sha256 differs); "
         "use the spm model this model was trained with",
     )
+    weights = path / MODEL_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: missing; the model directory is incomplete")
+    check_weights(weights, model_config)
     if model_config.pad_id != tokenizers[1].specials.pad:
         raise CheckpointError(
             f"{path / CONFIG_FILE}: the model's pad_id is {model_config.pad_id}, its vocabulary's <pad> is "
             f"{tokenizers[1].specials.pad}; the config does not belong to this vocabulary"
         )
-    weights = path / MODEL_FILE
-    if not weights.is_file():
-        raise CheckpointError(f"{weights}: missing; the model directory is incomplete")
-    check_weights(weights, model_config)
     model = build_model(model_config)
     try:
         missing, unexpected = load_model(model, str(weights), strict=True, device=str(device))
