@@ -202,10 +202,16 @@ def _languages(d: dict[str, Any]) -> Row:
 
 
 def _shape(m: dict[str, Any]) -> str:
+    # the options imported models use, where they differ from nmt's defaults (older configs lack them)
+    options = [
+        "sinusoids in halves" if m.get("positions", "interleaved") != "interleaved" else "",
+        "unscaled embeddings" if not m.get("scale_embedding", True) else "",
+        "output bias" if m.get("output_bias") else "",
+    ]
     return (
         f"{m['arch']}, d_model {m['d_model']}, {m['n_heads']} heads, {m['enc_layers']}+{m['dec_layers']} layers, "
         f"ffn {m['ffn_dim']}, {'pre' if m['pre_norm'] else 'post'}-norm, {m['activation']}, "
-        f"{m['max_positions']} positions"
+        f"{m['max_positions']} positions" + "".join(f", {option}" for option in options if option)
     )
 
 
@@ -213,6 +219,8 @@ def _vocab(v: dict[str, Any]) -> str:
     sizes = f"{v['src']:,} source, {v['tgt']:,} target" if v["src"] != v["tgt"] else f"{v['src']:,}"
     spm = v["spm"]
     names = f"joint {spm['src']}" if v["joint"] else f"{spm['src']} + {spm['tgt']}"
+    if maps := v.get("maps"):  # an imported model's ids: the pieces mapped by its vocabulary file(s)
+        names += f" through {maps['src']}" if maps["src"] == maps["tgt"] else f" through {maps['src']} + {maps['tgt']}"
     shared = "; shared embeddings" if v.get("shared_embeddings") else "; tied output" if v.get("tied_output") else ""
     return f"{sizes} ({names}){shared}"
 

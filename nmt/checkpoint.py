@@ -21,7 +21,7 @@ from nmt.distributed import Group, rng_name, rng_states
 from nmt.errors import CheckpointError
 from nmt.files import read_json
 from nmt.layout import TRAINER_JSON, TRAINER_TENSORS
-from nmt.modeldir import load_model_dir, save_model_dir, spm_files_of
+from nmt.modeldir import load_model_dir, save_model_dir, spm_files_of, vocab_files_of
 
 
 def load_trainer_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -120,10 +120,17 @@ def average_checkpoints(paths: list[Path], out: Path) -> Path:
         steps.append(_step(other.config))
     averaged = {k: (v / len(paths)).to(first.model.state_dict()[k].dtype) for k, v in total.items()}
     first.model.load_state_dict(averaged)
-    meta = {k: v for k, v in first.config.items() if k not in ("model", "nmt_version", "spm_sha256")}
+    written = ("model", "nmt_version", "spm_sha256", "vocab_sha256")  # what save_model_dir writes itself
+    meta = {k: v for k, v in first.config.items() if k not in written}
     meta["averaged_from"] = [str(p) for p in paths]
     meta["averaged_steps"] = steps
-    return save_model_dir(out, first.model, meta, spm_files_of(first.path, first.config))
+    return save_model_dir(
+        out,
+        first.model,
+        meta,
+        spm_files_of(first.path, first.config),
+        vocab_files=vocab_files_of(first.path, first.config) or None,
+    )
 
 
 def _step(config: dict[str, Any]) -> int | None:

@@ -8,7 +8,7 @@ training loop, the optimizer or the data."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +24,18 @@ from nmt.rundir import RunDir, checkpoint_name
 __all__ = ["Checkpointer", "Contents", "RunFiles"]
 
 Callback = Callable[[dict[str, Any]], None]
-Write = Callable[..., Path]  # save_model_dir's signature: (path, model, meta, spm_files, tensors, state)
+Write = Callable[..., Path]  # save_model_dir's signature: (path, model, meta, spm_files, tensors, state, vocab_files=)
 
 
 @dataclass
 class RunFiles:
-    """What every checkpoint of a run carries besides tensors: the SentencePiece models (bytes, by file name)
-    and the metadata that translation needs (their names per side, the languages, the data directory)."""
+    """What every checkpoint of a run carries besides tensors: the SentencePiece models (bytes, by file name),
+    the vocabularies that map their pieces to the model's ids if the data has them (an imported model's), and the
+    metadata that translation needs (their names per side, the languages, the data directory)."""
 
     spm: dict[str, bytes]
     meta: dict[str, Any]
+    vocab: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,7 +90,7 @@ class Checkpointer:
         try:
             if self.run.writer:
                 meta, state = {**self.files.meta, **held.meta}, {**held.state, "checkpoints": names}
-                self.write(path, model, meta, self.files.spm, held.tensors, state)
+                self.write(path, model, meta, self.files.spm, held.tensors, state, vocab_files=self.files.vocab or None)
             self.run.saved(path, best)
             self.kept = self.run.prune(names, self.keep_last)
         except OSError as e:  # CheckpointWriteError included: a full disk

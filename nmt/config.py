@@ -42,7 +42,9 @@ class ModelConfig:
     dropout: float = setting(0.1, "Dropout on sublayer outputs and embeddings, as in the paper.", at_least=0, below=1)
     attn_dropout: float = setting(0.0, "Dropout on the attention weights.", at_least=0, below=1)
     act_dropout: float = setting(0.0, "Dropout inside the feed-forward, after the activation.", at_least=0, below=1)
-    activation: Literal["relu", "gelu"] = setting("relu", "Activation of the feed-forward blocks.")
+    activation: Literal["relu", "gelu", "swish"] = setting(
+        "relu", "Activation of the feed-forward blocks (swish: x * sigmoid(x), also called SiLU)."
+    )
     # pre-norm: deep stacks train stably with a short warm-up
     pre_norm: bool = setting(True, "Layer norm before each sublayer (pre-norm) rather than after it (post-norm).")
     share_all_embeddings: bool = setting(
@@ -52,6 +54,13 @@ class ModelConfig:
     max_positions: int = setting(
         1024, "Longest sequence the positional encoding covers, in subword tokens.", at_least=1
     )
+    positions: Literal["interleaved", "halves"] = setting(
+        "interleaved",
+        "Layout of the sinusoid table: sin and cos interleaved (the paper), or all sines then all cosines "
+        "(tensor2tensor, Marian), over the same angles.",
+    )
+    scale_embedding: bool = setting(True, "Multiply the token embeddings by sqrt(d_model), as in the paper.")
+    output_bias: bool = setting(False, "A bias on the output projection (its own parameter even when tied).")
     pad_id: int = setting(0, "Id of the padding token (set from the prepared data).", command_line=False)
 
     def __post_init__(self) -> None:

@@ -13,7 +13,8 @@ CTranslate2 is asked for what our own search would find, and the scores are reco
   - our search ends every hypothesis still running at the limit with EOS and counts EOS's
     log-prob; CTranslate2 stops there without EOS, so those get EOS's log-prob from its `score_batch`;
   - with --no-repeat-ngram CTranslate2 renormalises the log-probs over the tokens it leaves
-    allowed, ours are the model's own: the outputs are scored again with `score_batch`.
+    allowed, ours are the model's own: the outputs are scored again with `score_batch`; so they are
+    for a model whose decoder starts from <pad> (Marian's), where CTranslate2 is asked never to emit it.
 What can still differ is in `CT2Translator.search_ids`."""
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from nmt.line_translator import LineTranslator
 from nmt.runtime import all_cores
 from nmt.tokenizer import Tokenizer
 
-EOS_PIECE = "</s>"
 Found: TypeAlias = list[list[tuple[list[str], float]]]  # per source, each hypothesis: (its pieces, its log-prob)
 COMPUTE_TYPES = (
     "default",
@@ -56,8 +56,8 @@ def import_ctranslate2() -> Any:
     return ctranslate2
 
 
-def ended(tokens: list[str]) -> bool:
-    return bool(tokens) and tokens[-1] == EOS_PIECE
+def ended(tokens: list[str], eos: str) -> bool:
+    return bool(tokens) and tokens[-1] == eos
 
 
 def read_export(path: Path) -> dict[str, Any]:
@@ -146,7 +146,16 @@ class CT2Translator(LineTranslator):
         self.path, self.engine, self.config = path, engine, config
         self.src_tok, self.tgt_tok, self.max_positions = src_tok, tgt_tok, max_positions
         self.src_pieces = src_tok.pieces()  # ids -> CTranslate2's token strings
-        self.tgt_ids = {piece: i for i, piece in enumerate(tgt_tok.pieces())}  # and back
+        tgt_pieces = tgt_tok.pieces()
+        self.tgt_ids = {piece: i for i, piece in enumerate(tgt_pieces)}  # and back
+        # the vocabulary's special tokens (an imported one's are not nmt's): </s> ends an output
+        ids = tgt_tok.specials
+        self.eos = tgt_pieces[ids.eos]
+        # No output holds <pad> (nmt.search.never_pad). CTranslate2 bans a token by renormalising the others'
+        # log-probs, so it is asked to only where pad has real probability: a model whose decoder starts from it
+        # (Marian's), whose outputs are then scored again (_rescore). nmt's own models give pad no more than the
+        # label-smoothing floor and are searched as they always were.
+        self.suppress = [[tgt_pieces[ids.pad]]] if ids.bos == ids.pad else None
         self.max_src_tokens = max_source_tokens(max_positions, config)
         self.src_lang = src_lang
 
@@ -216,7 +225,8 @@ class CT2Translator(LineTranslator):
         in and ends it with </s>, CTranslate2 does not; (2) when more than beam_size hypotheses
         end on a sentence's last step, ours keeps the first ones (by step, then log-prob),
         CTranslate2 the best by log-prob * length, nearly always the same ones; (3) with
-        --no-repeat-ngram, CTranslate2 ranks the beams by renormalised log-probs."""
+        --no-repeat-ngram, or for a model whose decoder starts from pad (pad suppressed), CTranslate2 ranks
+        the beams by renormalised log-probs."""
         results: list[list[Hypothesis]] = [[] for _ in ids]
         todo = [i for i, seq in enumerate(ids) if seq]
         if not todo:
@@ -252,6 +262,7 @@ class CT2Translator(LineTranslator):
             min_decoding_length=0,  # an output may be empty, as in ours
             max_input_length=0,  # translate_batch has cut longer sentences already
             no_repeat_ngram_size=cfg.no_repeat_ngram,
+            suppress_sequences=self.suppress,
             return_scores=True,
             return_end_token=True,  # lengths count EOS, as ours do
             max_batch_size=cfg.batch_tokens,
@@ -267,18 +278,19 @@ class CT2Translator(LineTranslator):
 
     def _rescore(self, sources: list[list[str]], found: Found) -> None:
         """Score again by CTranslate2 (teacher forcing, EOS appended), in place: the outputs cut at the limit,
-        which our search ends with EOS there; and with --no-repeat-ngram all of them, since CTranslate2 then
-        renormalises the log-probs over the tokens left allowed, ours do not."""
+        which our search ends with EOS there; and with --no-repeat-ngram or pad suppressed all of them, since
+        CTranslate2 then renormalises the log-probs over the tokens left allowed, ours do not."""
         cfg = self.config
+        renormalised = bool(cfg.no_repeat_ngram or self.suppress)
         rescore = [
             (s, h)
             for s, hyps in enumerate(found)
             for h, (tokens, _) in enumerate(hyps)
-            if cfg.no_repeat_ngram or not ended(tokens)
+            if renormalised or not ended(tokens, self.eos)
         ]
         if not rescore:
             return
-        bodies = [found[s][h][0][:-1] if ended(found[s][h][0]) else found[s][h][0] for s, h in rescore]
+        bodies = [found[s][h][0][:-1] if ended(found[s][h][0], self.eos) else found[s][h][0] for s, h in rescore]
         scored = self.engine.score_batch(
             [sources[s] for s, _ in rescore],
             bodies,
@@ -287,8 +299,8 @@ class CT2Translator(LineTranslator):
             batch_type="tokens",
         )
         for (s, h), body, result in zip(rescore, bodies, scored):
-            log_prob = sum(result.log_probs) if cfg.no_repeat_ngram else found[s][h][1] + result.log_probs[-1]
-            found[s][h] = (body + [EOS_PIECE], log_prob)
+            log_prob = sum(result.log_probs) if renormalised else found[s][h][1] + result.log_probs[-1]
+            found[s][h] = (body + [self.eos], log_prob)
 
     def _ranked(self, found: Found) -> list[list[Hypothesis]]:
         """The `nbest` best of each source by our length normalisation, best first."""

@@ -7,16 +7,19 @@ enough for `nmt translate --engine ctranslate2`.
     OUT/{spm.model, nmt.json}                               ours: tokenizer, provenance, model shape
 
 How our Transformer maps onto CTranslate2's `TransformerSpec`:
-  - pre-/post-norm and ReLU/GELU are spec options; the LayerNorm epsilon goes into its config.json;
-  - sinusoidal positions are exported as a table (CTranslate2's built-in sinusoids put all sines
-    before all cosines, ours interleave them), and the sqrt(d_model) embedding scale as its value;
+  - pre-/post-norm and ReLU/GELU/swish are spec options; the LayerNorm epsilon goes into its config.json;
+  - sinusoidal positions are exported as a table, whichever layout the model has (CTranslate2's built-in
+    sinusoids are the "halves" layout, nmt's default interleaves them), and the embedding scale as its value
+    (sqrt(d_model), or 1 for a model without it);
   - our fused `qkv_proj` ([q; k; v] on the output dimension) is CTranslate2's fused self-attention
     projection as it is, and so is the cross-attention `kv_proj` ([k; v]);
   - pre-norm stacks end with one LayerNorm each, post-norm stacks have none;
-  - the output projection has no bias; tied or shared matrices are written once (CTranslate2
-    aliases identical variables);
-  - the vocabularies are the SentencePiece pieces in id order, so token strings and our ids map
-    one to one; <s> starts decoding, </s> is appended to the source and ends the output."""
+  - the output projection's bias, where the model has one (Marian's final_logits_bias), is the projection's;
+    tied or shared matrices are written once (CTranslate2 aliases identical variables);
+  - the vocabularies are the pieces in id order (SentencePiece's, or a vocabulary's that maps them to the
+    model's ids), so token strings and our ids map one to one; the vocabulary's special ids name the tokens:
+    decoding starts from its bos (<s>; <pad> for Marian's), </s> is appended to the source and ends the output.
+    That no output holds <pad> is the engine's (nmt.ct2), at translation time."""
 
 from __future__ import annotations
 
@@ -35,7 +38,8 @@ from nmt.errors import CheckpointError, ConfigError
 from nmt.fileio import commit_dir, sha256_file, write_json
 from nmt.layout import CONFIG_FILE, CT2_MODEL_FILE, EXPORT_FILE, EXPORT_FORMAT, MODEL_FILE, QUANTIZATIONS
 from nmt.model import Transformer
-from nmt.modeldir import LoadedModel, load_model_dir, spm_files_of
+from nmt.modeldir import LoadedModel, load_model_dir, spm_files_of, vocab_files_of
+from nmt.tokenizer import SpecialIds
 from nmt.version import __version__
 
 # ---------------------------------------------------------------------------------------------
@@ -65,13 +69,19 @@ def _inputs(spec: Any, embedding: torch.nn.Embedding, model: Transformer) -> Non
     spec.position_encodings.encodings = _array(model.positions.table)  # (max_positions, d_model)
 
 
-def transformer_spec(model: Transformer) -> Any:
-    """A filled CTranslate2 TransformerSpec holding `model`'s weights (float32, unquantised)."""
+def transformer_spec(model: Transformer, pieces: list[str], specials: SpecialIds) -> Any:
+    """A filled CTranslate2 TransformerSpec holding `model`'s weights (float32, unquantised); `pieces` (the target
+    vocabulary in id order) and `specials` name its special tokens."""
     ct2 = import_ctranslate2()
     cfg = model.config
-    activation = {"relu": ct2.specs.Activation.RELU, "gelu": ct2.specs.Activation.GELU}[
-        cfg.activation
-    ]  # GELU: erf, like nn.GELU()
+    activations = {  # GELU: erf, like nn.GELU(); SWISH: x * sigmoid(x), like F.silu
+        "relu": ct2.specs.Activation.RELU,
+        "gelu": ct2.specs.Activation.GELU,
+        "swish": ct2.specs.Activation.SWISH,
+    }
+    if cfg.activation not in activations:
+        raise ConfigError(f"activation {cfg.activation!r} has no CTranslate2 counterpart; use the PyTorch engine")
+    activation = activations[cfg.activation]
     spec = ct2.specs.TransformerSpec(
         ct2.specs.TransformerEncoderSpec(cfg.enc_layers, cfg.n_heads, pre_norm=cfg.pre_norm, activation=activation),
         ct2.specs.TransformerDecoderSpec(cfg.dec_layers, cfg.n_heads, pre_norm=cfg.pre_norm, activation=activation),
@@ -108,8 +118,9 @@ def transformer_spec(model: Transformer) -> Any:
     if len(epsilons) != 1:
         raise ConfigError(f"CTranslate2 takes one LayerNorm epsilon, the model has {sorted(epsilons)}")
     spec.config.layer_norm_epsilon = epsilons.pop()
-    spec.config.unk_token, spec.config.bos_token, spec.config.eos_token = "<unk>", "<s>", "</s>"
-    spec.config.decoder_start_token = "<s>"  # our decoder starts from BOS, as in training
+    unk, bos, eos = pieces[specials.unk], pieces[specials.bos], pieces[specials.eos]
+    spec.config.unk_token, spec.config.bos_token, spec.config.eos_token = unk, bos, eos
+    spec.config.decoder_start_token = bos  # our decoder starts from BOS (Marian's: <pad>), as in training
     spec.config.add_source_eos = True  # our encoder input is the source followed by EOS
     return spec
 
@@ -117,7 +128,7 @@ def transformer_spec(model: Transformer) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Writing the directory
 
-SPECS: dict[str, Callable[[Transformer], Any]] = {
+SPECS: dict[str, Callable[[Transformer, list[str], SpecialIds], Any]] = {
     "transformer": transformer_spec
 }  # ModelConfig.arch -> CTranslate2 spec
 
@@ -138,9 +149,10 @@ def export_ctranslate2(model_dir: Path, out: Path, quantization: str = "float32"
             f"{loaded.path}: a {arch!r} model cannot be exported to CTranslate2 (nmt maps "
             f"{', '.join(map(repr, SPECS))}); translate it with the PyTorch engine"
         )
-    spec = SPECS[arch](loaded.model)
+    target = loaded.tgt_tokenizer.pieces()
+    spec = SPECS[arch](loaded.model, target, loaded.specials)
     spec.register_source_vocabulary(loaded.src_tokenizer.pieces())
-    spec.register_target_vocabulary(loaded.tgt_tokenizer.pieces())
+    spec.register_target_vocabulary(target)
     try:
         spec.validate()
         spec.optimize(quantization=quantization)
@@ -153,8 +165,8 @@ def export_ctranslate2(model_dir: Path, out: Path, quantization: str = "float32"
     tmp.mkdir()
     try:
         spec.save(str(tmp))
-        spm_files = spm_files_of(loaded.path, loaded.config)
-        for name, data in spm_files.items():
+        tokenizer_files = {**spm_files_of(loaded.path, loaded.config), **vocab_files_of(loaded.path, loaded.config)}
+        for name, data in tokenizer_files.items():
             (tmp / name).write_bytes(data)
         write_json(tmp / EXPORT_FILE, _description(loaded, quantization, ct2.__version__, tmp))
         commit_dir(tmp, out)
@@ -179,6 +191,8 @@ def _description(loaded: LoadedModel, quantization: str, ct2_version: str, tmp: 
         "tgt_lang": loaded.config.get("tgt_lang"),
         "spm": loaded.config["spm"],
         "spm_sha256": loaded.config["spm_sha256"],
+        # an imported model's vocabularies, as its config.json names them (none for nmt's own)
+        **{key: loaded.config[key] for key in ("vocab", "vocab_sha256") if key in loaded.config},
         "model_bin_sha256": sha256_file(tmp / CT2_MODEL_FILE),
         "source": {
             "path": str(loaded.path),

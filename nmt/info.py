@@ -120,7 +120,7 @@ def describe_model(path: Path) -> dict[str, Any]:
         "model": to_dict(model),
         "parameters": parameters,
         "weights": weights,
-        "vocab": vocab(model, config.get("spm")),
+        "vocab": vocab(model, config.get("spm"), config.get("vocab")),
         "step": config.get("step"),
         "epoch": config.get("epoch"),
         "valid": config.get("valid"),
@@ -266,7 +266,7 @@ def describe_export(path: Path) -> dict[str, Any]:
         "model": to_dict(model),
         "parameters": parameters_of(model),
         "quantization": desc.get("quantization"),
-        "vocab": vocab(model, desc.get("spm")),
+        "vocab": vocab(model, desc.get("spm"), desc.get("vocab")),
         "source": source,
         "checksums": {
             "model_bin_sha256": desc.get("model_bin_sha256"),

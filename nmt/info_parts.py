@@ -92,13 +92,17 @@ def parameters_of(model: ModelConfig) -> int:
     if not model.share_all_embeddings:
         embeddings += model.tgt_vocab_size * d
     if not (model.share_all_embeddings or model.tie_output):
-        embeddings += model.tgt_vocab_size * d  # the output projection, without bias
+        embeddings += model.tgt_vocab_size * d  # the output projection's weight
+    if model.output_bias:
+        embeddings += model.tgt_vocab_size  # and its bias, its own even when the weight is tied
     return embeddings + encoder + decoder + (2 * norm if model.pre_norm else 0)
 
 
-def vocab(model: ModelConfig, spm: Any) -> dict[str, Any]:
+def vocab(model: ModelConfig, spm: Any, maps: Any = None) -> dict[str, Any]:
+    """The vocabularies' sizes and files; `maps`, an imported model's vocabulary files (config.json's "vocab"),
+    appear as "maps" (left out for nmt's own, whose ids are SentencePiece's)."""
     names = {side: spm.get(side) for side in ("src", "tgt")} if isinstance(spm, dict) else {"src": None, "tgt": None}
-    return {
+    found = {
         "src": model.src_vocab_size,
         "tgt": model.tgt_vocab_size,
         "joint": names["src"] == names["tgt"],
@@ -106,19 +110,26 @@ def vocab(model: ModelConfig, spm: Any) -> dict[str, Any]:
         "tied_output": model.share_all_embeddings or model.tie_output,
         "spm": names,
     }
+    if isinstance(maps, dict):
+        found["maps"] = {side: maps.get(side) for side in ("src", "tgt")}
+    return found
 
 
 def spm_ok(path: Path, desc: dict[str, Any]) -> bool | None:
-    """Whether the SentencePiece model(s) named in `desc` are in `path` with the recorded sha256; None when
-    nothing is recorded."""
-    spm, sums = desc.get("spm"), desc.get("spm_sha256")
-    if not isinstance(spm, dict) or not isinstance(sums, dict) or not sums:
-        return None
-    for name in {spm.get("src"), spm.get("tgt")}:
-        if not isinstance(name, str) or "/" in name or not (path / name).is_file():
-            return False
-        if sha256_file(path / name) != sums.get(name):
-            return False
+    """Whether the SentencePiece model(s) named in `desc`, and the vocabularies that map their pieces where it
+    names some ("vocab" + "vocab_sha256"), are in `path` with the recorded sha256; None when nothing is
+    recorded."""
+    checked = [(desc.get("spm"), desc.get("spm_sha256"))]
+    if "vocab" in desc:
+        checked.append((desc.get("vocab"), desc.get("vocab_sha256")))
+    for names, sums in checked:
+        if not isinstance(names, dict) or not isinstance(sums, dict) or not sums:
+            return None
+        for name in {names.get("src"), names.get("tgt")}:
+            if not isinstance(name, str) or "/" in name or not (path / name).is_file():
+                return False
+            if sha256_file(path / name) != sums.get(name):
+                return False
     return True
 
 

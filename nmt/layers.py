@@ -19,18 +19,28 @@ from nmt.config import ModelConfig
 from nmt.dropout import Dropout
 
 
-def sinusoid_table(max_positions: int, d_model: int) -> Tensor:
-    """Section 3.5: PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(same angle)."""
+def sinusoid_table(max_positions: int, d_model: int, layout: str = "interleaved") -> Tensor:
+    """Section 3.5: PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(same angle) (layout
+    "interleaved"); "halves" puts the same sines in the first ceil(d_model/2) columns and the cosines after them
+    (tensor2tensor's layout, which Marian and Pegasus use: MarianSinusoidalPositionalEmbedding.create_weight)."""
+    if layout not in POSITION_LAYOUTS:
+        raise ValueError(f"positions {layout!r} is not one of {', '.join(POSITION_LAYOUTS)}")
     # float64 so that far positions keep their precision before the final cast; on the CPU even
     # when a model is built on the meta device (checkpoint.check_weights), where float64 arange
     # would import torch._dynamo (0.9 s of start-up)
     pos = torch.arange(max_positions, dtype=torch.float64, device="cpu")[:, None]  # (max_positions, 1)
     two_i = torch.arange(0, d_model, 2, dtype=torch.float64, device="cpu")  # (ceil(d_model/2),)
     angles = pos / 10000.0 ** (two_i / d_model)  # (max_positions, ceil(d_model/2))
+    sines, cosines = angles.sin(), angles[:, : d_model // 2].cos()
+    if layout == "halves":
+        return torch.cat((sines, cosines), dim=1).float()  # (max_positions, d_model)
     table = torch.empty(max_positions, d_model, dtype=torch.float64, device="cpu")
-    table[:, 0::2] = angles.sin()
-    table[:, 1::2] = angles[:, : d_model // 2].cos()
+    table[:, 0::2] = sines
+    table[:, 1::2] = cosines
     return table.float()  # (max_positions, d_model)
+
+
+POSITION_LAYOUTS = ("interleaved", "halves")  # ModelConfig.positions
 
 
 class SinusoidalPositions(nn.Module):
@@ -38,10 +48,10 @@ class SinusoidalPositions(nn.Module):
 
     table: Tensor  # the buffer registered in __init__ (declared so that a type checker knows it)
 
-    def __init__(self, max_positions: int, d_model: int) -> None:
+    def __init__(self, max_positions: int, d_model: int, layout: str = "interleaved") -> None:
         super().__init__()
         # non-persistent: a function of the config, so it stays out of the saved weights
-        self.register_buffer("table", sinusoid_table(max_positions, d_model), persistent=False)
+        self.register_buffer("table", sinusoid_table(max_positions, d_model, layout), persistent=False)
 
     def forward(self, length: int, offset: int = 0) -> Tensor:
         """Encodings of positions offset .. offset+length-1."""
@@ -177,7 +187,8 @@ class CrossAttention(Attention):
 
 
 # ModelConfig.activation -> the function: the one table both the modules and the decoding step read
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "gelu": F.gelu}
+# (swish is x * sigmoid(x), which torch calls SiLU and transformers' ACT2FN both "swish" and "silu")
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu}
 
 
 def activation(name: str) -> Callable[[Tensor], Tensor]:

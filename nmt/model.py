@@ -64,14 +64,16 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = config
         d_model = config.d_model
-        self.embed_scale = math.sqrt(d_model)  # section 3.4: embeddings are multiplied by sqrt(d_model)
+        # section 3.4: embeddings are multiplied by sqrt(d_model) (scale_embedding; some imported models do not)
+        self.embed_scale = math.sqrt(d_model) if config.scale_embedding else 1.0
         self.src_embed = nn.Embedding(config.src_vocab_size, d_model, padding_idx=config.pad_id)
         if config.share_all_embeddings:
             self.tgt_embed = self.src_embed
         else:
             self.tgt_embed = nn.Embedding(config.tgt_vocab_size, d_model, padding_idx=config.pad_id)
-        self.output_proj = nn.Linear(d_model, config.tgt_vocab_size, bias=False)
-        self.positions = SinusoidalPositions(config.max_positions, d_model)
+        # output_bias: Marian's final_logits_bias; its own parameter, also when the weight is tied below
+        self.output_proj = nn.Linear(d_model, config.tgt_vocab_size, bias=config.output_bias)
+        self.positions = SinusoidalPositions(config.max_positions, d_model, config.positions)
         self.dropout = Dropout(config.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(config) for _ in range(config.enc_layers))
         self.decoder = nn.ModuleList(DecoderLayer(config) for _ in range(config.dec_layers))

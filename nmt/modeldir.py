@@ -2,11 +2,12 @@
 inference needs from disk, and all of it: no training state, no distributed training.
 
     MODEL_DIR/{model.safetensors, config.json, spm.model (or one per language)}
+    MODEL_DIR/vocab.json (or one per language)   an imported model's: SentencePiece pieces -> the model's ids
 
-`model.safetensors` + `config.json` + the SentencePiece model(s) are enough to translate. A checkpoint of a
-run is a model directory plus the trainer state that nmt.checkpoint reads and writes. A directory is written
-whole or not at all (temporary directory, fsync, rename: nmt.fileio), so a crash at any moment leaves the
-previous one intact and never a half-written one. Weights go through safetensors: nothing is pickled, and
+`model.safetensors` + `config.json` + the SentencePiece model(s) (+ vocabularies) are enough to translate. A
+checkpoint of a run is a model directory plus the trainer state that nmt.checkpoint reads and writes. A directory
+is written whole or not at all (temporary directory, fsync, rename: nmt.fileio), so a crash at any moment leaves
+the previous one intact and never a half-written one. Weights go through safetensors: nothing is pickled, and
 no code from the files runs.
 """
 
@@ -32,7 +33,7 @@ from nmt.files import checked_tokenizers, read_json
 from nmt.info import kind_of
 from nmt.layout import BEST, CONFIG_FILE, LAST, MODEL_FILE, TRAINER_JSON, TRAINER_TENSORS
 from nmt.model import Transformer, build_model
-from nmt.tokenizer import Tokenizer
+from nmt.tokenizer import SpecialIds, Tokenizer
 from nmt.version import __version__
 
 MAX_POSITION_TABLE = 1 << 28  # max_positions * d_model: the sinusoid table is built, not loaded, so bound it
@@ -62,11 +63,16 @@ def save_model_dir(
     spm_files: dict[str, bytes],
     trainer_tensors: dict[str, torch.Tensor] | None = None,
     trainer_state: dict[str, Any] | None = None,
+    vocab_files: dict[str, bytes] | None = None,
 ) -> Path:
-    """Write a model (or checkpoint) directory atomically; returns its path.
+    """Write a model (or checkpoint) directory atomically; returns its path. `spm_files` and `vocab_files` are
+    the tokenizer's files by name (`meta` names them per side: "spm" and, for a vocabulary that maps the pieces
+    to other ids, "vocab": {"src": ..., "tgt": ...}); config.json records their sha256 (spm_sha256, vocab_sha256).
 
     A failed write (a full disk, a file-size limit) is a CheckpointWriteError and leaves nothing behind.
     """
+    if bool(vocab_files) != ("vocab" in meta):
+        raise ValueError('vocab_files and meta["vocab"] (their names per side) go together')
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -77,8 +83,10 @@ def save_model_dir(
         save_model(model, str(tmp / MODEL_FILE), metadata={"format": "pt", "nmt_version": __version__})
         config = {"nmt_version": __version__, "model": to_dict(model.config), **meta}
         config["spm_sha256"] = {name: sha256_bytes(data) for name, data in spm_files.items()}
+        if vocab_files:
+            config["vocab_sha256"] = {name: sha256_bytes(data) for name, data in vocab_files.items()}
         write_json(tmp / CONFIG_FILE, config)
-        for name, data in spm_files.items():
+        for name, data in {**spm_files, **(vocab_files or {})}.items():
             (tmp / name).write_bytes(data)
         if trainer_tensors is not None:
             save_file({k: v.contiguous() for k, v in trainer_tensors.items()}, str(tmp / TRAINER_TENSORS))
@@ -144,6 +152,11 @@ class LoadedModel:
     tgt_tokenizer: Tokenizer
     path: Path
 
+    @property
+    def specials(self) -> SpecialIds:
+        """The model's special ids: its vocabulary's (load_model_dir checked that both sides agree)."""
+        return self.tgt_tokenizer.specials
+
 
 def load_model_dir(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
     """Load weights, config and tokenizers, checking every file; never runs code from the files."""
@@ -170,6 +183,11 @@ def load_model_dir(path: Path, device: torch.device | str = "cpu") -> LoadedMode
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing; the model directory is incomplete")
     check_weights(weights, model_config)
+    if model_config.pad_id != tokenizers[1].specials.pad:
+        raise CheckpointError(
+            f"{path / CONFIG_FILE}: the model's pad_id is {model_config.pad_id}, its vocabulary's <pad> is "
+            f"{tokenizers[1].specials.pad}; the config does not belong to this vocabulary"
+        )
     model = build_model(model_config)
     try:
         missing, unexpected = load_model(model, str(weights), strict=True, device=str(device))
@@ -268,3 +286,9 @@ def check_weights(weights: Path, model_config: ModelConfig) -> None:
 
 def spm_files_of(path: Path, config: dict[str, Any]) -> dict[str, bytes]:
     return {name: (Path(path) / name).read_bytes() for name in sorted(set(config["spm"].values()))}
+
+
+def vocab_files_of(path: Path, config: dict[str, Any]) -> dict[str, bytes]:
+    """The vocabulary files a model directory names (config.json's "vocab"), by name; none for nmt's own."""
+    names = config.get("vocab") or {}
+    return {name: (Path(path) / name).read_bytes() for name in sorted(set(names.values()))}

@@ -25,10 +25,23 @@ KVCache: TypeAlias = Any  # likewise for the decoder state
 
 class StepModel(Protocol):
     def encode(self, src: Tensor, src_len: Tensor) -> Memory: ...
-    def decode_step(self, tokens: Tensor, memory: Memory, cache: KVCache | None) -> tuple[Tensor, KVCache]: ...
+    def decode_step(self, tokens: Tensor, memory: Memory, cache: KVCache | None) -> tuple[Tensor, KVCache]:
+        """Log-probs (rows, vocab) of the next token, a tensor the search then owns (it writes -inf into the
+        padding column: `never_pad`), and the cache one position longer."""
+        ...
+
     def reorder(self, memory: Memory, cache: KVCache, index: Tensor) -> tuple[Memory, KVCache]:
         """index (sentences, rows_each): new row (i, j) continues old row index[i, j]; the rows of
         one new sentence all come from one old sentence (so a model may keep per-sentence state once)."""
+
+
+def never_pad(log_probs: Tensor, pad_id: int) -> Tensor:
+    """The step's log-probs (rows, vocab) with padding impossible, in place: no output holds pad, whatever the
+    model gives it (transformers bans it in Marian's outputs too, whose decoder starts from it). The other tokens
+    keep the model's own log-probs, not renormalised, so nmt's own models, which give pad next to nothing, decode as
+    before. In place: one column written, where a copy would cost a pass over rows x vocab at every step."""
+    log_probs[:, pad_id] = -math.inf
+    return log_probs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -43,6 +56,7 @@ def _single_path(
     *,
     bos_id: int,
     eos_id: int,
+    pad_id: int,
     max_len_a: float,
     max_len_b: int,
     length_penalty: float,
@@ -66,7 +80,7 @@ def _single_path(
     tokens = torch.full((batch,), bos_id, dtype=torch.long, device=device)
     for t in range(max(limits) + 1):
         log_probs, cache = model.decode_step(tokens, memory, cache)  # (n, vocab)
-        log_probs = log_probs.float()
+        log_probs = never_pad(log_probs.float(), pad_id)
         shaped = process(shape, out[alive, :t], log_probs) if shape else log_probs
         # a hypothesis that reaches its limit is ended, not dropped
         tokens = torch.where(limit <= t, eos_id, choose(shaped))  # (n,)
@@ -95,6 +109,7 @@ def greedy(
     *,
     bos_id: int,
     eos_id: int,
+    pad_id: int,
     max_len_a: float = 1.2,
     max_len_b: int = 10,
     length_penalty: float = 1.0,
@@ -113,6 +128,7 @@ def greedy(
         lambda log_probs: log_probs.argmax(dim=-1),
         bos_id=bos_id,
         eos_id=eos_id,
+        pad_id=pad_id,
         max_len_a=max_len_a,
         max_len_b=max_len_b,
         length_penalty=length_penalty,
@@ -145,6 +161,7 @@ def sample(
     *,
     bos_id: int,
     eos_id: int,
+    pad_id: int,
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
@@ -173,6 +190,7 @@ def sample(
         draw,
         bos_id=bos_id,
         eos_id=eos_id,
+        pad_id=pad_id,
         max_len_a=max_len_a,
         max_len_b=max_len_b,
         length_penalty=length_penalty,
@@ -320,6 +338,7 @@ def beam_search(
     *,
     bos_id: int,
     eos_id: int,
+    pad_id: int,
     unk_id: int | None = None,
     shape: Sequence[Processor] | None = None,
 ) -> list[list[Hypothesis]]:
@@ -349,7 +368,7 @@ def beam_search(
     for t in range(steps):
         n, beams = live.scores.shape
         log_probs, cache = model.decode_step(live.tokens, memory, cache)  # (n * beams, vocab)
-        log_probs = log_probs.float()
+        log_probs = never_pad(log_probs.float(), pad_id)
         shaped = process(shape, live.history, log_probs) if shape else log_probs
         if t >= min_limit:
             shaped = _at_limit(shaped, log_probs, live.limit, t, beams, eos_id, device)

@@ -17,6 +17,7 @@ from nmt.config import ModelConfig, TrainConfig, from_dict, to_dict
 from nmt.data import ParallelIds, TrainingData, read_lines
 from nmt.distributed import SINGLE, Group
 from nmt.errors import ConfigError, TrainingError
+from nmt.files import data_specials, data_tokenizer, data_vocab_files
 from nmt.layout import CONFIG_FILE, ids_file, load_summary
 from nmt.lineage import check_languages, check_vocabulary, init_record, same_model
 from nmt.model import build_model
@@ -25,7 +26,6 @@ from nmt.optim import build_optimizer
 from nmt.rundir import RunDir
 from nmt.runtime import keep_freed_memory, pick_device, seed_everything, set_threads
 from nmt.setting import Spell
-from nmt.tokenizer import SPECIAL, Tokenizer
 from nmt.trainer import Callback, Trainer
 from nmt.validation import EarlyStopping, Validator
 from nmt.version import __version__
@@ -61,7 +61,7 @@ def model_config_for(data_dir: Path, overrides: dict[str, Any]) -> ModelConfig:
     values = {
         "src_vocab_size": summary["vocab_size"]["src"],
         "tgt_vocab_size": summary["vocab_size"]["tgt"],
-        "pad_id": SPECIAL.pad,
+        "pad_id": data_specials(summary).pad,
     }
     if summary["spm"]["src"] != summary["spm"]["tgt"]:
         values["share_all_embeddings"] = False
@@ -235,7 +235,8 @@ def _assemble(
     src_lang, tgt_lang = summary["settings"]["src"], summary["settings"]["tgt"]
     spm_names = {side: summary["spm"][side] for side in ("src", "tgt")}
     spm = {name: (data_dir / name).read_bytes() for name in set(spm_names.values())}
-    tgt_tokenizer = Tokenizer(spm[spm_names["tgt"]], str(data_dir / spm_names["tgt"]))
+    tgt_tokenizer = data_tokenizer(data_dir, summary, "tgt")  # through its vocabulary, if the data has one
+    specials, vocab = data_specials(summary), data_vocab_files(data_dir, summary)
     limit = model_cfg.max_positions - 1  # pairs beyond max_src_len/max_tgt_len or the positions are left out
     data = TrainingData(
         data_dir / ids_file("train"),
@@ -250,6 +251,7 @@ def _assemble(
         tgt_tokenizer,
         cfg,
         device,
+        specials,
     )
     seed_everything(cfg.seed)
     model = build_model(model_cfg).to(device)
@@ -262,7 +264,9 @@ def _assemble(
     meta = {"spm": spm_names, "src_lang": src_lang, "tgt_lang": tgt_lang, "data_dir": str(data_dir.resolve())}
     if start_from is not None:  # every checkpoint (and an average of them) says where the run started
         meta["init"] = start_from.record
-    files = RunFiles(spm, meta)
+    if vocab:  # the checkpoints carry the vocabularies as they carry the SentencePiece models
+        meta["vocab"] = {side: summary["vocab"][side] for side in ("src", "tgt")}
+    files = RunFiles(spm, meta, vocab)
     return Trainer(
         cfg,
         model,
@@ -276,4 +280,5 @@ def _assemble(
         threads,
         callback,
         group,
+        specials,
     )

@@ -27,7 +27,7 @@ from nmt.errors import TrainingError
 from nmt.model import Transformer
 from nmt.optim import lr_at
 from nmt.rundir import RunDir
-from nmt.tokenizer import SPECIAL
+from nmt.tokenizer import SPECIAL, SpecialIds
 from nmt.update import Update, Updater
 from nmt.validation import EarlyStopping, Validator
 
@@ -105,8 +105,10 @@ class Trainer:
         threads: int,
         callback: Callback | None = None,
         group: Group = SINGLE,
+        specials: SpecialIds = SPECIAL,
     ) -> None:
         self.cfg, self.model, self.optimizer, self.data = cfg, model, optimizer, data
+        self.specials = specials  # the prepared data's (prepare.json's special_ids), for collating batches
         self.validator, self.early, self.run = validator, early, run
         self.device, self.threads, self.group = device, threads, group
         self.callback = callback or (lambda event: None)
@@ -201,7 +203,7 @@ class Trainer:
         them), the target tokens of all of them, and how many batches it takes from the epoch."""
         chosen = batches[start : start + self.cfg.accum_steps * self.group.world]
         mine = [
-            self.data.batch(index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos)
+            self.data.batch(index, self.specials.pad, self.specials.bos, self.specials.eos)
             for index in chosen[self.group.rank :: self.group.world]
         ]
         pinned = [b.pin() for b in mine] if self.device.type == "cuda" else mine

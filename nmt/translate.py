@@ -25,7 +25,6 @@ from nmt.modeldir import LoadedModel, load_model_dir
 from nmt.processors import processors
 from nmt.runtime import autocast, pick_device, set_threads
 from nmt.search import StepModel, beam_search, greedy, sample
-from nmt.tokenizer import SPECIAL
 
 if TYPE_CHECKING:
     from nmt.attention import AttentionMaps
@@ -105,6 +104,7 @@ class Translator(LineTranslator):
         self.model = model if model is not None else prepare_model(loaded.model, precision, device)
         self.stepper = stepper if stepper is not None else step_model(self.model, precision, device)
         self.src_tok, self.tgt_tok = loaded.src_tokenizer, loaded.tgt_tokenizer
+        self.specials = loaded.specials  # the model's vocabulary's: an imported one's decoder starts from pad
         self.max_src_tokens = max_source_tokens(loaded.model.config.max_positions, config)
         lang = loaded.config.get("src_lang")  # config.json's; older ones may not record it (English rules)
         self.src_lang = lang if isinstance(lang, str) else None
@@ -126,8 +126,8 @@ class Translator(LineTranslator):
             tokens,
             self.src_tok.to_pieces(src_ids),
             self.tgt_tok.to_pieces(tokens),
-            bos_id=SPECIAL.bos,
-            eos_id=SPECIAL.eos,
+            bos_id=self.specials.bos,
+            eos_id=self.specials.eos,
         )
 
     @classmethod
@@ -168,7 +168,7 @@ class Translator(LineTranslator):
         data = ParallelIds.from_lists([ids[i] for i in todo], [[] for _ in todo])
         cfg = self.config
         for index in token_batches(data.src_lens, data.tgt_lens, cfg.batch_tokens, seed=None):
-            batch = collate(data, index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos)
+            batch = collate(data, index, self.specials.pad, self.specials.bos, self.specials.eos)
             src, src_len = batch.src.to(self.device), batch.src_len.to(self.device)
             with autocast(self.device, "bf16" if self.precision == "bf16" else "fp32"):
                 found = self._search(src, src_len)
@@ -177,16 +177,17 @@ class Translator(LineTranslator):
         return results
 
     def _search(self, src: torch.Tensor, src_len: torch.Tensor) -> list[list[Hypothesis]]:
-        cfg = self.config
-        shape = processors(cfg, eos_id=SPECIAL.eos, unk_id=SPECIAL.unk)
+        cfg, ids = self.config, self.specials
+        shape = processors(cfg, eos_id=ids.eos, unk_id=ids.unk)
         if self.sampling is not None:
             s = self.sampling
             drawn = sample(
                 self.stepper,
                 src,
                 src_len,
-                bos_id=SPECIAL.bos,
-                eos_id=SPECIAL.eos,
+                bos_id=ids.bos,
+                eos_id=ids.eos,
+                pad_id=ids.pad,
                 temperature=s.temperature,
                 top_k=s.top_k,
                 top_p=s.top_p,
@@ -201,8 +202,9 @@ class Translator(LineTranslator):
                 self.stepper,
                 src,
                 src_len,
-                bos_id=SPECIAL.bos,
-                eos_id=SPECIAL.eos,
+                bos_id=ids.bos,
+                eos_id=ids.eos,
+                pad_id=ids.pad,
                 length_penalty=cfg.length_penalty,
                 normalize=cfg.normalize,
                 shape=shape,
@@ -210,4 +212,4 @@ class Translator(LineTranslator):
                 max_len_b=cfg.max_len_b,
             )
             return [[h] for h in found]
-        return beam_search(self.stepper, src, src_len, cfg, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos, shape=shape)
+        return beam_search(self.stepper, src, src_len, cfg, bos_id=ids.bos, eos_id=ids.eos, pad_id=ids.pad, shape=shape)

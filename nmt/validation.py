@@ -14,7 +14,7 @@ from nmt.config import DecodeConfig, TrainConfig
 from nmt.data import ParallelIds, collate, iterate_batches, token_batches
 from nmt.loss import label_smoothed_loss
 from nmt.runtime import autocast
-from nmt.tokenizer import SPECIAL, Tokenizer
+from nmt.tokenizer import SPECIAL, SpecialIds, Tokenizer
 
 if TYPE_CHECKING:
     from nmt.model import Transformer
@@ -26,9 +26,16 @@ class Validator:
     """Measures a model on one validation split; holds no state between calls."""
 
     def __init__(
-        self, data: ParallelIds, refs: list[str], tgt_tokenizer: Tokenizer, cfg: TrainConfig, device: torch.device
+        self,
+        data: ParallelIds,
+        refs: list[str],
+        tgt_tokenizer: Tokenizer,
+        cfg: TrainConfig,
+        device: torch.device,
+        specials: SpecialIds = SPECIAL,
     ) -> None:
         self.data, self.refs, self.tgt_tokenizer, self.cfg, self.device = data, refs, tgt_tokenizer, cfg, device
+        self.specials = specials  # the prepared data's (prepare.json's special_ids)
 
     @torch.inference_mode()
     def __call__(self, model: Transformer) -> dict[str, float]:
@@ -36,7 +43,7 @@ class Validator:
         from nmt.metrics import bleu_chrf
         from nmt.search import greedy
 
-        cfg, was_training = self.cfg, model.training
+        cfg, was_training, ids = self.cfg, model.training, self.specials
         model.eval()
         # as in training, the loss leaves out pairs longer than the model's positions; BLEU truncates such a
         # source as `nmt translate` does (and counts the translation against the whole reference)
@@ -44,11 +51,11 @@ class Validator:
         fits = np.flatnonzero((self.data.src_lens <= positions) & (self.data.tgt_lens <= positions))
         scored = self.data if len(fits) == len(self.data) else self.data.select(fits)
         loss_sum, nll_sum, tokens = 0.0, 0.0, 0
-        for batch in iterate_batches(scored, cfg.batch_tokens, None, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos):
+        for batch in iterate_batches(scored, cfg.batch_tokens, None, ids.pad, ids.bos, ids.eos):
             batch = batch.to(self.device)
             with autocast(self.device, cfg.precision):
                 logits = model(batch.src, batch.src_len, batch.tgt_in)
-            loss, nll = label_smoothed_loss(logits, batch.tgt_out, cfg.label_smoothing, SPECIAL.pad)
+            loss, nll = label_smoothed_loss(logits, batch.tgt_out, cfg.label_smoothing, ids.pad)
             loss_sum, nll_sum, tokens = loss_sum + float(loss), nll_sum + float(nll), tokens + batch.n_tokens
         tokens_or_nan = tokens or math.nan  # no pair fits: NaN, which early stopping never takes for the best
         result = {
@@ -66,9 +73,9 @@ class Validator:
             # the step `nmt translate` takes (re-laid weights on the CPU), so that validation BLEU is its --beam 1
             stepper = model.search_stepper(self.device, bf16=cfg.precision == "bf16")
             for index in token_batches(subset.src_lens, subset.tgt_lens, cfg.batch_tokens, None):
-                batch = collate(subset, index, SPECIAL.pad, SPECIAL.bos, SPECIAL.eos).to(self.device)
+                batch = collate(subset, index, ids.pad, ids.bos, ids.eos).to(self.device)
                 with autocast(self.device, cfg.precision):
-                    found = greedy(stepper, batch.src, batch.src_len, bos_id=SPECIAL.bos, eos_id=SPECIAL.eos)
+                    found = greedy(stepper, batch.src, batch.src_len, bos_id=ids.bos, eos_id=ids.eos, pad_id=ids.pad)
                 texts = self.tgt_tokenizer.decode_batch([h.tokens for h in found])
                 for i, text in zip(index.tolist(), texts):
                     hyps[i] = text

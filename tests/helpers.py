@@ -55,12 +55,103 @@ def one_error_line(result: Any, *words: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Marian's (OPUS-MT's) tokenizer files, made small: a source and a target SentencePiece model (unigram, SentencePiece's
+# own ids: <unk> 0, <s> 1, </s> 2, no <pad>) and one vocabulary over both, in Marian's order (</s> 0, <unk> 1, the
+# pieces, <pad> last)
+
+
+def marian_spm(lines: list[str], vocab_size: int = 200) -> bytes:
+    """A SentencePiece model as OPUS-MT's source.spm/target.spm are made (unigram, no byte fallback)."""
+    import io
+
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines),
+        model_writer=model,
+        model_type="unigram",
+        vocab_size=vocab_size,
+        character_coverage=1.0,
+        num_threads=1,
+        minloglevel=2,
+    )
+    return model.getvalue()
+
+
+def marian_vocab(*protos: bytes) -> dict[str, int]:
+    """One vocabulary over the pieces of every model given: </s> 0, <unk> 1, the pieces, <pad> last."""
+    import sentencepiece as spm
+
+    vocab = {"</s>": 0, "<unk>": 1}
+    for proto in protos:
+        sp = spm.SentencePieceProcessor()
+        sp.LoadFromSerializedProto(proto)
+        for i in range(sp.get_piece_size()):
+            if not (sp.is_control(i) or sp.is_unknown(i)):
+                vocab.setdefault(sp.id_to_piece(i), len(vocab))
+    vocab["<pad>"] = len(vocab)
+    return vocab
+
+
+def sample_lines(lang: str, n: int = 400) -> list[str]:
+    return (SAMPLE / f"train.{lang}").read_text(encoding="utf-8").splitlines()[:n]
+
+
+def marian_model(vocab: dict[str, int], tgt_vocab: dict[str, int] | None = None) -> Any:
+    """A tiny random Transformer with every option Marian uses, over the vocabulary's ids (pad last)."""
+    from nmt.model import Transformer
+
+    torch.manual_seed(0)
+    tgt = tgt_vocab or vocab
+    config = tiny_config(
+        len(vocab),
+        tgt_vocab_size=len(tgt),
+        pad_id=vocab["<pad>"],
+        share_all_embeddings=tgt_vocab is None,
+        pre_norm=False,
+        activation="swish",
+        positions="halves",
+        output_bias=True,
+    )
+    model = Transformer(config).eval()
+    with torch.no_grad():
+        model.output_proj.bias.normal_()
+        model.output_proj.bias[config.pad_id] = 6.0  # pad likely: a search that let it out would emit it
+    return model
+
+
+def save_marian(path: Path, separate_vocabs: bool = False) -> Path:
+    """A model directory as `nmt import` makes one of an OPUS-MT model: source.spm, target.spm, vocab.json (or one
+    per side), and `marian_model`'s random weights."""
+    from nmt.modeldir import save_model_dir
+
+    source, target = marian_spm(sample_lines("en")), marian_spm(sample_lines("fr"))
+    spm = {"src": "source.spm", "tgt": "target.spm"}
+    if separate_vocabs:
+        vocabs = {"vocab.json": marian_vocab(source), "target_vocab.json": marian_vocab(target)}
+        names = {"src": "vocab.json", "tgt": "target_vocab.json"}
+        model = marian_model(vocabs["vocab.json"], vocabs["target_vocab.json"])
+    else:
+        vocabs = {"vocab.json": marian_vocab(source, target)}
+        names = {"src": "vocab.json", "tgt": "vocab.json"}
+        model = marian_model(vocabs["vocab.json"])
+    return save_model_dir(
+        path,
+        model,
+        {"spm": spm, "vocab": names, "src_lang": "en", "tgt_lang": "fr"},
+        {"source.spm": source, "target.spm": target},
+        vocab_files={name: json.dumps(v).encode() for name, v in vocabs.items()},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # A scripted model for search: probabilities written out by hand, so that the expected beams can be worked out
 
 PAD, UNK, BOS, EOS = SPECIAL.pad, SPECIAL.unk, SPECIAL.bos, SPECIAL.eos
 FIRST_WORD = max(PAD, UNK, BOS, EOS) + 1  # ids from here on are words
 A, B, C = FIRST_WORD, FIRST_WORD + 1, FIRST_WORD + 2  # the scripted model's three words
-IDS = dict(bos_id=BOS, eos_id=EOS)
+IDS = dict(bos_id=BOS, eos_id=EOS, pad_id=PAD)
 
 
 class ScriptedModel:

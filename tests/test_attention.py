@@ -64,7 +64,9 @@ def test_the_cached_decoder_used_the_same_cross_attention(translator):
     [ids] = translator.encode([SENTENCES[1]], lambda s: None)
     src = torch.tensor([[*ids, SPECIAL.eos]])
     with torch.inference_mode(), recording_attention() as records:
-        [hyp] = greedy(model, src, torch.tensor([src.size(1)]), bos_id=SPECIAL.bos, eos_id=SPECIAL.eos)
+        [hyp] = greedy(
+            model, src, torch.tensor([src.size(1)]), bos_id=SPECIAL.bos, eos_id=SPECIAL.eos, pad_id=SPECIAL.pad
+        )
     maps = attention_maps(
         model,
         ids,
@@ -157,3 +159,23 @@ def test_attention_without_matplotlib_says_how_to_install_it(tiny_model_dir, tmp
     assert not (tmp_path / "a.png").exists()
     as_json = runner.invoke(app, ["attention", "-m", str(tiny_model_dir), "Hello", "--json", "-", "--threads", "1"])
     assert as_json.exit_code == 0 and json.loads(as_json.stdout)["source"] == "Hello"
+
+
+def test_attention_of_a_model_whose_decoder_starts_from_pad(tmp_path):
+    """An imported model's shape (Marian's options and vocabulary): the maps are those the cached search used."""
+    from helpers import save_marian
+
+    translator = Translator.load(save_marian(tmp_path / "m"), threads=1)
+    ids = translator.specials
+    assert ids.bos == ids.pad != SPECIAL.bos
+    [src] = translator.encode(["the cat sleeps on the sofa ."], lambda s: None)
+    [[best]] = translator.with_config(beam_size=1).search_ids([src])
+    maps = translator.attention_maps(src, best.tokens)
+    assert maps.tgt_pieces == [*translator.tgt_tok.to_pieces(best.tokens), "</s>"]
+    torch.testing.assert_close(maps.cross.sum(-1), torch.ones(maps.cross.shape[:-1]))
+    source = torch.tensor([[*src, ids.eos]])
+    with recording_attention() as stepped:
+        greedy(translator.model, source, torch.tensor([source.size(1)]), bos_id=ids.bos, eos_id=ids.eos, pad_id=ids.pad)
+    last = translator.model.config.dec_layers - 1
+    steps = [w[0] for name, w in stepped if name == f"decoder.{last}.cross"]
+    torch.testing.assert_close(torch.cat(steps, dim=1), maps.cross[last], atol=1e-5, rtol=0)

@@ -32,7 +32,7 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, object]] = []
 
-    def write(self, path, model, meta, spm, tensors, state) -> Path:
+    def write(self, path, model, meta, spm, tensors, state, vocab_files=None) -> Path:
         self.calls.append(("write", {"path": path, "meta": meta, "spm": spm, "tensors": tensors, "state": state}))
         path.mkdir(parents=True)
         (path / "model.safetensors").write_bytes(b"x")
@@ -159,7 +159,7 @@ def test_a_full_disk_is_a_one_line_error_and_leaves_the_last_checkpoint_as_it_wa
 def test_a_full_disk_at_the_first_checkpoint_says_none_was_saved(tmp_path):
     run = RunDir(tmp_path / "r")
 
-    def full_disk(path, *args):
+    def full_disk(path, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     saver = Checkpointer(run, FILES, 2, write=full_disk, barrier=lambda: None)

@@ -48,7 +48,7 @@ def test_train_flags_are_typed_and_given_ones_known():
     "args, message",
     [
         (["--d-model", "abc"], "--d-model must be an integer, got 'abc'"),
-        (["--activation", "tanh"], "--activation must be relu or gelu, not tanh"),
+        (["--activation", "tanh"], "--activation must be relu or gelu or swish, not tanh"),
         (["--betas", "0.9"], "--betas must be a list"),
     ],
 )

@@ -191,6 +191,13 @@ VARIANTS = {
     ),
     "pre-norm, relu, tied output only": dict(pre_norm=True, share_all_embeddings=False, tie_output=True),
     "post-norm, relu, shared": dict(pre_norm=False),
+    # Marian's options (issue 30), and their opposites
+    "post-norm, swish, halves, output bias": dict(
+        pre_norm=False, activation="swish", positions="halves", output_bias=True
+    ),
+    "pre-norm, unscaled embeddings, output bias, separate": dict(
+        scale_embedding=False, output_bias=True, share_all_embeddings=False, tie_output=False
+    ),
 }
 
 
@@ -481,3 +488,29 @@ def test_both_engines_know_the_source_language(tiny_model_dir, ct2_dir, tmp_path
     older["source"]["path"] = str(tmp_path / "gone")
     (moved / "nmt.json").write_text(json.dumps(older), encoding="utf-8")
     assert CT2Translator.load(moved, threads=1).src_lang is None
+
+
+@pytest.mark.parametrize("separate_vocabs", [False, True], ids=["one vocabulary", "one per side"])
+def test_a_model_whose_decoder_starts_from_pad_translates_as_ours(tmp_path, separate_vocabs):
+    """An imported model's shape (Marian: its options, a vocabulary mapping the pieces to its ids, pad as the
+    decoder's start and never emitted): CTranslate2 gives our greedy tokens and scores; beam search our tokens
+    wherever the two searches keep the same hypotheses (see nmt/ct2.py), and our scores there."""
+    from helpers import LINES, save_marian
+
+    model_dir = save_marian(tmp_path / "m", separate_vocabs)
+    out = export_ctranslate2(model_dir, tmp_path / "ct2")
+    described = json.loads((out / "nmt.json").read_text())
+    assert described["vocab"] == json.loads((model_dir / "config.json").read_text())["vocab"]
+    pt = Translator.load(model_dir, DecodeConfig(), threads=1)
+    ct = CT2Translator.load(out, DecodeConfig(), threads=1)
+    assert ct.tgt_tok.vocab == pt.tgt_tok.vocab is not None and ct.suppress == [["<pad>"]]
+    ids = pt.encode([line for line in LINES if line.strip()], warn=lambda message: None)
+    pad = pt.specials.pad
+    for settings in (dict(beam_size=1), dict(beam_size=1, max_len_a=0.0, max_len_b=3), dict(beam_size=3)):
+        ours, theirs = pt.with_config(**settings).search_ids(ids), ct.with_config(**settings).search_ids(ids)
+        assert all(pad not in h.tokens for hyps in ours + theirs for h in hyps)
+        same, diff = compare(ours, theirs)
+        assert (same == len(ids) or settings["beam_size"] > 1) and same >= len(ids) - 1, settings
+        assert diff < 1e-4, settings
+    greedy_pt, greedy_ct = pt.with_config(beam_size=1), ct.with_config(beam_size=1)
+    assert [t.text for t in greedy_ct.translate_lines(LINES)] == [t.text for t in greedy_pt.translate_lines(LINES)]

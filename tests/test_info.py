@@ -169,6 +169,8 @@ def test_a_damaged_model_is_one_error_line_and_nan_is_null(tiny_model_dir, tmp_p
         {"share_all_embeddings": False},
         {"share_all_embeddings": False, "tie_output": False, "tgt_vocab_size": 700},
         {"pre_norm": False, "activation": "gelu", "enc_layers": 2, "dec_layers": 3},
+        {"output_bias": True, "positions": "halves", "scale_embedding": False, "activation": "swish"},
+        {"output_bias": True, "share_all_embeddings": False, "tie_output": False, "tgt_vocab_size": 700},
     ],
 )
 def test_the_parameters_of_a_config_are_those_of_the_model(shape):
@@ -184,3 +186,23 @@ def test_describing_imports_neither_torch_nor_sentencepiece(tiny_model_dir):
     done = subprocess.run([sys.executable, "-c", code, str(tiny_model_dir.parent)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_an_imported_models_options_and_vocabulary_are_described(tmp_path):
+    from helpers import save_marian
+
+    model = save_marian(tmp_path / "m")
+    desc = described(model)
+    assert desc["model"]["positions"] == "halves" and desc["model"]["output_bias"] is True
+    assert desc["vocab"]["maps"] == {"src": "vocab.json", "tgt": "vocab.json"}
+    assert desc["parameters"] == info.parameters_of(ModelConfig(**desc["model"]))
+    assert desc["checksums"]["spm_ok"] is True
+    text = runner.invoke(app, ["info", str(model)]).stdout
+    assert "post-norm, swish, 64 positions, sinusoids in halves, output bias" in text
+    assert "source.spm + target.spm through vocab.json" in text
+    export_dir = export.export_ctranslate2(model, tmp_path / "ct2")
+    exported = described(export_dir)
+    assert exported["parameters"] == desc["parameters"] and exported["vocab"] == desc["vocab"]
+    assert exported["checksums"]["spm_ok"] is True
+    (model / "vocab.json").write_text("{}")
+    assert described(model)["checksums"]["spm_ok"] is False

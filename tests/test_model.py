@@ -246,7 +246,16 @@ def test_initialisation():
     assert ffn_in.abs().max().item() <= math.sqrt(6 / (TINY.d_model + TINY.ffn_dim))
 
 
-@pytest.mark.parametrize("change", [{"pre_norm": False}, {"activation": "gelu"}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"pre_norm": False},
+        {"activation": "gelu"},
+        {"activation": "swish"},
+        {"positions": "halves"},
+        {"scale_embedding": False},
+    ],
+)
 @torch.no_grad()
 def test_variants_run_and_differ_from_default(model, batch, change):
     variant = build(dataclasses.replace(TINY, **change))  # same seed: same weights where shapes agree
@@ -271,6 +280,67 @@ def test_positional_encoding_matches_the_paper(model):
     torch.testing.assert_close(sinusoid_table(64, d_model)[5:25], table)
     with pytest.raises(ValueError, match="max_positions"):
         model.positions(10, offset=TINY.max_positions - 5)
+
+
+def test_halves_hold_the_papers_angles_sines_first():
+    d_model = 10
+    halves, interleaved = sinusoid_table(30, d_model, "halves"), sinusoid_table(30, d_model)
+    torch.testing.assert_close(halves[:, : d_model // 2], interleaved[:, 0::2], atol=0, rtol=0)
+    torch.testing.assert_close(halves[:, d_model // 2 :], interleaved[:, 1::2], atol=0, rtol=0)
+    with pytest.raises(ValueError, match="positions 'rotary'"):
+        sinusoid_table(30, d_model, "rotary")
+
+
+@pytest.mark.parametrize("d_model", [16, 15])
+def test_halves_equal_marians_sinusoids(d_model):
+    pytest.importorskip("transformers")
+    from transformers.models.marian.modeling_marian import MarianSinusoidalPositionalEmbedding
+
+    theirs = MarianSinusoidalPositionalEmbedding(40, d_model).create_weight()
+    torch.testing.assert_close(sinusoid_table(40, d_model, "halves"), theirs, atol=1e-6, rtol=0)
+
+
+def test_swish_is_transformers_swish_and_layer_norms_keep_its_epsilon():
+    pytest.importorskip("transformers")
+    from transformers.activations import ACT2FN
+
+    from nmt.layers import activation
+
+    x = torch.linspace(-6, 6, 101)
+    for name in ("swish", "silu"):
+        torch.testing.assert_close(activation("swish")(x), ACT2FN[name](x), atol=0, rtol=0)
+    torch.testing.assert_close(activation("gelu")(x), ACT2FN["gelu"](x), atol=0, rtol=0)
+    model = build(dataclasses.replace(TINY, pre_norm=False))
+    assert {m.eps for m in model.modules() if isinstance(m, torch.nn.LayerNorm)} == {1e-5}  # Marian's, Pegasus'
+
+
+@torch.no_grad()
+def test_embeddings_are_scaled_by_sqrt_d_model_unless_told_not_to(batch):
+    src = batch[0][:1]
+    for scale, factor in ((True, math.sqrt(TINY.d_model)), (False, 1.0)):
+        model = build(dataclasses.replace(TINY, scale_embedding=scale))
+        expected = model.positions(src.size(1)) + factor * model.src_embed(src)
+        torch.testing.assert_close(model.embed(src, model.src_embed), expected)
+
+
+@torch.no_grad()
+def test_the_output_bias_is_its_own_parameter_beside_a_tied_weight(tmp_path, batch):
+    model = build(dataclasses.replace(TINY, output_bias=True))
+    assert model.output_proj.weight is model.tgt_embed.weight  # still tied
+    assert model.output_proj.bias is not None and model.output_proj.bias.shape == (VOCAB,)
+    assert "output_proj.bias" in model.state_dict() and "output_proj.bias" not in build().state_dict()
+    model.output_proj.bias.copy_(torch.randn(VOCAB))
+    src, src_len, tgt_in = batch
+    memory = model.encode(src, src_len)
+    states = model.decode_states(tgt_in, memory)
+    torch.testing.assert_close(model.decode(tgt_in, memory), states @ model.tgt_embed.weight.T + model.output_proj.bias)
+    stepped, _ = step_by_step(model, memory, tgt_in)
+    torch.testing.assert_close(stepped, F.log_softmax(model.decode(tgt_in, memory), dim=-1), atol=ATOL, rtol=0)
+    save_model(model, str(tmp_path / "model.safetensors"))
+    loaded = build(dataclasses.replace(TINY, output_bias=True), seed=99)
+    load_model(loaded, str(tmp_path / "model.safetensors"))
+    assert loaded.output_proj.weight is loaded.tgt_embed.weight
+    torch.testing.assert_close(loaded(*batch), model(*batch))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -96,6 +96,7 @@ def test_beam_one_with_processors_gives_greedy_tokens(tiny_model_dir, sample_dir
             config,
             bos_id=SPECIAL.bos,
             eos_id=SPECIAL.eos,
+            pad_id=SPECIAL.pad,
             unk_id=SPECIAL.unk,
         )
     greedy_found = translator.search_ids(ids)  # beam_size 1, nbest 1: the greedy path

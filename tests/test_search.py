@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from helpers import EOS, FIRST_WORD, IDS, PAD, UNK, A, B, C, ScriptedModel, has_repeat, scripted_src, tiny_config
+from helpers import BOS, EOS, FIRST_WORD, IDS, PAD, UNK, A, B, C, ScriptedModel, has_repeat, scripted_src, tiny_config
 
 from nmt.config import DecodeConfig, SamplingConfig
 from nmt.errors import ConfigError
@@ -254,3 +254,37 @@ def test_sampling_that_cannot_choose_is_greedy(step_model, src_batch, settings):
     assert drawn == greedy(step_model, *src_batch, **IDS)
     for h in drawn:
         assert len(h.tokens) <= int(1.2 * 9 + 10)
+
+
+# The model prefers padding at every step; no search may emit it (transformers bans it in Marian's outputs).
+PAD_LOVER = {(): {PAD: 0.5, A: 0.3, B: 0.2}, (A,): {PAD: 0.6, EOS: 0.3, B: 0.1}, (B,): {EOS: 1.0}, (A, B): {EOS: 1.0}}
+
+
+class FirstTokens(ScriptedModel):
+    """Records the tokens each search starts its decoder from."""
+
+    def __init__(self, *scripts: dict) -> None:
+        super().__init__(*scripts)
+        self.started_from: list[list[int]] = []
+
+    def decode_step(self, tokens, memory, cache):
+        if cache is None:
+            self.started_from.append(tokens.tolist())
+        return super().decode_step(tokens, memory, cache)
+
+
+@pytest.mark.parametrize("bos_id", [BOS, PAD], ids=["bos", "pad as bos"])
+def test_padding_is_never_emitted_and_the_others_keep_their_log_probs(bos_id):
+    model = FirstTokens(PAD_LOVER)
+    src, src_len = scripted_src([0, 0])
+    ids = {**IDS, "bos_id": bos_id}
+    found = greedy(model, src, src_len, **ids, length_penalty=0.0)
+    assert [h.tokens for h in found] == [[A], [A]]
+    assert found[0].log_prob == pytest.approx(math.log(0.3) + math.log(0.3))  # the model's own, not renormalised
+    [nbest] = beam_search(model, src[:1], src_len[:1], DecodeConfig(beam_size=2, nbest=2, length_penalty=0.0), **ids)
+    assert [h.tokens for h in nbest] == [[B], [A]]
+    assert [h.log_prob for h in nbest] == pytest.approx([math.log(0.2), math.log(0.09)])
+    for seed in range(20):
+        drawn = sample(model, src, src_len, **ids, generator=torch.Generator().manual_seed(seed))
+        assert all(PAD not in h.tokens for h in drawn)
+    assert {t for first in model.started_from for t in first} == {bos_id}  # Marian's decoder starts from pad

@@ -134,7 +134,7 @@ CONFIGS = {
     "dropout a string": (set_model("dropout", "high"), "dropout must be a number"),
     "dropout above one": (set_model("dropout", 5.0), "invalid model config"),
     "pre_norm a string": (set_model("pre_norm", "yes"), "pre_norm must be true or false"),
-    "activation a number": (set_model("activation", 3), "activation must be 'relu' or 'gelu', not 3"),
+    "activation a number": (set_model("activation", 3), "activation must be 'relu' or 'gelu' or 'swish', not 3"),
     "unknown option": (set_model("exec", "import os"), "unknown option"),
     "pad_id past the vocabulary": (set_model("pad_id", 10**6), "invalid model config"),
     # sizes that would allocate terabytes if believed: refused from the header, before any allocation
