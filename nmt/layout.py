@@ -60,8 +60,10 @@ def spm_model_names(src: str, tgt: str, joint: bool) -> dict[str, str]:
 
 
 def vocab_name(spm_name: str) -> str:
-    """The readable vocabulary written next to a SentencePiece model."""
-    return spm_name.replace(".model", ".vocab")
+    """The readable vocabulary written next to a SentencePiece model: spm.model -> spm.vocab; an imported model's
+    source.spm -> source.vocab (never the model's own name, which a plain replace of ".model" would give it)."""
+    stem, dot, _ = spm_name.rpartition(".")
+    return f"{stem if dot else spm_name}.vocab"
 
 
 def ids_file(split: str) -> str:

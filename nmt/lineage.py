@@ -32,8 +32,9 @@ class ModelTokenizers:
     path: Path  # the model directory (a run directory resolved to its best checkpoint)
     src: Tokenizer
     tgt: Tokenizer
-    names: dict[str, str]  # the file of each side ("src", "tgt")
+    names: dict[str, str]  # the SentencePiece file of each side ("src", "tgt")
     files: dict[str, bytes]  # every tokenizer file of the model, by name
+    vocab_names: dict[str, str] | None = None  # the vocabulary file of each side, for an imported model's id map
 
     def record(self) -> dict[str, Any]:
         """What prepare.json says of where its vocabulary came from."""
@@ -54,18 +55,23 @@ def model_tokenizers(model: Path) -> ModelTokenizers:
         mismatch="does not match the sha256 the model records; the model directory is damaged",
     )
     names = {side: str(config["spm"][side]) for side in ("src", "tgt")}
-    return ModelTokenizers(path, src, tgt, names, _tokenizer_files(path, config))
+    vocab = config.get("vocab")
+    vocab_names = {side: str(vocab[side]) for side in ("src", "tgt")} if isinstance(vocab, dict) else None
+    return ModelTokenizers(path, src, tgt, names, _tokenizer_files(path, config), vocab_names)
 
 
 def _tokenizer_files(path: Path, config: dict[str, Any]) -> dict[str, bytes]:
-    """Every file config.json records a tokenizer sha256 for (the SentencePiece models, and whatever else a
-    tokenizer is made of), each checked against it."""
+    """Every file config.json records a tokenizer sha256 for (the SentencePiece models, the vocabularies of an
+    imported model's id map, and whatever else a tokenizer is made of), each checked against it."""
     files = spm_files_of(path, config)
-    for name, digest in _object(config.get("spm_sha256")).items():
+    recorded = {**_object(config.get("spm_sha256")), **_object(config.get("vocab_sha256"))}
+    for name, digest in recorded.items():
         if name in files:
             continue  # checked by checked_tokenizers
         if "/" in name or name.startswith(".") or not (path / name).is_file():
-            raise CheckpointError(f"{path / CONFIG_FILE}: spm_sha256 names {name!r}, which is not a file of the model")
+            raise CheckpointError(
+                f"{path / CONFIG_FILE}: records a sha256 for {name!r}, which is not a file of the model"
+            )
         data = (path / name).read_bytes()
         if sha256_bytes(data) != digest:
             raise CheckpointError(f"{path / name}: does not match the sha256 the model records; the model is damaged")
@@ -114,6 +120,12 @@ def check_vocabulary(data_dir: Path, summary: dict[str, Any], model: Path, confi
                 f"{data_dir}: its {what} vocabulary is not that of {model} (the SentencePiece sha256 differs); "
                 f"prepare the data with the model's: `nmt prepare ... --tokenizer {model}`"
             )
+    data_vocab, model_vocab = _object(summary.get("vocab")), _object(config.get("vocab_sha256"))
+    if sorted(_object(data_vocab.get("sha256")).values()) != sorted(model_vocab.values()):
+        raise ConfigError(
+            f"{data_dir}: its vocabulary (piece to id) is not that of {model} (vocab.json sha256 differs); "
+            f"prepare the data with the model's: `nmt prepare ... --tokenizer {model}`"
+        )
     if sorted(data_sums.values()) != sorted(model_sums.values()):
         raise ConfigError(
             f"{data_dir}: its tokenizer files are not those of {model} (sha256 differs); "

@@ -26,7 +26,7 @@ from nmt.fileio import commit_dir, read_json, sha256_bytes, sha256_file
 from nmt.layout import PREPARE_JSON, spm_model_names, vocab_name
 from nmt.prepare_clean import clean_corpus
 from nmt.prepare_encode import Chunk, encode_split
-from nmt.tokenizer import SPECIAL, Tokenizer, train_bpe
+from nmt.tokenizer import Tokenizer, train_bpe
 from nmt.version import __version__
 
 if TYPE_CHECKING:
@@ -145,20 +145,28 @@ def prepare(
             tokenizers = Tokenizer(models[spm_names["src"]]), Tokenizer(models[spm_names["tgt"]])
         else:
             models, spm_names, tokenizers = _copy_tokenizers(source, tmp), source.names, (source.src, source.tgt)
-        unk_id = SPECIAL.unk if source else None
+        # an imported model's id maps are recorded under "vocab", every other tokenizer file under "spm"
+        vocabs = set(source.vocab_names.values()) if source is not None and source.vocab_names else set()
+        specials = tokenizers[1].specials  # a model's vocabulary has its own (source and target agree: files.py)
+        unk_id = specials.unk if source else None
         splits = _encode_splits(cfg, plan.files, lines, tmp, tokenizers, threads, stage, unk_id)
         summary = {
             "nmt_version": __version__,
             "fingerprint": plan.fingerprint,
             "settings": plan.settings,
-            "special_ids": asdict(SPECIAL),
-            "spm": {**spm_names, "sha256": {n: sha256_bytes(p) for n, p in models.items()}},
+            "special_ids": asdict(specials),
+            "spm": {**spm_names, "sha256": {n: sha256_bytes(p) for n, p in models.items() if n not in vocabs}},
             "vocab_size": {"src": len(tokenizers[0]), "tgt": len(tokenizers[1])},
             "splits": splits,
             "inputs": plan.inputs,
         }
         if record is not None:
             summary["tokenizer"] = record
+        if source is not None and source.vocab_names is not None:  # an imported model's piece-to-id map
+            summary["vocab"] = {
+                **source.vocab_names,
+                "sha256": {n: sha256_bytes(models[n]) for n in source.vocab_names.values()},
+            }
         _write_out(tmp, out, summary, stage)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

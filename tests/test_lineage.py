@@ -107,6 +107,48 @@ def test_prepare_with_a_models_tokenizer_gives_its_ids_and_trains_no_sentencepie
         assert summary["splits"][split]["unk"] == {"pairs": 0, "kept": 0, "examples": []}
 
 
+@pytest.mark.parametrize("separate_vocabs", [False, True])
+def test_prepare_and_init_with_an_imported_models_vocabulary_keep_its_ids_and_specials(
+    sample_dir, tmp_path, separate_vocabs
+):
+    from helpers import save_marian
+
+    model_dir = save_marian(tmp_path / "marian", separate_vocabs=separate_vocabs)
+    model = load_model_dir(model_dir)
+    train, valid = corpus(tmp_path, sample_dir, n=60)
+    out = prepare(prepare_config(train, valid), tmp_path / "data", tokenizer=model_dir).out
+    summary = json.loads((out / "prepare.json").read_text(encoding="utf-8"))
+    specials = model.tgt_tokenizer.specials
+    assert specials.bos == specials.pad != SPECIAL.pad  # Marian's: the decoder starts from <pad>, the last id
+    assert summary["special_ids"] == {
+        "pad": specials.pad,
+        "unk": specials.unk,
+        "bos": specials.bos,
+        "eos": specials.eos,
+    }
+    assert summary["vocab"]["sha256"] == model.config["vocab_sha256"]
+    assert {k: summary["vocab"][k] for k in ("src", "tgt")} == model.config["vocab"]
+    for name in model.config["vocab_sha256"]:
+        assert (out / name).read_bytes() == (model_dir / name).read_bytes()
+    ids = ParallelIds.load(out / "train.ids.safetensors")
+    src, tgt = read_lines(out / "train.en"), read_lines(out / "train.fr")
+    assert [ids.src(i).tolist() for i in range(len(ids))] == model.src_tokenizer.encode_batch(src)
+    assert [ids.tgt(i).tolist() for i in range(len(ids))] == model.tgt_tokenizer.encode_batch(tgt)
+    # a run started from the model trains on these ids and its checkpoints carry the vocabulary
+    trainer = training.start(
+        out,
+        tmp_path / "r",
+        {},
+        tiny_train(max_steps=1, valid_bleu=False, early_stop_metric="loss"),
+        threads=1,
+        init=model_dir,
+    )
+    trainer.train()
+    trainer.close()
+    last = load_model_dir(tmp_path / "r" / "last")
+    assert last.tgt_tokenizer.specials == specials and last.config["vocab_sha256"] == model.config["vocab_sha256"]
+
+
 def test_the_same_preparation_is_reused_and_another_model_is_another_preparation(tiny_model_dir, sample_dir, tmp_path):
     train, valid = corpus(tmp_path, sample_dir)
     cfg = prepare_config(train, valid)
