@@ -382,7 +382,7 @@ COMMANDS = {
     "average": ("train", "average", "Average the last checkpoints of a run into a model."),
     "translate": ("translate", "translate", "Translate stdin (or a file), one output line per input line."),
     "score": ("score", "score", "BLEU, chrF and TER (sacreBLEU) of hypothesis files."),
-    "export": ("export", "export", "Write a model for CTranslate2."),
+    "export": ("export", "export", "Write a model for CTranslate2 or Hugging Face transformers."),
     "info": ("info", "info", "Say what a model, run, data or export directory holds."),
     "plot": ("plot", "plot", "Plot the training curves of runs (PNG and/or CSV)."),
     "attention": ("attention", "attention", "Draw the attention behind a translation."),

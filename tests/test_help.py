@@ -79,7 +79,7 @@ CHOICES = [
     ("translate", "--engine", ENGINES),
     ("translate", "--normalize", typing.get_args(typing.get_type_hints(DecodeConfig)["normalize"])),
     ("export", "--quantization", QUANTIZATIONS),
-    ("export", "--format", ("ctranslate2",)),
+    ("export", "--format", ("ctranslate2", "hf")),
     ("attention", "--kind", ATTENTION_KINDS),
     ("score", "--metrics", ("bleu", "chrf", "ter")),
     *(

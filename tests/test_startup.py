@@ -15,7 +15,8 @@ import pytest
 pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).resolve().parent.parent
-# never needed to translate: training, data preparation, scoring, pictures, the server, the exporter
+# never needed to translate: training, data preparation, scoring, pictures, the server, the exporters (and
+# transformers, which only `nmt import` and `nmt export --format hf` load)
 NOT_FOR_TRANSLATING = {
     "nmt.train",
     "nmt.trainer",
@@ -25,6 +26,8 @@ NOT_FOR_TRANSLATING = {
     "nmt.prepare_clean",
     "nmt.prepare_encode",
     "nmt.export",
+    "nmt.hf",
+    "transformers",
     "sacrebleu",
     "matplotlib",
     "starlette",
