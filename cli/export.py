@@ -62,7 +62,7 @@ def _export_hf(model: Path, out_dir: Path, quantization: str, force: bool) -> No
 
     if quantization != "float32":
         raise ConfigError(f"--quantization {quantization}: --format hf writes float32 weights; leave it out")
-    from nmt.hf import export_hf, quiet_transformers
+    from nmt.hf_dir import export_hf, quiet_transformers
 
     writable(out_dir, "--out", directory=True)
     with quiet_transformers(), err.status(f"exporting {model}…"):

@@ -383,6 +383,7 @@ COMMANDS = {
     "translate": ("translate", "translate", "Translate stdin (or a file), one output line per input line."),
     "score": ("score", "score", "BLEU, chrF and TER (sacreBLEU) of hypothesis files."),
     "export": ("export", "export", "Write a model for CTranslate2 or Hugging Face transformers."),
+    "import": ("importer", "import_model", "Read a Hugging Face MarianMT directory into an nmt model."),
     "info": ("info", "info", "Say what a model, run, data or export directory holds."),
     "plot": ("plot", "plot", "Plot the training curves of runs (PNG and/or CSV)."),
     "attention": ("attention", "attention", "Draw the attention behind a translation."),

@@ -30,15 +30,18 @@ print(tokenizer.batch_decode(model.generate(**batch), skip_special_tokens=True))
 ```"""
 
 
-def model_card(loaded: LoadedModel, hf: dict[str, Any], generation: dict[str, Any], transformers_version: str) -> str:
-    """README.md of an export of `loaded`, whose transformers config is `hf` and generation config `generation`."""
+def model_card(
+    loaded: LoadedModel, out: Path, hf: dict[str, Any], generation: dict[str, Any], transformers_version: str
+) -> str:
+    """README.md of the export `out` of `loaded`, whose transformers config is `hf` and generation config
+    `generation`."""
     config = loaded.config
     src, tgt = config.get("src_lang"), config.get("tgt_lang")
     pair = f"{src}→{tgt}" if src and tgt else "translation"
     parts = [
         f"# nmt {pair} model ({hf['architectures'][0]})",
         _origin(loaded, hf, transformers_version),
-        "## Use\n\n" + SAMPLE_USE.format(path="THIS_DIRECTORY", text="How was your day?"),
+        "## Use\n\n" + SAMPLE_USE.format(path=out, text="How was your day?"),
         _decoding(generation),
         _shape(loaded),
         *_data(config),
@@ -52,14 +55,20 @@ def _origin(loaded: LoadedModel, hf: dict[str, Any], transformers_version: str) 
     lines = [
         f"Exported by `nmt export --format hf` (nmt {__version__}, transformers {transformers_version}) from "
         f"`{loaded.path}` ({MODEL_FILE} sha256 `{sha256_file(loaded.path / MODEL_FILE)}`).",
-        "The weights are the nmt model's own, reordered along d_model from nmt's interleaved sinusoid layout to "
-        "transformers' (sines, then cosines): the network computes the same function.",
     ]
-    init = loaded.config.get("init")
-    if isinstance(init, dict) and init.get("path"):
+    if loaded.model.config.positions == "interleaved":
         lines.append(
-            f"Fine-tuned from `{init['path']}`" + (f" (sha256 `{init['sha256']}`)." if init.get("sha256") else ".")
+            "The weights are the nmt model's own, reordered along d_model from nmt's interleaved sinusoid layout to "
+            "transformers' (sines, then cosines): the network computes the same function."
         )
+    init = loaded.config.get("init")  # nmt train --init: the model the run started from
+    if isinstance(init, dict) and init.get("path"):
+        digest = f" (model.safetensors sha256 `{init['model_sha256']}`)" if init.get("model_sha256") else ""
+        lines.append(f"Fine-tuned from `{init['path']}`{digest}.")
+    imported = loaded.config.get("imported_from")  # nmt import: the transformers directory it was read from
+    if isinstance(imported, dict) and imported.get("path"):
+        digest = f" (model.safetensors sha256 `{imported['model_sha256']}`)" if imported.get("model_sha256") else ""
+        lines.append(f"Imported by `nmt import` from `{imported['path']}`{digest}.")
     return "\n".join(lines)
 
 

@@ -2,12 +2,14 @@
 (AutoTokenizer, AutoModelForSeq2SeqLM) and computes what our model computes: teacher-forced log-probabilities
 equal to 1e-4, and the same translations as our search when transformers' generate is given our search's
 settings: the per-sentence length limit int(1.2 * source tokens + 10) with EOS forced at it (a logits processor:
-transformers has one max_length), early_stopping=True, and length_penalty 0 (transformers divides by
-length ** alpha, we by ((5 + length) / 6) ** alpha: the same only at 0). An import reads MarianMT models built
-here with transformers (random weights, several shapes) and computes what they compute."""
+transformers has one max_length), pad never emitted (bad_words_ids), early_stopping=True, and length_penalty 0
+(transformers divides by length ** alpha, we by ((5 + length) / 6) ** alpha: the same only at 0). An import
+reads MarianMT models built here with transformers (random weights, several shapes and options) and computes
+what they compute; import(export(model)) translates as the model."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -28,7 +30,8 @@ from nmt.translate import Translator
 
 transformers = pytest.importorskip("transformers")
 
-from nmt.hf import export_hf, halves_order, quiet_transformers  # noqa: E402 (after the skip)
+from nmt.hf import halves_order  # noqa: E402 (after the skip)
+from nmt.hf_dir import export_hf, import_hf, quiet_transformers  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -113,6 +116,7 @@ def generate(hf_dir: Path, lines: list[str], beams: int, length_penalty: float =
             early_stopping=True,
             max_length=max(limits) + 2,  # the decoder start, the tokens, EOS
             forced_eos_token_id=None,
+            bad_words_ids=[[tok.pad_token_id]],  # our search never emits pad
             logits_processor=[NmtLengthLimit(limits, beams, eos)],
         )
     return list(tok.batch_decode(out, skip_special_tokens=True))
@@ -182,8 +186,8 @@ def test_export_translates_as_ours(tiny_model_dir, tiny_hf, test_lines):
     """Greedy and beam 5 on the sample's test set: the same lines, every one; also with our normalize "length"
     (log-prob / length), which is transformers' length_penalty 1."""
     assert generate(tiny_hf, test_lines, beams=1) == ours(tiny_model_dir, test_lines, beams=1)
-    lines = test_lines[:60]
-    assert generate(tiny_hf, lines, beams=5) == ours(tiny_model_dir, lines, beams=5)
+    assert generate(tiny_hf, test_lines, beams=5) == ours(tiny_model_dir, test_lines, beams=5)
+    lines = test_lines[:40]
     by_length = ours(tiny_model_dir, lines, beams=5, normalize="length")
     assert generate(tiny_hf, lines, beams=5, length_penalty=1.0) == by_length
 
@@ -214,9 +218,224 @@ def test_export_command(tiny_model_dir, tmp_path):
 
 def test_without_transformers_the_commands_say_how_to_install_it(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` raises ImportError
-    for args in (["export", "-m", str(tiny_model_dir), "--format", "hf", "--out", str(tmp_path / "hf")],):
+    for args in (
+        ["export", "-m", str(tiny_model_dir), "--format", "hf", "--out", str(tmp_path / "hf")],
+        ["import", str(tmp_path), "--out", str(tmp_path / "model")],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 2
         assert result.stderr.strip().splitlines() == [
             "error: transformers is not installed; install it with: pip install 'nmt[hf]'"
         ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Import: MarianMT models made here with transformers, random weights, SentencePiece models trained on the sample
+
+
+def train_spm(lines: list[str], size: int) -> bytes:
+    """A SentencePiece model as OPUS-MT's are (<unk> 0, <s> 1, </s> 2: not nmt's ids, which vocab.json gives)."""
+    import io
+
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=model, vocab_size=size, minloglevel=2, num_threads=1
+    )
+    return model.getvalue()
+
+
+@pytest.fixture(scope="module")
+def marian_spm(sample_dir) -> dict[str, bytes]:
+    read = lambda name: (sample_dir / name).read_text(encoding="utf-8").splitlines()  # noqa: E731
+    return {"en": train_spm(read("train.en"), 300), "fr": train_spm(read("train.fr"), 280)}
+
+
+def marian_vocab(*protos: bytes, pad_last: bool = True) -> dict[str, int]:
+    """vocab.json as OPUS-MT writes it: </s> 0, <unk> 1, the pieces of the SentencePiece models, <pad> last (or
+    at 2: two vocabularies need it at the same id in nmt)."""
+    import sentencepiece as spm
+
+    pieces: dict[str, None] = {}
+    for proto in protos:
+        sp = spm.SentencePieceProcessor(model_proto=proto)
+        pieces |= dict.fromkeys(sp.id_to_piece(i) for i in range(3, sp.get_piece_size()))
+    order = ["</s>", "<unk>", *pieces, "<pad>"] if pad_last else ["</s>", "<unk>", "<pad>", *pieces]
+    return {p: i for i, p in enumerate(order)}
+
+
+OPUS_LEGACY = {
+    "_num_labels": 3,
+    "add_bias_logits": False,
+    "add_final_layer_norm": False,
+    "classif_dropout": 0.0,
+    "gradient_checkpointing": False,
+    "id2label": {"0": "LABEL_0", "1": "LABEL_1", "2": "LABEL_2"},
+    "label2id": {"LABEL_0": 0, "LABEL_1": 1, "LABEL_2": 2},
+    "max_length": 512,
+    "normalize_before": False,
+    "normalize_embedding": False,
+    "num_beams": 4,
+    "static_position_embeddings": True,
+}
+MARIAN = {  # the shapes and options of the MarianMT models imported (transformers' field names)
+    "swish, shared, scaled, biased": dict(activation_function="swish", final_logits_bias=True),
+    "relu, separate vocabularies, 2+1 layers": dict(
+        activation_function="relu", separate=True, encoder_layers=2, decoder_layers=1
+    ),
+    "gelu, unscaled, untied output, 1+2 layers": dict(
+        activation_function="gelu",
+        scale_embedding=False,
+        tie_word_embeddings=False,
+        encoder_layers=1,
+        decoder_layers=2,
+    ),
+}
+
+
+def marian_dir(
+    path: Path,
+    spms: dict[str, bytes],
+    separate: bool = False,
+    final_logits_bias: bool = False,
+    **fields: Any,
+) -> Path:
+    """A MarianMT directory as OPUS-MT publishes them (config.json, model.safetensors, source.spm, target.spm,
+    vocab.json, tokenizer_config.json) with random weights: its outputs are nonsense (a few tokens repeated up
+    to the length limit), its log-probabilities what they are."""
+    import json
+
+    src_vocab = marian_vocab(spms["en"], pad_last=False) if separate else marian_vocab(spms["en"], spms["fr"])
+    tgt_vocab = marian_vocab(spms["fr"], pad_last=False) if separate else src_vocab
+    config = transformers.MarianConfig(
+        **{
+            "vocab_size": len(src_vocab),
+            "decoder_vocab_size": len(tgt_vocab),
+            "share_encoder_decoder_embeddings": not separate,
+            "d_model": 16,
+            "encoder_attention_heads": 2,
+            "decoder_attention_heads": 2,
+            "encoder_ffn_dim": 24,
+            "decoder_ffn_dim": 24,
+            "encoder_layers": 1,
+            "decoder_layers": 1,
+            "max_position_embeddings": 128,
+            "scale_embedding": True,
+            "pad_token_id": tgt_vocab["<pad>"],
+            "decoder_start_token_id": tgt_vocab["<pad>"],
+            "eos_token_id": 0,
+            "forced_eos_token_id": 0,
+            **fields,
+        }
+    )
+    torch.manual_seed(0)
+    model = transformers.MarianMTModel(config)
+    with torch.no_grad():  # larger than transformers' init, so that every next-token distribution has a clear best
+        for name, p in model.named_parameters():
+            p.normal_(0.0, 1.0 if "embed" in name else 0.5)
+        if final_logits_bias:
+            model.final_logits_bias.normal_(0.0, 1.0)
+    model.save_pretrained(str(path))
+    # what OPUS-MT's config.json files still carry from transformers' BART days (and generation defaults)
+    legacy = {
+        **OPUS_LEGACY,
+        "num_hidden_layers": config.encoder_layers,
+        "extra_pos_embeddings": len(src_vocab),
+        "bad_words_ids": [[tgt_vocab["<pad>"]]],
+    }
+    written = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    (path / "config.json").write_text(json.dumps({**legacy, **written}), encoding="utf-8")
+    (path / "source.spm").write_bytes(spms["en"])
+    (path / "target.spm").write_bytes(spms["fr"])
+    (path / "vocab.json").write_text(json.dumps(src_vocab), encoding="utf-8")
+    if separate:
+        (path / "target_vocab.json").write_text(json.dumps(tgt_vocab), encoding="utf-8")
+    tok_config = {"source_lang": "en", "target_lang": "fr", "separate_vocabs": separate}
+    (path / "tokenizer_config.json").write_text(json.dumps(tok_config), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("variant", MARIAN)
+def test_import_computes_what_marian_computes(variant, marian_spm, pairs, tmp_path):
+    """Teacher-forced log-probs within 1e-4; greedy and beam 5 the same lines (transformers' generate with our
+    search's settings: the module docstring)."""
+
+    hf_dir = marian_dir(tmp_path / "opus", marian_spm, **MARIAN[variant])
+    model_dir = import_hf(hf_dir, tmp_path / "nmt")
+    assert log_prob_gap(model_dir, hf_dir, pairs[:6]) < 1e-4
+    lines = [src for src, _ in pairs[:8]]
+    assert generate(hf_dir, lines, beams=1) == ours(model_dir, lines, beams=1)
+    assert generate(hf_dir, lines, beams=5) == ours(model_dir, lines, beams=5)
+    again = export_hf(model_dir, tmp_path / "again")  # and out again: a MarianMT directory that computes the same
+    assert transformers.AutoConfig.from_pretrained(str(again)).model_type == "marian"
+    assert generate(again, lines, beams=1) == generate(hf_dir, lines, beams=1)
+
+
+@pytest.mark.parametrize("which", ["pre-norm (trained tiny)", "post-norm"])
+def test_import_of_an_export_translates_as_the_model(which, tiny_model_dir, prepared_sample, test_lines, tmp_path):
+
+    model_dir = tiny_model_dir if which.startswith("pre") else post_norm_model_dir(tmp_path / "m", prepared_sample)
+    back = import_hf(export_hf(model_dir, tmp_path / "hf"), tmp_path / "back")
+    assert load_model_dir(back).config["spm"] == {"src": "spm.model", "tgt": "spm.model"}  # nmt's own ids again
+    lines = test_lines[:24]
+    for beams in (1, 5):
+        assert ours(back, lines, beams, length_penalty=1.0) == ours(model_dir, lines, beams, length_penalty=1.0)
+
+
+@pytest.fixture(scope="module")
+def opus_dir(marian_spm, tmp_path_factory) -> Path:
+    return marian_dir(tmp_path_factory.mktemp("opus") / "opus", marian_spm)
+
+
+REFUSED = {  # a change to the MarianMT directory -> what the one-line error names
+    "pickle": ("pytorch_model.bin", "safe_serialization=True"),
+    "normalize_embedding": ("normalize_embedding", "normalize_embedding"),
+    "add_bias_logits": ("add_bias_logits", "add_bias_logits"),
+    "heads": ("decoder_attention_heads", "decoder_attention_heads"),
+    "layer drop": ("encoder_layerdrop", "encoder_layerdrop"),
+    "activation": ("activation_function", "gelu_new"),
+    "unknown field": ("rotary_dim", "rotary_dim"),
+    "model type": ("model_type", "bart"),
+}
+
+
+@pytest.mark.parametrize("change", REFUSED)
+def test_import_refuses_what_does_not_map_in_one_line(change, opus_dir, tmp_path):
+    import json
+    import shutil
+
+    from nmt.errors import NmtError
+
+    hf_dir = tmp_path / "changed"
+    shutil.copytree(opus_dir, hf_dir)
+    config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
+    field, said = REFUSED[change]
+    if change == "pickle":
+        (hf_dir / "model.safetensors").rename(hf_dir / "pytorch_model.bin")
+    else:
+        value = {"normalize_embedding": True, "add_bias_logits": True, "decoder_attention_heads": 4}.get(field)
+        value = {"encoder_layerdrop": 0.1, "activation_function": "gelu_new", "rotary_dim": 8}.get(field, value)
+        config[field] = "bart" if field == "model_type" else value
+        (hf_dir / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(NmtError) as refused:
+        import_hf(hf_dir, tmp_path / "nmt")
+    assert said in str(refused.value) and "\n" not in str(refused.value)
+    assert not (tmp_path / "nmt").exists()
+
+
+def test_import_command_makes_a_model_the_commands_take(opus_dir, tmp_path):
+    out = tmp_path / "opus_nmt"
+    result = runner.invoke(app, ["import", str(opus_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    translated = runner.invoke(app, ["translate", "-m", str(out), "--threads", "1"], input="How are you?\nGood.\n")
+    assert translated.exit_code == 0 and len(translated.stdout.splitlines()) == 2, translated.output
+    info = runner.invoke(app, ["info", str(out), "--json"])
+    assert info.exit_code == 0 and '"vocab.json"' in info.stdout, info.output
+    drawn = runner.invoke(app, ["attention", "-m", str(out), "How are you?", "--json", "-", "--threads", "1"])
+    assert drawn.exit_code == 0 and '"cross"' in drawn.stdout, drawn.output
+    if importlib.util.find_spec("ctranslate2"):
+        ct2 = runner.invoke(app, ["export", "-m", str(out), "--out", str(tmp_path / "ct2")])
+        assert ct2.exit_code == 0, ct2.output
+    again = runner.invoke(app, ["import", str(opus_dir), "--out", str(out)])
+    assert again.exit_code == 2 and "--force" in again.stderr

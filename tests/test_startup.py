@@ -27,6 +27,7 @@ NOT_FOR_TRANSLATING = {
     "nmt.prepare_encode",
     "nmt.export",
     "nmt.hf",
+    "nmt.hf_dir",
     "transformers",
     "sacrebleu",
     "matplotlib",
