@@ -315,22 +315,23 @@ def read_hf_tokenizers(path: Path) -> HfTokenizers:
             raise CheckpointError(f"{path / name}: missing; nmt import needs MarianTokenizer's files")
     protos = {side: (path / name).read_bytes() for side, name in names.items()}
     vocabs = {side: _json(path / name) for side, name in vocab_names.items()}
+    # the model directory's names, as nmt names SentencePiece models (nmt.layout: "*.model", beside a "*.vocab")
+    joint = protos["src"] == protos["tgt"]
+    spm = {"src": JOINT_SPM, "tgt": JOINT_SPM} if joint else {"src": "spm.src.model", "tgt": "spm.tgt.model"}
+    spm_files = {spm[s]: protos[s] for s in names}
     if all(_own_ids(protos[side], vocabs[side]) for side in names):
         plain = {side: Tokenizer(protos[side], str(path / names[side])) for side in names}
-        joint = protos["src"] == protos["tgt"]
-        spm = {"src": JOINT_SPM, "tgt": JOINT_SPM} if joint else {"src": "spm.src.model", "tgt": "spm.tgt.model"}
-        return HfTokenizers(plain["src"], plain["tgt"], {spm[s]: protos[s] for s in names}, {}, {"spm": spm})
+        return HfTokenizers(plain["src"], plain["tgt"], spm_files, {}, {"spm": spm})
     toks = {
         side: Tokenizer(
             protos[side], str(path / names[side]), vocab=vocabs[side], vocab_source=str(path / vocab_names[side])
         )
         for side in names
     }
-    spm = {side: names[side] for side in names}
     return HfTokenizers(
         toks["src"],
         toks["tgt"],
-        {names[s]: protos[s] for s in names},
+        spm_files,
         {vocab_names[s]: (path / vocab_names[s]).read_bytes() for s in names},
         {"spm": spm, "vocab": dict(vocab_names)},
     )
