@@ -278,6 +278,7 @@ def test_sigterm_answers_the_requests_in_flight_and_exits_0(tiny_model_dir: Path
     sent = threading.Barrier(21)
     lines = [f"The dog number {i} runs." for i in range(20)]
     clients: list[int] = []  # the local ports of the 20 connections
+    terminated = False
 
     def one(i: int) -> tuple[int, Any]:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
@@ -302,9 +303,10 @@ def test_sigterm_answers_the_requests_in_flight_and_exits_0(tiny_model_dir: Path
                 )
                 time.sleep(0.005)
             server.proc.send_signal(signal.SIGTERM)
+            terminated = True
             results = [f.result() for f in futures]
     finally:
-        code = server.stop()
+        code = server.stop(signal_first=not terminated)
     assert code == 0
     for i, (status, body) in enumerate(results):
         assert status == 200, body
