@@ -23,8 +23,6 @@ How our Transformer maps onto CTranslate2's `TransformerSpec`:
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,7 @@ import torch
 from nmt.config import to_dict
 from nmt.ct2 import import_ctranslate2
 from nmt.errors import CheckpointError, ConfigError
-from nmt.fileio import commit_dir, sha256_file, write_json
+from nmt.fileio import sha256_file, staged_dir, write_json
 from nmt.layout import CONFIG_FILE, CT2_MODEL_FILE, EXPORT_FILE, EXPORT_FORMAT, MODEL_FILE, QUANTIZATIONS
 from nmt.model import Transformer
 from nmt.modeldir import LoadedModel, load_model_dir, spm_files_of, vocab_files_of
@@ -159,23 +157,17 @@ def export_ctranslate2(model_dir: Path, out: Path, quantization: str = "float32"
     except ValueError as e:
         raise CheckpointError(f"{loaded.path}: cannot be exported to CTranslate2 ({e})") from e
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
-        spec.save(str(tmp))
-        tokenizer_files = {**spm_files_of(loaded.path, loaded.config), **vocab_files_of(loaded.path, loaded.config)}
-        for name, data in tokenizer_files.items():
-            (tmp / name).write_bytes(data)
-        write_json(tmp / EXPORT_FILE, _description(loaded, quantization, ct2.__version__, tmp))
-        commit_dir(tmp, out)
+        with staged_dir(out) as tmp:
+            spec.save(str(tmp))
+            tokenizer_files = {**spm_files_of(loaded.path, loaded.config), **vocab_files_of(loaded.path, loaded.config)}
+            for name, data in tokenizer_files.items():
+                (tmp / name).write_bytes(data)
+            write_json(tmp / EXPORT_FILE, _description(loaded, quantization, ct2.__version__, tmp))
     except OSError as e:
         raise CheckpointError(
             f"{out}: could not write it: {e.strerror or e} ({e.filename}); nothing was written there"
         ) from e
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ from torch import Tensor
 
 from nmt.config import DecodeConfig, ModelConfig
 from nmt.errors import CheckpointError, ConfigError
-from nmt.fileio import commit_dir, sha256_file, write_json, write_text
+from nmt.fileio import sha256_file, staged_dir, write_json, write_text
 from nmt.hf import CLASSES, from_hf_state, hf_config, nmt_config, to_hf_state
 from nmt.layout import JOINT_SPM
 from nmt.model import Transformer, build_model
@@ -172,25 +171,20 @@ def export_hf(model_dir: Path, out: Path, force: bool = False, decode: DecodeCon
     hf_model.generation_config = transformers.GenerationConfig(**gen)
     files, tok_config = _tokenizer_files(loaded, special)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        hf_model.save_pretrained(str(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp / HF_WEIGHTS, 0o666 & ~umask)  # transformers writes it 0600; the other files are the user's
-        for name, data in files.items():
-            (tmp / name).write_bytes(data)
-        write_json(tmp / TOKENIZER_CONFIG, tok_config)
-        write_text(tmp / "README.md", model_card(loaded, out, hf, gen, transformers.__version__))
-        commit_dir(tmp, out)
+        with staged_dir(out) as tmp:
+            hf_model.save_pretrained(str(tmp))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp / HF_WEIGHTS, 0o666 & ~umask)  # transformers writes it 0600; the other files are the user's
+            for name, data in files.items():
+                (tmp / name).write_bytes(data)
+            write_json(tmp / TOKENIZER_CONFIG, tok_config)
+            write_text(tmp / "README.md", model_card(loaded, out, hf, gen, transformers.__version__))
     except OSError as e:
         raise CheckpointError(
             f"{out}: could not write it: {e.strerror or e} ({e.filename}); nothing was written"
         ) from e
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
